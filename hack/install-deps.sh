@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Quill's tests and demo use, if any is missing:
+# openssl (the outside verifier of what Quill signs) and util-linux's setpriv
+# (ties control-plane processes to the test that started them). Needs root
+# for apt-get; without root it only says what is missing.
+set -euo pipefail
+
+need=()
+command -v openssl >/dev/null || need+=(openssl)
+command -v setpriv >/dev/null || need+=(util-linux)
+command -v gcc >/dev/null || need+=(gcc)
+[ ${#need[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "install-deps: missing packages: ${need[*]} (run as root, or apt-get install them)" >&2
+	exit 1
+fi
+echo "install-deps: installing ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}"
