@@ -1,0 +1,450 @@
+package issuance
+
+import (
+	"crypto/rand"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net/url"
+	"time"
+)
+
+const (
+	// DefaultCertificateDuration applies when neither the request nor
+	// Options name a duration; it matches cert-manager's own default.
+	DefaultCertificateDuration = 90 * 24 * time.Hour
+
+	// MinCertificateDuration is the shortest validity Sign issues. It is
+	// the floor the Kubernetes CertificateSigningRequest API puts on
+	// spec.expirationSeconds, so every request that API admits can be
+	// served; anything shorter leaves cert-manager no time to renew.
+	MinCertificateDuration = 10 * time.Minute
+)
+
+// Request is what a cert-manager CertificateRequest or a Kubernetes
+// CertificateSigningRequest asks for. The controller fills it from the
+// resource's spec; Sign trusts none of it without checking.
+type Request struct {
+	// CSR is one PEM "CERTIFICATE REQUEST" block.
+	CSR []byte
+	// Duration is the requested validity; 0 selects Options.DefaultDuration.
+	Duration time.Duration
+	// IsCA asks for a CA certificate; keyCertSign is then added to
+	// KeyUsage.
+	IsCA bool
+	// MaxPathLen is the pathLenConstraint of a CA certificate; nil leaves
+	// it out (no limit beyond the issuing chain's). Only valid with IsCA.
+	MaxPathLen *int
+	// KeyUsage and ExtKeyUsage are the certificate's usages, as cert-manager
+	// computes them from spec.usages (see DefaultKeyUsage). They are
+	// authoritative: the CSR's own usage extensions may only agree with them.
+	KeyUsage    x509.KeyUsage
+	ExtKeyUsage []x509.ExtKeyUsage
+}
+
+// Options are the issuer-wide settings for Sign, usually from the Issuer's
+// spec. Validate reports whether they can be used at all.
+type Options struct {
+	// DefaultDuration applies when Request.Duration is 0; 0 selects
+	// DefaultCertificateDuration.
+	DefaultDuration time.Duration
+	// MaxDuration caps Request.Duration; 0 means no cap. A longer request is
+	// refused, never silently shortened: the requester should learn the
+	// issuer's limit, not discover it at renewal time.
+	MaxDuration time.Duration
+	// RSAPSS makes an RSA CA sign with RSASSA-PSS (SHA-256) instead of
+	// PKCS#1 v1.5. It is ignored for other CA keys.
+	RSAPSS bool
+	// CRLDistributionPoints, OCSPServers and IssuingCertificateURLs are
+	// embedded in every certificate as given; each must be an absolute URL.
+	CRLDistributionPoints  []string
+	OCSPServers            []string
+	IssuingCertificateURLs []string
+	// Now is the signing time; it must be set. Quill never reads the clock
+	// itself so that controllers and tests decide what "now" is.
+	Now time.Time
+	// Rand is the randomness for serial numbers, also passed to the signer
+	// (which may ignore it); nil selects crypto/rand.
+	Rand io.Reader
+}
+
+// Validate reports whether o can be used for any request; its errors wrap
+// ErrInvalidOptions. Sign calls it first, and a controller may call it when
+// it reconciles the Issuer to surface the mistake before any request.
+func (o Options) Validate() error {
+	var errs []error
+	if o.Now.IsZero() {
+		errs = append(errs, errors.New("Now is not set"))
+	}
+	if o.DefaultDuration < 0 {
+		errs = append(errs, fmt.Errorf("default duration %s is negative", o.DefaultDuration))
+	}
+	if o.MaxDuration < 0 {
+		errs = append(errs, fmt.Errorf("maximum duration %s is negative", o.MaxDuration))
+	}
+	if d := o.defaultDuration(); d > 0 {
+		if d < MinCertificateDuration {
+			errs = append(errs, fmt.Errorf("default duration %s is below the minimum %s", d, MinCertificateDuration))
+		}
+		if o.MaxDuration > 0 && d > o.MaxDuration {
+			errs = append(errs, fmt.Errorf("default duration %s exceeds the maximum duration %s", d, o.MaxDuration))
+		}
+	}
+	if o.MaxDuration > 0 && o.MaxDuration < MinCertificateDuration {
+		errs = append(errs, fmt.Errorf("maximum duration %s is below the minimum %s", o.MaxDuration, MinCertificateDuration))
+	}
+	for _, list := range []struct {
+		name string
+		urls []string
+	}{
+		{"CRL distribution point", o.CRLDistributionPoints},
+		{"OCSP server", o.OCSPServers},
+		{"issuing certificate URL", o.IssuingCertificateURLs},
+	} {
+		for _, s := range list.urls {
+			if !absoluteURL(s) {
+				errs = append(errs, fmt.Errorf("%s %q is not an absolute URL", list.name, s))
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+	}
+	return nil
+}
+
+// absoluteURL accepts what relying parties can fetch: an http(s) URL with a
+// host, or another absolute URL (ldap:///CN=… distribution points, as Active
+// Directory writes them, have no host).
+func absoluteURL(s string) bool {
+	u, err := url.Parse(s)
+	if err != nil || !u.IsAbs() {
+		return false
+	}
+	if u.Scheme == "http" || u.Scheme == "https" {
+		return u.Host != ""
+	}
+	return true
+}
+
+func (o Options) defaultDuration() time.Duration {
+	if o.DefaultDuration == 0 {
+		return DefaultCertificateDuration
+	}
+	return o.DefaultDuration
+}
+
+func (o Options) rand() io.Reader {
+	if o.Rand == nil {
+		return rand.Reader
+	}
+	return o.Rand
+}
+
+// Issued is a signed certificate and what the controller stores beside it.
+type Issued struct {
+	// Certificate is the parsed certificate.
+	Certificate *x509.Certificate
+	// ChainPEM is the certificate followed by the issuing CA and the
+	// Intermediates, never the root: it goes to status.certificate (tls.crt).
+	// When the issuing CA is the root, it is the certificate alone.
+	ChainPEM []byte
+	// CAPEM is the root, for status.ca (ca.crt).
+	CAPEM []byte
+	// Notes are human-readable remarks on what Sign decided, for the
+	// condition message: a validity clamped to the CA's lifetime, a usage
+	// left out, an extension not copied.
+	Notes []string
+}
+
+// Sign validates req against the rules of this CA and signs it.
+//
+// The certificate takes the CSR's subject exactly as encoded (so
+// cert-manager's literal subjects survive) and its DNS, IP, URI and email
+// names; usages, CA flag and duration come from req; CRL, OCSP and AIA URLs
+// from opts. It is valid from opts.Now truncated to the second (no
+// backdating: requesters are pods in the same cluster, and a backdated
+// certificate could start before its CA) for the requested duration,
+// clamped to the earliest notAfter in the CA chain with a note. Its serial
+// is 159 random bits; its subject key identifier follows RFC 7093 method 1
+// and its authority key identifier is the issuing CA's subject key
+// identifier. Before returning, Sign verifies the certificate up to Root.
+//
+// Errors wrap ErrInvalidRequest when the request must change (malformed,
+// tampered or weak CSR, a duration outside MinCertificateDuration and
+// opts.MaxDuration, usages or constraints that contradict the CSR or the
+// CA chain), ErrInvalidOptions for bad opts, and the sentinels of Check
+// when the CA cannot sign now. Any other error (the signer failed, the
+// self-check failed) is plain, and no certificate is returned.
+func (a *Authority) Sign(req Request, opts Options) (*Issued, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	now := opts.Now
+	if err := a.Check(now); err != nil {
+		return nil, fmt.Errorf("the issuing CA cannot sign: %w", err)
+	}
+
+	csr, err := parseCSR(req.CSR)
+	if err != nil {
+		return nil, invalidf("%w", err)
+	}
+	alg, err := describeKey(csr.PublicKey)
+	if err != nil {
+		return nil, invalidf("the CSR's public key is not accepted: %w", err)
+	}
+	if !hasNames(csr) {
+		return nil, invalidf("the CSR has an empty subject and no subject alternative names, so the certificate would name nobody; add a common name or a DNS name, IP address, URI or email address")
+	}
+	ext, err := readCSRExtensions(csr)
+	if err != nil {
+		return nil, invalidf("%w", err)
+	}
+	usages, err := resolveUsages(req, ext, alg)
+	if err != nil {
+		return nil, err
+	}
+	notes := usages.notes
+	if len(ext.ignored) > 0 {
+		notes = append(notes, fmt.Sprintf("CSR extensions %v were not copied into the certificate", ext.ignored))
+	}
+	if err := a.permitsExtKeyUsages(usages.extKeyUsage); err != nil {
+		return nil, err
+	}
+	maxPathLen := -1
+	if req.IsCA {
+		if maxPathLen, err = a.subordinatePathLen(req.MaxPathLen); err != nil {
+			return nil, err
+		}
+	}
+
+	notBefore, notAfter, note, err := a.validity(req.Duration, opts)
+	if err != nil {
+		return nil, err
+	}
+	if note != "" {
+		notes = append(notes, note)
+	}
+
+	serial, err := newSerial(opts.rand())
+	if err != nil {
+		return nil, fmt.Errorf("generate serial number: %w", err)
+	}
+	ski, err := subjectKeyID(csr.RawSubjectPublicKeyInfo)
+	if err != nil {
+		return nil, invalidf("the CSR's public key: %w", err)
+	}
+	sigAlg, err := signatureAlgorithmFor(a.Certificate.PublicKey, opts.RSAPSS)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformedCA, err)
+	}
+	template := &x509.Certificate{
+		SerialNumber:          serial,
+		RawSubject:            csr.RawSubject,
+		NotBefore:             notBefore,
+		NotAfter:              notAfter,
+		KeyUsage:              usages.keyUsage,
+		ExtKeyUsage:           usages.extKeyUsage,
+		BasicConstraintsValid: true,
+		IsCA:                  req.IsCA,
+		MaxPathLen:            maxPathLen,
+		MaxPathLenZero:        maxPathLen == 0,
+		DNSNames:              csr.DNSNames,
+		IPAddresses:           csr.IPAddresses,
+		URIs:                  csr.URIs,
+		EmailAddresses:        csr.EmailAddresses,
+		SubjectKeyId:          ski,
+		CRLDistributionPoints: opts.CRLDistributionPoints,
+		OCSPServer:            opts.OCSPServers,
+		IssuingCertificateURL: opts.IssuingCertificateURLs,
+		SignatureAlgorithm:    sigAlg,
+	}
+	// Set explicitly: Go derives it from the parent only when issuer and
+	// subject names differ, and a requester may well reuse the CA's name.
+	if len(a.Certificate.SubjectKeyId) > 0 {
+		template.AuthorityKeyId = a.Certificate.SubjectKeyId
+	} else {
+		notes = append(notes, "the issuing CA has no subject key identifier, so the certificate has no authority key identifier; reissue the CA to fix this")
+	}
+
+	der, err := x509.CreateCertificate(opts.rand(), template, a.Certificate, csr.PublicKey, a.Signer)
+	if err != nil {
+		return nil, fmt.Errorf("sign certificate: %w", err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("self-check: the signed certificate does not parse: %w", err)
+	}
+	if err := a.verify(cert); err != nil {
+		return nil, err
+	}
+
+	issued := &Issued{Certificate: cert, CAPEM: encodeCertificates(a.Root), Notes: notes}
+	if a.issuerIsRoot() {
+		issued.ChainPEM = encodeCertificates(cert)
+	} else {
+		issued.ChainPEM = encodeCertificates(append([]*x509.Certificate{cert, a.Certificate}, a.Intermediates...)...)
+	}
+	return issued, nil
+}
+
+// validity computes the certificate's notBefore and notAfter, and a note
+// when the CA chain shortened it.
+func (a *Authority) validity(requested time.Duration, opts Options) (notBefore, notAfter time.Time, note string, err error) {
+	d := requested
+	switch {
+	case d < 0:
+		return notBefore, notAfter, "", invalidf("duration %s is negative", d)
+	case d == 0:
+		d = opts.defaultDuration()
+	case d < MinCertificateDuration:
+		return notBefore, notAfter, "", invalidf("duration %s is below the minimum of %s", d, MinCertificateDuration)
+	}
+	if opts.MaxDuration > 0 && d > opts.MaxDuration {
+		return notBefore, notAfter, "", invalidf("duration %s exceeds this issuer's maximum of %s; ask for %s or less", humanDuration(d), humanDuration(opts.MaxDuration), humanDuration(opts.MaxDuration))
+	}
+	// X.509 times have one-second resolution; truncating here makes the
+	// template equal the encoded certificate.
+	notBefore = opts.Now.UTC().Truncate(time.Second)
+	notAfter = notBefore.Add(d)
+
+	limit := a.Certificate
+	for _, c := range a.chain() {
+		if c.NotAfter.Before(limit.NotAfter) {
+			limit = c
+		}
+	}
+	if notAfter.After(limit.NotAfter) {
+		notAfter = limit.NotAfter.UTC()
+		if left := notAfter.Sub(notBefore); left < MinCertificateDuration {
+			return notBefore, notAfter, "", fmt.Errorf("%w: CA %q expires at %s, %s from now, which leaves no room for the minimum certificate duration of %s",
+				ErrCAExpired, limit.Subject, stamp(limit.NotAfter), left, MinCertificateDuration)
+		}
+		note = fmt.Sprintf("validity clamped to the CA's notAfter %s: the requested %s would outlive CA %q; the certificate is valid for %s",
+			stamp(notAfter), humanDuration(d), limit.Subject, humanDuration(notAfter.Sub(notBefore)))
+	}
+	return notBefore, notAfter, note, nil
+}
+
+// subordinatePathLen checks that the CA chain allows one more CA level below
+// the issuing CA and returns the pathLenConstraint to encode (-1 for none).
+// Every constrained certificate in the chain counts, root included, because
+// Go's verifier (and OpenSSL's) enforce the root's constraint too.
+func (a *Authority) subordinatePathLen(requested *int) (int, error) {
+	budget, limitedBy := -1, (*x509.Certificate)(nil)
+	for depth, c := range a.chain() {
+		// Parsed certificates mark "no constraint" as -1; a zero without
+		// MaxPathLenZero means the same in hand-built ones.
+		if !c.BasicConstraintsValid || c.MaxPathLen < 0 || (c.MaxPathLen == 0 && !c.MaxPathLenZero) {
+			continue
+		}
+		// depth CAs already sit below c, and the new CA adds one more.
+		left := c.MaxPathLen - depth - 1
+		if limitedBy == nil || left < budget {
+			budget, limitedBy = left, c
+		}
+	}
+	if limitedBy == nil {
+		if requested == nil {
+			return -1, nil
+		}
+		return *requested, nil
+	}
+	if budget < 0 {
+		return 0, invalidf("CA %q has pathLenConstraint %d, which forbids issuing another CA below %q; request a certificate with isCA: false, or use a CA higher in the chain",
+			limitedBy.Subject, limitedBy.MaxPathLen, a.Certificate.Subject)
+	}
+	if requested == nil {
+		return -1, nil
+	}
+	if *requested > budget {
+		return 0, invalidf("path length constraint %d is more than the CA chain allows below %q (at most %d, because of %q)",
+			*requested, a.Certificate.Subject, budget, limitedBy.Subject)
+	}
+	return *requested, nil
+}
+
+// permitsExtKeyUsages refuses extended key usages a CA in the chain does not
+// itself carry: verifiers reject such certificates, so issuing one would
+// only hand the requester a certificate that fails in use.
+func (a *Authority) permitsExtKeyUsages(requested []x509.ExtKeyUsage) error {
+	for _, c := range a.chain() {
+		if len(c.ExtKeyUsage) == 0 && len(c.UnknownExtKeyUsage) == 0 {
+			continue
+		}
+		allowed := map[x509.ExtKeyUsage]bool{}
+		for _, u := range c.ExtKeyUsage {
+			allowed[u] = true
+		}
+		if allowed[x509.ExtKeyUsageAny] {
+			continue
+		}
+		for _, u := range requested {
+			if !allowed[u] {
+				name, _ := extKeyUsageName(u)
+				return invalidf("extended key usage '%s' is not allowed by CA %q, which permits only %s",
+					name, c.Subject, quote(extKeyUsageNames(c.ExtKeyUsage)))
+			}
+		}
+	}
+	return nil
+}
+
+// verify is the last gate before a certificate leaves Sign: it must chain to
+// Root through the Authority's own certificates. A failure means a bug or a
+// broken CA, except for name constraints in the chain, which Go enforces only
+// here and which the requester can act on.
+func (a *Authority) verify(cert *x509.Certificate) error {
+	roots := x509.NewCertPool()
+	roots.AddCert(a.Root)
+	intermediates := x509.NewCertPool()
+	if !a.issuerIsRoot() {
+		intermediates.AddCert(a.Certificate)
+	}
+	for _, c := range a.Intermediates {
+		intermediates.AddCert(c)
+	}
+	_, err := cert.Verify(x509.VerifyOptions{
+		Roots:         roots,
+		Intermediates: intermediates,
+		CurrentTime:   cert.NotBefore,
+		// Extended key usages were checked against the chain before signing.
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+	})
+	if err == nil {
+		return nil
+	}
+	var invalid x509.CertificateInvalidError
+	if errors.As(err, &invalid) && invalid.Reason == x509.CANotAuthorizedForThisName {
+		return invalidf("the CA chain's name constraints do not permit the requested names (the signed certificate was discarded): %w", err)
+	}
+	return fmt.Errorf("self-check: the signed certificate does not verify up to %q, so it was discarded: %w", a.Root.Subject, err)
+}
+
+// newSerial returns a serial of exactly 159 random-looking bits: 160 random
+// bits with the top bit cleared, so the DER INTEGER stays positive within
+// the 20 octets RFC 5280 allows, and the next bit set, so every serial has
+// the same length. That leaves 158 bits of entropy, above the 64 the CA/B
+// Forum requires and the 128 Quill promises.
+func newSerial(r io.Reader) (*big.Int, error) {
+	b := make([]byte, 20)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, err
+	}
+	b[0] = b[0]&0x7f | 0x40
+	return new(big.Int).SetBytes(b), nil
+}
+
+// humanDuration prints whole days as days, the unit people ask for.
+func humanDuration(d time.Duration) string {
+	const day = 24 * time.Hour
+	if d >= day && d%day == 0 {
+		if d == day {
+			return "1 day"
+		}
+		return fmt.Sprintf("%d days", d/day)
+	}
+	return d.String()
+}
