@@ -1,0 +1,117 @@
+// Command quill-controller runs Quill's issuer and request controllers: it
+// signs cert-manager CertificateRequests and Kubernetes
+// CertificateSigningRequests addressed to QuillIssuers and
+// QuillClusterIssuers.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
+	"github.com/quill-pki/quill/controllers"
+)
+
+var errNoNamespace = errors.New("--cluster-resource-namespace must not be empty")
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "quill-controller:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var (
+		clusterNS      string
+		metricsAddr    string
+		probeAddr      string
+		leaderElect    bool
+		leaderNS       string
+		maxRetry       time.Duration
+		workers        int
+		disableK8sCSRs bool
+	)
+	// --kubeconfig is registered by controller-runtime's config package.
+	flag.StringVar(&clusterNS, "cluster-resource-namespace", "quill-system",
+		"the only namespace QuillClusterIssuers read CA Secrets from")
+	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint; 0 disables it")
+	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints; 0 disables them")
+	flag.BoolVar(&leaderElect, "leader-elect", false, "elect one active controller among replicas")
+	flag.StringVar(&leaderNS, "leader-election-namespace", "", "namespace of the leader election lease (default: the pod's namespace)")
+	flag.DurationVar(&maxRetry, "max-retry-duration", 2*time.Minute,
+		"how long a request whose signing keeps failing with a retryable error stays Pending before it is marked Failed")
+	flag.IntVar(&workers, "workers", 4, "concurrent reconciles per controller")
+	flag.BoolVar(&disableK8sCSRs, "disable-kubernetes-csrs", false, "do not sign Kubernetes CertificateSigningRequests")
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+
+	if clusterNS == "" {
+		return errNoNamespace
+	}
+
+	scheme := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, cmapi.AddToScheme, quillv1.AddToScheme} {
+		if err := add(scheme); err != nil {
+			return fmt.Errorf("building scheme: %w", err)
+		}
+	}
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("loading kubeconfig: %w", err)
+	}
+	// Signing is cheap; the API server is the bottleneck under load, so
+	// client-go's default 5 QPS would throttle issuance long before the CA.
+	cfg.QPS, cfg.Burst = 50, 100
+
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
+		HealthProbeBindAddress:  probeAddr,
+		LeaderElection:          leaderElect,
+		LeaderElectionID:        "quill-controller.quill.dev",
+		LeaderElectionNamespace: leaderNS,
+	})
+	if err != nil {
+		return fmt.Errorf("creating manager: %w", err)
+	}
+	ctx := ctrl.SetupSignalHandler()
+	if err := controllers.Setup(ctx, mgr, controllers.Options{
+		ClusterResourceNamespace: clusterNS,
+		MaxRetryDuration:         maxRetry,
+		MaxConcurrentReconciles:  workers,
+		DisableKubernetesCSRs:    disableK8sCSRs,
+	}); err != nil {
+		return fmt.Errorf("setting up controllers: %w", err)
+	}
+	if probeAddr != "0" {
+		if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+			return err
+		}
+		if err := mgr.AddReadyzCheck("ping", healthz.Ping); err != nil {
+			return err
+		}
+	}
+	return start(ctx, mgr)
+}
+
+func start(ctx context.Context, mgr ctrl.Manager) error {
+	if err := mgr.Start(ctx); err != nil {
+		return fmt.Errorf("running manager: %w", err)
+	}
+	return nil
+}

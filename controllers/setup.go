@@ -1,0 +1,147 @@
+package controllers
+
+import (
+	"context"
+	"time"
+
+	issuerapi "github.com/cert-manager/issuer-lib/api/v1alpha1"
+	"github.com/cert-manager/issuer-lib/controllers"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
+	"github.com/quill-pki/quill/pkg/castore"
+)
+
+// FieldOwner is the server-side apply field manager of everything Quill's
+// controllers write.
+const FieldOwner = "quill.dev"
+
+// Options configure the controllers; cmd/controller fills them from flags.
+type Options struct {
+	// ClusterResourceNamespace is the only namespace QuillClusterIssuers
+	// read Secrets from.
+	ClusterResourceNamespace string
+	// MaxRetryDuration is how long a request whose signing keeps failing
+	// with a retryable error stays Pending before it is marked Failed.
+	MaxRetryDuration time.Duration
+	// MaxConcurrentReconciles per controller.
+	MaxConcurrentReconciles int
+	// DisableKubernetesCSRs turns off signing of Kubernetes
+	// CertificateSigningRequests.
+	DisableKubernetesCSRs bool
+	Clock                 clock.PassiveClock
+}
+
+// RBAC for the issuer-lib reconcilers and the CA store.
+// +kubebuilder:rbac:groups=quill.dev,resources=quillissuers;quillclusterissuers,verbs=get;list;watch
+// +kubebuilder:rbac:groups=quill.dev,resources=quillissuers/status;quillclusterissuers/status,verbs=get;patch;update
+// +kubebuilder:rbac:groups=cert-manager.io,resources=certificaterequests,verbs=get;list;watch
+// +kubebuilder:rbac:groups=cert-manager.io,resources=certificaterequests/status,verbs=get;patch;update
+// +kubebuilder:rbac:groups=certificates.k8s.io,resources=certificatesigningrequests,verbs=get;list;watch
+// +kubebuilder:rbac:groups=certificates.k8s.io,resources=certificatesigningrequests/status,verbs=get;patch;update
+// +kubebuilder:rbac:groups=certificates.k8s.io,resources=signers,verbs=sign,resourceNames=quillissuers.quill.dev/*;quillclusterissuers.quill.dev/*
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Setup registers Quill's issuer and request controllers with mgr.
+func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	store := &castore.Store{
+		Reader:   mgr.GetAPIReader(),
+		Metadata: mgr.GetCache(),
+		Writer:   mgr.GetClient(),
+		Clock:    opts.Clock,
+	}
+	recorder := mgr.GetEventRecorder(FieldOwner)
+	s := &Signer{
+		Store:                    store,
+		StatusWriter:             mgr.GetClient(),
+		ClusterResourceNamespace: opts.ClusterResourceNamespace,
+		FieldOwner:               FieldOwner + "/ca-summary",
+		Clock:                    opts.Clock,
+		Recorder:                 recorder,
+	}
+	if err := (&deniedReconciler{client: mgr.GetClient(), clock: opts.Clock, recorder: recorder}).setup(mgr); err != nil {
+		return err
+	}
+	return (&controllers.CombinedController{
+		IssuerTypes:                    []issuerapi.Issuer{&quillv1.QuillIssuer{}},
+		ClusterIssuerTypes:             []issuerapi.Issuer{&quillv1.QuillClusterIssuer{}},
+		FieldOwner:                     FieldOwner,
+		MaxRetryDuration:               opts.MaxRetryDuration,
+		Check:                          s.Check,
+		Sign:                           s.Sign,
+		EventRecorder:                  recorder,
+		Clock:                          opts.Clock,
+		SetCAOnCertificateRequest:      true,
+		DisableKubernetesCSRController: opts.DisableKubernetesCSRs,
+		PreSetupWithManager:            (&secretWatch{client: mgr.GetClient(), clusterNamespace: opts.ClusterResourceNamespace}).add,
+		ControllerOptions:              controller.Options{MaxConcurrentReconciles: opts.MaxConcurrentReconciles},
+	}).SetupWithManager(ctx, mgr)
+}
+
+// secretWatch re-runs an issuer's health check when the Secret it reads
+// changes, so that a replaced, repaired or deleted CA shows in Ready without
+// waiting for a signing failure. It watches Secret metadata only, so Secret
+// contents are never cached in the controller's memory.
+type secretWatch struct {
+	client           client.Reader
+	clusterNamespace string
+}
+
+func (w *secretWatch) add(_ context.Context, gvk schema.GroupVersionKind, _ ctrl.Manager, b *builder.Builder) error {
+	switch gvk.Kind {
+	case "QuillIssuer", "QuillClusterIssuer":
+	default:
+		return nil // request controllers need no Secret events
+	}
+	secret := &corev1.Secret{}
+	cluster := gvk.Kind == "QuillClusterIssuer"
+	b.WatchesMetadata(secret, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+		return w.issuersReading(ctx, cluster, o.GetNamespace(), o.GetName())
+	}))
+	return nil
+}
+
+// issuersReading lists the issuers of one kind whose CA source is the Secret
+// namespace/name.
+func (w *secretWatch) issuersReading(ctx context.Context, cluster bool, namespace, name string) []reconcile.Request {
+	var reqs []reconcile.Request
+	if cluster {
+		if namespace != w.clusterNamespace {
+			return nil
+		}
+		var list quillv1.QuillClusterIssuerList
+		if err := w.client.List(ctx, &list); err != nil {
+			return nil
+		}
+		for _, iss := range list.Items {
+			if castore.SecretName(iss.Spec.CA) == name {
+				reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: iss.Name}})
+			}
+		}
+		return reqs
+	}
+	var list quillv1.QuillIssuerList
+	if err := w.client.List(ctx, &list, client.InNamespace(namespace)); err != nil {
+		return nil
+	}
+	for _, iss := range list.Items {
+		if castore.SecretName(iss.Spec.CA) == name {
+			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: iss.Namespace, Name: iss.Name}})
+		}
+	}
+	return reqs
+}

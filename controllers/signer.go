@@ -1,0 +1,274 @@
+// Package controllers wires Quill's issuers into cert-manager/issuer-lib. The
+// reconcile loops (issuer health, CertificateRequest and Kubernetes
+// CertificateSigningRequest signing, status patches, events) are issuer-lib's;
+// this package supplies its Check and Sign functions, which call into pkg/.
+package controllers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	issuerapi "github.com/cert-manager/issuer-lib/api/v1alpha1"
+	"github.com/cert-manager/issuer-lib/controllers/signer"
+	certificatesv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
+	"github.com/quill-pki/quill/pkg/castore"
+	"github.com/quill-pki/quill/pkg/issuance"
+)
+
+// defaultDuration applies when neither the request nor the issuer sets one;
+// it matches cert-manager's own default.
+const defaultDuration = 90 * 24 * time.Hour
+
+// Event reasons Quill adds to issuer-lib's own events.
+const (
+	eventValidityClamped = "ValidityClamped"
+	eventActionSign      = "Sign"
+)
+
+var errUnknownIssuerKind = errors.New("unknown issuer kind")
+
+// Signer implements issuer-lib's Check and Sign for Quill's issuer kinds.
+type Signer struct {
+	// Store loads CA material; it is shared by Check and Sign.
+	Store *castore.Store
+	// StatusWriter patches status.ca; issuer-lib owns the conditions.
+	StatusWriter client.StatusClient
+	// ClusterResourceNamespace is where QuillClusterIssuers read Secrets.
+	ClusterResourceNamespace string
+	// FieldOwner is the server-side-apply field manager for status.ca.
+	FieldOwner string
+	Clock      clock.PassiveClock
+	Recorder   events.EventRecorder
+}
+
+// specOf returns an issuer's spec and status and the namespace its Secrets
+// live in: its own for a QuillIssuer, the cluster resource namespace for a
+// QuillClusterIssuer (the tenancy rule).
+func (s *Signer) specOf(obj issuerapi.Issuer) (*quillv1.IssuerSpec, *quillv1.IssuerStatus, string, error) {
+	switch o := obj.(type) {
+	case *quillv1.QuillIssuer:
+		return &o.Spec, &o.Status, o.Namespace, nil
+	case *quillv1.QuillClusterIssuer:
+		return &o.Spec, &o.Status, s.ClusterResourceNamespace, nil
+	}
+	return nil, nil, "", fmt.Errorf("%w %T", errUnknownIssuerKind, obj)
+}
+
+// Check is the issuer health check issuer-lib runs when an issuer changes
+// or a Sign reported an issuer fault. It creates a bootstrap root if needed,
+// then requires a usable CA: parseable, a CA with certSign, within validity
+// and holding the matching key. Any failure leaves the issuer not Ready with
+// the reason first in the message, and requests wait for it.
+func (s *Signer) Check(ctx context.Context, obj issuerapi.Issuer) error {
+	spec, status, ns, err := s.specOf(obj)
+	if err != nil {
+		return signer.PermanentError{Err: err}
+	}
+	a, err := s.Store.Ensure(ctx, ns, spec.CA, ownerName(obj))
+	if err != nil {
+		return err // retry with backoff: a Secret may be created or fixed
+	}
+	now := s.Clock.Now()
+	if err := checkAuthority(a, now); err != nil {
+		return err // retry with backoff: the CA Secret may be replaced
+	}
+	if err := issuanceOptions(spec, now).Validate(); err != nil {
+		return &castore.Error{Reason: quillv1.ReasonInvalidConfig, Err: err} // retry with backoff
+	}
+	return s.recordSummary(ctx, obj, status, a)
+}
+
+// Sign signs one approved CertificateRequest or CertificateSigningRequest.
+// Bad input is a PermanentError carrying InvalidRequest=True; a CA that has
+// become unusable is an IssuerError, which makes issuer-lib re-run Check
+// (turning the issuer not Ready) and keep the request Pending.
+func (s *Signer) Sign(ctx context.Context, cr signer.CertificateRequestObject, obj issuerapi.Issuer) (signer.PEMBundle, error) {
+	spec, _, ns, err := s.specOf(obj)
+	if err != nil {
+		return signer.PEMBundle{}, signer.PermanentError{Err: err}
+	}
+	a, err := s.Store.Load(ctx, ns, spec.CA)
+	if err != nil {
+		var caErr *castore.Error
+		if errors.As(err, &caErr) {
+			return signer.PEMBundle{}, signer.IssuerError{Err: err}
+		}
+		return signer.PEMBundle{}, err // retry with backoff
+	}
+	now := s.Clock.Now()
+	if err := checkAuthority(a, now); err != nil {
+		return signer.PEMBundle{}, signer.IssuerError{Err: err}
+	}
+
+	details, err := cr.GetCertificateDetails()
+	if err != nil {
+		return signer.PEMBundle{}, invalidRequest(err)
+	}
+	req := issuance.Request{
+		CSR:         details.CSR,
+		Duration:    requestedDuration(cr, details.Duration),
+		IsCA:        details.IsCA,
+		MaxPathLen:  details.MaxPathLen,
+		KeyUsage:    details.KeyUsage,
+		ExtKeyUsage: details.ExtKeyUsage,
+	}
+	issued, err := a.Sign(req, issuanceOptions(spec, now))
+	if err != nil {
+		switch {
+		case errors.Is(err, issuance.ErrInvalidRequest):
+			return signer.PEMBundle{}, invalidRequest(err)
+		case errors.Is(err, issuance.ErrInvalidOptions):
+			return signer.PEMBundle{}, signer.IssuerError{Err: &castore.Error{Reason: quillv1.ReasonInvalidConfig, Err: err}}
+		}
+		return signer.PEMBundle{}, err // retry with backoff
+	}
+	if len(issued.Notes) > 0 {
+		if ro, ok := cr.(runtime.Object); ok {
+			s.Recorder.Eventf(ro, nil, corev1.EventTypeWarning, eventValidityClamped, eventActionSign, "%s", strings.Join(issued.Notes, "; "))
+		}
+	}
+	return signer.PEMBundle{ChainPEM: issued.ChainPEM, CAPEM: issued.CAPEM}, nil
+}
+
+// checkAuthority wraps issuance's health check with the Ready reason.
+func checkAuthority(a *issuance.Authority, now time.Time) error {
+	err := a.Check(now)
+	if err == nil {
+		return nil
+	}
+	reason := quillv1.ReasonNotACA
+	switch {
+	case errors.Is(err, issuance.ErrCAExpired), errors.Is(err, issuance.ErrCANotYetValid):
+		reason = quillv1.ReasonCAExpired
+	case errors.Is(err, issuance.ErrKeyMismatch):
+		reason = quillv1.ReasonKeyMismatch
+	}
+	return &castore.Error{Reason: reason, Err: err}
+}
+
+// invalidRequest marks a request failed for good, with InvalidRequest=True,
+// as cert-manager's contract asks for input that cannot be signed.
+func invalidRequest(err error) error {
+	return signer.PermanentError{Err: signer.SetCertificateRequestConditionError{
+		Err:           err,
+		ConditionType: cmapi.CertificateRequestConditionInvalidRequest,
+		Status:        cmmeta.ConditionTrue,
+		Reason:        quillv1.ReasonInvalidRequest,
+	}}
+}
+
+// requestedDuration is the lifetime the requester asked for, or zero when it
+// asked for none, so that the issuer's default applies. issuer-lib fills in
+// cert-manager's 90-day default before Quill sees the request, so the
+// original object is consulted to tell "asked for 90 days" from "asked for
+// nothing".
+func requestedDuration(cr signer.CertificateRequestObject, fromDetails time.Duration) time.Duration {
+	copier, ok := cr.(interface{ DeepCopyObject() runtime.Object })
+	if !ok {
+		return fromDetails
+	}
+	switch o := copier.DeepCopyObject().(type) {
+	case *cmapi.CertificateRequest:
+		if o.Spec.Duration == nil {
+			return 0
+		}
+	case *certificatesv1.CertificateSigningRequest:
+		if o.Spec.ExpirationSeconds == nil && o.Annotations["experimental.cert-manager.io/request-duration"] == "" {
+			return 0
+		}
+	}
+	return fromDetails
+}
+
+func issuanceOptions(spec *quillv1.IssuerSpec, now time.Time) issuance.Options {
+	opts := issuance.Options{
+		DefaultDuration:        defaultDuration,
+		RSAPSS:                 spec.Issuance.RSASignatureScheme == quillv1.RSASignatureSchemePSS,
+		CRLDistributionPoints:  spec.CRLDistributionPoints,
+		OCSPServers:            spec.OCSPServers,
+		IssuingCertificateURLs: spec.IssuingCertificateURLs,
+		Now:                    now,
+	}
+	if d := spec.Issuance.DefaultDuration; d != nil {
+		opts.DefaultDuration = d.Duration
+	}
+	if d := spec.Issuance.MaxDuration; d != nil {
+		opts.MaxDuration = d.Duration
+		// The schema keeps an explicit default within the maximum; an
+		// implicit one follows a maximum set below it.
+		if spec.Issuance.DefaultDuration == nil && opts.DefaultDuration > d.Duration {
+			opts.DefaultDuration = d.Duration
+		}
+	}
+	return opts
+}
+
+// recordSummary writes status.ca when it differs from what the issuer
+// shows. issuer-lib's status patch carries only conditions, so the summary
+// goes in its own server-side apply patch under Quill's field manager, and
+// only when it changed (normally once per CA).
+func (s *Signer) recordSummary(ctx context.Context, obj issuerapi.Issuer, status *quillv1.IssuerStatus, a *issuance.Authority) error {
+	sum := a.Summary()
+	want := &quillv1.CASummary{
+		Subject:           sum.Subject,
+		NotAfter:          &metav1.Time{Time: sum.NotAfter.UTC().Truncate(time.Second)},
+		KeyAlgorithm:      string(sum.KeyAlgorithm),
+		SHA256Fingerprint: sum.SHA256Fingerprint,
+	}
+	if have := status.CA; have != nil && have.Subject == want.Subject && have.KeyAlgorithm == want.KeyAlgorithm &&
+		have.SHA256Fingerprint == want.SHA256Fingerprint && have.NotAfter != nil && have.NotAfter.Equal(want.NotAfter) {
+		return nil
+	}
+	patch := map[string]any{
+		"apiVersion": quillv1.GroupVersion.String(),
+		"kind":       kindOf(obj),
+		"metadata":   map[string]any{"name": obj.GetName(), "namespace": obj.GetNamespace()},
+		"status":     map[string]any{"ca": want},
+	}
+	target, ok := obj.DeepCopyObject().(client.Object)
+	if !ok {
+		return fmt.Errorf("%w %T", errUnknownIssuerKind, obj)
+	}
+	body, err := json.Marshal(patch)
+	if err != nil {
+		return fmt.Errorf("encoding CA summary: %w", err)
+	}
+	if err := s.StatusWriter.Status().Patch(ctx, target, client.RawPatch(types.ApplyPatchType, body),
+		client.ForceOwnership, client.FieldOwner(s.FieldOwner)); err != nil {
+		return fmt.Errorf("recording CA summary: %w", err) // retry with backoff
+	}
+	return nil
+}
+
+// kindOf is the API kind of a Quill issuer object, whose TypeMeta may be
+// empty when it came from a typed client.
+func kindOf(obj issuerapi.Issuer) string {
+	if _, ok := obj.(*quillv1.QuillClusterIssuer); ok {
+		return "QuillClusterIssuer"
+	}
+	return "QuillIssuer"
+}
+
+// ownerName identifies an issuer in the bootstrap Secret's annotation.
+func ownerName(obj issuerapi.Issuer) string {
+	kind := kindOf(obj)
+	if obj.GetNamespace() == "" {
+		return kind + "/" + obj.GetName()
+	}
+	return kind + "/" + obj.GetNamespace() + "/" + obj.GetName()
+}
