@@ -52,6 +52,7 @@ type Options struct {
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch
 
 // Setup registers Quill's issuer and request controllers with mgr.
 func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
@@ -69,7 +70,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		Store:                    store,
 		StatusWriter:             mgr.GetClient(),
 		ClusterResourceNamespace: opts.ClusterResourceNamespace,
-		FieldOwner:               FieldOwner + "/ca-summary",
+		FieldOwner:               FieldOwner + "/ca-status",
 		Clock:                    opts.Clock,
 		Recorder:                 recorder,
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/cert-manager/issuer-lib/controllers/signer"
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -72,25 +73,32 @@ func (s *Signer) specOf(obj issuerapi.Issuer) (*quillv1.IssuerSpec, *quillv1.Iss
 // Check is the issuer health check issuer-lib runs when an issuer changes
 // or a Sign reported an issuer fault. It creates a bootstrap root if needed,
 // then requires a usable CA: parseable, a CA with certSign, within validity
-// and holding the matching key. Any failure leaves the issuer not Ready with
-// the reason first in the message, and requests wait for it.
+// and holding the matching key, and usable issuance settings. The verdict is
+// recorded in status (the CAValid condition with a precise reason, and the
+// CA summary); any failure also leaves Ready False, and requests wait.
 func (s *Signer) Check(ctx context.Context, obj issuerapi.Issuer) error {
 	spec, status, ns, err := s.specOf(obj)
 	if err != nil {
 		return signer.PermanentError{Err: err}
 	}
 	a, err := s.Store.Ensure(ctx, ns, spec.CA, ownerName(obj))
-	if err != nil {
-		return err // retry with backoff: a Secret may be created or fixed
+	var caErr *castore.Error
+	if err != nil && !errors.As(err, &caErr) {
+		return err // retry with backoff: the API server failed, not the CA
 	}
 	now := s.Clock.Now()
-	if err := checkAuthority(a, now); err != nil {
-		return err // retry with backoff: the CA Secret may be replaced
+	if err == nil {
+		err = checkAuthority(a, now)
 	}
-	if err := issuanceOptions(spec, now).Validate(); err != nil {
-		return &castore.Error{Reason: quillv1.ReasonInvalidConfig, Err: err} // retry with backoff
+	if err == nil {
+		if verr := issuanceOptions(spec, now).Validate(); verr != nil {
+			err = &castore.Error{Reason: quillv1.ReasonInvalidConfig, Err: verr}
+		}
 	}
-	return s.recordSummary(ctx, obj, status, a)
+	if werr := s.recordCAStatus(ctx, obj, status, a, err); werr != nil {
+		return werr // retry with backoff
+	}
+	return err // nil: Ready; otherwise retry with backoff, the Secret or spec may be fixed
 }
 
 // Sign signs one approved CertificateRequest or CertificateSigningRequest.
@@ -218,41 +226,75 @@ func issuanceOptions(spec *quillv1.IssuerSpec, now time.Time) issuance.Options {
 	return opts
 }
 
-// recordSummary writes status.ca when it differs from what the issuer
-// shows. issuer-lib's status patch carries only conditions, so the summary
-// goes in its own server-side apply patch under Quill's field manager, and
-// only when it changed (normally once per CA).
-func (s *Signer) recordSummary(ctx context.Context, obj issuerapi.Issuer, status *quillv1.IssuerStatus, a *issuance.Authority) error {
-	sum := a.Summary()
-	want := &quillv1.CASummary{
-		Subject:           sum.Subject,
-		NotAfter:          &metav1.Time{Time: sum.NotAfter.UTC().Truncate(time.Second)},
-		KeyAlgorithm:      string(sum.KeyAlgorithm),
-		SHA256Fingerprint: sum.SHA256Fingerprint,
+// recordCAStatus writes the CAValid condition and status.ca when they
+// differ from what the issuer shows. issuer-lib's own status patch carries
+// only the Ready condition, whose reason it fixes (Checked, Pending,
+// Failed); the precise reason goes here, in a server-side apply patch under
+// Quill's own field manager, and only when something changed, so a steady
+// issuer costs no writes. a may be nil when no CA could be read; checkErr is
+// nil for a usable CA, else a *castore.Error.
+func (s *Signer) recordCAStatus(ctx context.Context, obj issuerapi.Issuer, status *quillv1.IssuerStatus, a *issuance.Authority, checkErr error) error {
+	cond := metav1.Condition{
+		Type:               quillv1.ConditionCAValid,
+		Status:             metav1.ConditionTrue,
+		Reason:             quillv1.ReasonValid,
+		Message:            "the CA can sign",
+		ObservedGeneration: obj.GetGeneration(),
 	}
-	if have := status.CA; have != nil && have.Subject == want.Subject && have.KeyAlgorithm == want.KeyAlgorithm &&
-		have.SHA256Fingerprint == want.SHA256Fingerprint && have.NotAfter != nil && have.NotAfter.Equal(want.NotAfter) {
+	var caErr *castore.Error
+	if errors.As(checkErr, &caErr) {
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, caErr.Reason, caErr.Err.Error()
+	}
+	var summary *quillv1.CASummary
+	if a != nil {
+		sum := a.Summary()
+		summary = &quillv1.CASummary{
+			Subject:           sum.Subject,
+			NotAfter:          &metav1.Time{Time: sum.NotAfter.UTC().Truncate(time.Second)},
+			KeyAlgorithm:      string(sum.KeyAlgorithm),
+			SHA256Fingerprint: sum.SHA256Fingerprint,
+		}
+	}
+	prev := meta.FindStatusCondition(status.Conditions, quillv1.ConditionCAValid)
+	if prev != nil && prev.Status == cond.Status && prev.Reason == cond.Reason && prev.Message == cond.Message &&
+		prev.ObservedGeneration == cond.ObservedGeneration && summariesEqual(status.CA, summary) {
 		return nil
+	}
+	cond.LastTransitionTime = metav1.NewTime(s.Clock.Now().Truncate(time.Second))
+	if prev != nil && prev.Status == cond.Status {
+		cond.LastTransitionTime = prev.LastTransitionTime
+	}
+	st := map[string]any{"conditions": []metav1.Condition{cond}}
+	if summary != nil {
+		st["ca"] = summary
 	}
 	patch := map[string]any{
 		"apiVersion": quillv1.GroupVersion.String(),
 		"kind":       kindOf(obj),
 		"metadata":   map[string]any{"name": obj.GetName(), "namespace": obj.GetNamespace()},
-		"status":     map[string]any{"ca": want},
+		"status":     st,
+	}
+	body, err := json.Marshal(patch)
+	if err != nil {
+		return fmt.Errorf("encoding CA status: %w", err)
 	}
 	target, ok := obj.DeepCopyObject().(client.Object)
 	if !ok {
 		return fmt.Errorf("%w %T", errUnknownIssuerKind, obj)
 	}
-	body, err := json.Marshal(patch)
-	if err != nil {
-		return fmt.Errorf("encoding CA summary: %w", err)
-	}
 	if err := s.StatusWriter.Status().Patch(ctx, target, client.RawPatch(types.ApplyPatchType, body),
 		client.ForceOwnership, client.FieldOwner(s.FieldOwner)); err != nil {
-		return fmt.Errorf("recording CA summary: %w", err) // retry with backoff
+		return fmt.Errorf("recording CA status: %w", err)
 	}
 	return nil
+}
+
+func summariesEqual(a, b *quillv1.CASummary) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Subject == b.Subject && a.KeyAlgorithm == b.KeyAlgorithm && a.SHA256Fingerprint == b.SHA256Fingerprint &&
+		(a.NotAfter == nil) == (b.NotAfter == nil) && (a.NotAfter == nil || a.NotAfter.Equal(b.NotAfter))
 }
 
 // kindOf is the API kind of a Quill issuer object, whose TypeMeta may be

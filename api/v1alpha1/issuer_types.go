@@ -151,7 +151,8 @@ const (
 // IssuerStatus is the observed state of an issuer.
 type IssuerStatus struct {
 	// Conditions: Ready says whether the issuer can sign, with
-	// observedGeneration; requests wait while it is not True.
+	// observedGeneration; requests wait while it is not True. CAValid gives
+	// the precise reason when the CA cannot be used.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -178,9 +179,17 @@ type CASummary struct {
 	SHA256Fingerprint string `json:"sha256Fingerprint,omitempty"`
 }
 
-// Reasons Quill writes on an issuer's Ready condition when its CA cannot be
-// used. Requests wait (Pending) while the issuer carries one of them.
+// ConditionCAValid is the issuer condition that says whether its CA can
+// sign, with a precise reason: ReasonValid, or one of the reasons below.
+// Ready (written by the issuer-lib reconciler) follows it; its message
+// starts with the same reason.
+const ConditionCAValid = "CAValid"
+
+// Reasons of the CAValid condition. Requests wait (Pending) while the
+// issuer's CA is not valid.
 const (
+	// ReasonValid: the CA can sign.
+	ReasonValid = "Valid"
 	// ReasonSecretNotFound: the referenced Secret does not exist.
 	ReasonSecretNotFound = "SecretNotFound"
 	// ReasonSecretInvalid: the Secret lacks tls.crt or tls.key, or they do
@@ -208,7 +217,7 @@ const (
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Namespaced,categories=quill;cert-manager,shortName=qi
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
-// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="CAValid")].reason`
 // +kubebuilder:printcolumn:name="CA",type=string,JSONPath=`.status.ca.subject`
 // +kubebuilder:printcolumn:name="CA Expiry",type=date,JSONPath=`.status.ca.notAfter`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
@@ -239,7 +248,7 @@ type QuillIssuerList struct {
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Cluster,categories=quill;cert-manager,shortName=qci
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
-// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="CAValid")].reason`
 // +kubebuilder:printcolumn:name="CA",type=string,JSONPath=`.status.ca.subject`
 // +kubebuilder:printcolumn:name="CA Expiry",type=date,JSONPath=`.status.ca.notAfter`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -90,11 +91,18 @@ func TestIssuerReadiness(t *testing.T) {
 				t.Fatal(err)
 			}
 			conds := func() []metav1.Condition { return iss.Status.Conditions }
+			want := quillv1.ReasonValid
 			if tc.reason == "" {
 				readyCondition(t, iss, conds, isReady)
-				return
+			} else {
+				readyCondition(t, iss, conds, notReadyWith(tc.reason))
+				want = tc.reason
 			}
-			readyCondition(t, iss, conds, notReadyWith(tc.reason))
+			// The precise reason is machine-readable in CAValid.
+			if got := meta.FindStatusCondition(iss.Status.Conditions, quillv1.ConditionCAValid); got == nil || got.Reason != want ||
+				got.ObservedGeneration != iss.Generation {
+				t.Fatalf("CAValid = %+v, want reason %s for generation %d", got, want, iss.Generation)
+			}
 		})
 	}
 }
