@@ -96,6 +96,10 @@ func (s *Signer) Check(ctx context.Context, obj issuerapi.Issuer) error {
 		}
 	}
 	if werr := s.recordCAStatus(ctx, obj, status, a, err); werr != nil {
+		if err != nil {
+			// Ready must still show what is wrong with the CA.
+			return fmt.Errorf("%w (recording it in status failed: %v)", err, werr) // retry with backoff
+		}
 		return werr // retry with backoff
 	}
 	return err // nil: Ready; otherwise retry with backoff, the Secret or spec may be fixed
@@ -142,6 +146,9 @@ func (s *Signer) Sign(ctx context.Context, cr signer.CertificateRequestObject, o
 			return signer.PEMBundle{}, invalidRequest(err)
 		case errors.Is(err, issuance.ErrInvalidOptions):
 			return signer.PEMBundle{}, signer.IssuerError{Err: &castore.Error{Reason: quillv1.ReasonInvalidConfig, Err: err}}
+		case errors.Is(err, issuance.ErrCAExpired), errors.Is(err, issuance.ErrCANotYetValid):
+			// The CA aged out between the check above and signing.
+			return signer.PEMBundle{}, signer.IssuerError{Err: &castore.Error{Reason: quillv1.ReasonCAExpired, Err: err}}
 		}
 		return signer.PEMBundle{}, err // retry with backoff
 	}

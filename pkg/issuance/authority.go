@@ -47,6 +47,18 @@ type Authority struct {
 // ErrKeyMismatch. LoadAuthority does not judge validity dates or CA flags;
 // Check does.
 func LoadAuthority(tlsCrt, tlsKey, caCrt []byte) (*Authority, error) {
+	signer, err := parsePrivateKey(tlsKey)
+	if err != nil {
+		return nil, fmt.Errorf("%w: tls.key: %w", ErrMalformedCA, err)
+	}
+	return NewAuthority(tlsCrt, caCrt, signer)
+}
+
+// NewAuthority is LoadAuthority for a key that is not in the Secret, such as
+// an HSM key behind a crypto.Signer: tlsCrt and caCrt are read as
+// LoadAuthority reads them, and signer must hold the key of tlsCrt's first
+// certificate. Its errors are LoadAuthority's.
+func NewAuthority(tlsCrt, caCrt []byte, signer crypto.Signer) (*Authority, error) {
 	bundle, err := parseCertificates(tlsCrt)
 	if err != nil {
 		return nil, fmt.Errorf("%w: tls.crt: %w", ErrMalformedCA, err)
@@ -57,14 +69,9 @@ func LoadAuthority(tlsCrt, tlsKey, caCrt []byte) (*Authority, error) {
 				ErrMalformedCA, i+1, bundle[i].Subject, i+2, bundle[i+1].Subject, err)
 		}
 	}
-
-	signer, err := parsePrivateKey(tlsKey)
-	if err != nil {
-		return nil, fmt.Errorf("%w: tls.key: %w", ErrMalformedCA, err)
-	}
 	issuing := bundle[0]
 	if !publicKeysEqual(signer.Public(), issuing.PublicKey) {
-		return nil, fmt.Errorf("%w: tls.key does not belong to %q", ErrKeyMismatch, issuing.Subject)
+		return nil, fmt.Errorf("%w: the key does not belong to %q", ErrKeyMismatch, issuing.Subject)
 	}
 	if alg, err := describeKey(issuing.PublicKey); err != nil {
 		return nil, fmt.Errorf("%w: CA key %s cannot be used: %w", ErrMalformedCA, alg, err)
@@ -174,11 +181,19 @@ func (a *Authority) Check(now time.Time) error {
 		case !sameCertificate(cert, a.Certificate):
 			role = "intermediate CA"
 		}
+		// The messages name no current time: callers record them in status
+		// and write again only when a message changes.
 		if now.Before(cert.NotBefore) {
-			errs = append(errs, fmt.Errorf("%w: %s %q is valid from %s, it is now %s", ErrCANotYetValid, role, cert.Subject, stamp(cert.NotBefore), stamp(now)))
+			errs = append(errs, fmt.Errorf("%w: %s %q is valid from %s", ErrCANotYetValid, role, cert.Subject, stamp(cert.NotBefore)))
 		}
-		if now.After(cert.NotAfter) {
-			errs = append(errs, fmt.Errorf("%w: %s %q expired at %s, it is now %s", ErrCAExpired, role, cert.Subject, stamp(cert.NotAfter), stamp(now)))
+		switch {
+		case now.After(cert.NotAfter):
+			errs = append(errs, fmt.Errorf("%w: %s %q expired at %s", ErrCAExpired, role, cert.Subject, stamp(cert.NotAfter)))
+		case cert.NotAfter.Sub(now) < MinCertificateDuration:
+			// Sign could only refuse: nothing it issues may outlive the CA,
+			// and nothing shorter than the minimum is issued.
+			errs = append(errs, fmt.Errorf("%w: %s %q expires at %s, less than the minimum certificate lifetime of %s away",
+				ErrCAExpired, role, cert.Subject, stamp(cert.NotAfter), MinCertificateDuration))
 		}
 	}
 	return errors.Join(errs...)

@@ -158,7 +158,7 @@ func TestCheck(t *testing.T) {
 		{name: "healthy-root", ca: root},
 		{name: "healthy-intermediate", ca: newCA(t, withParent(root))},
 		{name: "expired", ca: newCA(t, withCACN("Old CA"), withCAValidity(testNow.AddDate(-2, 0, 0), testNow.Add(-time.Second))),
-			want: []error{ErrCAExpired}, wantMsg: []string{`issuing root CA "CN=Old CA,O=Quill Tests" expired at 2026-03-01T11:59:59Z, it is now 2026-03-01T12:00:00Z`}},
+			want: []error{ErrCAExpired}, wantMsg: []string{`issuing root CA "CN=Old CA,O=Quill Tests" expired at 2026-03-01T11:59:59Z`}},
 		{name: "not-yet-valid", ca: newCA(t, withCACN("Future CA"), withCAValidity(testNow.Add(time.Hour), testNow.AddDate(1, 0, 0))),
 			want: []error{ErrCANotYetValid}, wantMsg: []string{`"CN=Future CA,O=Quill Tests" is valid from 2026-03-01T13:00:00Z`}},
 		{name: "expired-root-above-intermediate", ca: underExpiredRoot,

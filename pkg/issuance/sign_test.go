@@ -307,7 +307,7 @@ func TestSignIssuerFaults(t *testing.T) {
 			a := newCA(t)
 			return &Authority{Certificate: a.Certificate, Root: a.Root, Signer: testKey(t, ECDSAP256, 3)}
 		}(), want: ErrKeyMismatch},
-		{name: "ca-expires-within-minimum-duration", ca: expiringRoot, want: ErrCAExpired, wantMsg: []string{"leaves no room for the minimum certificate duration"}},
+		{name: "ca-expires-within-minimum-duration", ca: expiringRoot, want: ErrCAExpired, wantMsg: []string{"less than the minimum certificate lifetime of 10m0s away"}},
 		{name: "options-without-now", ca: newCA(t), opts: func(o *Options) { o.Now = time.Time{} }, want: ErrInvalidOptions, wantMsg: []string{"Now is not set"}},
 	}
 	for _, tt := range tests {
