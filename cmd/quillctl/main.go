@@ -1,0 +1,58 @@
+// Command quillctl runs the ceremonies around a Quill CA that happen
+// outside the cluster: creating an offline root, requesting and signing a
+// subordinate CA, and turning CA material (a PFX, or PEM files) into the
+// Secret a QuillIssuer or QuillClusterIssuer reads.
+//
+// Every failure prints one line, "quillctl: <message>", on stderr and
+// exits with status 1, having written nothing.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/quill-pki/quill/pkg/ceremony"
+)
+
+func main() {
+	a := &app{
+		stdin:  os.Stdin,
+		stdout: os.Stdout,
+		stderr: os.Stderr,
+		now:    time.Now,
+		getenv: os.LookupEnv,
+		keys:   keyResolver(),
+	}
+	if err := a.command().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "quillctl: "+oneLine(err.Error()))
+		os.Exit(1)
+	}
+}
+
+var lineBreaks = regexp.MustCompile(`\s*\n\s*`)
+
+// oneLine joins a multi-line message (errors.Join, cobra's suggestions)
+// into one line, so scripts and logs get one line per failure.
+func oneLine(msg string) string {
+	return lineBreaks.ReplaceAllString(strings.TrimSpace(msg), "; ")
+}
+
+// app holds what the commands need from the outside world, so tests can
+// replace it.
+type app struct {
+	stdin          *os.File
+	stdout, stderr io.Writer
+	now            func() time.Time
+	getenv         func(string) (string, bool)
+	keys           ceremony.KeyResolver
+}
+
+func (a *app) warn(msgs ...string) {
+	for _, m := range msgs {
+		fmt.Fprintln(a.stderr, "quillctl: warning: "+oneLine(m))
+	}
+}

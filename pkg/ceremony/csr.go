@@ -1,0 +1,144 @@
+package ceremony
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/quill-pki/quill/pkg/issuance"
+)
+
+var errBadCSR = errors.New("invalid certificate signing request")
+
+// emptyName is the DER of a Name without RDNs.
+var emptyName = []byte{0x30, 0x00}
+
+// CSROptions describe a certificate signing request for a subordinate CA,
+// to be carried to the offline root and signed there with Sign.
+type CSROptions struct {
+	// Subject is the subordinate's name in RFC 4514 form.
+	Subject string
+	// Key is the subordinate's existing key. When nil, a software key of
+	// KeyAlgorithm is generated and written to OutKey (PKCS#8 PEM, mode
+	// 0600).
+	Key          KeySource
+	KeyAlgorithm issuance.KeyAlgorithm
+	OutKey       string
+	// OutCSR receives the request (PEM).
+	OutCSR string
+	// Replace allows overwriting existing output files.
+	Replace bool
+}
+
+// NewCSR writes a CSR for a subordinate CA key. The request carries only
+// the subject and the public key: the CA profile (basic constraints, key
+// usage, name constraints) is decided by whoever signs it.
+func NewCSR(o CSROptions) (*Result, error) {
+	rawSubject, err := ParseSubject(o.Subject)
+	if err != nil {
+		return nil, err
+	}
+	if o.OutCSR == "" {
+		return nil, fmt.Errorf("%w: no file for the request", errOptions)
+	}
+	outs := []string{o.OutCSR}
+	switch {
+	case o.Key == nil && o.OutKey == "":
+		return nil, fmt.Errorf("%w: no file for the new key", errOptions)
+	case o.Key == nil:
+		if err := checkAlgorithm(o.KeyAlgorithm); err != nil {
+			return nil, err
+		}
+		outs = append(outs, o.OutKey)
+	case o.OutKey != "" || o.KeyAlgorithm != "":
+		return nil, fmt.Errorf("%w: an existing key is used, so no key is generated or written", errOptions)
+	}
+	if err := checkOutputs(o.Replace, keyPaths(o.Key), outs...); err != nil {
+		return nil, err
+	}
+
+	var signer crypto.Signer
+	var keyPEM []byte
+	if o.Key == nil {
+		if signer, err = GenerateKey(o.KeyAlgorithm); err != nil {
+			return nil, err
+		}
+		if keyPEM, err = MarshalPrivateKeyPEM(signer); err != nil {
+			return nil, err
+		}
+	} else {
+		defer closeKey(o.Key)
+		if signer, err = openSigner(o.Key); err != nil {
+			return nil, err
+		}
+	}
+	sigAlg, err := signatureAlgorithm(signer.Public())
+	if err != nil {
+		return nil, err
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		RawSubject:         rawSubject,
+		SignatureAlgorithm: sigAlg,
+	}, signer)
+	if err != nil {
+		return nil, fmt.Errorf("sign the request: %w", err)
+	}
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		return nil, fmt.Errorf("self-check: the request does not parse: %w", err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("self-check: the request's signature does not verify: %w", err)
+	}
+
+	files := []Output{{Path: o.OutCSR, Data: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), Mode: 0o644}}
+	if keyPEM != nil {
+		files = append([]Output{{Path: o.OutKey, Data: keyPEM, Mode: 0o600}}, files...)
+	}
+	if err := WriteFiles(o.Replace, files...); err != nil {
+		return nil, err
+	}
+	return &Result{Request: csr, Files: paths(files)}, nil
+}
+
+// readCSR reads one PEM certificate request from path and verifies its
+// self-signature, the proof that whoever asks holds the key.
+func readCSR(path string) (*x509.CertificateRequest, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errBadCSR, err)
+	}
+	blocks, err := decodePEM(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w %s: %w", errBadCSR, path, err)
+	}
+	if len(blocks) != 1 {
+		return nil, fmt.Errorf("%w %s: want one PEM block, found %d", errBadCSR, path, len(blocks))
+	}
+	switch b := blocks[0]; b.Type {
+	case "CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST":
+	case "PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY", "ENCRYPTED PRIVATE KEY":
+		return nil, fmt.Errorf("%w %s: this is a private key, not a request; give the file written with it by `quillctl ca csr`", errBadCSR, path)
+	default:
+		return nil, fmt.Errorf("%w %s: the PEM block is %q, want \"CERTIFICATE REQUEST\"", errBadCSR, path, b.Type)
+	}
+	csr, err := x509.ParseCertificateRequest(blocks[0].Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%w %s: %w", errBadCSR, path, err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("%w %s: its signature does not verify (damaged, or not signed by the key it carries): %w", errBadCSR, path, err)
+	}
+	if _, err := keyAlgorithmOf(csr.PublicKey); err != nil {
+		return nil, fmt.Errorf("%w %s: %w", errBadCSR, path, err)
+	}
+	if bytes.Equal(csr.RawSubject, emptyName) {
+		return nil, fmt.Errorf("%w %s: the subject is empty, and a CA needs a name: it becomes the issuer of everything the CA signs", errBadCSR, path)
+	}
+	return csr, nil
+}
