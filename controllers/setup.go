@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	issuerapi "github.com/cert-manager/issuer-lib/api/v1alpha1"
@@ -38,18 +39,23 @@ type Options struct {
 	// DisableKubernetesCSRs turns off signing of Kubernetes
 	// CertificateSigningRequests.
 	DisableKubernetesCSRs bool
-	Clock                 clock.PassiveClock
+	// PKCS11Modules is the allow-list of PKCS#11 libraries issuers may name
+	// in spec.ca.pkcs11.module: name -> library path.
+	PKCS11Modules map[string]string
+	// HSM opens PKCS#11 keys; nil means pkg/pkcs11. Tests wrap it.
+	HSM   castore.HSMOpener
+	Clock clock.PassiveClock
 }
 
 // RBAC for the issuer-lib reconcilers and the CA store.
 // +kubebuilder:rbac:groups=quill.dev,resources=quillissuers;quillclusterissuers,verbs=get;list;watch
 // +kubebuilder:rbac:groups=quill.dev,resources=quillissuers/status;quillclusterissuers/status,verbs=get;patch;update
-// +kubebuilder:rbac:groups=cert-manager.io,resources=certificaterequests,verbs=get;list;watch
+// +kubebuilder:rbac:groups=cert-manager.io,resources=certificaterequests,verbs=get;list;watch;create;delete
 // +kubebuilder:rbac:groups=cert-manager.io,resources=certificaterequests/status,verbs=get;patch;update
 // +kubebuilder:rbac:groups=certificates.k8s.io,resources=certificatesigningrequests,verbs=get;list;watch
 // +kubebuilder:rbac:groups=certificates.k8s.io,resources=certificatesigningrequests/status,verbs=get;patch;update
 // +kubebuilder:rbac:groups=certificates.k8s.io,resources=signers,verbs=sign,resourceNames=quillissuers.quill.dev/*;quillclusterissuers.quill.dev/*
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch
@@ -60,10 +66,12 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		opts.Clock = clock.RealClock{}
 	}
 	store := &castore.Store{
-		Reader:   mgr.GetAPIReader(),
-		Metadata: mgr.GetCache(),
-		Writer:   mgr.GetClient(),
-		Clock:    opts.Clock,
+		Reader:        mgr.GetAPIReader(),
+		Metadata:      mgr.GetCache(),
+		Writer:        mgr.GetClient(),
+		Clock:         opts.Clock,
+		PKCS11Modules: opts.PKCS11Modules,
+		HSM:           opts.HSM,
 	}
 	recorder := mgr.GetEventRecorder(FieldOwner)
 	s := &Signer{
@@ -76,6 +84,14 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	}
 	if err := (&deniedReconciler{client: mgr.GetClient(), clock: opts.Clock, recorder: recorder}).setup(mgr); err != nil {
 		return err
+	}
+	for _, cluster := range []bool{false, true} {
+		if err := (&intermediateReconciler{
+			client: mgr.GetClient(), store: store, clusterNamespace: opts.ClusterResourceNamespace,
+			cluster: cluster, clock: opts.Clock, recorder: recorder,
+		}).setup(mgr); err != nil {
+			return err
+		}
 	}
 	return (&controllers.CombinedController{
 		IssuerTypes:                    []issuerapi.Issuer{&quillv1.QuillIssuer{}},
@@ -116,8 +132,8 @@ func (w *secretWatch) add(_ context.Context, gvk schema.GroupVersionKind, _ ctrl
 	return nil
 }
 
-// issuersReading lists the issuers of one kind whose CA source is the Secret
-// namespace/name.
+// issuersReading lists the issuers of one kind that read the Secret
+// namespace/name (CA, certificate or PIN Secret).
 func (w *secretWatch) issuersReading(ctx context.Context, cluster bool, namespace, name string) []reconcile.Request {
 	var reqs []reconcile.Request
 	if cluster {
@@ -129,7 +145,7 @@ func (w *secretWatch) issuersReading(ctx context.Context, cluster bool, namespac
 			return nil
 		}
 		for _, iss := range list.Items {
-			if castore.SecretName(iss.Spec.CA) == name {
+			if slices.Contains(castore.SecretNames(iss.Spec.CA), name) {
 				reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: iss.Name}})
 			}
 		}
@@ -140,7 +156,7 @@ func (w *secretWatch) issuersReading(ctx context.Context, cluster bool, namespac
 		return nil
 	}
 	for _, iss := range list.Items {
-		if castore.SecretName(iss.Spec.CA) == name {
+		if slices.Contains(castore.SecretNames(iss.Spec.CA), name) {
 			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: iss.Namespace, Name: iss.Name}})
 		}
 	}

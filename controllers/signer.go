@@ -141,6 +141,11 @@ func (s *Signer) Sign(ctx context.Context, cr signer.CertificateRequestObject, o
 	}
 	issued, err := a.Sign(req, issuanceOptions(spec, now))
 	if err != nil {
+		if hf := castore.HSMFault(err); hf != nil {
+			// The HSM failed, not the request: the issuer turns not Ready
+			// and the request waits.
+			return signer.PEMBundle{}, signer.IssuerError{Err: hf}
+		}
 		switch {
 		case errors.Is(err, issuance.ErrInvalidRequest):
 			return signer.PEMBundle{}, invalidRequest(err)

@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Quill's tests and demo use, if any is missing:
-# openssl (the outside verifier of what Quill signs) and util-linux's setpriv
-# (ties control-plane processes to the test that started them). Needs root
-# for apt-get; without root it only says what is missing.
+# openssl (the outside verifier of what Quill signs), util-linux's setpriv
+# (ties control-plane processes to the test that started them), gcc (cgo,
+# for PKCS#11), and softhsm2 and opensc (the HSM the PKCS#11 tests run
+# against, and pkcs11-tool). Needs root for apt-get; without root it only
+# says what is missing.
 set -euo pipefail
 
 need=()
 command -v openssl >/dev/null || need+=(openssl)
 command -v setpriv >/dev/null || need+=(util-linux)
 command -v gcc >/dev/null || need+=(gcc)
+[ -e /usr/lib/softhsm/libsofthsm2.so ] || need+=(softhsm2)
+command -v pkcs11-tool >/dev/null || need+=(opensc)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -45,7 +45,7 @@ type IssuerSpec struct {
 // QuillIssuer, and from the controller's cluster resource namespace
 // (--cluster-resource-namespace) for a QuillClusterIssuer.
 //
-// +kubebuilder:validation:XValidation:rule="(has(self.secretRef) ? 1 : 0) + (has(self.bootstrap) ? 1 : 0) == 1",message="spec.ca must set exactly one of secretRef or bootstrap"
+// +kubebuilder:validation:XValidation:rule="(has(self.secretRef) ? 1 : 0) + (has(self.bootstrap) ? 1 : 0) + (has(self.pkcs11) ? 1 : 0) == 1",message="spec.ca must set exactly one of secretRef, bootstrap or pkcs11"
 type CASource struct {
 	// SecretRef names a Secret holding the CA in cert-manager's layout:
 	// tls.crt (the CA certificate followed by its intermediates), tls.key
@@ -59,6 +59,124 @@ type CASource struct {
 	// is never regenerated: delete the Secret to start a new CA.
 	// +optional
 	Bootstrap *BootstrapCA `json:"bootstrap,omitempty"`
+
+	// PKCS11 signs with a key held in an HSM reached through PKCS#11; the
+	// key never leaves it.
+	// +optional
+	PKCS11 *PKCS11CA `json:"pkcs11,omitempty"`
+}
+
+// PKCS11CA locates a CA key on a PKCS#11 token and the CA certificate that
+// goes with it.
+//
+// +kubebuilder:validation:XValidation:rule="(has(self.tokenLabel) ? 1 : 0) + (has(self.tokenSerial) ? 1 : 0) == 1",message="pkcs11 needs exactly one of tokenLabel or tokenSerial"
+// +kubebuilder:validation:XValidation:rule="has(self.keyLabel) || has(self.keyID)",message="pkcs11 needs keyLabel, keyID or both"
+// +kubebuilder:validation:XValidation:rule="(has(self.certificateSecretRef) ? 1 : 0) + (has(self.certificateLabel) ? 1 : 0) == 1",message="pkcs11 needs exactly one of certificateSecretRef or certificateLabel"
+// +kubebuilder:validation:XValidation:rule="!has(self.issuedBy) || has(self.certificateSecretRef)",message="pkcs11.issuedBy needs certificateSecretRef, where the issued chain is kept"
+type PKCS11CA struct {
+	// Module names a PKCS#11 library in the controller's allow-list
+	// (--pkcs11-module name=path). It is a name, never a path: whoever may
+	// create an issuer must not choose which library the controller loads.
+	// +required
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9][-a-zA-Z0-9_.]{0,62}$`
+	Module string `json:"module"`
+
+	// TokenLabel selects the token by its label. Slot IDs are never used:
+	// they change when tokens are added or re-initialised.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=32
+	TokenLabel string `json:"tokenLabel,omitempty"`
+
+	// TokenSerial selects the token by its serial number.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=16
+	TokenSerial string `json:"tokenSerial,omitempty"`
+
+	// KeyLabel is the private key's CKA_LABEL.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	KeyLabel string `json:"keyLabel,omitempty"`
+
+	// KeyID is the private key's CKA_ID, in hex.
+	// +optional
+	// +kubebuilder:validation:Pattern=`^([0-9a-fA-F]{2}){1,64}$`
+	KeyID string `json:"keyID,omitempty"`
+
+	// PINSecretRef names the Secret key holding the user PIN, read under the
+	// same namespace rules as every other Secret of this issuer. The PIN is
+	// never logged or shown in status or events. A wrong PIN is not retried
+	// until this Secret changes: HSMs lock a PIN after a few failures.
+	// +required
+	PINSecretRef SecretKeySelector `json:"pinSecretRef"`
+
+	// CertificateSecretRef names a Secret with the CA certificate: tls.crt
+	// (the CA certificate followed by its chain) and optionally ca.crt (the
+	// root). A tls.key in it is ignored.
+	// +optional
+	CertificateSecretRef *SecretReference `json:"certificateSecretRef,omitempty"`
+
+	// CertificateLabel reads the CA certificate from the certificate object
+	// stored on the token with that CKA_LABEL; it must be self-signed (a
+	// root), since the token holds no chain.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	CertificateLabel string `json:"certificateLabel,omitempty"`
+
+	// IssuedBy makes Quill obtain the CA certificate of the HSM key from a
+	// parent issuer: it signs a CSR with the key, submits it to the parent
+	// as a cert-manager CertificateRequest, keeps the issued chain in
+	// certificateSecretRef, and renews it before it expires. The key never
+	// leaves the HSM.
+	// +optional
+	IssuedBy *ParentIssuer `json:"issuedBy,omitempty"`
+}
+
+// ParentIssuer is the issuer that signs an HSM-backed intermediate CA, and
+// what to ask it for.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.duration) || !has(self.renewBefore) || duration(self.renewBefore) < duration(self.duration)",message="issuedBy.renewBefore must be shorter than issuedBy.duration"
+type ParentIssuer struct {
+	// Name of the parent issuer.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	Name string `json:"name"`
+	// Kind of the parent issuer: QuillIssuer (in the namespace the
+	// intermediate's Secrets live in) or QuillClusterIssuer.
+	// +optional
+	// +kubebuilder:default=QuillClusterIssuer
+	// +kubebuilder:validation:Enum=QuillIssuer;QuillClusterIssuer
+	Kind string `json:"kind,omitempty"`
+	// Subject of the intermediate CA certificate.
+	// +required
+	Subject Subject `json:"subject"`
+	// Duration asked of the parent; the parent may shorten it to its own
+	// expiry.
+	// +optional
+	// +kubebuilder:default="8760h"
+	Duration *metav1.Duration `json:"duration,omitempty"`
+	// RenewBefore: a new certificate is requested when the current one has
+	// less than this left. Defaults to a third of its lifetime.
+	// +optional
+	RenewBefore *metav1.Duration `json:"renewBefore,omitempty"`
+}
+
+// SecretKeySelector names one key of a Secret.
+type SecretKeySelector struct {
+	// Name of the Secret.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
+	Name string `json:"name"`
+	// Key within the Secret; defaults to "pin".
+	// +optional
+	// +kubebuilder:default=pin
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	Key string `json:"key,omitempty"`
 }
 
 // SecretReference names a Secret in the namespace the issuer kind implies.
@@ -204,6 +322,20 @@ const (
 	// ReasonInvalidConfig: the issuance settings cannot be used, e.g. a URL
 	// that is not absolute.
 	ReasonInvalidConfig = "InvalidConfig"
+	// ReasonModuleNotAllowed: spec.ca.pkcs11.module is not in the
+	// controller's allow-list, or the controller cannot load PKCS#11
+	// libraries (a build without cgo).
+	ReasonModuleNotAllowed = "ModuleNotAllowed"
+	// ReasonPINIncorrect: the HSM refused the PIN. Quill does not try it
+	// again until the PIN Secret changes.
+	ReasonPINIncorrect = "PINIncorrect"
+	// ReasonHSMUnavailable: the token, the key or the library cannot be
+	// reached; Quill keeps retrying with backoff.
+	ReasonHSMUnavailable = "HSMUnavailable"
+	// ReasonAwaitingCertificate: the HSM key's CA certificate has been
+	// requested from the parent issuer (spec.ca.pkcs11.issuedBy) and is not
+	// issued yet.
+	ReasonAwaitingCertificate = "AwaitingCertificate"
 )
 
 // Reasons Quill writes on a request it refuses.

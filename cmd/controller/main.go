@@ -10,6 +10,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
@@ -24,7 +26,10 @@ import (
 	"github.com/quill-pki/quill/controllers"
 )
 
-var errNoNamespace = errors.New("--cluster-resource-namespace must not be empty")
+var (
+	errNoNamespace = errors.New("--cluster-resource-namespace must not be empty")
+	errBadModule   = errors.New("want name=/absolute/path/to/library.so")
+)
 
 func main() {
 	if err := run(); err != nil {
@@ -55,6 +60,18 @@ func run() error {
 		"how long a request whose signing keeps failing with a retryable error stays Pending before it is marked Failed")
 	flag.IntVar(&workers, "workers", 4, "concurrent reconciles per controller")
 	flag.BoolVar(&disableK8sCSRs, "disable-kubernetes-csrs", false, "do not sign Kubernetes CertificateSigningRequests")
+	modules := map[string]string{}
+	flag.Func("pkcs11-module", "allow a PKCS#11 library for spec.ca.pkcs11.module, as name=/absolute/path.so (repeatable)", func(v string) error {
+		name, path, ok := strings.Cut(v, "=")
+		if !ok || name == "" || !filepath.IsAbs(path) {
+			return errBadModule
+		}
+		if _, err := os.Stat(path); err != nil {
+			return fmt.Errorf("PKCS#11 module %s: %w", name, err)
+		}
+		modules[name] = path
+		return nil
+	})
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -95,6 +112,7 @@ func run() error {
 		MaxRetryDuration:         maxRetry,
 		MaxConcurrentReconciles:  workers,
 		DisableKubernetesCSRs:    disableK8sCSRs,
+		PKCS11Modules:            modules,
 	}); err != nil {
 		return fmt.Errorf("setting up controllers: %w", err)
 	}

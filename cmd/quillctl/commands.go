@@ -55,7 +55,7 @@ failed command writes nothing.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	ca.AddCommand(a.initCommand(), a.csrCommand(), a.signCommand(), a.importCommand())
-	root.AddCommand(ca, a.versionCommand())
+	root.AddCommand(ca, a.hsmCommand(), a.versionCommand())
 	return root
 }
 

@@ -1,6 +1,7 @@
 // Package castore turns an issuer's spec.ca into an issuance.Authority: it
-// reads the CA Secret, creates the bootstrap root once, and keeps parsed
-// authorities so that signing does not cost an API request per certificate.
+// reads the CA Secret, creates the bootstrap root once, opens HSM keys, and
+// keeps parsed authorities so that signing does not cost an API request per
+// certificate.
 package castore
 
 import (
@@ -34,9 +35,9 @@ const (
 // naming the issuer ("QuillClusterIssuer/name" or "QuillIssuer/ns/name").
 const AnnotationBootstrappedBy = "quill.dev/bootstrapped-by"
 
-// Error is a CA that cannot be used, with the issuer Ready reason (one of
-// the Reason constants in api/v1alpha1) that explains why. The CA must be
-// fixed (or the Secret created) before the issuer can sign.
+// Error is a CA that cannot be used, with the reason (one of the Reason
+// constants in api/v1alpha1) that explains why. The CA, its Secrets or the
+// issuer must be fixed before the issuer can sign.
 type Error struct {
 	Reason string
 	Err    error
@@ -48,6 +49,7 @@ func (e *Error) Unwrap() error { return e.Err }
 var (
 	errSecretNotFound = errors.New("secret not found")
 	errMissingKey     = errors.New("secret lacks a required key")
+	errNoSource       = errors.New("spec.ca names no CA source")
 )
 
 // Store resolves CA sources. It is safe for concurrent use; one Store serves
@@ -57,52 +59,75 @@ type Store struct {
 	// are not all held in memory (controller-runtime's APIReader).
 	Reader client.Reader
 	// Metadata reads Secret metadata, normally from a metadata-only informer
-	// cache, to tell whether a parsed authority is still current without an
-	// API request. Nil means every Load reads the Secret.
+	// cache, to tell whether a loaded authority is still current without an
+	// API request. Nil means every Load reads the Secrets.
 	Metadata client.Reader
 	// Writer creates bootstrap Secrets.
 	Writer client.Writer
 	// Clock dates bootstrap roots.
 	Clock clock.PassiveClock
+	// PKCS11Modules is the allow-list of PKCS#11 libraries: the name an
+	// issuer's spec.ca.pkcs11.module gives, mapped to the library path.
+	PKCS11Modules map[string]string
+	// HSM opens PKCS#11 keys; nil means the real PKCS#11 backend. Tests
+	// replace it to count or refuse openings.
+	HSM HSMOpener
 
 	mu      sync.Mutex
-	entries map[types.NamespacedName]entry
+	entries map[string]*entry
 }
 
+// entry is a loaded CA (or a sticky failure) and the Secret versions it was
+// loaded from; it stays valid while none of those Secrets changes.
 type entry struct {
-	resourceVersion string
-	authority       *issuance.Authority
+	deps      map[types.NamespacedName]string // Secret -> resourceVersion
+	authority *issuance.Authority
+	err       error  // a failure not to repeat until a dependency changes
+	closer    func() // releases an HSM key when the entry is replaced
 }
 
 // Load returns the authority that src describes, reading Secrets in
 // namespace. It never creates anything: a missing bootstrap Secret is an
 // *Error with reason SecretNotFound until Ensure has run. Errors are *Error
-// when the CA material is at fault, and plain (retry) when the API failed.
+// when the CA material or its configuration is at fault, and plain (retry)
+// when the API server failed.
 func (s *Store) Load(ctx context.Context, namespace string, src quillv1.CASource) (*issuance.Authority, error) {
-	key, err := secretKey(namespace, src)
+	id, err := cacheID(namespace, src)
 	if err != nil {
 		return nil, err
 	}
-	if a := s.current(ctx, key); a != nil {
+	if e := s.current(ctx, id); e != nil {
+		return e.authority, e.err
+	}
+	switch {
+	case src.PKCS11 != nil:
+		return s.loadPKCS11(ctx, id, namespace, src.PKCS11)
+	default:
+		key := types.NamespacedName{Namespace: namespace, Name: SecretNames(src)[0]}
+		secret, err := s.readSecret(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		a, err := parseSecret(key, secret)
+		if err != nil {
+			return nil, err
+		}
+		s.remember(id, &entry{deps: map[types.NamespacedName]string{key: secret.ResourceVersion}, authority: a})
 		return a, nil
 	}
-	var secret corev1.Secret
-	if err := s.Reader.Get(ctx, key, &secret); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, &Error{Reason: quillv1.ReasonSecretNotFound, Err: fmt.Errorf("%w: %s", errSecretNotFound, key)}
-		}
-		return nil, fmt.Errorf("reading CA secret %s: %w", key, err)
-	}
-	return s.parse(key, &secret)
 }
 
 // Ensure is Load for the issuer health check: for a bootstrap source whose
 // Secret does not exist yet it generates the root CA and creates the Secret.
 // Creation is atomic on the API server, so concurrent controllers cannot
 // produce two keys: the loser of the race reads the winner's Secret. An
-// existing Secret is never replaced, even when it is unusable.
+// existing Secret is never replaced, even when it is unusable. For an HSM
+// key it also proves the key can sign.
 func (s *Store) Ensure(ctx context.Context, namespace string, src quillv1.CASource, owner string) (*issuance.Authority, error) {
 	a, err := s.Load(ctx, namespace, src)
+	if src.PKCS11 != nil && err == nil {
+		return a, probe(a)
+	}
 	var caErr *Error
 	if src.Bootstrap == nil || !errors.As(err, &caErr) || caErr.Reason != quillv1.ReasonSecretNotFound {
 		return a, err
@@ -140,74 +165,134 @@ func (s *Store) Ensure(ctx context.Context, namespace string, src quillv1.CASour
 	}
 	// Read back rather than trusting what we generated: on AlreadyExists the
 	// Secret that won is someone else's.
-	s.forget(types.NamespacedName{Namespace: namespace, Name: b.SecretName})
+	if id, err := cacheID(namespace, src); err == nil {
+		s.forget(id)
+	}
 	return s.Load(ctx, namespace, src)
 }
 
-// current returns the cached authority for key if the Secret's metadata
-// says it has not changed since it was parsed.
-func (s *Store) current(ctx context.Context, key types.NamespacedName) *issuance.Authority {
-	if s.Metadata == nil {
-		return nil
+// current returns the cached entry for id if the metadata of every Secret
+// it was loaded from says none has changed since.
+func (s *Store) current(ctx context.Context, id string) *entry {
+	// Without a metadata cache the versions are asked of the API server,
+	// which costs a request but still keeps a refused PIN from being tried
+	// again.
+	reader := s.Metadata
+	if reader == nil {
+		reader = s.Reader
 	}
 	s.mu.Lock()
-	e, ok := s.entries[key]
+	e, ok := s.entries[id]
 	s.mu.Unlock()
 	if !ok {
 		return nil
 	}
-	meta := &metav1.PartialObjectMetadata{}
-	meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-	if err := s.Metadata.Get(ctx, key, meta); err != nil || meta.ResourceVersion != e.resourceVersion {
-		return nil
+	for key, rv := range e.deps {
+		meta := &metav1.PartialObjectMetadata{}
+		meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+		if err := reader.Get(ctx, key, meta); err != nil || meta.ResourceVersion != rv {
+			return nil
+		}
 	}
-	return e.authority
+	return e
 }
 
-func (s *Store) parse(key types.NamespacedName, secret *corev1.Secret) (*issuance.Authority, error) {
+func (s *Store) remember(id string, e *entry) {
+	s.mu.Lock()
+	if s.entries == nil {
+		s.entries = map[string]*entry{}
+	}
+	old := s.entries[id]
+	s.entries[id] = e
+	s.mu.Unlock()
+	if old != nil && old.closer != nil {
+		old.closer()
+	}
+}
+
+func (s *Store) forget(id string) {
+	s.mu.Lock()
+	old := s.entries[id]
+	delete(s.entries, id)
+	s.mu.Unlock()
+	if old != nil && old.closer != nil {
+		old.closer()
+	}
+}
+
+func (s *Store) readSecret(ctx context.Context, key types.NamespacedName) (*corev1.Secret, error) {
+	var secret corev1.Secret
+	if err := s.Reader.Get(ctx, key, &secret); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, &Error{Reason: quillv1.ReasonSecretNotFound, Err: fmt.Errorf("%w: %s", errSecretNotFound, key)}
+		}
+		return nil, fmt.Errorf("reading secret %s: %w", key, err)
+	}
+	return &secret, nil
+}
+
+func parseSecret(key types.NamespacedName, secret *corev1.Secret) (*issuance.Authority, error) {
 	crt, keyPEM := secret.Data[KeyTLSCrt], secret.Data[KeyTLSKey]
 	if len(crt) == 0 || len(keyPEM) == 0 {
 		return nil, &Error{Reason: quillv1.ReasonSecretInvalid, Err: fmt.Errorf("%w: secret %s needs %s and %s", errMissingKey, key, KeyTLSCrt, KeyTLSKey)}
 	}
 	a, err := issuance.LoadAuthority(crt, keyPEM, secret.Data[KeyCACrt])
 	if err != nil {
-		reason := quillv1.ReasonSecretInvalid
-		if errors.Is(err, issuance.ErrKeyMismatch) {
-			reason = quillv1.ReasonKeyMismatch
-		}
-		return nil, &Error{Reason: reason, Err: fmt.Errorf("secret %s: %w", key, err)}
+		return nil, authorityError(key, err)
 	}
-	s.mu.Lock()
-	if s.entries == nil {
-		s.entries = map[types.NamespacedName]entry{}
-	}
-	s.entries[key] = entry{resourceVersion: secret.ResourceVersion, authority: a}
-	s.mu.Unlock()
 	return a, nil
 }
 
-func (s *Store) forget(key types.NamespacedName) {
-	s.mu.Lock()
-	delete(s.entries, key)
-	s.mu.Unlock()
+// authorityError classifies an issuance.LoadAuthority/NewAuthority error.
+func authorityError(key types.NamespacedName, err error) error {
+	reason := quillv1.ReasonSecretInvalid
+	if errors.Is(err, issuance.ErrKeyMismatch) {
+		reason = quillv1.ReasonKeyMismatch
+	}
+	return &Error{Reason: reason, Err: fmt.Errorf("secret %s: %w", key, err)}
 }
 
-// secretKey is the Secret src names, in namespace.
-func secretKey(namespace string, src quillv1.CASource) (types.NamespacedName, error) {
+// cacheID identifies a CA source in a namespace for the cache.
+func cacheID(namespace string, src quillv1.CASource) (string, error) {
 	switch {
 	case src.SecretRef != nil:
-		return types.NamespacedName{Namespace: namespace, Name: src.SecretRef.Name}, nil
+		return "secret/" + namespace + "/" + src.SecretRef.Name, nil
 	case src.Bootstrap != nil:
-		return types.NamespacedName{Namespace: namespace, Name: src.Bootstrap.SecretName}, nil
+		return "secret/" + namespace + "/" + src.Bootstrap.SecretName, nil
+	case src.PKCS11 != nil:
+		p := src.PKCS11
+		cert := p.CertificateLabel
+		if p.CertificateSecretRef != nil {
+			cert = "secret:" + p.CertificateSecretRef.Name
+		}
+		return fmt.Sprintf("pkcs11/%s/%s/%q/%q/%q/%q/%q/%s/%q", namespace, p.Module, p.TokenLabel, p.TokenSerial,
+			p.KeyLabel, p.KeyID, p.PINSecretRef.Name, p.PINSecretRef.Key, cert), nil
 	}
 	// The schema requires exactly one source; this guards objects written
 	// before the schema or by a client that skipped validation.
-	return types.NamespacedName{}, &Error{Reason: quillv1.ReasonSecretInvalid, Err: errors.New("spec.ca names no CA source")}
+	return "", &Error{Reason: quillv1.ReasonInvalidConfig, Err: errNoSource}
 }
 
-// SecretName returns the name of the Secret src refers to, for watches
-// that map Secret events back to issuers.
+// SecretNames lists the Secrets src reads, in its issuer's namespace, for
+// watches that map Secret events back to issuers. The CA Secret comes first.
+func SecretNames(src quillv1.CASource) []string {
+	switch {
+	case src.SecretRef != nil:
+		return []string{src.SecretRef.Name}
+	case src.Bootstrap != nil:
+		return []string{src.Bootstrap.SecretName}
+	case src.PKCS11 != nil:
+		names := []string{}
+		if r := src.PKCS11.CertificateSecretRef; r != nil {
+			names = append(names, r.Name)
+		}
+		return append(names, src.PKCS11.PINSecretRef.Name)
+	}
+	return []string{""}
+}
+
+// SecretName returns the name of the CA Secret src refers to (the PIN
+// Secret for an HSM key whose certificate lives on the token).
 func SecretName(src quillv1.CASource) string {
-	key, _ := secretKey("", src)
-	return key.Name
+	return SecretNames(src)[0]
 }

@@ -171,7 +171,7 @@ func TestLoad(t *testing.T) {
 		{
 			name: "no-source",
 			src:  quillv1.CASource{},
-			want: wantErr{reason: quillv1.ReasonSecretInvalid, contains: []string{"no CA source"}},
+			want: wantErr{reason: quillv1.ReasonInvalidConfig, contains: []string{"no CA source"}},
 		},
 	}
 	for _, tt := range tests {
@@ -289,7 +289,9 @@ func TestLoadCacheIsPerNamespace(t *testing.T) {
 	}
 }
 
-func TestLoadWithoutMetadataReadsEveryTime(t *testing.T) {
+// Without a metadata cache the Store asks the API server for the Secret's
+// version (a metadata-only read) and reads the full Secret only once.
+func TestLoadWithoutMetadataAsksReaderForVersions(t *testing.T) {
 	t.Parallel()
 	f := newStore(t, withObjects(newSecret("ca", withCA(newCA(t)))), withoutMetadata())
 	for range 3 {
@@ -297,8 +299,8 @@ func TestLoadWithoutMetadataReadsEveryTime(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := f.calls.secretGets.Load(); got != 3 {
-		t.Errorf("%d full Secret reads for 3 loads without a metadata reader, want 3", got)
+	if got := f.calls.secretGets.Load(); got != 1 {
+		t.Errorf("%d full Secret reads for 3 loads without a metadata reader, want 1", got)
 	}
 }
 
@@ -515,7 +517,7 @@ func TestEnsureDoesNotCreate(t *testing.T) {
 		{
 			name: "no-source",
 			src:  quillv1.CASource{},
-			want: wantErr{reason: quillv1.ReasonSecretInvalid},
+			want: wantErr{reason: quillv1.ReasonInvalidConfig},
 		},
 	}
 	for _, tt := range tests {

@@ -36,6 +36,14 @@ func TestMain(m *testing.M) {
 // off in favour of the suite's policyApprover) and Quill's controllers
 // against the environment.
 func startControllers(e *harness.Env) (func(), error) {
+	hsmDir, err := os.MkdirTemp("", "quill-e2e-softhsm-")
+	if err != nil {
+		return nil, err
+	}
+	if err := setupSoftHSM(hsmDir); err != nil {
+		_ = os.RemoveAll(hsmDir)
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	for _, ns := range []string{"cert-manager", clusterResourceNamespace} {
 		if err := e.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
@@ -61,6 +69,8 @@ func startControllers(e *harness.Env) (func(), error) {
 		ClusterResourceNamespace: clusterResourceNamespace,
 		MaxRetryDuration:         30 * time.Second,
 		MaxConcurrentReconciles:  4,
+		PKCS11Modules:            map[string]string{"softhsm": softHSMModule},
+		HSM:                      countingHSM,
 	}); err != nil {
 		cancel()
 		return nil, err
@@ -77,5 +87,6 @@ func startControllers(e *harness.Env) (func(), error) {
 		if err := <-done; err != nil {
 			fmt.Fprintln(os.Stderr, "quill manager:", err)
 		}
+		_ = os.RemoveAll(hsmDir)
 	}, nil
 }

@@ -25,12 +25,12 @@ func TestSchemaRejects(t *testing.T) {
 		{
 			name: "no-ca-source",
 			spec: quillv1.IssuerSpec{},
-			want: "spec.ca must set exactly one of secretRef or bootstrap",
+			want: "spec.ca must set exactly one of secretRef, bootstrap or pkcs11",
 		},
 		{
 			name: "two-ca-sources",
 			spec: quillv1.IssuerSpec{CA: quillv1.CASource{SecretRef: secretRef, Bootstrap: bootstrap}},
-			want: "spec.ca must set exactly one of secretRef or bootstrap",
+			want: "spec.ca must set exactly one of secretRef, bootstrap or pkcs11",
 		},
 		{
 			name: "bootstrap-without-subject",
@@ -50,6 +50,44 @@ func TestSchemaRejects(t *testing.T) {
 				SecretName: "root", Subject: quillv1.Subject{CommonName: "root"}, Validity: &metav1.Duration{Duration: time.Hour},
 			}}},
 			want: "bootstrap.validity must be at least 24h",
+		},
+		{
+			name: "pkcs11-and-secret",
+			spec: quillv1.IssuerSpec{CA: quillv1.CASource{SecretRef: secretRef, PKCS11: pkcs11(func(p *quillv1.PKCS11CA) {})}},
+			want: "spec.ca must set exactly one of secretRef, bootstrap or pkcs11",
+		},
+		{
+			name: "pkcs11-two-tokens",
+			spec: quillv1.IssuerSpec{CA: quillv1.CASource{PKCS11: pkcs11(func(p *quillv1.PKCS11CA) { p.TokenSerial = "1234" })}},
+			want: "pkcs11 needs exactly one of tokenLabel or tokenSerial",
+		},
+		{
+			name: "pkcs11-no-key",
+			spec: quillv1.IssuerSpec{CA: quillv1.CASource{PKCS11: pkcs11(func(p *quillv1.PKCS11CA) { p.KeyLabel = "" })}},
+			want: "pkcs11 needs keyLabel, keyID or both",
+		},
+		{
+			name: "pkcs11-two-certificate-sources",
+			spec: quillv1.IssuerSpec{CA: quillv1.CASource{PKCS11: pkcs11(func(p *quillv1.PKCS11CA) { p.CertificateLabel = "ca" })}},
+			want: "pkcs11 needs exactly one of certificateSecretRef or certificateLabel",
+		},
+		{
+			name: "pkcs11-issued-by-without-secret",
+			spec: quillv1.IssuerSpec{CA: quillv1.CASource{PKCS11: pkcs11(func(p *quillv1.PKCS11CA) {
+				p.CertificateSecretRef, p.CertificateLabel = nil, "ca"
+				p.IssuedBy = &quillv1.ParentIssuer{Name: "root", Subject: quillv1.Subject{CommonName: "sub"}}
+			})}},
+			want: "pkcs11.issuedBy needs certificateSecretRef",
+		},
+		{
+			name: "pkcs11-module-path",
+			spec: quillv1.IssuerSpec{CA: quillv1.CASource{PKCS11: pkcs11(func(p *quillv1.PKCS11CA) { p.Module = "/usr/lib/evil.so" })}},
+			want: "spec.ca.pkcs11.module",
+		},
+		{
+			name: "pkcs11-key-id-not-hex",
+			spec: quillv1.IssuerSpec{CA: quillv1.CASource{PKCS11: pkcs11(func(p *quillv1.PKCS11CA) { p.KeyID = "xyz" })}},
+			want: "spec.ca.pkcs11.keyID",
 		},
 		{
 			name: "default-duration-over-max",
@@ -92,6 +130,17 @@ func TestSchemaRejects(t *testing.T) {
 			}
 		})
 	}
+}
+
+// pkcs11 is a valid PKCS#11 CA source changed by edit.
+func pkcs11(edit func(*quillv1.PKCS11CA)) *quillv1.PKCS11CA {
+	p := &quillv1.PKCS11CA{
+		Module: "softhsm", TokenLabel: "ca", KeyLabel: "ca-key",
+		PINSecretRef:         quillv1.SecretKeySelector{Name: "hsm-pin"},
+		CertificateSecretRef: &quillv1.SecretReference{Name: "ca-cert"},
+	}
+	edit(p)
+	return p
 }
 
 // TestSchemaAcceptsAndDefaults checks a minimal bootstrap issuer is
