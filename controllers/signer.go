@@ -37,8 +37,8 @@ const defaultDuration = 90 * 24 * time.Hour
 
 // Event reasons Quill adds to issuer-lib's own events.
 const (
-	eventValidityClamped = "ValidityClamped"
-	eventActionSign      = "Sign"
+	eventIssuanceAdjusted = "IssuanceAdjusted"
+	eventActionSign       = "Sign"
 )
 
 var errUnknownIssuerKind = errors.New("unknown issuer kind")
@@ -158,8 +158,12 @@ func (s *Signer) Sign(ctx context.Context, cr signer.CertificateRequestObject, o
 		return signer.PEMBundle{}, err // retry with backoff
 	}
 	if len(issued.Notes) > 0 {
-		if ro, ok := cr.(runtime.Object); ok {
-			s.Recorder.Eventf(ro, nil, corev1.EventTypeWarning, eventValidityClamped, eventActionSign, "%s", strings.Join(issued.Notes, "; "))
+		// issuer-lib's Ready message is fixed, so what Quill adjusted (a
+		// validity clamped to the CA's expiry, a usage dropped) is told in
+		// an event on the request. The event needs the API object itself,
+		// not issuer-lib's wrapper around it.
+		if c, ok := cr.(interface{ DeepCopyObject() runtime.Object }); ok {
+			s.Recorder.Eventf(c.DeepCopyObject(), nil, corev1.EventTypeWarning, eventIssuanceAdjusted, eventActionSign, "%s", strings.Join(issued.Notes, "; "))
 		}
 	}
 	return signer.PEMBundle{ChainPEM: issued.ChainPEM, CAPEM: issued.CAPEM}, nil

@@ -207,7 +207,7 @@ func TestSign(t *testing.T) {
 			request:   certificateRequest(),
 			wantCA:    shortLived,
 			lifetime:  30 * day,
-			wantEvent: "Warning " + eventValidityClamped + " ",
+			wantEvent: "Warning " + eventIssuanceAdjusted + " ",
 		},
 		{
 			name:    "malformed-csr",

@@ -406,3 +406,35 @@ func TestKubernetesCSR(t *testing.T) {
 		t.Fatalf("signed CSR: subject %s, lifetime %s", leaf.Subject, leaf.NotAfter.Sub(leaf.NotBefore))
 	}
 }
+
+// TestQuillClampsToCAExpiry checks that a certificate never outlives its CA:
+// the 90-day default is cut to the CA's expiry, and an IssuanceAdjusted
+// event on the request says so.
+func TestQuillClampsToCAExpiry(t *testing.T) {
+	t.Parallel()
+	ns := newNamespace(t)
+	ref := quillIssuer(t, ns, "short", "ECDSA-P256", func(s *quillv1.IssuerSpec) {
+		s.CA.Bootstrap.Validity = &metav1.Duration{Duration: 48 * time.Hour}
+	})
+	create(t, certificate(ns, "long", ref))
+	leaf := verifyChain(t, waitCertificateReady(t, ns, "long"), x509.ExtKeyUsageServerAuth)
+	var root corev1.Secret
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "short-root"}, &root); err != nil {
+		t.Fatal(err)
+	}
+	if ca := parseCerts(t, root.Data["tls.crt"])[0]; !leaf.NotAfter.Equal(ca.NotAfter) {
+		t.Fatalf("leaf expires %s, CA %s: want the leaf clamped to the CA", leaf.NotAfter, ca.NotAfter)
+	}
+	eventually(t, "an IssuanceAdjusted event", func() (bool, error) {
+		var list corev1.EventList
+		if err := env.Client.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
+			return false, err
+		}
+		for _, e := range list.Items {
+			if e.Reason == "IssuanceAdjusted" && e.InvolvedObject.Kind == "CertificateRequest" && strings.Contains(e.Message, "clamped") {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+}
