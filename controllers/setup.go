@@ -34,7 +34,9 @@ type Options struct {
 	// MaxRetryDuration is how long a request whose signing keeps failing
 	// with a retryable error stays Pending before it is marked Failed.
 	MaxRetryDuration time.Duration
-	// MaxConcurrentReconciles per controller.
+	// MaxConcurrentReconciles of the issuer reconcilers. issuer-lib v0.11.0
+	// does not pass it on to its request reconcilers: set the manager's
+	// Controller.MaxConcurrentReconciles too (cmd/controller does).
 	MaxConcurrentReconciles int
 	// DisableKubernetesCSRs turns off signing of Kubernetes
 	// CertificateSigningRequests.

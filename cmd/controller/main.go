@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -48,6 +49,8 @@ func run() error {
 		maxRetry       time.Duration
 		workers        int
 		disableK8sCSRs bool
+		qps            float64
+		burst          int
 	)
 	// --kubeconfig is registered by controller-runtime's config package.
 	flag.StringVar(&clusterNS, "cluster-resource-namespace", "quill-system",
@@ -59,6 +62,8 @@ func run() error {
 	flag.DurationVar(&maxRetry, "max-retry-duration", 2*time.Minute,
 		"how long a request whose signing keeps failing with a retryable error stays Pending before it is marked Failed")
 	flag.IntVar(&workers, "workers", 4, "concurrent reconciles per controller")
+	flag.Float64Var(&qps, "kube-api-qps", 200, "client-side limit of API requests per second (the API server's priority and fairness still applies)")
+	flag.IntVar(&burst, "kube-api-burst", 400, "client-side burst of API requests")
 	flag.BoolVar(&disableK8sCSRs, "disable-kubernetes-csrs", false, "do not sign Kubernetes CertificateSigningRequests")
 	modules := map[string]string{}
 	flag.Func("pkcs11-module", "allow a PKCS#11 library for spec.ca.pkcs11.module, as name=/absolute/path.so (repeatable)", func(v string) error {
@@ -91,9 +96,11 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("loading kubeconfig: %w", err)
 	}
-	// Signing is cheap; the API server is the bottleneck under load, so
-	// client-go's default 5 QPS would throttle issuance long before the CA.
-	cfg.QPS, cfg.Burst = 50, 100
+	// Signing is cheap and every Certificate costs two request status
+	// writes, so a low client-side limit caps issuance before the API
+	// server does: at 50 QPS Quill topped out at 25 Certificates/s in the
+	// issuance benchmark (docs/benchmarks.md).
+	cfg.QPS, cfg.Burst = float32(qps), burst
 
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
@@ -102,6 +109,10 @@ func run() error {
 		LeaderElection:          leaderElect,
 		LeaderElectionID:        "quill-controller.quill.dev",
 		LeaderElectionNamespace: leaderNS,
+		// The default for every controller: issuer-lib passes its own
+		// ControllerOptions only to the issuer reconcilers, so without this
+		// the request reconcilers would run one worker each.
+		Controller: config.Controller{MaxConcurrentReconciles: workers},
 	})
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
