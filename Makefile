@@ -30,6 +30,7 @@ tools: ## Build the control-plane binaries (kube-apiserver, etcd, cert-manager) 
 .PHONY: build
 build: ## Build quill-controller and quillctl into bin/.
 	go build -o $(BIN)/quill-controller ./cmd/controller
+	go build -o $(BIN)/quillctl ./cmd/quillctl
 
 .PHONY: generate
 generate: ## Regenerate deepcopy, CRDs and RBAC from the Go sources.
@@ -61,3 +62,9 @@ demo: deps tools build ## Local control plane + cert-manager + Quill: issue cert
 .PHONY: clean
 clean: ## Remove bin/ links and _out/ (the tool cache in ~/.cache/quill stays).
 	rm -rf $(BIN) _out
+
+BENCH_N ?= 200
+
+.PHONY: bench-issuance
+bench-issuance: deps tools build ## Issuance benchmark through cert-manager: Quill vs cert-manager's CA issuer (docs/benchmarks.md).
+	go run ./hack/bench/issuance -n $(BENCH_N)

@@ -1,0 +1,288 @@
+package main
+
+import (
+	"cmp"
+	"fmt"
+	"io"
+	"math"
+	"runtime"
+	"slices"
+	"text/tabwriter"
+	"time"
+)
+
+// Targets from the issue Quill's benchmark answers.
+const (
+	targetThroughputRatio = 1.0 // Quill certs/s ≥ this × the CA issuer's
+	targetP99Ratio        = 1.0 // Quill p99 ≤ this × the CA issuer's
+	targetExtraRequests   = 1.0 // Quill requests per Certificate ≤ the CA issuer's + this
+)
+
+func report(w io.Writer, o options, env environment, idle *idleSample, results []*result) {
+	fmt.Fprintf(w, "Issuance through cert-manager: Quill vs cert-manager's CA issuer\n")
+	fmt.Fprintf(w, "machine: %d CPUs (%s), %s memory; %s; kube-apiserver %s; cert-manager %s\n",
+		runtime.NumCPU(), env.cpuModel, env.memory, runtime.Version(), env.apiserver, env.certManager)
+	fmt.Fprintf(w, "N=%d Certificates per phase, %d rounds, phases in order CA issuer, Quill, ...; warm-up %d per issuer; %d concurrent creates\n",
+		o.n, o.rounds, o.warmup, o.concurrency)
+	fmt.Fprintf(w, "time to Ready: create call returned -> Ready=True seen by the benchmark's watch (LTT: condition lastTransitionTime, 1 s resolution)\n")
+	fmt.Fprintf(w, "req/cert: kube-apiserver apiserver_request_total in the phase window / N; 'ctrl' excludes the benchmark's own requests\n\n")
+
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "phase\tround\tN\tcreates\tall Ready\tcerts/s\tp50\tp99\tmax\tp50 LTT\tp99 LTT\treq/cert\tctrl req/cert\town req\tCRs\t")
+	for _, r := range results {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%.1f\t%s\t%s\t%s\t%s\t%s\t%.1f\t%.1f\t%d\t%d\t\n",
+			r.kind, r.round, r.n, fmtDur(r.createSpan), fmtDur(r.wall), r.certsPerSecond(),
+			fmtDur(percentile(r.ttr, 50)), fmtDur(percentile(r.ttr, 99)), fmtDur(r.ttr[len(r.ttr)-1]),
+			fmtDur(percentile(r.ttrLTT, 50)), fmtDur(percentile(r.ttrLTT, 99)),
+			r.perCert(true), r.perCert(false), r.own, r.crCount)
+	}
+	meds := map[issuerKind]summary{}
+	for _, k := range []issuerKind{kindCA, kindQuill} {
+		s := summarize(results, k)
+		meds[k] = s
+		fmt.Fprintf(tw, "%s\tmedian\t%d\t\t\t%.1f\t%s\t%s\t\t\t\t%.1f\t%.1f\t\t\t\n",
+			k, o.n, s.certsPerSecond, fmtDur(s.p50), fmtDur(s.p99), s.perCert, s.ctrlPerCert)
+	}
+	_ = tw.Flush()
+
+	ca, q := meds[kindCA], meds[kindQuill]
+	thr := q.certsPerSecond / ca.certsPerSecond
+	p99 := q.p99.Seconds() / ca.p99.Seconds()
+	extra := q.perCert - ca.perCert
+	fmt.Fprintf(w, "\nQuill / CA issuer (medians of %d rounds):\n", o.rounds)
+	fmt.Fprintf(w, "  certs/s             x%.2f   target >= x%.1f   %s\n", thr, targetThroughputRatio, verdict(thr >= targetThroughputRatio))
+	fmt.Fprintf(w, "  p99 time to Ready   x%.2f   target <= x%.1f   %s\n", p99, targetP99Ratio, verdict(p99 <= targetP99Ratio))
+	fmt.Fprintf(w, "  p50 time to Ready   x%.2f\n", q.p50.Seconds()/ca.p50.Seconds())
+	fmt.Fprintf(w, "  requests per cert   %+.2f   target <= %+.1f   %s\n", extra, targetExtraRequests, verdict(extra <= targetExtraRequests))
+	fmt.Fprintf(w, "  per round:")
+	for i := 0; i+1 < len(results); i += 2 {
+		a, b := results[i], results[i+1]
+		fmt.Fprintf(w, "  [round %d: certs/s x%.2f, p99 x%.2f, req/cert %+.2f]", a.round,
+			b.certsPerSecond()/a.certsPerSecond(), percentile(b.ttr, 99).Seconds()/percentile(a.ttr, 99).Seconds(), b.perCert(true)-a.perCert(true))
+	}
+	fmt.Fprintln(w)
+
+	cpuTable(w, results)
+	breakdown(w, results)
+	eventsReport(w, results)
+	if o.stages {
+		stagesReport(w, results)
+	}
+	if o.quillMetrics {
+		quillMetricsReport(w, results)
+	}
+	if o.cmMetrics {
+		cmSyncReport(w, results)
+	}
+	if idle != nil {
+		secs := idle.window.Seconds()
+		fmt.Fprintf(w, "\nBackground while idle (%s, no Certificates being issued): %.1f API requests/s (%.0f in total); CPU seconds:",
+			idle.window.Round(time.Millisecond), (idle.requests.total()-float64(idle.own))/secs, idle.requests.total())
+		for _, name := range procNames {
+			fmt.Fprintf(w, " %s %.2fs", name, idle.cpu[name].Seconds())
+		}
+		fmt.Fprintf(w, "; other processes %.2fs", idle.cpu.others().Seconds())
+		fmt.Fprintln(w)
+		top := sortedKeys(idle.requests.byResource(), func(k requestKey) float64 { return idle.requests.byResource()[k] })
+		for _, k := range top[:min(8, len(top))] {
+			fmt.Fprintf(w, "  %-60s %4.0f\n", k, idle.requests.byResource()[k])
+		}
+	}
+}
+
+type summary struct {
+	certsPerSecond float64
+	p50, p99       time.Duration
+	perCert        float64
+	ctrlPerCert    float64
+}
+
+func summarize(results []*result, k issuerKind) summary {
+	var thr, p50, p99, pc, cpc []float64
+	for _, r := range results {
+		if r.kind != k {
+			continue
+		}
+		thr = append(thr, r.certsPerSecond())
+		p50 = append(p50, percentile(r.ttr, 50).Seconds())
+		p99 = append(p99, percentile(r.ttr, 99).Seconds())
+		pc = append(pc, r.perCert(true))
+		cpc = append(cpc, r.perCert(false))
+	}
+	secs := func(v float64) time.Duration { return time.Duration(v * float64(time.Second)) }
+	return summary{certsPerSecond: median(thr), p50: secs(median(p50)), p99: secs(median(p99)), perCert: median(pc), ctrlPerCert: median(cpc)}
+}
+
+func cpuTable(w io.Writer, results []*result) {
+	fmt.Fprintf(w, "\nCPU seconds in each phase window (scrape to scrape; %% of the machine's %d cores in brackets; other processes: the rest of the machine's busy time, i.e. load not ours):\n", runtime.NumCPU())
+	cores := float64(runtime.NumCPU())
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprint(tw, "phase\tround\twindow\t")
+	for _, name := range procNames {
+		fmt.Fprintf(tw, "%s\t", name)
+	}
+	fmt.Fprintln(tw, "total\tms/cert\tother processes\t")
+	for _, r := range results {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t", r.kind, r.round, fmtDur(r.window))
+		for _, name := range procNames {
+			fmt.Fprintf(tw, "%.1f\t", r.cpu[name].Seconds())
+		}
+		total := r.cpu.total()
+		fmt.Fprintf(tw, "%.1f (%.0f%%)\t%.0f\t%.1f (%.0f%%)\t\n", total.Seconds(), 100*total.Seconds()/(cores*r.window.Seconds()),
+			float64(total.Milliseconds())/float64(r.n), r.cpu.others().Seconds(), 100*r.cpu.others().Seconds()/(cores*r.window.Seconds()))
+	}
+	_ = tw.Flush()
+}
+
+// breakdown prints API requests per Certificate by verb and resource,
+// summed over the rounds of each kind, and the non-2xx responses.
+func breakdown(w io.Writer, results []*result) {
+	sum := map[issuerKind]requestCounts{kindCA: {}, kindQuill: {}}
+	fails := map[issuerKind]requestCounts{kindCA: {}, kindQuill: {}}
+	n := map[issuerKind]float64{}
+	own := map[issuerKind]float64{}
+	lat := map[issuerKind]latencies{kindCA: {}, kindQuill: {}}
+	for _, r := range results {
+		for k, v := range r.latency {
+			l := lat[r.kind][k]
+			lat[r.kind][k] = [2]float64{l[0] + v[0], l[1] + v[1]}
+		}
+		for k, v := range r.requests.byResource() {
+			sum[r.kind][k] += v
+		}
+		for k, v := range r.requests.failures() {
+			fails[r.kind][k] += v
+		}
+		n[r.kind] += float64(r.n)
+		own[r.kind] += float64(r.own)
+	}
+	meanMs := func(k issuerKind, key requestKey) string {
+		l := lat[k][key]
+		if l[1] == 0 || key.verb == "WATCH" {
+			return "-"
+		}
+		return fmt.Sprintf("%.0f", 1000*l[0]/l[1])
+	}
+	print := func(title string, c map[issuerKind]requestCounts, withLatency bool) {
+		all := requestCounts{}
+		for _, k := range []issuerKind{kindCA, kindQuill} {
+			for key, v := range c[k] {
+				all[key] += math.Abs(v / n[k])
+			}
+		}
+		keys := sortedKeys(all, func(key requestKey) float64 {
+			return math.Abs(c[kindQuill][key]/n[kindQuill]-c[kindCA][key]/n[kindCA])*1000 + all[key]
+		})
+		fmt.Fprintf(w, "\n%s\n", title)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		if withLatency {
+			fmt.Fprintln(tw, "request\tCA issuer\tQuill\tQuill - CA\tserver ms CA\tserver ms Quill\t")
+		} else {
+			fmt.Fprintln(tw, "request\tCA issuer\tQuill\tQuill - CA\t")
+		}
+		var tca, tq float64
+		for _, key := range keys {
+			a, q := c[kindCA][key]/n[kindCA], c[kindQuill][key]/n[kindQuill]
+			tca, tq = tca+a, tq+q
+			if math.Abs(a) < 0.005 && math.Abs(q) < 0.005 {
+				continue
+			}
+			fmt.Fprintf(tw, "%s\t%.2f\t%.2f\t%+.2f\t", key, a, q, q-a)
+			if withLatency {
+				fmt.Fprintf(tw, "%s\t%s\t", meanMs(kindCA, key), meanMs(kindQuill, key))
+			}
+			fmt.Fprintln(tw)
+		}
+		fmt.Fprintf(tw, "total\t%.2f\t%.2f\t%+.2f\t", tca, tq, tq-tca)
+		if withLatency {
+			fmt.Fprint(tw, "\t\t")
+		}
+		fmt.Fprintln(tw)
+		_ = tw.Flush()
+	}
+	print("kube-apiserver requests per Certificate by verb and resource (all rounds; includes the benchmark's own: "+
+		fmt.Sprintf("%.2f/cert for CA issuer phases, %.2f/cert for Quill phases", own[kindCA]/n[kindCA], own[kindQuill]/n[kindQuill])+"; server ms: mean API server latency of that request kind):", sum, true)
+	print("of which not 2xx, by response code:", fails, false)
+}
+
+func sortedKeys(c requestCounts, weight func(requestKey) float64) []requestKey {
+	keys := make([]requestKey, 0, len(c))
+	for k := range c {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b requestKey) int {
+		if c := cmp.Compare(weight(b), weight(a)); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.String(), b.String())
+	})
+	return keys
+}
+
+// eventsReport prints Events per Certificate by reporter, kind and reason,
+// summed over the rounds of each kind.
+func eventsReport(w io.Writer, results []*result) {
+	sum := map[issuerKind]map[string]float64{kindCA: {}, kindQuill: {}}
+	n := map[issuerKind]float64{}
+	keys := map[string]bool{}
+	for _, r := range results {
+		for k, v := range r.events {
+			sum[r.kind][k] += v
+			keys[k] = true
+		}
+		n[r.kind] += float64(r.n)
+	}
+	sorted := make([]string, 0, len(keys))
+	for k := range keys {
+		sorted = append(sorted, k)
+	}
+	slices.Sort(sorted)
+	fmt.Fprintf(w, "\nEvents per Certificate by reporter, object kind and reason (listed after each phase):\n")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "event\tCA issuer\tQuill\tQuill - CA\t")
+	var tca, tq float64
+	for _, k := range sorted {
+		a, q := sum[kindCA][k]/n[kindCA], sum[kindQuill][k]/n[kindQuill]
+		tca, tq = tca+a, tq+q
+		fmt.Fprintf(tw, "%s\t%.2f\t%.2f\t%+.2f\t\n", k, a, q, q-a)
+	}
+	fmt.Fprintf(tw, "total\t%.2f\t%.2f\t%+.2f\t\n", tca, tq, tq-tca)
+	_ = tw.Flush()
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "NOT met"
+}
+
+// percentile is the nearest-rank percentile of sorted durations.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(p/100*float64(len(sorted)))) - 1
+	return sorted[max(0, min(i, len(sorted)-1))]
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return math.NaN()
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func sortDurations(d []time.Duration) { slices.Sort(d) }
+
+func fmtDur(d time.Duration) string {
+	if d < 10*time.Second {
+		return fmt.Sprintf("%.2fs", d.Seconds())
+	}
+	return fmt.Sprintf("%.1fs", d.Seconds())
+}
