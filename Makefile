@@ -66,5 +66,5 @@ clean: ## Remove bin/ links and _out/ (the tool cache in ~/.cache/quill stays).
 BENCH_N ?= 200
 
 .PHONY: bench-issuance
-bench-issuance: deps tools build ## Issuance benchmark through cert-manager: Quill vs cert-manager's CA issuer (docs/benchmarks.md).
+bench-issuance: deps tools build ## Issuance benchmark: CA issuer vs Quill vs Quill with an HSM key (docs/benchmarks.md).
 	go run ./hack/bench/issuance -n $(BENCH_N)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 
@@ -17,9 +18,10 @@ import (
 )
 
 // checkPhase verifies, outside the measured window, that a Secret issued in
-// ns chains to the benchmark CA, and counts the CertificateRequests (one per
-// Certificate when nothing was retried).
-func (b *bench) checkPhase(ctx context.Context, ns string) (int, error) {
+// ns chains to the CA of kind (for Quill (PKCS#11), the one whose key is on
+// the token), and counts the CertificateRequests (one per Certificate when
+// nothing was retried).
+func (b *bench) checkPhase(ctx context.Context, ns string, kind issuerKind) (int, error) {
 	crs, err := b.cm.CertmanagerV1().CertificateRequests(ns).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return 0, err
@@ -29,7 +31,11 @@ func (b *bench) checkPhase(ctx context.Context, ns string) (int, error) {
 		return 0, err
 	}
 	leafBlock, _ := pem.Decode(s.Data[corev1.TLSCertKey])
-	caBlock, _ := pem.Decode(b.caCert)
+	caPEM := b.caCert
+	if kind == kindPKCS11 {
+		caPEM = b.hsm.certPEM
+	}
+	caBlock, _ := pem.Decode(caPEM)
 	if leafBlock == nil || caBlock == nil {
 		return 0, fmt.Errorf("%w: %s/c0000-tls holds no PEM certificate", errWrongChain, ns)
 	}
@@ -73,11 +79,11 @@ func (b *bench) eventReasons(ctx context.Context, ns string) (map[string]float64
 
 // environment describes what the benchmark ran on, for the report.
 type environment struct {
-	cpuModel, memory, apiserver, certManager string
+	cpuModel, memory, apiserver, certManager, softHSM string
 }
 
 func (b *bench) describe() environment {
-	e := environment{cpuModel: "?", memory: "?", apiserver: "?", certManager: "?"}
+	e := environment{cpuModel: "?", memory: "?", apiserver: "?", certManager: "?", softHSM: "?"}
 	if info, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for _, line := range strings.Split(string(info), "\n") {
 			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
@@ -94,6 +100,11 @@ func (b *bench) describe() environment {
 	}
 	if v, err := b.kube.Discovery().ServerVersion(); err == nil {
 		e.apiserver = v.GitVersion
+	}
+	if b.hsm != nil {
+		if out, err := exec.Command("softhsm2-util", "--version").Output(); err == nil {
+			e.softHSM = "SoftHSM " + strings.TrimSpace(string(out))
+		}
 	}
 	// The cert-manager controller is built from its own module (make tools).
 	if mod, err := os.ReadFile(filepath.Join(b.env.Root, "hack", "tools", "cert-manager-controller", "go.mod")); err == nil {

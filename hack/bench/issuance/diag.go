@@ -3,8 +3,8 @@ package main
 // Diagnostics behind flags (off by default, since they add load of their
 // own): -stages watches CertificateRequests to time each step of the
 // issuance pipeline; -quill-metrics and -cm-metrics scrape
-// quill-controller's and cert-manager's own metrics. Both cost the same in CA issuer and Quill
-// phases, but make the absolute figures differ from a plain run.
+// quill-controller's and cert-manager's own metrics. They cost the same in
+// every phase, but make the absolute figures differ from a plain run.
 
 import (
 	"context"

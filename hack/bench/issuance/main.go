@@ -1,16 +1,17 @@
 // Command issuance is `make bench-issuance`: it compares how fast
 // cert-manager Certificates are issued by cert-manager's built-in CA Issuer
 // and by Quill (a QuillIssuer served by the real bin/quill-controller), on
-// one local control plane, in one run, signing with the same CA key.
+// one local control plane, in one run, signing with the same CA key; and,
+// with -pkcs11 (the default), by Quill with its CA key on a PKCS#11 token.
 //
 // It starts kube-apiserver and etcd (test/harness), the cert-manager
 // controller with its default controllers (the built-in approver included)
 // and quill-controller; both controllers run through every phase, so each
 // phase sees the same background. Phases run in their own namespaces in
-// the order CA, Quill, CA, Quill, … (-rounds pairs), after an unmeasured
-// warm-up of each. A phase creates -n Certificates (ECDSA P-256 keys, one
-// DNS name each) as fast as the client allows and waits until all are
-// Ready, measuring:
+// the order CA, Quill, Quill (PKCS#11), CA, Quill, Quill (PKCS#11), …
+// (-rounds rounds), after an unmeasured warm-up of each. A phase creates
+// -n Certificates (ECDSA P-256 keys, one DNS name each) as fast as the
+// client allows and waits until all are Ready, measuring:
 //
 //   - Certificates per second: n / (first create call starts → last Ready
 //     observed);
@@ -26,10 +27,20 @@
 //   - CPU seconds of kube-apiserver, etcd, cert-manager, quill-controller
 //     and the benchmark itself, from /proc.
 //
+// The Quill (PKCS#11) phases use a QuillIssuer with spec.ca.pkcs11: an
+// ECDSA P-256 key generated on a SoftHSM2 token in a temporary directory
+// (removed at exit), and a self-signed CA certificate for it in a Secret.
+// SoftHSM runs inside quill-controller (--pkcs11-module softhsm=…), so its
+// CPU time is quill-controller's. The key cannot be the software phases'
+// (it is generated on the token), but it has the same algorithm. Without
+// SoftHSM2 installed the benchmark fails rather than leave the phases out;
+// -pkcs11=false leaves them out.
+//
 // It prints a table per phase, the median of the rounds, the ratios
-// Quill / CA issuer against the issue's targets, and the per-resource
-// request breakdown. It exits non-zero when a Certificate is not Ready
-// within -timeout. docs/benchmarks.md has a run and how to read it.
+// Quill / CA issuer and Quill (PKCS#11) / Quill against the issue's
+// targets, and the per-resource request breakdown. It exits non-zero when
+// a Certificate is not Ready within -timeout. docs/benchmarks.md has a run
+// and how to read it.
 //
 // Flags -stages, -quill-metrics and -cm-metrics add diagnostics (pipeline
 // step timings, quill-controller's and cert-manager's own metrics); they
@@ -74,7 +85,7 @@ const (
 var (
 	errNotReady   = errors.New("not ready")
 	errBadFlag    = errors.New("bad flag")
-	errWrongChain = errors.New("issued certificate does not chain to the benchmark CA")
+	errWrongChain = errors.New("issued certificate does not chain to the phase's CA")
 	errNoSync     = errors.New("informer did not sync")
 )
 
@@ -82,20 +93,27 @@ var (
 type issuerKind int
 
 const (
-	kindCA    issuerKind = iota // cert-manager's built-in CA Issuer
-	kindQuill                   // QuillIssuer, signed by quill-controller
+	kindCA     issuerKind = iota // cert-manager's built-in CA Issuer
+	kindQuill                    // QuillIssuer with its CA key in a Secret, signed by quill-controller
+	kindPKCS11                   // QuillIssuer with its CA key on a SoftHSM2 token, signed by quill-controller
 )
 
 func (k issuerKind) String() string {
-	if k == kindQuill {
+	switch k {
+	case kindQuill:
 		return "Quill"
+	case kindPKCS11:
+		return "Quill (PKCS#11)"
 	}
 	return "CA issuer"
 }
 
 func (k issuerKind) short() string {
-	if k == kindQuill {
+	switch k {
+	case kindQuill:
 		return "quill"
+	case kindPKCS11:
+		return "pkcs11"
 	}
 	return "ca"
 }
@@ -108,6 +126,7 @@ type options struct {
 	settle      time.Duration
 	idle        time.Duration
 	timeout     time.Duration
+	pkcs11      bool
 
 	// diagnostics
 	stages       bool
@@ -116,15 +135,25 @@ type options struct {
 	quillArgs    string
 }
 
+// kinds are the phases of a round, in order.
+func (o options) kinds() []issuerKind {
+	if o.pkcs11 {
+		return []issuerKind{kindCA, kindQuill, kindPKCS11}
+	}
+	return []issuerKind{kindCA, kindQuill}
+}
+
 func main() {
 	var o options
 	flag.IntVar(&o.n, "n", 200, "Certificates per phase")
-	flag.IntVar(&o.rounds, "rounds", 2, "rounds; each runs a CA issuer phase, then a Quill phase")
+	flag.IntVar(&o.rounds, "rounds", 2, "rounds; each runs a CA issuer phase, then a Quill phase, then (with -pkcs11) a Quill (PKCS#11) phase")
 	flag.IntVar(&o.warmup, "warmup", 10, "Certificates per issuer in the unmeasured warm-up (0: none)")
 	flag.IntVar(&o.concurrency, "concurrency", 8, "concurrent create calls")
 	flag.DurationVar(&o.settle, "settle", 5*time.Second, "quiet time before and after each phase's measurement window")
 	flag.DurationVar(&o.idle, "idle", 10*time.Second, "length of the idle window that measures background API requests (0: skip)")
 	flag.DurationVar(&o.timeout, "timeout", 5*time.Minute, "how long a phase may take until every Certificate is Ready")
+	flag.BoolVar(&o.pkcs11, "pkcs11", true, "also run Quill (PKCS#11) phases: a QuillIssuer whose ECDSA P-256 CA key is on a SoftHSM2 token "+
+		"(needs the softhsm2 and opensc packages; fails without them)")
 	flag.BoolVar(&o.stages, "stages", false, "diagnostics: also watch CertificateRequests and time each pipeline step (adds a watch)")
 	flag.BoolVar(&o.quillMetrics, "quill-metrics", false, "diagnostics: serve quill-controller's metrics on loopback and report its reconciles")
 	flag.BoolVar(&o.cmMetrics, "cm-metrics", false, "diagnostics: serve cert-manager's metrics on loopback and report its controllers' syncs")
@@ -141,6 +170,22 @@ func main() {
 }
 
 func run(o options) (err error) {
+	var hsm *hsmCA
+	if o.pkcs11 {
+		// Before anything starts: quill-controller and the control plane
+		// inherit SOFTHSM2_CONF, and the token must exist before
+		// quill-controller first loads the library. Deferred first, the
+		// removal runs after quill-controller has stopped.
+		step("creating a SoftHSM2 token and an ECDSA P-256 CA key on it, for the Quill (PKCS#11) issuer")
+		if hsm, err = newHSMCA(); err != nil {
+			return err
+		}
+		defer func() {
+			if rmErr := hsm.remove(); rmErr != nil && err == nil {
+				err = rmErr
+			}
+		}()
+	}
 	step("starting kube-apiserver and etcd")
 	env, err := harness.Start()
 	if err != nil {
@@ -180,6 +225,9 @@ func run(o options) (err error) {
 	}
 	quillArgs := append([]string{"--kubeconfig", env.Kubeconfig, "--cluster-resource-namespace", clusterNS,
 		"--metrics-bind-address", metricsAddr, "--health-probe-bind-address", "0"}, strings.Fields(o.quillArgs)...)
+	if o.pkcs11 {
+		quillArgs = append(quillArgs, "--pkcs11-module", hsmModuleName+"="+softHSMModule)
+	}
 	if _, err := env.StartProcess("quill-controller", quillArgs...); err != nil {
 		return err
 	}
@@ -194,20 +242,21 @@ func run(o options) (err error) {
 	if err != nil {
 		return err
 	}
+	b.hsm = hsm
 	if o.quillMetrics {
 		b.quill = &quillMetrics{url: metricsAddr}
 	}
 	if o.cmMetrics {
 		b.cmURL = cmAddr
 	}
-	step("generating the benchmark CA (ECDSA P-256), shared by both issuers")
+	step("generating the benchmark CA (ECDSA P-256), shared by the CA issuer and Quill")
 	if b.caCert, b.caKey, err = issuance.NewSelfSignedRoot(pkix.Name{CommonName: "Quill benchmark CA", Organization: []string{"Quill"}},
 		issuance.ECDSAP256, 365*24*time.Hour, time.Now()); err != nil {
 		return err
 	}
 
 	if o.warmup > 0 {
-		for _, k := range []issuerKind{kindCA, kindQuill} {
+		for _, k := range o.kinds() {
 			step(fmt.Sprintf("warm-up: %d Certificates from the %s (not measured)", o.warmup, k))
 			if _, err := b.phase(ctx, k, 0, o.warmup); err != nil {
 				return fmt.Errorf("warm-up %s: %w", k, err)
@@ -223,7 +272,7 @@ func run(o options) (err error) {
 	}
 	var results []*result
 	for r := 1; r <= o.rounds; r++ {
-		for _, k := range []issuerKind{kindCA, kindQuill} {
+		for _, k := range o.kinds() {
 			step(fmt.Sprintf("round %d: %d Certificates from the %s", r, o.n, k))
 			res, err := b.phase(ctx, k, r, o.n)
 			if err != nil {
@@ -255,6 +304,7 @@ type bench struct {
 	cmURL string        // empty unless -cm-metrics
 
 	caCert, caKey []byte
+	hsm           *hsmCA // nil unless -pkcs11
 }
 
 func newBench(env *harness.Env, o options) (*bench, error) {
@@ -477,7 +527,7 @@ func (b *bench) phase(ctx context.Context, kind issuerKind, round, n int) (*resu
 	sortDurations(res.ttr)
 	sortDurations(res.ttrLTT)
 	// Checks after the window, so they cost the measurement nothing.
-	if res.crCount, err = b.checkPhase(ctx, ns); err != nil {
+	if res.crCount, err = b.checkPhase(ctx, ns, kind); err != nil {
 		return nil, err
 	}
 	if res.events, err = b.eventReasons(ctx, ns); err != nil {
@@ -486,21 +536,18 @@ func (b *bench) phase(ctx context.Context, kind issuerKind, round, n int) (*resu
 	return res, nil
 }
 
-// setupIssuer creates the namespace, the CA Secret and the issuer of kind,
+// setupIssuer creates the namespace, the Secrets and the issuer of kind,
 // and waits until the issuer is Ready.
 func (b *bench) setupIssuer(ctx context.Context, ns string, kind issuerKind) error {
 	c := b.env.Client
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		return err
 	}
-	if err := c.Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: caSecretName},
-		Type:       corev1.SecretTypeTLS,
-		Data:       map[string][]byte{corev1.TLSCertKey: b.caCert, corev1.TLSPrivateKeyKey: b.caKey},
-	}); err != nil {
-		return err
-	}
-	if kind == kindCA {
+	switch kind {
+	case kindCA:
+		if err := b.createCASecret(ctx, ns); err != nil {
+			return err
+		}
 		iss := &cmapi.Issuer{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: issuerName},
 			Spec:       cmapi.IssuerSpec{IssuerConfig: cmapi.IssuerConfig{CA: &cmapi.CAIssuer{SecretName: caSecretName}}},
@@ -519,10 +566,51 @@ func (b *bench) setupIssuer(ctx context.Context, ns string, kind issuerKind) err
 			}
 			return errNotReady
 		})
+	case kindQuill:
+		if err := b.createCASecret(ctx, ns); err != nil {
+			return err
+		}
+		return b.createQuillIssuer(ctx, ns, quillv1.CASource{SecretRef: &quillv1.SecretReference{Name: caSecretName}})
 	}
+	// kindPKCS11: the CA certificate (no key: that stays on the token) and
+	// the PIN, laid out as README's "CA keys in an HSM" describes.
+	for _, s := range []*corev1.Secret{
+		{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: hsmCertSecret},
+			Data:       map[string][]byte{corev1.TLSCertKey: b.hsm.certPEM, "ca.crt": b.hsm.certPEM},
+		},
+		{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: hsmPINSecret},
+			Data:       map[string][]byte{"pin": []byte(b.hsm.pin)},
+		},
+	} {
+		if err := c.Create(ctx, s); err != nil {
+			return err
+		}
+	}
+	return b.createQuillIssuer(ctx, ns, quillv1.CASource{PKCS11: &quillv1.PKCS11CA{
+		Module: hsmModuleName, TokenLabel: hsmTokenLabel, KeyLabel: hsmKeyLabel,
+		PINSecretRef:         quillv1.SecretKeySelector{Name: hsmPINSecret},
+		CertificateSecretRef: &quillv1.SecretReference{Name: hsmCertSecret},
+	}})
+}
+
+// createCASecret stores the software CA's certificate and key in ns.
+func (b *bench) createCASecret(ctx context.Context, ns string) error {
+	return b.env.Client.Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: caSecretName},
+		Type:       corev1.SecretTypeTLS,
+		Data:       map[string][]byte{corev1.TLSCertKey: b.caCert, corev1.TLSPrivateKeyKey: b.caKey},
+	})
+}
+
+// createQuillIssuer creates a QuillIssuer with ca in ns and waits until it
+// is Ready for its current generation.
+func (b *bench) createQuillIssuer(ctx context.Context, ns string, ca quillv1.CASource) error {
+	c := b.env.Client
 	iss := &quillv1.QuillIssuer{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: issuerName},
-		Spec:       quillv1.IssuerSpec{CA: quillv1.CASource{SecretRef: &quillv1.SecretReference{Name: caSecretName}}},
+		Spec:       quillv1.IssuerSpec{CA: ca},
 	}
 	if err := c.Create(ctx, iss); err != nil {
 		return err
@@ -541,7 +629,7 @@ func (b *bench) setupIssuer(ctx context.Context, ns string, kind issuerKind) err
 }
 
 func issuerRef(kind issuerKind) cmmeta.IssuerReference {
-	if kind == kindQuill {
+	if kind == kindQuill || kind == kindPKCS11 {
 		return cmmeta.IssuerReference{Group: quillv1.GroupVersion.Group, Kind: "QuillIssuer", Name: issuerName}
 	}
 	return cmmeta.IssuerReference{Group: "cert-manager.io", Kind: "Issuer", Name: issuerName}

@@ -7,6 +7,7 @@ import (
 	"math"
 	"runtime"
 	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 )
@@ -16,14 +17,65 @@ const (
 	targetThroughputRatio = 1.0 // Quill certs/s ≥ this × the CA issuer's
 	targetP99Ratio        = 1.0 // Quill p99 ≤ this × the CA issuer's
 	targetExtraRequests   = 1.0 // Quill requests per Certificate ≤ the CA issuer's + this
+	targetPKCS11Ratio     = 0.9 // Quill (PKCS#11) certs/s ≥ this × Quill's with the key in a Secret
 )
 
+// label is a kind's name in column headings and differences.
+func (k issuerKind) label() string {
+	switch k {
+	case kindQuill:
+		return "Quill"
+	case kindPKCS11:
+		return "PKCS#11"
+	}
+	return "CA"
+}
+
+// comparison is one pair of kinds the report sets side by side: other
+// against base.
+type comparison struct{ base, other issuerKind }
+
+func (c comparison) String() string { return c.other.label() + " - " + c.base.label() }
+
+// comparisons are Quill against the CA issuer and, with -pkcs11, Quill
+// with its key on the token against Quill with its key in a Secret.
+func comparisons(kinds []issuerKind) []comparison {
+	c := []comparison{{base: kindCA, other: kindQuill}}
+	if slices.Contains(kinds, kindPKCS11) {
+		c = append(c, comparison{base: kindQuill, other: kindPKCS11})
+	}
+	return c
+}
+
+// phaseOf is the result of kind in round.
+func phaseOf(results []*result, round int, kind issuerKind) *result {
+	for _, r := range results {
+		if r.round == round && r.kind == kind {
+			return r
+		}
+	}
+	return nil
+}
+
 func report(w io.Writer, o options, env environment, idle *idleSample, results []*result) {
-	fmt.Fprintf(w, "Issuance through cert-manager: Quill vs cert-manager's CA issuer\n")
+	kinds := o.kinds()
+	names := make([]string, len(kinds))
+	for i, k := range kinds {
+		names[i] = k.String()
+	}
+	fmt.Fprintf(w, "Issuance through cert-manager: Quill vs cert-manager's CA issuer")
+	if o.pkcs11 {
+		fmt.Fprintf(w, ", and Quill with its CA key on a PKCS#11 token")
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "machine: %d CPUs (%s), %s memory; %s; kube-apiserver %s; cert-manager %s\n",
 		runtime.NumCPU(), env.cpuModel, env.memory, runtime.Version(), env.apiserver, env.certManager)
-	fmt.Fprintf(w, "N=%d Certificates per phase, %d rounds, phases in order CA issuer, Quill, ...; warm-up %d per issuer; %d concurrent creates\n",
-		o.n, o.rounds, o.warmup, o.concurrency)
+	fmt.Fprintf(w, "N=%d Certificates per phase, %d rounds, phases in order %s, ...; warm-up %d per issuer; %d concurrent creates\n",
+		o.n, o.rounds, strings.Join(names, ", "), o.warmup, o.concurrency)
+	if o.pkcs11 {
+		fmt.Fprintf(w, "Quill (PKCS#11): spec.ca.pkcs11, ECDSA P-256 key on a SoftHSM2 token (%s, %s) used by quill-controller; "+
+			"its own CA, of the same algorithm as the one the CA issuer and Quill share\n", softHSMModule, env.softHSM)
+	}
 	fmt.Fprintf(w, "time to Ready: create call returned -> Ready=True seen by the benchmark's watch (LTT: condition lastTransitionTime, 1 s resolution)\n")
 	fmt.Fprintf(w, "req/cert: kube-apiserver apiserver_request_total in the phase window / N; 'ctrl' excludes the benchmark's own requests\n\n")
 
@@ -37,7 +89,7 @@ func report(w io.Writer, o options, env environment, idle *idleSample, results [
 			r.perCert(true), r.perCert(false), r.own, r.crCount)
 	}
 	meds := map[issuerKind]summary{}
-	for _, k := range []issuerKind{kindCA, kindQuill} {
+	for _, k := range kinds {
 		s := summarize(results, k)
 		meds[k] = s
 		fmt.Fprintf(tw, "%s\tmedian\t%d\t\t\t%.1f\t%s\t%s\t\t\t\t%.1f\t%.1f\t\t\t\n",
@@ -54,17 +106,24 @@ func report(w io.Writer, o options, env environment, idle *idleSample, results [
 	fmt.Fprintf(w, "  p99 time to Ready   x%.2f   target <= x%.1f   %s\n", p99, targetP99Ratio, verdict(p99 <= targetP99Ratio))
 	fmt.Fprintf(w, "  p50 time to Ready   x%.2f\n", q.p50.Seconds()/ca.p50.Seconds())
 	fmt.Fprintf(w, "  requests per cert   %+.2f   target <= %+.1f   %s\n", extra, targetExtraRequests, verdict(extra <= targetExtraRequests))
-	fmt.Fprintf(w, "  per round:")
-	for i := 0; i+1 < len(results); i += 2 {
-		a, b := results[i], results[i+1]
-		fmt.Fprintf(w, "  [round %d: certs/s x%.2f, p99 x%.2f, req/cert %+.2f]", a.round,
-			b.certsPerSecond()/a.certsPerSecond(), percentile(b.ttr, 99).Seconds()/percentile(a.ttr, 99).Seconds(), b.perCert(true)-a.perCert(true))
+	perRound(w, results, o.rounds, comparison{base: kindCA, other: kindQuill})
+
+	if o.pkcs11 {
+		// The target is on throughput; the latencies are shown
+		// beside it, without a target of their own.
+		p := meds[kindPKCS11]
+		pthr := p.certsPerSecond / q.certsPerSecond
+		fmt.Fprintf(w, "\nQuill (PKCS#11) / Quill (software), CA key on the token / in a Secret (medians of %d rounds):\n", o.rounds)
+		fmt.Fprintf(w, "  certs/s             x%.2f   target >= x%.1f   %s\n", pthr, targetPKCS11Ratio, verdict(pthr >= targetPKCS11Ratio))
+		fmt.Fprintf(w, "  p99 time to Ready   x%.2f\n", p.p99.Seconds()/q.p99.Seconds())
+		fmt.Fprintf(w, "  p50 time to Ready   x%.2f\n", p.p50.Seconds()/q.p50.Seconds())
+		fmt.Fprintf(w, "  requests per cert   %+.2f\n", p.perCert-q.perCert)
+		perRound(w, results, o.rounds, comparison{base: kindQuill, other: kindPKCS11})
 	}
-	fmt.Fprintln(w)
 
 	cpuTable(w, results)
-	breakdown(w, results)
-	eventsReport(w, results)
+	breakdown(w, kinds, results)
+	eventsReport(w, kinds, results)
 	if o.stages {
 		stagesReport(w, results)
 	}
@@ -88,6 +147,20 @@ func report(w io.Writer, o options, env environment, idle *idleSample, results [
 			fmt.Fprintf(w, "  %-60s %4.0f\n", k, idle.requests.byResource()[k])
 		}
 	}
+}
+
+// perRound prints c's ratios round by round.
+func perRound(w io.Writer, results []*result, rounds int, c comparison) {
+	fmt.Fprintf(w, "  per round:")
+	for r := 1; r <= rounds; r++ {
+		a, b := phaseOf(results, r, c.base), phaseOf(results, r, c.other)
+		if a == nil || b == nil {
+			continue
+		}
+		fmt.Fprintf(w, "  [round %d: certs/s x%.2f, p99 x%.2f, req/cert %+.2f]", r,
+			b.certsPerSecond()/a.certsPerSecond(), percentile(b.ttr, 99).Seconds()/percentile(a.ttr, 99).Seconds(), b.perCert(true)-a.perCert(true))
+	}
+	fmt.Fprintln(w)
 }
 
 type summary struct {
@@ -136,12 +209,15 @@ func cpuTable(w io.Writer, results []*result) {
 
 // breakdown prints API requests per Certificate by verb and resource,
 // summed over the rounds of each kind, and the non-2xx responses.
-func breakdown(w io.Writer, results []*result) {
-	sum := map[issuerKind]requestCounts{kindCA: {}, kindQuill: {}}
-	fails := map[issuerKind]requestCounts{kindCA: {}, kindQuill: {}}
+func breakdown(w io.Writer, kinds []issuerKind, results []*result) {
+	sum := map[issuerKind]requestCounts{}
+	fails := map[issuerKind]requestCounts{}
+	lat := map[issuerKind]latencies{}
+	for _, k := range kinds {
+		sum[k], fails[k], lat[k] = requestCounts{}, requestCounts{}, latencies{}
+	}
 	n := map[issuerKind]float64{}
 	own := map[issuerKind]float64{}
-	lat := map[issuerKind]latencies{kindCA: {}, kindQuill: {}}
 	for _, r := range results {
 		for k, v := range r.latency {
 			l := lat[r.kind][k]
@@ -156,6 +232,7 @@ func breakdown(w io.Writer, results []*result) {
 		n[r.kind] += float64(r.n)
 		own[r.kind] += float64(r.own)
 	}
+	comps := comparisons(kinds)
 	meanMs := func(k issuerKind, key requestKey) string {
 		l := lat[k][key]
 		if l[1] == 0 || key.verb == "WATCH" {
@@ -164,44 +241,79 @@ func breakdown(w io.Writer, results []*result) {
 		return fmt.Sprintf("%.0f", 1000*l[0]/l[1])
 	}
 	print := func(title string, c map[issuerKind]requestCounts, withLatency bool) {
+		per := func(k issuerKind, key requestKey) float64 { return c[k][key] / n[k] }
 		all := requestCounts{}
-		for _, k := range []issuerKind{kindCA, kindQuill} {
+		for _, k := range kinds {
 			for key, v := range c[k] {
 				all[key] += math.Abs(v / n[k])
 			}
 		}
+		// The rows that differ most between compared kinds first.
 		keys := sortedKeys(all, func(key requestKey) float64 {
-			return math.Abs(c[kindQuill][key]/n[kindQuill]-c[kindCA][key]/n[kindCA])*1000 + all[key]
+			var d float64
+			for _, cp := range comps {
+				d = max(d, math.Abs(per(cp.other, key)-per(cp.base, key)))
+			}
+			return d*1000 + all[key]
 		})
 		fmt.Fprintf(w, "\n%s\n", title)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		if withLatency {
-			fmt.Fprintln(tw, "request\tCA issuer\tQuill\tQuill - CA\tserver ms CA\tserver ms Quill\t")
-		} else {
-			fmt.Fprintln(tw, "request\tCA issuer\tQuill\tQuill - CA\t")
+		fmt.Fprint(tw, "request\t")
+		for _, k := range kinds {
+			fmt.Fprintf(tw, "%s\t", k)
 		}
-		var tca, tq float64
+		for _, cp := range comps {
+			fmt.Fprintf(tw, "%s\t", cp)
+		}
+		if withLatency {
+			for _, k := range kinds {
+				fmt.Fprintf(tw, "server ms %s\t", k.label())
+			}
+		}
+		fmt.Fprintln(tw)
+		totals := map[issuerKind]float64{}
 		for _, key := range keys {
-			a, q := c[kindCA][key]/n[kindCA], c[kindQuill][key]/n[kindQuill]
-			tca, tq = tca+a, tq+q
-			if math.Abs(a) < 0.005 && math.Abs(q) < 0.005 {
+			shown := false
+			for _, k := range kinds {
+				totals[k] += per(k, key)
+				shown = shown || math.Abs(per(k, key)) >= 0.005
+			}
+			if !shown {
 				continue
 			}
-			fmt.Fprintf(tw, "%s\t%.2f\t%.2f\t%+.2f\t", key, a, q, q-a)
+			fmt.Fprintf(tw, "%s\t", key)
+			for _, k := range kinds {
+				fmt.Fprintf(tw, "%.2f\t", per(k, key))
+			}
+			for _, cp := range comps {
+				fmt.Fprintf(tw, "%+.2f\t", per(cp.other, key)-per(cp.base, key))
+			}
 			if withLatency {
-				fmt.Fprintf(tw, "%s\t%s\t", meanMs(kindCA, key), meanMs(kindQuill, key))
+				for _, k := range kinds {
+					fmt.Fprintf(tw, "%s\t", meanMs(k, key))
+				}
 			}
 			fmt.Fprintln(tw)
 		}
-		fmt.Fprintf(tw, "total\t%.2f\t%.2f\t%+.2f\t", tca, tq, tq-tca)
+		fmt.Fprint(tw, "total\t")
+		for _, k := range kinds {
+			fmt.Fprintf(tw, "%.2f\t", totals[k])
+		}
+		for _, cp := range comps {
+			fmt.Fprintf(tw, "%+.2f\t", totals[cp.other]-totals[cp.base])
+		}
 		if withLatency {
-			fmt.Fprint(tw, "\t\t")
+			fmt.Fprint(tw, strings.Repeat("\t", len(kinds)))
 		}
 		fmt.Fprintln(tw)
 		_ = tw.Flush()
 	}
+	owns := make([]string, len(kinds))
+	for i, k := range kinds {
+		owns[i] = fmt.Sprintf("%.2f/cert for %s phases", own[k]/n[k], k)
+	}
 	print("kube-apiserver requests per Certificate by verb and resource (all rounds; includes the benchmark's own: "+
-		fmt.Sprintf("%.2f/cert for CA issuer phases, %.2f/cert for Quill phases", own[kindCA]/n[kindCA], own[kindQuill]/n[kindQuill])+"; server ms: mean API server latency of that request kind):", sum, true)
+		strings.Join(owns, ", ")+"; server ms: mean API server latency of that request kind):", sum, true)
 	print("of which not 2xx, by response code:", fails, false)
 }
 
@@ -221,8 +333,11 @@ func sortedKeys(c requestCounts, weight func(requestKey) float64) []requestKey {
 
 // eventsReport prints Events per Certificate by reporter, kind and reason,
 // summed over the rounds of each kind.
-func eventsReport(w io.Writer, results []*result) {
-	sum := map[issuerKind]map[string]float64{kindCA: {}, kindQuill: {}}
+func eventsReport(w io.Writer, kinds []issuerKind, results []*result) {
+	sum := map[issuerKind]map[string]float64{}
+	for _, k := range kinds {
+		sum[k] = map[string]float64{}
+	}
 	n := map[issuerKind]float64{}
 	keys := map[string]bool{}
 	for _, r := range results {
@@ -237,16 +352,38 @@ func eventsReport(w io.Writer, results []*result) {
 		sorted = append(sorted, k)
 	}
 	slices.Sort(sorted)
+	comps := comparisons(kinds)
+	per := func(k issuerKind, key string) float64 { return sum[k][key] / n[k] }
 	fmt.Fprintf(w, "\nEvents per Certificate by reporter, object kind and reason (listed after each phase):\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "event\tCA issuer\tQuill\tQuill - CA\t")
-	var tca, tq float64
-	for _, k := range sorted {
-		a, q := sum[kindCA][k]/n[kindCA], sum[kindQuill][k]/n[kindQuill]
-		tca, tq = tca+a, tq+q
-		fmt.Fprintf(tw, "%s\t%.2f\t%.2f\t%+.2f\t\n", k, a, q, q-a)
+	fmt.Fprint(tw, "event\t")
+	for _, k := range kinds {
+		fmt.Fprintf(tw, "%s\t", k)
 	}
-	fmt.Fprintf(tw, "total\t%.2f\t%.2f\t%+.2f\t\n", tca, tq, tq-tca)
+	for _, cp := range comps {
+		fmt.Fprintf(tw, "%s\t", cp)
+	}
+	fmt.Fprintln(tw)
+	totals := map[issuerKind]float64{}
+	for _, key := range sorted {
+		fmt.Fprintf(tw, "%s\t", key)
+		for _, k := range kinds {
+			totals[k] += per(k, key)
+			fmt.Fprintf(tw, "%.2f\t", per(k, key))
+		}
+		for _, cp := range comps {
+			fmt.Fprintf(tw, "%+.2f\t", per(cp.other, key)-per(cp.base, key))
+		}
+		fmt.Fprintln(tw)
+	}
+	fmt.Fprint(tw, "total\t")
+	for _, k := range kinds {
+		fmt.Fprintf(tw, "%.2f\t", totals[k])
+	}
+	for _, cp := range comps {
+		fmt.Fprintf(tw, "%+.2f\t", totals[cp.other]-totals[cp.base])
+	}
+	fmt.Fprintln(tw)
 	_ = tw.Flush()
 }
 
