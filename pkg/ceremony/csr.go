@@ -2,7 +2,6 @@ package ceremony
 
 import (
 	"bytes"
-	"crypto"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
@@ -47,36 +46,11 @@ func NewCSR(o CSROptions) (*Result, error) {
 		return nil, fmt.Errorf("%w: no file for the request", errOptions)
 	}
 	outs := []string{o.OutCSR}
-	switch {
-	case o.Key == nil && o.OutKey == "":
-		return nil, fmt.Errorf("%w: no file for the new key", errOptions)
-	case o.Key == nil:
-		if err := checkAlgorithm(o.KeyAlgorithm); err != nil {
-			return nil, err
-		}
-		outs = append(outs, o.OutKey)
-	case o.OutKey != "" || o.KeyAlgorithm != "":
-		return nil, fmt.Errorf("%w: an existing key is used, so no key is generated or written", errOptions)
-	}
-	if err := checkOutputs(o.Replace, keyPaths(o.Key), outs...); err != nil {
+	signer, keyPEM, release, err := keyChoice{Key: o.Key, Algorithm: o.KeyAlgorithm, OutKey: o.OutKey}.signerFor(o.Replace, outs...)
+	if err != nil {
 		return nil, err
 	}
-
-	var signer crypto.Signer
-	var keyPEM []byte
-	if o.Key == nil {
-		if signer, err = GenerateKey(o.KeyAlgorithm); err != nil {
-			return nil, err
-		}
-		if keyPEM, err = MarshalPrivateKeyPEM(signer); err != nil {
-			return nil, err
-		}
-	} else {
-		defer closeKey(o.Key)
-		if signer, err = openSigner(o.Key); err != nil {
-			return nil, err
-		}
-	}
+	defer release()
 	sigAlg, err := signatureAlgorithm(signer.Public())
 	if err != nil {
 		return nil, err

@@ -382,3 +382,49 @@ func closeKey(src KeySource) {
 		_ = c.Close()
 	}
 }
+
+// keyChoice is the key part of a ceremony's options: an existing key, or the
+// algorithm of a key to generate and the file it goes to.
+type keyChoice struct {
+	Key       KeySource
+	Algorithm issuance.KeyAlgorithm
+	OutKey    string
+}
+
+// signerFor checks the choice and the output files (outs, plus OutKey for a
+// generated key; none may be one of an existing key's files), then returns
+// the signer, the PEM of a generated key (nil for an existing one), and a
+// function that releases an existing key once the ceremony is done.
+func (k keyChoice) signerFor(replace bool, outs ...string) (crypto.Signer, []byte, func(), error) {
+	switch {
+	case k.Key == nil && k.OutKey == "":
+		return nil, nil, nil, fmt.Errorf("%w: no file for the new key", errOptions)
+	case k.Key == nil:
+		if err := checkAlgorithm(k.Algorithm); err != nil {
+			return nil, nil, nil, err
+		}
+		outs = append(outs, k.OutKey)
+	case k.OutKey != "" || k.Algorithm != "":
+		return nil, nil, nil, fmt.Errorf("%w: an existing key is used, so no key is generated or written", errOptions)
+	}
+	if err := checkOutputs(replace, keyPaths(k.Key), outs...); err != nil {
+		return nil, nil, nil, err
+	}
+	if k.Key == nil {
+		signer, err := GenerateKey(k.Algorithm)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		keyPEM, err := MarshalPrivateKeyPEM(signer)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		return signer, keyPEM, func() {}, nil
+	}
+	signer, err := openSigner(k.Key)
+	if err != nil {
+		closeKey(k.Key)
+		return nil, nil, nil, err
+	}
+	return signer, nil, func() { closeKey(k.Key) }, nil
+}
