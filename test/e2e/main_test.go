@@ -6,7 +6,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -15,9 +14,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/quill-pki/quill/controllers"
 	"github.com/quill-pki/quill/test/harness"
@@ -45,50 +41,30 @@ func startControllers(e *harness.Env) (func(), error) {
 		_ = os.RemoveAll(hsmDir)
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx := context.Background()
 	for _, ns := range []string{"cert-manager", clusterResourceNamespace} {
 		if err := e.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-			cancel()
 			return nil, err
 		}
 	}
 	if _, err := e.StartCertManager("--controllers=*,-certificaterequests-approver"); err != nil {
-		cancel()
 		return nil, err
 	}
-	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(logLevel())))
-	mgr, err := ctrl.NewManager(e.Config, ctrl.Options{
-		Scheme:                 e.Scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Controller:             config.Controller{MaxConcurrentReconciles: 4},
-	})
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	if err := controllers.Setup(ctx, mgr, controllers.Options{
+	stop, err := e.StartQuill(controllers.Options{
 		ClusterResourceNamespace: clusterResourceNamespace,
 		MaxRetryDuration:         30 * time.Second,
 		MaxConcurrentReconciles:  4,
 		PKCS11Modules:            map[string]string{"softhsm": softHSMModule},
 		HSM:                      countingHSM,
-	}); err != nil {
-		cancel()
+	}, logLevel(), func(mgr ctrl.Manager) error {
+		return ctrl.NewControllerManagedBy(mgr).Named("e2e-approver").For(&cmapi.CertificateRequest{}).
+			Complete(&policyApprover{client: mgr.GetClient()})
+	})
+	if err != nil {
 		return nil, err
 	}
-	if err := ctrl.NewControllerManagedBy(mgr).Named("e2e-approver").For(&cmapi.CertificateRequest{}).
-		Complete(&policyApprover{client: mgr.GetClient()}); err != nil {
-		cancel()
-		return nil, err
-	}
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
 	return func() {
-		cancel()
-		if err := <-done; err != nil {
-			fmt.Fprintln(os.Stderr, "quill manager:", err)
-		}
+		stop()
 		_ = os.RemoveAll(hsmDir)
 	}, nil
 }
