@@ -288,68 +288,25 @@ func ParsePrivateKeyPEM(data []byte) (crypto.Signer, error) {
 	return s, nil
 }
 
-// keyAlgorithmOf names pub and refuses the keys Quill refuses for CAs and
-// CSRs: RSA outside 2048 to 8192 bits, curves other than P-256, P-384 and
-// P-521, and types other than RSA, ECDSA, Ed25519 and ML-DSA.
+// keyAlgorithmOf names pub and refuses the keys Quill's issuers refuse
+// (issuance.KeyAlgorithmOf), so that a ceremony never makes a CA an issuer
+// would not load.
 func keyAlgorithmOf(pub crypto.PublicKey) (issuance.KeyAlgorithm, error) {
-	switch k := pub.(type) {
-	case *rsa.PublicKey:
-		bits := k.N.BitLen()
-		if bits < 2048 || bits > 8192 {
-			return "", fmt.Errorf("%w: RSA key of %d bits; use 2048 to 8192 bits", errUnsupportedKey, bits)
-		}
-		return issuance.KeyAlgorithm(fmt.Sprintf("RSA-%d", bits)), nil
-	case *ecdsa.PublicKey:
-		switch k.Curve {
-		case elliptic.P256():
-			return issuance.ECDSAP256, nil
-		case elliptic.P384():
-			return issuance.ECDSAP384, nil
-		case elliptic.P521():
-			return issuance.ECDSAP521, nil
-		}
-		return "", fmt.Errorf("%w: ECDSA curve %s; use P-256, P-384 or P-521", errUnsupportedKey, k.Curve.Params().Name)
-	case ed25519.PublicKey:
-		return issuance.Ed25519, nil
-	case *mldsa.PublicKey:
-		switch k.Parameters() {
-		case mldsa.MLDSA44():
-			return issuance.MLDSA44, nil
-		case mldsa.MLDSA65():
-			return issuance.MLDSA65, nil
-		case mldsa.MLDSA87():
-			return issuance.MLDSA87, nil
-		}
+	alg, err := issuance.KeyAlgorithmOf(pub)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", errUnsupportedKey, err)
 	}
-	return "", fmt.Errorf("%w: %T; use RSA, ECDSA, Ed25519 or ML-DSA", errUnsupportedKey, pub)
+	return alg, nil
 }
 
 // signatureAlgorithm picks the algorithm a key signs certificates and CSRs
-// with, the same choice pkg/issuance makes (PKCS#1 v1.5 for RSA, the hash
-// matching the curve for ECDSA), so a hand-made root and the certificates
-// Quill issues under it look alike.
+// with: the choice pkg/issuance makes (PKCS#1 v1.5 for RSA), so a hand-made
+// root and the certificates Quill issues under it look alike.
 func signatureAlgorithm(pub crypto.PublicKey) (x509.SignatureAlgorithm, error) {
-	alg, err := keyAlgorithmOf(pub)
-	if err != nil {
+	if _, err := keyAlgorithmOf(pub); err != nil {
 		return x509.UnknownSignatureAlgorithm, err
 	}
-	switch alg {
-	case issuance.ECDSAP256:
-		return x509.ECDSAWithSHA256, nil
-	case issuance.ECDSAP384:
-		return x509.ECDSAWithSHA384, nil
-	case issuance.ECDSAP521:
-		return x509.ECDSAWithSHA512, nil
-	case issuance.Ed25519:
-		return x509.PureEd25519, nil
-	case issuance.MLDSA44:
-		return x509.MLDSA44, nil
-	case issuance.MLDSA65:
-		return x509.MLDSA65, nil
-	case issuance.MLDSA87:
-		return x509.MLDSA87, nil
-	}
-	return x509.SHA256WithRSA, nil
+	return issuance.SignatureAlgorithmFor(pub, false)
 }
 
 // publicKeysEqual compares public keys of any standard library type.

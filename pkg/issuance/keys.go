@@ -56,6 +56,19 @@ var (
 // describeKey names pub and says whether Quill accepts it, for CSR keys and
 // CA keys alike. The name is returned even when the key is refused, so the
 // error message can say what was sent.
+// KeyAlgorithmOf names pub as Quill names key algorithms everywhere, and
+// refuses the keys Quill refuses for CAs and certificates (RSA outside 2048
+// to 8192 bits or with a bad exponent, other curves and key types). Offline
+// tools (quillctl) call it so that what they make is what issuers accept.
+func KeyAlgorithmOf(pub crypto.PublicKey) (KeyAlgorithm, error) { return describeKey(pub) }
+
+// SignatureAlgorithmFor is the algorithm a CA key of pub signs with: the
+// hash matching the curve for ECDSA, SHA-256 with PKCS#1 v1.5 (or PSS when
+// rsaPSS) for RSA, pure Ed25519 and ML-DSA.
+func SignatureAlgorithmFor(pub crypto.PublicKey, rsaPSS bool) (x509.SignatureAlgorithm, error) {
+	return signatureAlgorithmFor(pub, rsaPSS)
+}
+
 func describeKey(pub crypto.PublicKey) (KeyAlgorithm, error) {
 	switch k := pub.(type) {
 	case *rsa.PublicKey:
