@@ -9,9 +9,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,10 +25,11 @@ import (
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 	"github.com/quill-pki/quill/pkg/castore"
 	"github.com/quill-pki/quill/pkg/pkcs11"
+	"github.com/quill-pki/quill/test/softhsm"
 )
 
-// softHSMModule is where Debian's softhsm2 package puts the library.
-const softHSMModule = "/usr/lib/softhsm/libsofthsm2.so"
+// softHSMModule is the library the suite's controllers allow as "softhsm".
+const softHSMModule = softhsm.Module
 
 // hsmPIN is the user PIN of every e2e token.
 const hsmPIN = "4321"
@@ -45,31 +43,14 @@ func opensOf(token string) *atomic.Int64 {
 	return n.(*atomic.Int64)
 }
 
-// setupSoftHSM points SoftHSM2 at a token folder of the suite's own and
-// creates the tokens the PKCS#11 tests use. It must run before anything in
-// the process loads the library: SoftHSM reads its configuration once.
+// setupSoftHSM gives the suite its own SoftHSM2 in dir with the tokens
+// the PKCS#11 tests use, before anything in the process loads the library.
 func setupSoftHSM(dir string) error {
-	if _, err := os.Stat(softHSMModule); err != nil {
-		return fmt.Errorf("SoftHSM2 is missing (%w): install the softhsm2 and opensc packages (make deps does)", err)
-	}
-	tokens := filepath.Join(dir, "tokens")
-	if err := os.MkdirAll(tokens, 0o700); err != nil {
-		return err
-	}
-	conf := filepath.Join(dir, "softhsm2.conf")
-	if err := os.WriteFile(conf, []byte("directories.tokendir = "+tokens+"\nobjectstore.backend = file\nlog.level = ERROR\n"), 0o600); err != nil {
-		return err
-	}
-	if err := os.Setenv("SOFTHSM2_CONF", conf); err != nil {
-		return err
-	}
+	tokens := make([]softhsm.Token, 0, len(hsmTokens))
 	for _, label := range hsmTokens {
-		out, err := exec.Command("softhsm2-util", "--init-token", "--free", "--label", label, "--so-pin", "123456", "--pin", hsmPIN).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("softhsm2-util --init-token %s: %w: %s", label, err, out)
-		}
+		tokens = append(tokens, softhsm.Token{Label: label, PIN: hsmPIN, SOPIN: "123456"})
 	}
-	return nil
+	return softhsm.Setup(dir, tokens...)
 }
 
 var hsmTokens = []string{"e2e-ecdsa", "e2e-rsa", "e2e-ed25519", "e2e-wrong-pin", "e2e-ceremony", "e2e-intermediate"}

@@ -9,16 +9,15 @@ import (
 	"fmt"
 	"math/big"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"time"
 
 	"github.com/quill-pki/quill/pkg/pkcs11"
+	"github.com/quill-pki/quill/test/softhsm"
 )
 
 const (
 	// softHSMModule is where Debian's softhsm2 package puts the library.
-	softHSMModule = "/usr/lib/softhsm/libsofthsm2.so"
+	softHSMModule = softhsm.Module
 	// hsmModuleName is the library's name in quill-controller's
 	// --pkcs11-module allow-list, which issuers refer to.
 	hsmModuleName = "softhsm"
@@ -27,8 +26,6 @@ const (
 	hsmCertSecret = "bench-hsm-ca"
 	hsmPINSecret  = "bench-hsm-pin"
 )
-
-var errNoSoftHSM = errors.New("SoftHSM2 is not installed")
 
 // hsmCA is the CA of the Quill (PKCS#11) phases: an ECDSA P-256 key
 // generated on a SoftHSM2 token of the benchmark's own, in a temporary
@@ -49,47 +46,23 @@ type hsmCA struct {
 // from this process's environment (the harness does not set one of its
 // own).
 func newHSMCA() (*hsmCA, error) {
-	if _, err := os.Stat(softHSMModule); err != nil {
-		return nil, fmt.Errorf("%w: %s is missing (%w); install the Debian packages softhsm2 and opensc "+
-			"(apt-get install softhsm2 opensc, or make deps), or run with -pkcs11=false to leave out the Quill (PKCS#11) phases",
-			errNoSoftHSM, softHSMModule, err)
-	}
-	if _, err := exec.LookPath("softhsm2-util"); err != nil {
-		return nil, fmt.Errorf("%w: softhsm2-util is not on PATH; install the Debian packages softhsm2 and opensc "+
-			"(apt-get install softhsm2 opensc, or make deps), or run with -pkcs11=false", errNoSoftHSM)
-	}
 	dir, err := os.MkdirTemp("", "quill-bench-issuance-softhsm-")
 	if err != nil {
 		return nil, err
 	}
 	h := &hsmCA{dir: dir, pin: rand.Text()}
-	if err := h.init(); err != nil {
+	err = softhsm.Setup(dir, softhsm.Token{Label: hsmTokenLabel, PIN: h.pin, SOPIN: rand.Text()})
+	if errors.Is(err, softhsm.ErrMissing) {
+		err = fmt.Errorf("%w; or run with -pkcs11=false to leave out the Quill (PKCS#11) phases", err)
+	}
+	if err == nil {
+		err = h.generate()
+	}
+	if err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, err
 	}
 	return h, nil
-}
-
-func (h *hsmCA) init() error {
-	tokens := filepath.Join(h.dir, "tokens")
-	conf := filepath.Join(h.dir, "softhsm2.conf")
-	if err := os.Mkdir(tokens, 0o700); err != nil {
-		return err
-	}
-	if err := os.WriteFile(conf, []byte("directories.tokendir = "+tokens+"\nobjectstore.backend = file\nlog.level = ERROR\n"), 0o600); err != nil {
-		return err
-	}
-	// Seen by softhsm2-util below, by the library this process loads to
-	// generate the key (cgo's setenv) and by quill-controller.
-	if err := os.Setenv("SOFTHSM2_CONF", conf); err != nil {
-		return err
-	}
-	out, err := exec.Command("softhsm2-util", "--init-token", "--free", "--label", hsmTokenLabel,
-		"--so-pin", rand.Text(), "--pin", h.pin).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("softhsm2-util --init-token: %w\n%s", err, out)
-	}
-	return h.generate()
 }
 
 // generate creates the key on the token and self-signs the CA certificate
