@@ -55,6 +55,12 @@ type Signer struct {
 	FieldOwner string
 	Clock      clock.PassiveClock
 	Recorder   events.EventRecorder
+	// Ledger records every signed certificate before it is returned.
+	Ledger *Ledger
+	// RevocationBaseURL, when set, is where Quill's CRL and OCSP endpoints
+	// are reachable; certificates of issuers that set no URLs of their own
+	// point there.
+	RevocationBaseURL string
 }
 
 // specOf returns an issuer's spec and status and the namespace its Secrets
@@ -139,7 +145,27 @@ func (s *Signer) Sign(ctx context.Context, cr signer.CertificateRequestObject, o
 		KeyUsage:    details.KeyUsage,
 		ExtKeyUsage: details.ExtKeyUsage,
 	}
-	issued, err := a.Sign(req, issuanceOptions(spec, now))
+	k := issuerKey(obj)
+	if s.Ledger != nil {
+		recalled, ok, err := s.Ledger.recall(ctx, k, cr, a)
+		if err != nil {
+			return signer.PEMBundle{}, err
+		}
+		if ok {
+			return signer.PEMBundle{ChainPEM: recalled.ChainPEM, CAPEM: recalled.CAPEM}, nil
+		}
+	}
+	opts := issuanceOptions(spec, now)
+	if s.RevocationBaseURL != "" {
+		crlURL, ocspURL := RevocationURLs(s.RevocationBaseURL, k)
+		if len(opts.CRLDistributionPoints) == 0 {
+			opts.CRLDistributionPoints = []string{crlURL}
+		}
+		if len(opts.OCSPServers) == 0 {
+			opts.OCSPServers = []string{ocspURL}
+		}
+	}
+	issued, err := a.Sign(req, opts)
 	if err != nil {
 		if hf := castore.HSMFault(err); hf != nil {
 			// The HSM failed, not the request: the issuer turns not Ready
@@ -156,6 +182,11 @@ func (s *Signer) Sign(ctx context.Context, cr signer.CertificateRequestObject, o
 			return signer.PEMBundle{}, signer.IssuerError{Err: &castore.Error{Reason: quillv1.ReasonCAExpired, Err: err}}
 		}
 		return signer.PEMBundle{}, err // retry with backoff
+	}
+	if s.Ledger != nil {
+		if err := s.Ledger.record(ctx, k, ns, issued.Certificate, cr); err != nil {
+			return signer.PEMBundle{}, err // retry with backoff; this certificate is discarded
+		}
 	}
 	if len(issued.Notes) > 0 {
 		// issuer-lib's Ready message is fixed, so what Quill adjusted (a
@@ -226,6 +257,7 @@ func issuanceOptions(spec *quillv1.IssuerSpec, now time.Time) issuance.Options {
 		CRLDistributionPoints:  spec.CRLDistributionPoints,
 		OCSPServers:            spec.OCSPServers,
 		IssuingCertificateURLs: spec.IssuingCertificateURLs,
+		MustStaple:             spec.Revocation.OCSP.MustStaple,
 		Now:                    now,
 	}
 	if d := spec.Issuance.DefaultDuration; d != nil {

@@ -37,6 +37,83 @@ type IssuerSpec struct {
 	// +kubebuilder:validation:MaxItems=8
 	// +kubebuilder:validation:items:Pattern=`^https?://`
 	IssuingCertificateURLs []string `json:"issuingCertificateURLs,omitempty"`
+
+	// Revocation configures the CRL, the OCSP responder and automatic
+	// revocation for this issuer's certificates.
+	// +optional
+	Revocation RevocationPolicy `json:"revocation,omitempty"`
+}
+
+// RevocationPolicy configures how an issuer publishes revocation and when
+// Quill revokes on its own.
+type RevocationPolicy struct {
+	// RevokeOnCertificateDeletion revokes (cessationOfOperation) every
+	// unexpired certificate issued for a cert-manager Certificate when that
+	// Certificate is deleted.
+	// +optional
+	RevokeOnCertificateDeletion bool `json:"revokeOnCertificateDeletion,omitempty"`
+
+	// RevokeSupersededAfter revokes (superseded) a certificate this long
+	// after a newer certificate was issued for the same cert-manager
+	// Certificate, giving workloads time to pick up the new one. Unset:
+	// superseded certificates stay valid until they expire.
+	// +optional
+	RevokeSupersededAfter *metav1.Duration `json:"revokeSupersededAfter,omitempty"`
+
+	// CRL configures the certificate revocation list.
+	// +optional
+	CRL CRLPolicy `json:"crl,omitempty"`
+
+	// OCSP configures the OCSP responder.
+	// +optional
+	OCSP OCSPPolicy `json:"ocsp,omitempty"`
+}
+
+// CRLPolicy configures an issuer's CRL.
+// +kubebuilder:validation:XValidation:rule="!has(self.validity) || duration(self.validity) >= duration('1h')",message="crl.validity must be at least 1h"
+type CRLPolicy struct {
+	// Validity is the time between a CRL's thisUpdate and nextUpdate. A new
+	// CRL is signed when revocations change and once half of this has
+	// passed. Default 24h.
+	// +optional
+	Validity *metav1.Duration `json:"validity,omitempty"`
+
+	// BatchDelay gathers revocations that arrive close together into one
+	// new CRL. Default 5s.
+	// +optional
+	BatchDelay *metav1.Duration `json:"batchDelay,omitempty"`
+}
+
+// OCSPResponderKind says who signs OCSP responses.
+// +kubebuilder:validation:Enum=CA;Delegated
+type OCSPResponderKind string
+
+// The OCSP responder kinds.
+const (
+	// OCSPResponderCA signs responses with the CA key.
+	OCSPResponderCA OCSPResponderKind = "CA"
+	// OCSPResponderDelegated signs responses with a short-lived responder
+	// certificate (id-pkix-ocsp-nocheck) that Quill issues and rotates.
+	OCSPResponderDelegated OCSPResponderKind = "Delegated"
+)
+
+// OCSPPolicy configures an issuer's OCSP responder.
+// +kubebuilder:validation:XValidation:rule="!has(self.responseValidity) || duration(self.responseValidity) >= duration('1m')",message="ocsp.responseValidity must be at least 1m"
+type OCSPPolicy struct {
+	// Responder chooses who signs responses. Default: Delegated for a CA
+	// key in an HSM (so answering OCSP does not load the HSM), CA otherwise.
+	// +optional
+	Responder OCSPResponderKind `json:"responder,omitempty"`
+
+	// ResponseValidity is the time between a response's thisUpdate and
+	// nextUpdate, and how long it is cached. Default 1h.
+	// +optional
+	ResponseValidity *metav1.Duration `json:"responseValidity,omitempty"`
+
+	// MustStaple adds the TLS feature extension (OCSP Must-Staple, RFC
+	// 7633) to every certificate this issuer signs.
+	// +optional
+	MustStaple bool `json:"mustStaple,omitempty"`
 }
 
 // CASource names exactly one origin of the signing CA.

@@ -62,6 +62,10 @@ type Options struct {
 	CRLDistributionPoints  []string
 	OCSPServers            []string
 	IssuingCertificateURLs []string
+	// MustStaple adds the TLS feature extension asking for OCSP stapling
+	// (RFC 7633), so that TLS clients that honour it refuse the
+	// certificate without a stapled OCSP response.
+	MustStaple bool
 	// Now is the signing time; it must be set. Quill never reads the clock
 	// itself so that controllers and tests decide what "now" is.
 	Now time.Time
@@ -261,6 +265,9 @@ func (a *Authority) Sign(req Request, opts Options) (*Issued, error) {
 		IssuingCertificateURL: opts.IssuingCertificateURLs,
 		SignatureAlgorithm:    sigAlg,
 	}
+	if opts.MustStaple {
+		template.ExtraExtensions = append(template.ExtraExtensions, mustStapleExtension)
+	}
 	// Set explicitly: Go derives it from the parent only when issuer and
 	// subject names differ, and a requester may well reuse the CA's name.
 	if len(a.Certificate.SubjectKeyId) > 0 {
@@ -281,13 +288,21 @@ func (a *Authority) Sign(req Request, opts Options) (*Issued, error) {
 		return nil, err
 	}
 
-	issued := &Issued{Certificate: cert, CAPEM: encodeCertificates(a.Root), Notes: notes}
+	issued := a.bundle(cert)
+	issued.Notes = notes
+	return issued, nil
+}
+
+// bundle is what a requester receives for cert: the chain without the root,
+// and the root.
+func (a *Authority) bundle(cert *x509.Certificate) *Issued {
+	issued := &Issued{Certificate: cert, CAPEM: encodeCertificates(a.Root)}
 	if a.issuerIsRoot() {
 		issued.ChainPEM = encodeCertificates(cert)
 	} else {
 		issued.ChainPEM = encodeCertificates(append([]*x509.Certificate{cert, a.Certificate}, a.Intermediates...)...)
 	}
-	return issued, nil
+	return issued
 }
 
 // validity computes the certificate's notBefore and notAfter, and a note

@@ -1,0 +1,132 @@
+package controllers
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/url"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	issuerapi "github.com/cert-manager/issuer-lib/api/v1alpha1"
+	"github.com/cert-manager/issuer-lib/controllers/signer"
+	certificatesv1 "k8s.io/api/certificates/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
+	"github.com/quill-pki/quill/pkg/issuance"
+	"github.com/quill-pki/quill/pkg/ledger"
+)
+
+// RBAC for the ledger: records are created once, and only their status
+// (revocation) changes afterwards.
+// +kubebuilder:rbac:groups=quill.dev,resources=issuedcertificates,verbs=get;list;watch;create
+// +kubebuilder:rbac:groups=quill.dev,resources=issuedcertificates/status,verbs=get;patch;update
+
+// errLedgerNotSynced makes a request wait until the ledger index has read
+// the whole ledger: before that, "no record for this request" might only
+// mean "not read yet", and signing again would break the one-signature rule.
+var errLedgerNotSynced = errors.New("the issuance ledger is still loading; the request will be retried")
+
+// Ledger is the Signer's issuance ledger.
+type Ledger struct {
+	Index *ledger.Index
+	// Writer creates records.
+	Writer client.Writer
+	// Reader reads a record straight from the API server when a retried
+	// request needs the certificate already signed for it.
+	Reader client.Reader
+}
+
+// issuerKey identifies obj in the ledger.
+func issuerKey(obj issuerapi.Issuer) ledger.IssuerKey {
+	return ledger.IssuerKey{Kind: kindOf(obj), Namespace: obj.GetNamespace(), Name: obj.GetName()}
+}
+
+// recall returns what was signed for cr earlier, if anything. A request is
+// signed at most once: when the signed result was recorded but never
+// reached the request (the controller died, or the status write failed),
+// the retry gets the recorded certificate back.
+func (l *Ledger) recall(ctx context.Context, k ledger.IssuerKey, cr signer.CertificateRequestObject, a *issuance.Authority) (*issuance.Issued, bool, error) {
+	if !l.Index.Synced() {
+		return nil, false, errLedgerNotSynced
+	}
+	rec, ok := l.Index.ByRequest(k, cr.GetUID())
+	if !ok {
+		return nil, false, nil
+	}
+	var e quillv1.IssuedCertificate
+	if err := l.Reader.Get(ctx, types.NamespacedName{Namespace: rec.Namespace, Name: rec.Name}, &e); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, false, nil // an administrator removed the record
+		}
+		return nil, false, fmt.Errorf("reading ledger record %s: %w", rec.Name, err)
+	}
+	issued, err := a.Recall([]byte(e.Spec.Certificate))
+	if err != nil {
+		// The CA changed since: signing again would give this request a
+		// second certificate, so it fails and the requester starts anew.
+		return nil, false, invalidRequest(fmt.Errorf("this request was already signed (serial %s, ledger record %s/%s) by a CA that is no longer the issuer's; create a new request: %w",
+			e.Spec.SerialNumber, rec.Namespace, rec.Name, err))
+	}
+	return issued, true, nil
+}
+
+// record writes the ledger record of cert before anyone receives it. An
+// error means the certificate must be discarded: it was never published, so
+// the ledger still knows every certificate in circulation.
+func (l *Ledger) record(ctx context.Context, k ledger.IssuerKey, homeNamespace string, cert *x509.Certificate, cr signer.CertificateRequestObject) error {
+	e, err := ledger.NewEntry(k, homeNamespace, cert, originOf(cr))
+	if err != nil {
+		return err
+	}
+	if err := l.Writer.Create(ctx, e); err != nil {
+		// AlreadyExists too: a serial collision is retried with a new serial.
+		return fmt.Errorf("recording serial %s in the issuance ledger: %w", e.Spec.SerialNumber, err)
+	}
+	l.Index.Put(ledger.Record{
+		Name: e.Name, Namespace: e.Namespace, Issuer: k, Serial: cert.SerialNumber,
+		NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, KeyAlgorithm: e.Spec.KeyAlgorithm,
+		RequestUID: cr.GetUID(), OriginNamespace: e.Spec.Origin.Namespace, Certificate: e.Spec.Origin.Certificate,
+	})
+	return nil
+}
+
+// originOf describes the request for the ledger.
+func originOf(cr signer.CertificateRequestObject) ledger.Origin {
+	o := ledger.Origin{Name: cr.GetName(), Namespace: cr.GetNamespace(), UID: cr.GetUID()}
+	copier, ok := cr.(interface{ DeepCopyObject() runtime.Object })
+	if !ok {
+		return o
+	}
+	switch r := copier.DeepCopyObject().(type) {
+	case *cmapi.CertificateRequest:
+		o.Kind = "CertificateRequest"
+		o.Requester = r.Spec.Username
+		o.Certificate = r.Annotations[cmapi.CertificateNameKey]
+	case *certificatesv1.CertificateSigningRequest:
+		o.Kind = "CertificateSigningRequest"
+		o.Namespace = ""
+		o.Requester = r.Spec.Username
+	}
+	return o
+}
+
+// RevocationURLs builds the CRL and OCSP URLs Quill serves for an issuer
+// under base (the controller's --revocation-base-url).
+func RevocationURLs(base string, k ledger.IssuerKey) (crlURL, ocspURL string) {
+	p := IssuerPath(k)
+	return base + "/crl/" + p + ".crl", base + "/ocsp/" + p
+}
+
+// IssuerPath is the issuer's part of the revocation URLs:
+// "clusterissuer/<name>" or "issuer/<namespace>/<name>".
+func IssuerPath(k ledger.IssuerKey) string {
+	if k.Kind == ledger.KindClusterIssuer {
+		return "clusterissuer/" + url.PathEscape(k.Name)
+	}
+	return "issuer/" + url.PathEscape(k.Namespace) + "/" + url.PathEscape(k.Name)
+}

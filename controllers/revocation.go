@@ -1,0 +1,233 @@
+package controllers
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
+	"github.com/quill-pki/quill/pkg/ledger"
+)
+
+// RBAC for revocation.
+// +kubebuilder:rbac:groups=quill.dev,resources=quillrevocations,verbs=get;list;watch
+// +kubebuilder:rbac:groups=quill.dev,resources=quillrevocations/status,verbs=get;patch;update
+
+// revocationRetry is how soon a revocation that found nothing to revoke is
+// tried again: the certificate may be recorded a moment later.
+const revocationRetry = 30 * time.Second
+
+// revoker marks ledger records revoked. It is shared by the QuillRevocation
+// reconciler and the automatic rules.
+type revoker struct {
+	client client.Client
+	reader client.Reader
+	index  *ledger.Index
+	clock  clock.PassiveClock
+}
+
+// revoke records the revocation of rec unless it is already revoked, in
+// which case the first revocation stands. It reports whether rec is revoked
+// afterwards (always, on success).
+func (r *revoker) revoke(ctx context.Context, rec ledger.Record, reason quillv1.RevocationReason, by string) error {
+	var e quillv1.IssuedCertificate
+	if err := r.reader.Get(ctx, types.NamespacedName{Namespace: rec.Namespace, Name: rec.Name}, &e); err != nil {
+		return fmt.Errorf("reading ledger record %s/%s: %w", rec.Namespace, rec.Name, err)
+	}
+	if e.Status.Revocation == nil {
+		base := e.DeepCopy()
+		e.Status.Revocation = &quillv1.RevocationRecord{
+			Reason:    reason,
+			RevokedAt: metav1.NewTime(r.clock.Now().UTC().Truncate(time.Second)),
+			By:        by,
+		}
+		// The optimistic lock keeps a concurrent revocation from being
+		// overwritten: the loser re-reads and finds it revoked.
+		if err := r.client.Status().Patch(ctx, &e, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+			return fmt.Errorf("revoking serial %s: %w", e.Spec.SerialNumber, err)
+		}
+		logf.FromContext(ctx).Info("audit", "action", "revoke", "issuer", rec.Issuer.String(), "serial", e.Spec.SerialNumber,
+			"subject", e.Spec.Subject, "reason", string(reason), "by", by)
+	}
+	rev := e.Status.Revocation
+	rec.Revoked, rec.RevokedAt, rec.Reason = true, rev.RevokedAt.Time, quillv1.RevocationReasonCodes[rev.Reason]
+	r.index.Put(rec)
+	return nil
+}
+
+// revocationReconciler carries out QuillRevocations. It runs on the leader
+// only.
+type revocationReconciler struct {
+	revoker
+	clusterNamespace string
+	recorder         events.EventRecorder
+}
+
+func (r *revocationReconciler) setup(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).Named("quillrevocation").For(&quillv1.QuillRevocation{}).Complete(r)
+}
+
+// errRevocation is a revocation that cannot be carried out as asked; its
+// reason goes on the Revoked condition.
+type errRevocation struct {
+	reason string
+	msg    string
+}
+
+func (e *errRevocation) Error() string { return e.msg }
+
+func (r *revocationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var rev quillv1.QuillRevocation
+	if err := r.client.Get(ctx, req.NamespacedName, &rev); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if c := meta.FindStatusCondition(rev.Status.Conditions, quillv1.ConditionRevoked); c != nil && c.Status == metav1.ConditionTrue {
+		return ctrl.Result{}, nil // done; the spec is immutable
+	}
+	serials, err := r.carryOut(ctx, &rev)
+	var rerr *errRevocation
+	if err != nil && !errors.As(err, &rerr) {
+		return ctrl.Result{}, err // the API server failed; retry with backoff
+	}
+	cond := metav1.Condition{Type: quillv1.ConditionRevoked, Status: metav1.ConditionTrue, Reason: quillv1.ReasonRevoked,
+		ObservedGeneration: rev.Generation}
+	if rerr != nil {
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, rerr.reason, rerr.msg
+	} else {
+		cond.Message = fmt.Sprintf("revoked %d certificate(s) with reason %s", len(serials), rev.Spec.Reason)
+	}
+	base := rev.DeepCopy()
+	meta.SetStatusCondition(&rev.Status.Conditions, cond)
+	rev.Status.RevokedSerialNumbers = serials
+	if err := r.client.Status().Patch(ctx, &rev, client.MergeFrom(base)); err != nil {
+		return ctrl.Result{}, fmt.Errorf("recording revocation status: %w", err)
+	}
+	if rerr != nil {
+		r.recorder.Eventf(&rev, nil, corev1.EventTypeWarning, rerr.reason, "Revoke", "%s", rerr.msg)
+		if rerr.reason == quillv1.ReasonNotFound || rerr.reason == quillv1.ReasonIssuerNotFound {
+			return ctrl.Result{RequeueAfter: revocationRetry}, nil
+		}
+		return ctrl.Result{}, nil
+	}
+	r.recorder.Eventf(&rev, nil, corev1.EventTypeNormal, quillv1.ReasonRevoked, "Revoke", "%s", cond.Message)
+	return ctrl.Result{}, nil
+}
+
+// carryOut finds the certificates rev names and revokes them.
+//
+// Tenancy: a revocation in the issuer's own namespace (the cluster resource
+// namespace for a QuillClusterIssuer) may revoke any of the issuer's
+// certificates; one in another namespace only certificates requested from
+// that namespace.
+func (r *revocationReconciler) carryOut(ctx context.Context, rev *quillv1.QuillRevocation) ([]string, error) {
+	k, home, err := r.issuerOf(ctx, rev)
+	if err != nil {
+		return nil, err
+	}
+	if !r.index.Synced() {
+		return nil, errLedgerNotSynced
+	}
+	privileged := rev.Namespace == home
+	now := r.clock.Now()
+	var targets []ledger.Record
+	switch {
+	case rev.Spec.SerialNumber != "":
+		serial, ok := new(big.Int).SetString(strings.ReplaceAll(strings.ToLower(rev.Spec.SerialNumber), ":", ""), 16)
+		if !ok {
+			return nil, &errRevocation{quillv1.ReasonNotFound, fmt.Sprintf("serial number %q is not hex", rev.Spec.SerialNumber)}
+		}
+		rec, ok := r.index.Lookup(k, serial)
+		if !ok {
+			return nil, &errRevocation{quillv1.ReasonNotFound, fmt.Sprintf("%s has not issued serial %s", k, ledger.SerialHex(serial))}
+		}
+		targets = append(targets, rec)
+	case rev.Spec.CertificateName != "":
+		for _, rec := range r.index.ForCertificate(k, rev.Namespace, rev.Spec.CertificateName) {
+			if rec.NotAfter.After(now) {
+				targets = append(targets, rec)
+			}
+		}
+		if len(targets) == 0 {
+			return nil, &errRevocation{quillv1.ReasonNotFound, fmt.Sprintf("%s has issued no unexpired certificate for Certificate %s/%s", k, rev.Namespace, rev.Spec.CertificateName)}
+		}
+	case rev.Spec.SecretName != "":
+		rec, err := r.fromSecret(ctx, k, rev.Namespace, rev.Spec.SecretName)
+		if err != nil {
+			return nil, err
+		}
+		targets = append(targets, rec)
+	}
+	for _, rec := range targets {
+		if !privileged && rec.OriginNamespace != rev.Namespace {
+			return nil, &errRevocation{quillv1.ReasonForbidden, fmt.Sprintf(
+				"serial %s was requested from another namespace; revoke it from namespace %s (the issuer's own) instead",
+				ledger.SerialHex(rec.Serial), home)}
+		}
+	}
+	by := "QuillRevocation " + rev.Namespace + "/" + rev.Name
+	serials := make([]string, 0, len(targets))
+	for _, rec := range targets {
+		if err := r.revoke(ctx, rec, rev.Spec.Reason, by); err != nil {
+			return nil, err
+		}
+		serials = append(serials, ledger.SerialHex(rec.Serial))
+	}
+	return serials, nil
+}
+
+// issuerOf resolves the revocation's issuer and its home namespace.
+func (r *revocationReconciler) issuerOf(ctx context.Context, rev *quillv1.QuillRevocation) (ledger.IssuerKey, string, error) {
+	ref := rev.Spec.IssuerRef
+	if ref.Kind == ledger.KindClusterIssuer {
+		err := r.client.Get(ctx, types.NamespacedName{Name: ref.Name}, &quillv1.QuillClusterIssuer{})
+		if apierrors.IsNotFound(err) {
+			return ledger.IssuerKey{}, "", &errRevocation{quillv1.ReasonIssuerNotFound, fmt.Sprintf("QuillClusterIssuer %s not found", ref.Name)}
+		}
+		return ledger.IssuerKey{Kind: ledger.KindClusterIssuer, Name: ref.Name}, r.clusterNamespace, err
+	}
+	err := r.client.Get(ctx, types.NamespacedName{Namespace: rev.Namespace, Name: ref.Name}, &quillv1.QuillIssuer{})
+	if apierrors.IsNotFound(err) {
+		return ledger.IssuerKey{}, "", &errRevocation{quillv1.ReasonIssuerNotFound, fmt.Sprintf("QuillIssuer %s/%s not found", rev.Namespace, ref.Name)}
+	}
+	return ledger.IssuerKey{Kind: ledger.KindIssuer, Namespace: rev.Namespace, Name: ref.Name}, rev.Namespace, err
+}
+
+// fromSecret finds the ledger record of the certificate a Secret holds.
+func (r *revocationReconciler) fromSecret(ctx context.Context, k ledger.IssuerKey, namespace, name string) (ledger.Record, error) {
+	var sec corev1.Secret
+	if err := r.reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &sec); err != nil {
+		if apierrors.IsNotFound(err) {
+			return ledger.Record{}, &errRevocation{quillv1.ReasonNotFound, fmt.Sprintf("Secret %s/%s not found", namespace, name)}
+		}
+		return ledger.Record{}, fmt.Errorf("reading Secret %s/%s: %w", namespace, name, err)
+	}
+	block, _ := pem.Decode(sec.Data[corev1.TLSCertKey])
+	if block == nil || block.Type != "CERTIFICATE" {
+		return ledger.Record{}, &errRevocation{quillv1.ReasonInvalidSecret, fmt.Sprintf("Secret %s/%s has no PEM certificate in %s", namespace, name, corev1.TLSCertKey)}
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return ledger.Record{}, &errRevocation{quillv1.ReasonInvalidSecret, fmt.Sprintf("Secret %s/%s: %s does not parse: %v", namespace, name, corev1.TLSCertKey, err)}
+	}
+	rec, ok := r.index.Lookup(k, cert.SerialNumber)
+	if !ok {
+		return ledger.Record{}, &errRevocation{quillv1.ReasonNotFound, fmt.Sprintf("the certificate in Secret %s/%s (serial %s) was not issued by %s", namespace, name, ledger.SerialHex(cert.SerialNumber), k)}
+	}
+	return rec, nil
+}

@@ -1,0 +1,379 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+	"math/big"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
+)
+
+// Change tells subscribers that the records of an issuer changed. Serial
+// is nil when any record of the issuer may have changed (after a relist).
+type Change struct {
+	Issuer IssuerKey
+	Serial *big.Int
+	// RevocationChanged is true when the change may alter what the CRL
+	// lists.
+	RevocationChanged bool
+}
+
+// Index is the in-memory view of the ledger. Its zero value is not usable;
+// call NewIndex. It is safe for concurrent use.
+type Index struct {
+	mu      sync.RWMutex
+	issuers map[IssuerKey]*issuerIndex
+	synced  atomic.Bool
+
+	subsMu sync.RWMutex
+	subs   []func(Change)
+}
+
+type issuerIndex struct {
+	bySerial  map[string]Record
+	byRequest map[types.UID]string
+	// byCertificate maps "namespace/name" of a cert-manager Certificate to
+	// the serials issued for it.
+	byCertificate map[string]map[string]struct{}
+	revoked       map[string]struct{}
+}
+
+// NewIndex returns an empty index; it becomes Synced once Run has read the
+// whole ledger.
+func NewIndex() *Index {
+	return &Index{issuers: map[IssuerKey]*issuerIndex{}}
+}
+
+// Subscribe registers fn to be called after every change, outside the
+// index's locks. fn must be quick; it runs on the watch's goroutine.
+func (ix *Index) Subscribe(fn func(Change)) {
+	ix.subsMu.Lock()
+	defer ix.subsMu.Unlock()
+	ix.subs = append(ix.subs, fn)
+}
+
+func (ix *Index) notify(changes ...Change) {
+	ix.subsMu.RLock()
+	subs := ix.subs
+	ix.subsMu.RUnlock()
+	for _, c := range changes {
+		for _, fn := range subs {
+			fn(c)
+		}
+	}
+}
+
+// Synced reports whether the index holds the whole ledger. Until then a
+// signer must not conclude that a request was never signed.
+func (ix *Index) Synced() bool { return ix.synced.Load() }
+
+func certKey(ns, name string) string { return ns + "/" + name }
+
+func (ix *Index) issuer(k IssuerKey) *issuerIndex {
+	ii := ix.issuers[k]
+	if ii == nil {
+		ii = &issuerIndex{
+			bySerial:      map[string]Record{},
+			byRequest:     map[types.UID]string{},
+			byCertificate: map[string]map[string]struct{}{},
+			revoked:       map[string]struct{}{},
+		}
+		ix.issuers[k] = ii
+	}
+	return ii
+}
+
+// upsert stores r and reports what changed; the caller holds mu.
+func (ix *Index) upsert(r Record) Change {
+	ii := ix.issuer(r.Issuer)
+	s := SerialHex(r.Serial)
+	prev, existed := ii.bySerial[s]
+	ii.bySerial[s] = r
+	if r.RequestUID != "" {
+		ii.byRequest[r.RequestUID] = s
+	}
+	if r.Certificate != "" {
+		ck := certKey(r.OriginNamespace, r.Certificate)
+		if ii.byCertificate[ck] == nil {
+			ii.byCertificate[ck] = map[string]struct{}{}
+		}
+		ii.byCertificate[ck][s] = struct{}{}
+	}
+	if r.Revoked {
+		ii.revoked[s] = struct{}{}
+	}
+	changed := !existed || prev.Revoked != r.Revoked || prev.Reason != r.Reason || !prev.RevokedAt.Equal(r.RevokedAt)
+	return Change{Issuer: r.Issuer, Serial: r.Serial, RevocationChanged: changed && r.Revoked || existed && prev.Revoked != r.Revoked}
+}
+
+// remove deletes r; the caller holds mu.
+func (ix *Index) remove(r Record) Change {
+	ii := ix.issuers[r.Issuer]
+	if ii == nil {
+		return Change{Issuer: r.Issuer, Serial: r.Serial}
+	}
+	s := SerialHex(r.Serial)
+	prev, existed := ii.bySerial[s]
+	delete(ii.bySerial, s)
+	if existed {
+		if ii.byRequest[prev.RequestUID] == s {
+			delete(ii.byRequest, prev.RequestUID)
+		}
+		if prev.Certificate != "" {
+			ck := certKey(prev.OriginNamespace, prev.Certificate)
+			delete(ii.byCertificate[ck], s)
+			if len(ii.byCertificate[ck]) == 0 {
+				delete(ii.byCertificate, ck)
+			}
+		}
+	}
+	_, wasRevoked := ii.revoked[s]
+	delete(ii.revoked, s)
+	return Change{Issuer: r.Issuer, Serial: r.Serial, RevocationChanged: wasRevoked}
+}
+
+// Put records r at once, before the watch delivers it, so that a retry of
+// the same request a moment later finds it.
+func (ix *Index) Put(r Record) {
+	ix.mu.Lock()
+	c := ix.upsert(r)
+	ix.mu.Unlock()
+	ix.notify(c)
+}
+
+// ByRequest returns the record of the certificate signed for the request
+// with the given UID by issuer k.
+func (ix *Index) ByRequest(k IssuerKey, uid types.UID) (Record, bool) {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	ii := ix.issuers[k]
+	if ii == nil {
+		return Record{}, false
+	}
+	s, ok := ii.byRequest[uid]
+	if !ok {
+		return Record{}, false
+	}
+	r, ok := ii.bySerial[s]
+	return r, ok
+}
+
+// Lookup returns the record of serial as issued by k.
+func (ix *Index) Lookup(k IssuerKey, serial *big.Int) (Record, bool) {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	ii := ix.issuers[k]
+	if ii == nil {
+		return Record{}, false
+	}
+	r, ok := ii.bySerial[SerialHex(serial)]
+	return r, ok
+}
+
+// ForCertificate returns the records of certificates k issued for the
+// cert-manager Certificate namespace/name, oldest first.
+func (ix *Index) ForCertificate(k IssuerKey, namespace, name string) []Record {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	ii := ix.issuers[k]
+	if ii == nil {
+		return nil
+	}
+	var out []Record
+	for s := range ii.byCertificate[certKey(namespace, name)] {
+		out = append(out, ii.bySerial[s])
+	}
+	sortByIssue(out)
+	return out
+}
+
+// Revoked returns k's revoked records whose certificates are unexpired at
+// now: exactly what k's CRL lists.
+func (ix *Index) Revoked(k IssuerKey, now time.Time) []Record {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	ii := ix.issuers[k]
+	if ii == nil {
+		return nil
+	}
+	out := make([]Record, 0, len(ii.revoked))
+	for s := range ii.revoked {
+		if r := ii.bySerial[s]; r.NotAfter.After(now) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// CertificateGroups calls fn for every cert-manager Certificate that k
+// issued more than one certificate for, or whose certificates are not all
+// revoked, with its records oldest first. It serves the periodic rules
+// (revoke superseded, revoke on deletion) and walks the index in memory.
+func (ix *Index) CertificateGroups(k IssuerKey, fn func(namespace, name string, records []Record)) {
+	type group struct {
+		ns, name string
+		recs     []Record
+	}
+	var groups []group
+	ix.mu.RLock()
+	if ii := ix.issuers[k]; ii != nil {
+		for _, serials := range ii.byCertificate {
+			var g group
+			for s := range serials {
+				r := ii.bySerial[s]
+				g.ns, g.name = r.OriginNamespace, r.Certificate
+				g.recs = append(g.recs, r)
+			}
+			groups = append(groups, g)
+		}
+	}
+	ix.mu.RUnlock()
+	for _, g := range groups {
+		sortByIssue(g.recs)
+		fn(g.ns, g.name, g.recs)
+	}
+}
+
+// Count returns how many records k has.
+func (ix *Index) Count(k IssuerKey) int {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	if ii := ix.issuers[k]; ii != nil {
+		return len(ii.bySerial)
+	}
+	return 0
+}
+
+// Issuers lists the issuers that have records.
+func (ix *Index) Issuers() []IssuerKey {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	out := make([]IssuerKey, 0, len(ix.issuers))
+	for k := range ix.issuers {
+		out = append(out, k)
+	}
+	return out
+}
+
+func sortByIssue(rs []Record) {
+	sort.Slice(rs, func(i, j int) bool {
+		if !rs[i].NotBefore.Equal(rs[j].NotBefore) {
+			return rs[i].NotBefore.Before(rs[j].NotBefore)
+		}
+		return rs[i].Serial.Cmp(rs[j].Serial) < 0
+	})
+}
+
+// The methods below make Index a cache.ReflectorStore, fed by Run.
+
+func entryOf(obj any) (*quillv1.IssuedCertificate, bool) {
+	switch o := obj.(type) {
+	case *quillv1.IssuedCertificate:
+		return o, true
+	case cache.DeletedFinalStateUnknown:
+		return entryOf(o.Obj)
+	}
+	return nil, false
+}
+
+// Add implements cache.ReflectorStore.
+func (ix *Index) Add(obj any) error { return ix.Update(obj) }
+
+// Update implements cache.ReflectorStore.
+func (ix *Index) Update(obj any) error {
+	e, ok := entryOf(obj)
+	if !ok {
+		return fmt.Errorf("ledger index: unexpected object %T", obj)
+	}
+	r, ok := recordOf(e)
+	if !ok {
+		return nil // a record nobody can look up; the schema prevents it
+	}
+	ix.mu.Lock()
+	c := ix.upsert(r)
+	ix.mu.Unlock()
+	ix.notify(c)
+	return nil
+}
+
+// Delete implements cache.ReflectorStore.
+func (ix *Index) Delete(obj any) error {
+	e, ok := entryOf(obj)
+	if !ok {
+		return fmt.Errorf("ledger index: unexpected object %T", obj)
+	}
+	r, ok := recordOf(e)
+	if !ok {
+		return nil
+	}
+	ix.mu.Lock()
+	c := ix.remove(r)
+	ix.mu.Unlock()
+	ix.notify(c)
+	return nil
+}
+
+// Replace implements cache.ReflectorStore: the reflector hands over the
+// whole ledger after a (re)list.
+func (ix *Index) Replace(list []any, _ string) error {
+	fresh := &Index{issuers: map[IssuerKey]*issuerIndex{}}
+	for _, obj := range list {
+		e, ok := entryOf(obj)
+		if !ok {
+			return fmt.Errorf("ledger index: unexpected object %T", obj)
+		}
+		if r, ok := recordOf(e); ok {
+			fresh.upsert(r)
+		}
+	}
+	ix.mu.Lock()
+	old := ix.issuers
+	ix.issuers = fresh.issuers
+	ix.mu.Unlock()
+	ix.synced.Store(true)
+	seen := map[IssuerKey]bool{}
+	var changes []Change
+	for _, m := range []map[IssuerKey]*issuerIndex{old, fresh.issuers} {
+		for k := range m {
+			if !seen[k] {
+				seen[k] = true
+				changes = append(changes, Change{Issuer: k, RevocationChanged: true})
+			}
+		}
+	}
+	ix.notify(changes...)
+	return nil
+}
+
+// Resync implements cache.ReflectorStore; there is nothing to resync.
+func (ix *Index) Resync() error { return nil }
+
+// Run keeps the index in step with the ledger until ctx ends, listing it
+// once (in pages) and then watching. It needs list and watch rights on
+// issuedcertificates in every namespace that holds records.
+func (ix *Index) Run(ctx context.Context, c client.WithWatch) error {
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+			list := &quillv1.IssuedCertificateList{}
+			err := c.List(ctx, list, &client.ListOptions{Raw: &opts})
+			return list, err
+		},
+		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+			return c.Watch(ctx, &quillv1.IssuedCertificateList{}, &client.ListOptions{Raw: &opts})
+		},
+	}
+	r := cache.NewReflectorWithOptions(lw, &quillv1.IssuedCertificate{}, ix, cache.ReflectorOptions{Name: "quill-ledger"})
+	r.RunWithContext(ctx)
+	return nil
+}
