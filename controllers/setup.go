@@ -47,6 +47,16 @@ type Options struct {
 	// HSM opens PKCS#11 keys; nil means pkg/pkcs11. Tests wrap it.
 	HSM   castore.HSMOpener
 	Clock clock.PassiveClock
+	// RevocationBaseURL is where clients reach Quill's CRL and OCSP
+	// endpoints (e.g. http://quill.quill-system.svc:8082); certificates of
+	// issuers that name no URLs of their own point there.
+	RevocationBaseURL string
+	// RevocationBindAddress is the listen address of the CRL and OCSP HTTP
+	// server; empty or "0" serves nothing.
+	RevocationBindAddress string
+	// DisableLedger stops recording issued certificates. Only the ledger
+	// benchmark sets it: unrecorded certificates cannot be revoked.
+	DisableLedger bool
 }
 
 // RBAC for the issuer-lib reconcilers and the CA store.
@@ -83,6 +93,11 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		FieldOwner:               FieldOwner + "/ca-status",
 		Clock:                    opts.Clock,
 		Recorder:                 recorder,
+	}
+	if !opts.DisableLedger {
+		if err := setupRevocation(mgr, opts, store, s, recorder); err != nil {
+			return err
+		}
 	}
 	if err := (&deniedReconciler{client: mgr.GetClient(), clock: opts.Clock, recorder: recorder}).setup(mgr); err != nil {
 		return err

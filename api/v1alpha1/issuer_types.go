@@ -356,6 +356,37 @@ type IssuerStatus struct {
 	// CA summarises the signing CA certificate last checked.
 	// +optional
 	CA *CASummary `json:"ca,omitempty"`
+
+	// Revocation describes the issuer's ledger, CRL and OCSP endpoints.
+	// +optional
+	Revocation *RevocationStatus `json:"revocation,omitempty"`
+}
+
+// RevocationStatus describes an issuer's published revocation state.
+type RevocationStatus struct {
+	// IssuedCertificates is the number of records in the issuer's ledger.
+	IssuedCertificates int `json:"issuedCertificates"`
+	// RevokedCertificates is the number of entries on the current CRL:
+	// revoked certificates that have not expired.
+	RevokedCertificates int `json:"revokedCertificates"`
+	// CRLNumber of the current CRL.
+	// +optional
+	CRLNumber string `json:"crlNumber,omitempty"`
+	// +optional
+	CRLThisUpdate *metav1.Time `json:"crlThisUpdate,omitempty"`
+	// +optional
+	CRLNextUpdate *metav1.Time `json:"crlNextUpdate,omitempty"`
+	// CRLConfigMap is the ConfigMap in the issuer's namespace (the cluster
+	// resource namespace for a QuillClusterIssuer) that holds the CRL as
+	// crl.pem and crl.der.
+	// +optional
+	CRLConfigMap string `json:"crlConfigMap,omitempty"`
+	// CRLURL and OCSPURL are Quill's endpoints for this issuer, when the
+	// controller knows its public base URL (--revocation-base-url).
+	// +optional
+	CRLURL string `json:"crlURL,omitempty"`
+	// +optional
+	OCSPURL string `json:"ocspURL,omitempty"`
 }
 
 // CASummary describes the signing CA certificate.

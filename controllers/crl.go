@@ -1,0 +1,399 @@
+package controllers
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
+	"github.com/quill-pki/quill/pkg/castore"
+	"github.com/quill-pki/quill/pkg/crl"
+	"github.com/quill-pki/quill/pkg/issuance"
+	"github.com/quill-pki/quill/pkg/ledger"
+)
+
+// RBAC for CRL publishing.
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update;delete
+
+// Defaults of an issuer's revocation settings.
+const (
+	DefaultCRLValidity      = 24 * time.Hour
+	DefaultCRLBatchDelay    = 5 * time.Second
+	DefaultOCSPValidity     = time.Hour
+	crlConfigMapSuffix      = "-crl"
+	crlConfigMapLabel       = "quill.dev/crl"
+	annIssuer               = "quill.dev/issuer"
+	annCRLNumber            = "quill.dev/crl-number"
+	annCRLThisUpdate        = "quill.dev/crl-this-update"
+	annCRLNextUpdate        = "quill.dev/crl-next-update"
+	annCRLEntries           = "quill.dev/crl-entries-sha256"
+	annCRLSHA256            = "quill.dev/crl-sha256"
+	annCRLParts             = "quill.dev/crl-parts"
+	annCASHA256             = "quill.dev/ca-sha256"
+	crlKeyPEM               = "crl.pem"
+	crlKeyDER               = "crl.der"
+	crlPartKey              = "crl.der.part"
+	crlStatusFieldOwner     = FieldOwner + "/revocation-status"
+	configMapPayloadLimit   = 900 << 10 // well under the API server's ~1.5 MiB object limit
+	crlRetryWhenCAUnhealthy = time.Minute
+)
+
+// CRLConfigMapName is the ConfigMap, in the issuer's home namespace, that
+// holds its CRL.
+func CRLConfigMapName(issuerName string) string { return issuerName + crlConfigMapSuffix }
+
+func crlValidity(spec *quillv1.IssuerSpec) time.Duration {
+	if d := spec.Revocation.CRL.Validity; d != nil {
+		return d.Duration
+	}
+	return DefaultCRLValidity
+}
+
+func crlBatchDelay(spec *quillv1.IssuerSpec) time.Duration {
+	if d := spec.Revocation.CRL.BatchDelay; d != nil {
+		return d.Duration
+	}
+	return DefaultCRLBatchDelay
+}
+
+// crlPublisher signs each issuer's CRL and publishes it to a ConfigMap, on
+// the leader only (controllers need leader election), so every CRL is
+// signed once. It signs a new CRL when the issuer's revoked set or CA
+// changes (after the issuer's batch delay) and when half of the current
+// CRL's validity has passed.
+type crlPublisher struct {
+	client           client.Client
+	reader           client.Reader
+	store            *castore.Store
+	index            *ledger.Index
+	clusterNamespace string
+	clock            clock.PassiveClock
+	baseURL          string
+
+	mu            sync.Mutex
+	delays        map[ledger.IssuerKey]time.Duration
+	pending       map[ledger.IssuerKey]bool
+	events        chan event.GenericEvent
+	clusterEvents chan event.GenericEvent
+}
+
+func (p *crlPublisher) setup(mgr ctrl.Manager) error {
+	p.delays = map[ledger.IssuerKey]time.Duration{}
+	p.pending = map[ledger.IssuerKey]bool{}
+	p.events = make(chan event.GenericEvent, 1024)
+	p.clusterEvents = make(chan event.GenericEvent, 1024)
+	p.index.Subscribe(p.changed)
+	if err := ctrl.NewControllerManagedBy(mgr).Named("crl-issuer").For(&quillv1.QuillIssuer{}).
+		WatchesRawSource(source.Channel(p.events, &handler.EnqueueRequestForObject{})).
+		Complete(&crlReconciler{p: p, cluster: false}); err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).Named("crl-clusterissuer").For(&quillv1.QuillClusterIssuer{}).
+		WatchesRawSource(source.Channel(p.clusterEvents, &handler.EnqueueRequestForObject{})).
+		Complete(&crlReconciler{p: p, cluster: true})
+}
+
+// changed schedules a new CRL for an issuer whose revoked set changed,
+// once per batch delay however many revocations arrive meanwhile.
+func (p *crlPublisher) changed(c ledger.Change) {
+	if !c.RevocationChanged {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.pending[c.Issuer] {
+		return
+	}
+	p.pending[c.Issuer] = true
+	delay, ok := p.delays[c.Issuer]
+	if !ok {
+		delay = DefaultCRLBatchDelay
+	}
+	k := c.Issuer
+	time.AfterFunc(delay, func() {
+		p.mu.Lock()
+		delete(p.pending, k)
+		p.mu.Unlock()
+		if k.Kind == ledger.KindClusterIssuer {
+			p.clusterEvents <- event.GenericEvent{Object: &quillv1.QuillClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: k.Name}}}
+		} else {
+			p.events <- event.GenericEvent{Object: &quillv1.QuillIssuer{ObjectMeta: metav1.ObjectMeta{Namespace: k.Namespace, Name: k.Name}}}
+		}
+	})
+}
+
+type crlReconciler struct {
+	p       *crlPublisher
+	cluster bool
+}
+
+func (r *crlReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	p := r.p
+	var obj client.Object
+	var spec *quillv1.IssuerSpec
+	var status *quillv1.IssuerStatus
+	k := ledger.IssuerKey{Kind: ledger.KindIssuer, Namespace: req.Namespace, Name: req.Name}
+	home := req.Namespace
+	if r.cluster {
+		iss := &quillv1.QuillClusterIssuer{}
+		obj, spec, status = iss, &iss.Spec, &iss.Status
+		k = ledger.IssuerKey{Kind: ledger.KindClusterIssuer, Name: req.Name}
+		home = p.clusterNamespace
+	} else {
+		iss := &quillv1.QuillIssuer{}
+		obj, spec, status = iss, &iss.Spec, &iss.Status
+	}
+	if err := p.client.Get(ctx, req.NamespacedName, obj); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	p.mu.Lock()
+	p.delays[k] = crlBatchDelay(spec)
+	p.mu.Unlock()
+	if !p.index.Synced() {
+		return ctrl.Result{RequeueAfter: time.Second}, nil
+	}
+	a, err := p.store.Load(ctx, home, spec.CA)
+	if err != nil {
+		// The issuer's health check reports what is wrong with the CA; the
+		// CRL waits for it and the last one published stays served.
+		logf.FromContext(ctx).V(1).Info("CRL not signed: CA unavailable", "error", err.Error())
+		return ctrl.Result{RequeueAfter: crlRetryWhenCAUnhealthy}, nil
+	}
+	now := p.clock.Now()
+	validity := crlValidity(spec)
+	revoked := p.index.Revoked(k, now)
+	sort.Slice(revoked, func(i, j int) bool { return revoked[i].Serial.Cmp(revoked[j].Serial) < 0 })
+	entriesDigest := digestEntries(revoked)
+	caDigest := sha256.Sum256(a.Certificate.Raw)
+	caHex := hex.EncodeToString(caDigest[:])
+
+	name := CRLConfigMapName(req.Name)
+	var cm corev1.ConfigMap
+	err = p.reader.Get(ctx, types.NamespacedName{Namespace: home, Name: name}, &cm)
+	exists := err == nil
+	if err != nil && !apierrors.IsNotFound(err) {
+		return ctrl.Result{}, fmt.Errorf("reading CRL ConfigMap: %w", err)
+	}
+	if exists && cm.Annotations[annIssuer] != k.String() {
+		return ctrl.Result{}, fmt.Errorf("ConfigMap %s/%s belongs to %q, not %s: rename one of them", home, name, cm.Annotations[annIssuer], k)
+	}
+	number := big.NewInt(1)
+	var thisUpdate, nextUpdate time.Time
+	if exists {
+		if n, ok := new(big.Int).SetString(cm.Annotations[annCRLNumber], 10); ok {
+			number.Add(n, big.NewInt(1))
+		}
+		thisUpdate, _ = time.Parse(time.RFC3339, cm.Annotations[annCRLThisUpdate])
+		nextUpdate, _ = time.Parse(time.RFC3339, cm.Annotations[annCRLNextUpdate])
+	}
+	refreshAt := thisUpdate.Add(nextUpdate.Sub(thisUpdate) / 2)
+	fresh := exists && cm.Annotations[annCRLEntries] == entriesDigest && cm.Annotations[annCASHA256] == caHex &&
+		nextUpdate.Sub(thisUpdate) == validity && now.Before(refreshAt)
+	if !fresh {
+		thisUpdate = now.UTC().Truncate(time.Second)
+		nextUpdate = thisUpdate.Add(validity)
+		der, err := p.sign(a, spec, revoked, number, thisUpdate, validity)
+		if err != nil {
+			if hf := castore.HSMFault(err); hf != nil {
+				return ctrl.Result{RequeueAfter: crlRetryWhenCAUnhealthy}, nil
+			}
+			return ctrl.Result{}, err
+		}
+		ann := map[string]string{
+			annIssuer:        k.String(),
+			annCRLNumber:     number.String(),
+			annCRLThisUpdate: thisUpdate.Format(time.RFC3339),
+			annCRLNextUpdate: nextUpdate.Format(time.RFC3339),
+			annCRLEntries:    entriesDigest,
+			annCASHA256:      caHex,
+		}
+		if err := p.publish(ctx, home, name, &cm, exists, der, ann); err != nil {
+			return ctrl.Result{}, err
+		}
+		logf.FromContext(ctx).Info("audit", "action", "crl", "issuer", k.String(), "crlNumber", number.String(),
+			"entries", len(revoked), "bytes", len(der), "nextUpdate", nextUpdate)
+		refreshAt = thisUpdate.Add(validity / 2)
+	} else {
+		number.Sub(number, big.NewInt(1))
+	}
+	if err := p.recordStatus(ctx, obj, k, status, number, thisUpdate, nextUpdate, len(revoked), name); err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{RequeueAfter: max(refreshAt.Sub(now), time.Second)}, nil
+}
+
+// sign builds the CRL with the issuer's signature scheme.
+func (p *crlPublisher) sign(a *issuance.Authority, spec *quillv1.IssuerSpec, revoked []ledger.Record, number *big.Int, thisUpdate time.Time, validity time.Duration) ([]byte, error) {
+	entries := make([]crl.Entry, len(revoked))
+	for i, r := range revoked {
+		entries[i] = crl.Entry{Serial: r.Serial, RevokedAt: r.RevokedAt, Reason: r.Reason, NotAfter: r.NotAfter}
+	}
+	sigAlg, err := issuance.SignatureAlgorithmFor(a.Certificate.PublicKey, spec.Issuance.RSASignatureScheme == quillv1.RSASignatureSchemePSS)
+	if err != nil {
+		return nil, err
+	}
+	return crl.Build(a.Certificate, a.Signer, entries, crl.Params{Number: number, ThisUpdate: thisUpdate, Validity: validity, SignatureAlgorithm: sigAlg})
+}
+
+// digestEntries fingerprints a sorted revoked set, so an unchanged set is
+// not signed again.
+func digestEntries(rs []ledger.Record) string {
+	h := sha256.New()
+	for _, r := range rs {
+		fmt.Fprintf(h, "%s %d %d\n", ledger.SerialHex(r.Serial), r.RevokedAt.Unix(), r.Reason)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// publish writes the CRL to the ConfigMap: crl.der and, while it fits,
+// crl.pem. A CRL too large for one object is split into numbered part
+// ConfigMaps written first, and the main ConfigMap, written last, names
+// their count and the whole CRL's digest, so readers never assemble a mix
+// of two CRLs.
+func (p *crlPublisher) publish(ctx context.Context, namespace, name string, cm *corev1.ConfigMap, exists bool, der []byte, ann map[string]string) error {
+	sum := sha256.Sum256(der)
+	ann[annCRLSHA256] = hex.EncodeToString(sum[:])
+	var parts [][]byte
+	for rest := der; len(rest) > 0; {
+		n := min(len(rest), configMapPayloadLimit)
+		parts, rest = append(parts, rest[:n]), rest[n:]
+	}
+	ann[annCRLParts] = strconv.Itoa(len(parts))
+	for i := 1; i < len(parts); i++ {
+		if err := p.putConfigMap(ctx, namespace, fmt.Sprintf("%s-%d", name, i), nil, map[string][]byte{crlPartKey: parts[i]}, map[string]string{annIssuer: ann[annIssuer], annCRLSHA256: ann[annCRLSHA256]}); err != nil {
+			return err
+		}
+	}
+	data := map[string]string{}
+	binary := map[string][]byte{}
+	if len(parts) == 1 {
+		binary[crlKeyDER] = der
+		if pemCRL := pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}); len(pemCRL)+len(der) <= configMapPayloadLimit {
+			data[crlKeyPEM] = string(pemCRL)
+		}
+	} else {
+		binary[crlPartKey] = parts[0]
+	}
+	if !exists {
+		cm = nil
+	}
+	return p.putConfigMapFrom(ctx, namespace, name, cm, data, binary, ann)
+}
+
+func (p *crlPublisher) putConfigMap(ctx context.Context, namespace, name string, data map[string]string, binary map[string][]byte, ann map[string]string) error {
+	var cm corev1.ConfigMap
+	err := p.reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &cm)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("reading ConfigMap %s/%s: %w", namespace, name, err)
+	}
+	if err != nil {
+		return p.putConfigMapFrom(ctx, namespace, name, nil, data, binary, ann)
+	}
+	return p.putConfigMapFrom(ctx, namespace, name, &cm, data, binary, ann)
+}
+
+// putConfigMapFrom creates the ConfigMap, or replaces the one read as
+// existing (its resourceVersion guards against a concurrent writer).
+func (p *crlPublisher) putConfigMapFrom(ctx context.Context, namespace, name string, existing *corev1.ConfigMap, data map[string]string, binary map[string][]byte, ann map[string]string) error {
+	cm := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: map[string]string{crlConfigMapLabel: "true"}, Annotations: ann},
+		Data:       data,
+		BinaryData: binary,
+	}
+	var err error
+	if existing == nil {
+		err = p.client.Create(ctx, cm)
+	} else {
+		cm.ResourceVersion = existing.ResourceVersion
+		err = p.client.Update(ctx, cm)
+	}
+	if err != nil {
+		return fmt.Errorf("publishing CRL ConfigMap %s/%s: %w", namespace, name, err)
+	}
+	return nil
+}
+
+// recordStatus writes status.revocation under its own field manager when it
+// changed.
+func (p *crlPublisher) recordStatus(ctx context.Context, obj client.Object, k ledger.IssuerKey, status *quillv1.IssuerStatus, number *big.Int, thisUpdate, nextUpdate time.Time, revoked int, cmName string) error {
+	want := &quillv1.RevocationStatus{
+		CRLNumber:           number.String(),
+		CRLThisUpdate:       &metav1.Time{Time: thisUpdate},
+		CRLNextUpdate:       &metav1.Time{Time: nextUpdate},
+		RevokedCertificates: revoked,
+		IssuedCertificates:  p.index.Count(k),
+		CRLConfigMap:        cmName,
+	}
+	if p.baseURL != "" {
+		want.CRLURL, want.OCSPURL = RevocationURLs(p.baseURL, k)
+	}
+	if have := status.Revocation; have != nil && have.CRLNumber == want.CRLNumber && have.RevokedCertificates == want.RevokedCertificates &&
+		have.IssuedCertificates == want.IssuedCertificates && have.CRLConfigMap == want.CRLConfigMap && have.CRLURL == want.CRLURL && have.OCSPURL == want.OCSPURL {
+		return nil
+	}
+	patch := map[string]any{
+		"apiVersion": quillv1.GroupVersion.String(),
+		"kind":       k.Kind,
+		"metadata":   map[string]any{"name": obj.GetName(), "namespace": obj.GetNamespace()},
+		"status":     map[string]any{"revocation": want},
+	}
+	body, err := json.Marshal(patch)
+	if err != nil {
+		return err
+	}
+	if err := p.client.Status().Patch(ctx, obj, client.RawPatch(types.ApplyPatchType, body), client.ForceOwnership, client.FieldOwner(crlStatusFieldOwner)); err != nil {
+		return fmt.Errorf("recording revocation status: %w", err)
+	}
+	return nil
+}
+
+// crlFromConfigMaps assembles the DER CRL that main (and its parts, read
+// through get) hold, checking the published digest. ok is false while the
+// parts of a large CRL are not all there yet.
+func crlFromConfigMaps(main *corev1.ConfigMap, get func(name string) (*corev1.ConfigMap, bool)) (der []byte, ok bool) {
+	if d, ok := main.BinaryData[crlKeyDER]; ok {
+		der = d
+	} else {
+		n, err := strconv.Atoi(main.Annotations[annCRLParts])
+		if err != nil || n < 1 {
+			return nil, false
+		}
+		der = append(der, main.BinaryData[crlPartKey]...)
+		for i := 1; i < n; i++ {
+			part, found := get(fmt.Sprintf("%s-%d", main.Name, i))
+			if !found || part.Annotations[annCRLSHA256] != main.Annotations[annCRLSHA256] {
+				return nil, false
+			}
+			der = append(der, part.BinaryData[crlPartKey]...)
+		}
+	}
+	sum := sha256.Sum256(der)
+	if hex.EncodeToString(sum[:]) != main.Annotations[annCRLSHA256] {
+		return nil, false
+	}
+	if _, err := x509.ParseRevocationList(der); err != nil {
+		return nil, false
+	}
+	return der, true
+}

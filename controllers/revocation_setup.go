@@ -1,0 +1,49 @@
+package controllers
+
+import (
+	"context"
+
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/quill-pki/quill/pkg/castore"
+	"github.com/quill-pki/quill/pkg/ledger"
+)
+
+// runnable adapts a function to a manager runnable that runs on every
+// replica, leader or not.
+type runnable func(context.Context) error
+
+func (f runnable) Start(ctx context.Context) error { return f(ctx) }
+func (runnable) NeedLeaderElection() bool           { return false }
+
+// setupRevocation adds the issuance ledger, revocation, CRL publishing and
+// the automatic revocation rules to mgr, and gives s its ledger. The ledger
+// index and the CRL/OCSP server run on every replica; everything that signs
+// or writes runs on the leader.
+func setupRevocation(mgr ctrl.Manager, opts Options, store *castore.Store, s *Signer, recorder events.EventRecorder) error {
+	watcher, err := client.NewWithWatch(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper()})
+	if err != nil {
+		return err
+	}
+	index := ledger.NewIndex()
+	if err := mgr.Add(runnable(func(ctx context.Context) error { return index.Run(ctx, watcher) })); err != nil {
+		return err
+	}
+	s.Ledger = &Ledger{Index: index, Writer: mgr.GetClient(), Reader: mgr.GetAPIReader()}
+	s.RevocationBaseURL = opts.RevocationBaseURL
+	rv := revoker{client: mgr.GetClient(), reader: mgr.GetAPIReader(), index: index, clock: opts.Clock}
+	if err := (&revocationReconciler{revoker: rv, clusterNamespace: opts.ClusterResourceNamespace, recorder: recorder}).setup(mgr); err != nil {
+		return err
+	}
+	for _, cluster := range []bool{false, true} {
+		if err := (&lifecycleReconciler{revoker: rv, clusterNamespace: opts.ClusterResourceNamespace, cluster: cluster}).setup(mgr); err != nil {
+			return err
+		}
+	}
+	return (&crlPublisher{
+		client: mgr.GetClient(), reader: mgr.GetAPIReader(), store: store, index: index,
+		clusterNamespace: opts.ClusterResourceNamespace, clock: opts.Clock, baseURL: opts.RevocationBaseURL,
+	}).setup(mgr)
+}
