@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"time"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	issuerapi "github.com/cert-manager/issuer-lib/api/v1alpha1"
@@ -78,8 +79,8 @@ func (l *Ledger) recall(ctx context.Context, k ledger.IssuerKey, cr signer.Certi
 // record writes the ledger record of cert before anyone receives it. An
 // error means the certificate must be discarded: it was never published, so
 // the ledger still knows every certificate in circulation.
-func (l *Ledger) record(ctx context.Context, k ledger.IssuerKey, homeNamespace string, cert *x509.Certificate, cr signer.CertificateRequestObject) error {
-	e, err := ledger.NewEntry(k, homeNamespace, cert, originOf(cr))
+func (l *Ledger) record(ctx context.Context, k ledger.IssuerKey, homeNamespace string, cert *x509.Certificate, issuedAt time.Time, cr signer.CertificateRequestObject) error {
+	e, err := ledger.NewEntry(k, homeNamespace, cert, issuedAt, originOf(cr))
 	if err != nil {
 		return err
 	}
@@ -88,7 +89,7 @@ func (l *Ledger) record(ctx context.Context, k ledger.IssuerKey, homeNamespace s
 		return fmt.Errorf("recording serial %s in the issuance ledger: %w", e.Spec.SerialNumber, err)
 	}
 	l.Index.Put(ledger.Record{
-		Name: e.Name, Namespace: e.Namespace, Issuer: k, Serial: cert.SerialNumber,
+		Name: e.Name, Namespace: e.Namespace, Issuer: k, Serial: cert.SerialNumber, IssuedAt: e.Spec.IssuedAt.Time,
 		NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, KeyAlgorithm: e.Spec.KeyAlgorithm,
 		RequestUID: cr.GetUID(), OriginNamespace: e.Spec.Origin.Namespace, Certificate: e.Spec.Origin.Certificate,
 	})

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
@@ -15,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 	"github.com/quill-pki/quill/pkg/ledger"
@@ -43,8 +45,36 @@ func (r *lifecycleReconciler) setup(mgr ctrl.Manager) error {
 	if r.cluster {
 		name, obj = "lifecycle-clusterissuer", &quillv1.QuillClusterIssuer{}
 	}
+	// A new certificate may supersede another: look again a moment after
+	// the ledger changes (the delay gathers a burst of issuance into one
+	// walk).
+	changes := make(chan event.GenericEvent, 1024)
+	var mu sync.Mutex
+	pending := map[ledger.IssuerKey]bool{}
+	r.index.Subscribe(func(c ledger.Change) {
+		if (c.Issuer.Kind == ledger.KindClusterIssuer) != r.cluster {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if pending[c.Issuer] {
+			return
+		}
+		pending[c.Issuer] = true
+		time.AfterFunc(time.Second, func() {
+			mu.Lock()
+			delete(pending, c.Issuer)
+			mu.Unlock()
+			var o client.Object = &quillv1.QuillIssuer{ObjectMeta: metav1.ObjectMeta{Namespace: c.Issuer.Namespace, Name: c.Issuer.Name}}
+			if r.cluster {
+				o = &quillv1.QuillClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: c.Issuer.Name}}
+			}
+			changes <- event.GenericEvent{Object: o}
+		})
+	})
 	cert := &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: cmapi.SchemeGroupVersion.String(), Kind: cmapi.CertificateKind}}
 	return ctrl.NewControllerManagedBy(mgr).Named(name).For(obj).
+		WatchesRawSource(source.Channel(changes, &handler.EnqueueRequestForObject{})).
 		WatchesMetadata(cert, handler.Funcs{DeleteFunc: func(_ context.Context, e event.TypedDeleteEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 			for _, req := range r.issuersOf(e.Object.GetNamespace(), e.Object.GetName()) {
 				q.Add(req)
@@ -119,7 +149,7 @@ func (r *lifecycleReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		}
 		if d := pol.RevokeSupersededAfter; d != nil && len(live) > 1 {
 			newest := live[len(live)-1]
-			due := newest.NotBefore.Add(d.Duration)
+			due := newest.IssuedAt.Add(d.Duration)
 			if now.Before(due) {
 				if due.Before(next) {
 					next = due

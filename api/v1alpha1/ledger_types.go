@@ -35,6 +35,10 @@ type IssuedCertificateSpec struct {
 	// +optional
 	IsCA bool `json:"isCA,omitempty"`
 
+	// IssuedAt is when Quill signed the certificate, to the microsecond, so
+	// that certificates issued within one second still have an order.
+	// +required
+	IssuedAt metav1.MicroTime `json:"issuedAt"`
 	// +required
 	NotBefore metav1.Time `json:"notBefore"`
 	// +required

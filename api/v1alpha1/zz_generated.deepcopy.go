@@ -212,6 +212,7 @@ func (in *IssuedCertificateSpec) DeepCopyInto(out *IssuedCertificateSpec) {
 		*out = make([]string, len(*in))
 		copy(*out, *in)
 	}
+	in.IssuedAt.DeepCopyInto(&out.IssuedAt)
 	in.NotBefore.DeepCopyInto(&out.NotBefore)
 	in.NotAfter.DeepCopyInto(&out.NotAfter)
 	out.Origin = in.Origin

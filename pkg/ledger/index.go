@@ -268,8 +268,8 @@ func (ix *Index) Issuers() []IssuerKey {
 
 func sortByIssue(rs []Record) {
 	sort.Slice(rs, func(i, j int) bool {
-		if !rs[i].NotBefore.Equal(rs[j].NotBefore) {
-			return rs[i].NotBefore.Before(rs[j].NotBefore)
+		if !rs[i].IssuedAt.Equal(rs[j].IssuedAt) {
+			return rs[i].IssuedAt.Before(rs[j].IssuedAt)
 		}
 		return rs[i].Serial.Cmp(rs[j].Serial) < 0
 	})

@@ -105,7 +105,7 @@ type Origin struct {
 // NewEntry builds the ledger record for cert, signed by the issuer k for
 // origin. homeNamespace is where the record is kept: the issuer's namespace,
 // or the cluster resource namespace for a QuillClusterIssuer.
-func NewEntry(k IssuerKey, homeNamespace string, cert *x509.Certificate, origin Origin) (*quillv1.IssuedCertificate, error) {
+func NewEntry(k IssuerKey, homeNamespace string, cert *x509.Certificate, issuedAt time.Time, origin Origin) (*quillv1.IssuedCertificate, error) {
 	alg, err := issuance.KeyAlgorithmOf(cert.PublicKey)
 	if err != nil {
 		return nil, fmt.Errorf("ledger record: %w", err)
@@ -124,6 +124,7 @@ func NewEntry(k IssuerKey, homeNamespace string, cert *x509.Certificate, origin 
 			DNSNames:           cert.DNSNames,
 			EmailAddresses:     cert.EmailAddresses,
 			IsCA:               cert.IsCA,
+			IssuedAt:           metav1.NewMicroTime(issuedAt.UTC()),
 			NotBefore:          metav1.NewTime(cert.NotBefore),
 			NotAfter:           metav1.NewTime(cert.NotAfter),
 			KeyAlgorithm:       string(alg),
@@ -160,6 +161,7 @@ type Record struct {
 	Name, Namespace string
 	Issuer          IssuerKey
 	Serial          *big.Int
+	IssuedAt        time.Time
 	NotBefore       time.Time
 	NotAfter        time.Time
 	KeyAlgorithm    string
@@ -187,6 +189,7 @@ func recordOf(e *quillv1.IssuedCertificate) (Record, bool) {
 		Namespace:       e.Namespace,
 		Issuer:          KeyOf(e.Spec.IssuerRef),
 		Serial:          serial,
+		IssuedAt:        e.Spec.IssuedAt.Time,
 		NotBefore:       e.Spec.NotBefore.Time,
 		NotAfter:        e.Spec.NotAfter.Time,
 		KeyAlgorithm:    e.Spec.KeyAlgorithm,

@@ -1,0 +1,285 @@
+package e2e
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
+	"github.com/quill-pki/quill/pkg/ledger"
+)
+
+// fastCRL makes an issuer publish a new CRL a second after a revocation.
+func fastCRL(s *quillv1.IssuerSpec) {
+	s.Revocation.CRL.BatchDelay = &metav1.Duration{Duration: time.Second}
+}
+
+func leafOf(t *testing.T, secret *corev1.Secret) *x509.Certificate {
+	t.Helper()
+	return parseCerts(t, secret.Data["tls.crt"])[0]
+}
+
+// ledgerRecord reads the ledger record of serial for issuer k, kept in
+// namespace home.
+func ledgerRecord(t *testing.T, home string, k ledger.IssuerKey, cert *x509.Certificate) *quillv1.IssuedCertificate {
+	t.Helper()
+	var e quillv1.IssuedCertificate
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: home, Name: ledger.EntryName(k, cert.SerialNumber)}, &e); err != nil {
+		t.Fatalf("ledger record of serial %x: %v", cert.SerialNumber, err)
+	}
+	return &e
+}
+
+func revoke(t *testing.T, ns, name string, spec quillv1.QuillRevocationSpec) *quillv1.QuillRevocation {
+	t.Helper()
+	rev := &quillv1.QuillRevocation{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: spec}
+	create(t, rev)
+	return rev
+}
+
+// waitRevocation waits for the Revoked condition to reach status and
+// returns the revocation.
+func waitRevocation(t *testing.T, rev *quillv1.QuillRevocation, status metav1.ConditionStatus, reason string) *quillv1.QuillRevocation {
+	t.Helper()
+	eventually(t, "QuillRevocation "+rev.Name+" Revoked="+string(status), func() (bool, error) {
+		if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(rev), rev); err != nil {
+			return false, err
+		}
+		c := meta.FindStatusCondition(rev.Status.Conditions, quillv1.ConditionRevoked)
+		return c != nil && c.Status == status && c.Reason == reason, nil
+	})
+	return rev
+}
+
+// waitCRL waits for the issuer's CRL ConfigMap to list exactly the given
+// serials and returns the ConfigMap.
+func waitCRL(t *testing.T, home, issuer string, serials ...*x509.Certificate) *corev1.ConfigMap {
+	t.Helper()
+	var cm corev1.ConfigMap
+	eventually(t, "CRL of "+issuer+" with "+itoa(len(serials))+" entries", func() (bool, error) {
+		if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: home, Name: issuer + "-crl"}, &cm); err != nil {
+			return false, err
+		}
+		crl, err := x509.ParseRevocationList(cm.BinaryData["crl.der"])
+		if err != nil {
+			return false, err
+		}
+		if len(crl.RevokedCertificateEntries) != len(serials) {
+			return false, nil
+		}
+		for i, c := range serials {
+			if crl.RevokedCertificateEntries[i].SerialNumber.Cmp(c.SerialNumber) != 0 {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	return &cm
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func writeTemp(t *testing.T, dir, name string, data []byte) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestRevocationCRL issues two certificates, revokes one by its Secret and
+// checks the ledger, the revocation's status, and the CRL published to the
+// ConfigMap with OpenSSL: it verifies under the CA and rejects exactly the
+// revoked certificate.
+func TestRevocationCRL(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	ns := newNamespace(t)
+	ref := quillIssuer(t, ns, "ca", "ECDSA-P256", fastCRL)
+	k := ledger.IssuerKey{Kind: ledger.KindIssuer, Namespace: ns, Name: "ca"}
+	create(t, certificate(ns, "alpha", ref))
+	create(t, certificate(ns, "beta", ref))
+	alphaSecret, betaSecret := waitCertificateReady(t, ns, "alpha"), waitCertificateReady(t, ns, "beta")
+	alpha, beta := leafOf(t, alphaSecret), leafOf(t, betaSecret)
+
+	// The ledger knows both certificates, with their origin.
+	for _, c := range []struct {
+		cert *x509.Certificate
+		name string
+	}{{alpha, "alpha"}, {beta, "beta"}} {
+		e := ledgerRecord(t, ns, k, c.cert)
+		sum := sha256.Sum256(c.cert.Raw)
+		if e.Spec.SHA256Fingerprint != hex.EncodeToString(sum[:]) || e.Spec.Origin.Certificate != c.name ||
+			e.Spec.Origin.Kind != "CertificateRequest" || e.Spec.Origin.Namespace != ns ||
+			e.Spec.KeyAlgorithm == "" || e.Spec.SignatureAlgorithm != "ECDSA-SHA256" || e.Status.Revocation != nil {
+			t.Errorf("ledger record for %s: %+v", c.name, e.Spec)
+		}
+		block, _ := pem.Decode([]byte(e.Spec.Certificate))
+		if block == nil || string(block.Bytes) != string(c.cert.Raw) {
+			t.Errorf("ledger record for %s holds another certificate", c.name)
+		}
+	}
+	// Nothing revoked yet: the issuer publishes an empty CRL.
+	waitCRL(t, ns, "ca")
+
+	rev := waitRevocation(t, revoke(t, ns, "alpha-compromised", quillv1.QuillRevocationSpec{
+		IssuerRef: quillv1.RevocationIssuerRef{Name: "ca", Kind: "QuillIssuer"}, SecretName: alphaSecret.Name, Reason: quillv1.ReasonKeyCompromise,
+	}), metav1.ConditionTrue, quillv1.ReasonRevoked)
+	if got := rev.Status.RevokedSerialNumbers; len(got) != 1 || got[0] != ledger.SerialHex(alpha.SerialNumber) {
+		t.Fatalf("revokedSerialNumbers = %v, want [%s]", got, ledger.SerialHex(alpha.SerialNumber))
+	}
+	if e := ledgerRecord(t, ns, k, alpha); e.Status.Revocation == nil || e.Status.Revocation.Reason != quillv1.ReasonKeyCompromise ||
+		e.Status.Revocation.By != "QuillRevocation "+ns+"/alpha-compromised" {
+		t.Fatalf("ledger revocation of alpha: %+v", e.Status.Revocation)
+	}
+
+	cm := waitCRL(t, ns, "ca", alpha)
+	dir := t.TempDir()
+	caFile := writeTemp(t, dir, "ca.pem", alphaSecret.Data["ca.crt"])
+	crlFile := writeTemp(t, dir, "crl.pem", []byte(cm.Data["crl.pem"]))
+	out, err := exec.Command("openssl", "crl", "-in", crlFile, "-CAfile", caFile, "-noout", "-text").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "verify OK") || !strings.Contains(string(out), "Key Compromise") ||
+		!strings.Contains(strings.ToUpper(string(out)), strings.ToUpper(hex.EncodeToString(alpha.SerialNumber.Bytes()))) {
+		t.Fatalf("openssl crl: %v\n%s", err, out)
+	}
+	verify := func(secret *corev1.Secret) (string, error) {
+		leaf := writeTemp(t, dir, secret.Name+".pem", secret.Data["tls.crt"])
+		out, err := exec.Command("openssl", "verify", "-crl_check", "-CAfile", caFile, "-CRLfile", crlFile, leaf).CombinedOutput()
+		return string(out), err
+	}
+	if out, err := verify(alphaSecret); err == nil || !strings.Contains(out, "certificate revoked") {
+		t.Errorf("openssl verify -crl_check accepted the revoked certificate: %v\n%s", err, out)
+	}
+	if out, err := verify(betaSecret); err != nil || !strings.Contains(out, ": OK") {
+		t.Errorf("openssl verify -crl_check rejected the good certificate: %v\n%s", err, out)
+	}
+
+	var iss quillv1.QuillIssuer
+	eventually(t, "status.revocation", func() (bool, error) {
+		err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "ca"}, &iss)
+		r := iss.Status.Revocation
+		return err == nil && r != nil && r.RevokedCertificates == 1 && r.IssuedCertificates == 2 && r.CRLConfigMap == "ca-crl", err
+	})
+
+	// A second revocation of the same certificate keeps the first reason.
+	waitRevocation(t, revoke(t, ns, "alpha-again", quillv1.QuillRevocationSpec{
+		IssuerRef: quillv1.RevocationIssuerRef{Name: "ca", Kind: "QuillIssuer"}, SerialNumber: strings.ToUpper(alpha.SerialNumber.Text(16)), Reason: quillv1.ReasonSuperseded,
+	}), metav1.ConditionTrue, quillv1.ReasonRevoked)
+	if e := ledgerRecord(t, ns, k, alpha); e.Status.Revocation.Reason != quillv1.ReasonKeyCompromise {
+		t.Errorf("a second revocation replaced the reason: %+v", e.Status.Revocation)
+	}
+	// A serial the issuer never issued is reported, not invented.
+	waitRevocation(t, revoke(t, ns, "unknown", quillv1.QuillRevocationSpec{
+		IssuerRef: quillv1.RevocationIssuerRef{Name: "ca", Kind: "QuillIssuer"}, SerialNumber: "01:02:03",
+	}), metav1.ConditionFalse, quillv1.ReasonNotFound)
+}
+
+// TestRevocationTenancy: a QuillClusterIssuer's certificate can be revoked
+// from the namespace that requested it and from the cluster resource
+// namespace, not from a third namespace.
+func TestRevocationTenancy(t *testing.T) {
+	t.Parallel()
+	owner, stranger := newNamespace(t), newNamespace(t)
+	name := "rev-tenancy-" + owner
+	iss := &quillv1.QuillClusterIssuer{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: quillv1.IssuerSpec{CA: quillv1.CASource{Bootstrap: &quillv1.BootstrapCA{
+			SecretName: name + "-root", Subject: quillv1.Subject{CommonName: name}, KeyAlgorithm: "ECDSA-P256",
+		}}},
+	}
+	fastCRL(&iss.Spec)
+	create(t, iss)
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), iss) })
+	waitIssuerReady(t, iss)
+	ref := cmmeta.IssuerReference{Group: "quill.dev", Kind: "QuillClusterIssuer", Name: name}
+	create(t, certificate(owner, "svc", ref))
+	cert := leafOf(t, waitCertificateReady(t, owner, "svc"))
+	spec := quillv1.QuillRevocationSpec{
+		IssuerRef:    quillv1.RevocationIssuerRef{Name: name, Kind: "QuillClusterIssuer"},
+		SerialNumber: cert.SerialNumber.Text(16), Reason: quillv1.ReasonAffiliationChanged,
+	}
+	waitRevocation(t, revoke(t, stranger, "steal", spec), metav1.ConditionFalse, quillv1.ReasonForbidden)
+	k := ledger.IssuerKey{Kind: ledger.KindClusterIssuer, Name: name}
+	if e := ledgerRecord(t, clusterResourceNamespace, k, cert); e.Status.Revocation != nil {
+		t.Fatalf("a stranger revoked the certificate: %+v", e.Status.Revocation)
+	}
+	adminRev := revoke(t, clusterResourceNamespace, name+"-admin", spec)
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), adminRev) })
+	waitRevocation(t, adminRev, metav1.ConditionTrue, quillv1.ReasonRevoked)
+	waitCRL(t, clusterResourceNamespace, name, cert)
+}
+
+// TestAutomaticRevocation: with revokeSupersededAfter, a renewed
+// Certificate's previous certificate is revoked as superseded; with
+// revokeOnCertificateDeletion, deleting the Certificate revokes the rest.
+func TestAutomaticRevocation(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	ns := newNamespace(t)
+	ref := quillIssuer(t, ns, "ca", "ECDSA-P256", fastCRL, func(s *quillv1.IssuerSpec) {
+		s.Revocation.RevokeOnCertificateDeletion = true
+		s.Revocation.RevokeSupersededAfter = &metav1.Duration{Duration: 2 * time.Second}
+	})
+	k := ledger.IssuerKey{Kind: ledger.KindIssuer, Namespace: ns, Name: "ca"}
+	create(t, certificate(ns, "app", ref))
+	first := leafOf(t, waitCertificateReady(t, ns, "app"))
+
+	// A changed spec makes cert-manager issue a new certificate.
+	var crt cmapi.Certificate
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "app"}, &crt); err != nil {
+		t.Fatal(err)
+	}
+	crt.Spec.DNSNames = append(crt.Spec.DNSNames, "app2.example.test")
+	if err := env.Client.Update(ctx, &crt); err != nil {
+		t.Fatal(err)
+	}
+	var second *x509.Certificate
+	eventually(t, "renewed certificate", func() (bool, error) {
+		var s corev1.Secret
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "app-tls"}, &s); err != nil {
+			return false, err
+		}
+		second = leafOf(t, &s)
+		return second.SerialNumber.Cmp(first.SerialNumber) != 0, nil
+	})
+	eventually(t, "superseded certificate revoked", func() (bool, error) {
+		e := ledgerRecord(t, ns, k, first)
+		return e.Status.Revocation != nil && e.Status.Revocation.Reason == quillv1.ReasonSuperseded && e.Status.Revocation.By == "superseded", nil
+	})
+	if e := ledgerRecord(t, ns, k, second); e.Status.Revocation != nil {
+		t.Fatalf("the current certificate was revoked: %+v", e.Status.Revocation)
+	}
+
+	if err := env.Client.Delete(ctx, &crt); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "deleted Certificate's certificate revoked", func() (bool, error) {
+		e := ledgerRecord(t, ns, k, second)
+		return e.Status.Revocation != nil && e.Status.Revocation.Reason == quillv1.ReasonCessationOfOperation, nil
+	})
+	waitCRL(t, ns, "ca", sortedBySerial(first, second)...)
+}
+
+func sortedBySerial(cs ...*x509.Certificate) []*x509.Certificate {
+	if len(cs) == 2 && cs[0].SerialNumber.Cmp(cs[1].SerialNumber) > 0 {
+		cs[0], cs[1] = cs[1], cs[0]
+	}
+	return cs
+}
