@@ -16,7 +16,7 @@ import (
 type runnable func(context.Context) error
 
 func (f runnable) Start(ctx context.Context) error { return f(ctx) }
-func (runnable) NeedLeaderElection() bool           { return false }
+func (runnable) NeedLeaderElection() bool          { return false }
 
 // setupRevocation adds the issuance ledger, revocation, CRL publishing and
 // the automatic revocation rules to mgr, and gives s its ledger. The ledger
