@@ -91,12 +91,19 @@ type testCA struct {
 
 func newTestCA(t testing.TB, alg issuance.KeyAlgorithm, slot int) *testCA {
 	t.Helper()
+	return newTestCAAt(t, alg, slot, testNow)
+}
+
+// newTestCAAt is newTestCA with validity around now rather than testNow,
+// for outside verifiers that read the real clock.
+func newTestCAAt(t testing.TB, alg issuance.KeyAlgorithm, slot int, now time.Time) *testCA {
+	t.Helper()
 	key := testKey(t, alg, slot)
 	tmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
 		Subject:               pkix.Name{CommonName: "Quill Test CA " + string(alg), Organization: []string{"Quill"}},
-		NotBefore:             testNow.Add(-24 * time.Hour),
-		NotAfter:              testNow.Add(365 * 24 * time.Hour),
+		NotBefore:             now.Add(-24 * time.Hour),
+		NotAfter:              now.Add(365 * 24 * time.Hour),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
@@ -116,8 +123,8 @@ func newTestCA(t testing.TB, alg issuance.KeyAlgorithm, slot int) *testCA {
 			SerialNumber: new(big.Int).SetBytes([]byte{0x5a, byte(slot), byte(i), 0x17, 0x42, 0x99, 0x01, 0x02}),
 			Subject:      pkix.Name{CommonName: name + ".example.test"},
 			DNSNames:     []string{name + ".example.test"},
-			NotBefore:    testNow.Add(-time.Hour),
-			NotAfter:     testNow.Add(30 * 24 * time.Hour),
+			NotBefore:    now.Add(-time.Hour),
+			NotAfter:     now.Add(30 * 24 * time.Hour),
 			KeyUsage:     x509.KeyUsageDigitalSignature,
 			ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 			OCSPServer:   []string{"http://127.0.0.1/ocsp/"},
@@ -134,7 +141,7 @@ func newTestCA(t testing.TB, alg issuance.KeyAlgorithm, slot int) *testCA {
 	}
 	ca.source.set(ca.leaves["good"].SerialNumber, Status{NotAfter: ca.leaves["good"].NotAfter})
 	ca.source.set(ca.leaves["revoked"].SerialNumber, Status{
-		Revoked: true, RevokedAt: testNow.Add(-30 * time.Minute), Reason: ocsp.KeyCompromise, NotAfter: ca.leaves["revoked"].NotAfter,
+		Revoked: true, RevokedAt: now.Add(-30 * time.Minute), Reason: ocsp.KeyCompromise, NotAfter: ca.leaves["revoked"].NotAfter,
 	})
 	return ca
 }
