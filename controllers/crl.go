@@ -31,6 +31,7 @@ import (
 	"github.com/quill-pki/quill/pkg/crl"
 	"github.com/quill-pki/quill/pkg/issuance"
 	"github.com/quill-pki/quill/pkg/ledger"
+	"github.com/quill-pki/quill/pkg/ocspserver"
 )
 
 // RBAC for CRL publishing.
@@ -237,6 +238,15 @@ func (r *crlReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 	} else {
 		number.Sub(number, big.NewInt(1))
 	}
+	if responderKind(spec) == quillv1.OCSPResponderDelegated {
+		rotateAt, err := p.ensureResponder(ctx, home, k, a)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if rotateAt.Before(refreshAt) {
+			refreshAt = rotateAt
+		}
+	}
 	if err := p.recordStatus(ctx, obj, k, status, number, thisUpdate, nextUpdate, len(revoked), name); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -396,4 +406,61 @@ func crlFromConfigMaps(main *corev1.ConfigMap, get func(name string) (*corev1.Co
 		return nil, false
 	}
 	return der, true
+}
+
+// delegatedResponderValidity is the lifetime of a delegated OCSP responder
+// certificate; it is replaced after two thirds of it.
+const delegatedResponderValidity = 7 * 24 * time.Hour
+
+// ensureResponder keeps a delegated OCSP responder certificate, issued by
+// the issuer's current CA, in the issuer's responder Secret, and returns
+// when it next needs rotating.
+func (p *crlPublisher) ensureResponder(ctx context.Context, home string, k ledger.IssuerKey, a *issuance.Authority) (time.Time, error) {
+	now := p.clock.Now()
+	name := OCSPResponderSecretName(k.Name)
+	var sec corev1.Secret
+	err := p.reader.Get(ctx, types.NamespacedName{Namespace: home, Name: name}, &sec)
+	exists := err == nil
+	if err != nil && !apierrors.IsNotFound(err) {
+		return time.Time{}, fmt.Errorf("reading OCSP responder Secret: %w", err)
+	}
+	if exists {
+		if sec.Annotations[annIssuer] != k.String() {
+			return time.Time{}, fmt.Errorf("Secret %s/%s belongs to %q, not %s: rename one of them", home, name, sec.Annotations[annIssuer], k)
+		}
+		if cert, _, err := parseResponderSecret(&sec, a, now); err == nil && !ocspserver.NeedsRotation(cert, now) {
+			life := cert.NotAfter.Sub(cert.NotBefore)
+			return cert.NotBefore.Add(life * 2 / 3), nil
+		}
+	}
+	cert, key, err := ocspserver.NewDelegatedResponder(a.Certificate, a.Signer, delegatedResponderValidity, now, issuance.ECDSAP256)
+	if err != nil {
+		if hf := castore.HSMFault(err); hf != nil {
+			return now.Add(crlRetryWhenCAUnhealthy), nil
+		}
+		return time.Time{}, fmt.Errorf("issuing the delegated OCSP responder: %w", err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return time.Time{}, err
+	}
+	sec = corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: home, Name: name, ResourceVersion: sec.ResourceVersion,
+			Annotations: map[string]string{annIssuer: k.String()}},
+		Type: corev1.SecretTypeTLS,
+		Data: map[string][]byte{
+			corev1.TLSCertKey:       pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}),
+			corev1.TLSPrivateKeyKey: pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
+		},
+	}
+	if exists {
+		err = p.client.Update(ctx, &sec)
+	} else {
+		err = p.client.Create(ctx, &sec)
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("storing the delegated OCSP responder: %w", err)
+	}
+	logf.FromContext(ctx).Info("audit", "action", "ocsp-responder-issued", "issuer", k.String(), "serial", ledger.SerialHex(cert.SerialNumber), "notAfter", cert.NotAfter)
+	return cert.NotBefore.Add(cert.NotAfter.Sub(cert.NotBefore) * 2 / 3), nil
 }

@@ -42,6 +42,14 @@ func setupRevocation(mgr ctrl.Manager, opts Options, store *castore.Store, s *Si
 			return err
 		}
 	}
+	if opts.RevocationBindAddress != "" && opts.RevocationBindAddress != "0" {
+		if err := mgr.Add(&revocationServer{
+			addr: opts.RevocationBindAddress, tlsConfig: opts.RevocationTLSConfig, reader: mgr.GetAPIReader(), cached: mgr.GetClient(),
+			watcher: watcher, store: store, index: index, clusterNamespace: opts.ClusterResourceNamespace, clock: opts.Clock,
+		}); err != nil {
+			return err
+		}
+	}
 	return (&crlPublisher{
 		client: mgr.GetClient(), reader: mgr.GetAPIReader(), store: store, index: index,
 		clusterNamespace: opts.ClusterResourceNamespace, clock: opts.Clock, baseURL: opts.RevocationBaseURL,

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"crypto/tls"
 	"slices"
 	"time"
 
@@ -54,6 +55,9 @@ type Options struct {
 	// RevocationBindAddress is the listen address of the CRL and OCSP HTTP
 	// server; empty or "0" serves nothing.
 	RevocationBindAddress string
+	// RevocationTLSConfig, when set, serves CRL and OCSP over HTTPS with
+	// it instead of plain HTTP.
+	RevocationTLSConfig *tls.Config
 	// DisableLedger stops recording issued certificates. Only the ledger
 	// benchmark sets it: unrecorded certificates cannot be revoked.
 	DisableLedger bool

@@ -51,6 +51,9 @@ func run() error {
 		disableK8sCSRs bool
 		qps            float64
 		burst          int
+		revAddr        string
+		revBaseURL     string
+		noLedger       bool
 	)
 	// --kubeconfig is registered by controller-runtime's config package.
 	flag.StringVar(&clusterNS, "cluster-resource-namespace", "quill-system",
@@ -65,6 +68,10 @@ func run() error {
 	flag.Float64Var(&qps, "kube-api-qps", 200, "client-side limit of API requests per second (the API server's priority and fairness still applies)")
 	flag.IntVar(&burst, "kube-api-burst", 400, "client-side burst of API requests")
 	flag.BoolVar(&disableK8sCSRs, "disable-kubernetes-csrs", false, "do not sign Kubernetes CertificateSigningRequests")
+	flag.StringVar(&revAddr, "revocation-bind-address", ":8082", "address of the CRL and OCSP HTTP endpoint, served by every replica; 0 disables it")
+	flag.StringVar(&revBaseURL, "revocation-base-url", "",
+		"URL at which clients reach the CRL/OCSP endpoint (e.g. http://quill.quill-system.svc:8082); embedded in certificates of issuers that set no URLs of their own")
+	flag.BoolVar(&noLedger, "disable-ledger", false, "do not record issued certificates (benchmarks only: unrecorded certificates cannot be revoked, and no CRL or OCSP is served)")
 	modules := map[string]string{}
 	flag.Func("pkcs11-module", "allow a PKCS#11 library for spec.ca.pkcs11.module, as name=/absolute/path.so (repeatable)", func(v string) error {
 		name, path, ok := strings.Cut(v, "=")
@@ -124,6 +131,9 @@ func run() error {
 		MaxConcurrentReconciles:  workers,
 		DisableKubernetesCSRs:    disableK8sCSRs,
 		PKCS11Modules:            modules,
+		RevocationBindAddress:    revAddr,
+		RevocationBaseURL:        strings.TrimSuffix(revBaseURL, "/"),
+		DisableLedger:            noLedger,
 	}); err != nil {
 		return fmt.Errorf("setting up controllers: %w", err)
 	}

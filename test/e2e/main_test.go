@@ -6,6 +6,7 @@ package e2e
 
 import (
 	"context"
+	"net"
 	"os"
 	"testing"
 	"time"
@@ -22,6 +23,19 @@ import (
 // clusterResourceNamespace is where QuillClusterIssuers read Secrets in
 // these tests.
 const clusterResourceNamespace = "quill-system"
+
+// revocationAddr is where the in-process controller serves CRL and OCSP.
+var revocationAddr string
+
+// freeAddress picks a free loopback port for a listener started later.
+func freeAddress() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
 
 var env *harness.Env
 
@@ -50,7 +64,12 @@ func startControllers(e *harness.Env) (func(), error) {
 	if _, err := e.StartCertManager("--controllers=*,-certificaterequests-approver"); err != nil {
 		return nil, err
 	}
+	if revocationAddr, err = freeAddress(); err != nil {
+		return nil, err
+	}
 	stop, err := e.StartQuill(controllers.Options{
+		RevocationBindAddress:    revocationAddr,
+		RevocationBaseURL:        "http://" + revocationAddr,
 		ClusterResourceNamespace: clusterResourceNamespace,
 		MaxRetryDuration:         30 * time.Second,
 		MaxConcurrentReconciles:  4,

@@ -1,0 +1,419 @@
+package controllers
+
+import (
+	"context"
+	"crypto"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
+	"github.com/quill-pki/quill/pkg/castore"
+	"github.com/quill-pki/quill/pkg/issuance"
+	"github.com/quill-pki/quill/pkg/ledger"
+	"github.com/quill-pki/quill/pkg/ocspserver"
+)
+
+// responderRefresh is how often a replica checks whether an issuer's CA or
+// delegated responder changed; between checks OCSP answers come from
+// memory.
+const responderRefresh = 5 * time.Second
+
+// OCSPResponderSecretName is the Secret, in the issuer's home namespace,
+// holding its delegated OCSP responder certificate and key.
+func OCSPResponderSecretName(issuerName string) string { return issuerName + "-ocsp-responder" }
+
+// revocationServer answers CRL and OCSP requests for every issuer, on every
+// replica. CRLs come from the ConfigMaps the leader publishes (watched by
+// label); OCSP answers come from the ledger index, signed here by the
+// issuer's CA key or delegated responder, and cached until they change.
+type revocationServer struct {
+	addr             string
+	tlsConfig        *tls.Config
+	reader           client.Reader // uncached: responder Secrets
+	cached           client.Reader // issuers
+	watcher          client.WithWatch
+	store            *castore.Store
+	index            *ledger.Index
+	clusterNamespace string
+	clock            clock.PassiveClock
+
+	crls       cache.Store
+	mu         sync.Mutex
+	responders map[ledger.IssuerKey]*issuerResponder
+	crlServers map[ledger.IssuerKey]http.Handler
+}
+
+type issuerResponder struct {
+	mu        sync.Mutex
+	resp      *ocspserver.Responder
+	authority *issuance.Authority
+	signerRV  string // responder Secret resourceVersion, "" when signing as the CA
+	checkedAt time.Time
+}
+
+func (s *revocationServer) Start(ctx context.Context) error {
+	s.responders = map[ledger.IssuerKey]*issuerResponder{}
+	s.crlServers = map[ledger.IssuerKey]http.Handler{}
+	s.crls = cache.NewStore(cache.MetaNamespaceKeyFunc)
+	s.index.Subscribe(s.invalidate)
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+			opts.LabelSelector = crlConfigMapLabel + "=true"
+			list := &corev1.ConfigMapList{}
+			err := s.watcher.List(ctx, list, &client.ListOptions{Raw: &opts})
+			return list, err
+		},
+		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+			opts.LabelSelector = crlConfigMapLabel + "=true"
+			return s.watcher.Watch(ctx, &corev1.ConfigMapList{}, &client.ListOptions{Raw: &opts})
+		},
+	}
+	go cache.NewReflectorWithOptions(lw, &corev1.ConfigMap{}, s.crls, cache.ReflectorOptions{Name: "quill-crls"}).RunWithContext(ctx)
+
+	srv := ocspserver.NewServer(s.addr, http.HandlerFunc(s.route))
+	srv.TLSConfig = s.tlsConfig
+	srv.BaseContext = func(net.Listener) context.Context { return ctx }
+	ln, err := net.Listen("tcp", s.addr)
+	if err != nil {
+		return fmt.Errorf("CRL/OCSP server: %w", err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		if s.tlsConfig != nil {
+			errc <- srv.ServeTLS(ln, "", "")
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	logf.FromContext(ctx).Info("serving CRL and OCSP", "address", ln.Addr().String(), "tls", s.tlsConfig != nil)
+	select {
+	case <-ctx.Done():
+		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(shutdown)
+	case err := <-errc:
+		return err
+	}
+}
+
+// NeedLeaderElection is false: every replica serves.
+func (s *revocationServer) NeedLeaderElection() bool { return false }
+
+// invalidate drops cached OCSP answers whose certificate's state changed.
+func (s *revocationServer) invalidate(c ledger.Change) {
+	s.mu.Lock()
+	ir := s.responders[c.Issuer]
+	s.mu.Unlock()
+	if ir == nil {
+		return
+	}
+	ir.mu.Lock()
+	resp := ir.resp
+	ir.mu.Unlock()
+	if resp == nil {
+		return
+	}
+	if c.Serial == nil {
+		resp.InvalidateAll()
+	} else {
+		resp.Invalidate(c.Serial)
+	}
+}
+
+// route dispatches /crl/<issuer>.crl and /ocsp/<issuer>[/<request>], where
+// <issuer> is clusterissuer/<name> or issuer/<namespace>/<name>.
+func (s *revocationServer) route(w http.ResponseWriter, req *http.Request) {
+	path := req.URL.Path
+	raw := req.URL.EscapedPath()
+	switch {
+	case strings.HasPrefix(path, "/crl/") && strings.HasSuffix(path, ".crl"):
+		k, rest, ok := parseIssuerPath(strings.TrimSuffix(strings.TrimPrefix(path, "/crl/"), ".crl"))
+		if !ok || rest != "" {
+			http.NotFound(w, req)
+			return
+		}
+		s.crlHandler(k).ServeHTTP(w, req)
+	case strings.HasPrefix(path, "/ocsp/"):
+		k, _, ok := parseIssuerPath(strings.TrimPrefix(path, "/ocsp/"))
+		if !ok {
+			http.NotFound(w, req)
+			return
+		}
+		resp, err := s.responder(req.Context(), k)
+		if err != nil {
+			var nf *notServed
+			if errors.As(err, &nf) {
+				http.NotFound(w, req)
+				return
+			}
+			logf.FromContext(req.Context()).Error(err, "OCSP responder unavailable", "issuer", k.String())
+			w.Header().Set("Retry-After", "5")
+			http.Error(w, "OCSP responder unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		// Hand the responder the part after the issuer, on the escaped
+		// path: base64 in a GET request may contain "/" and "+".
+		prefix := "/ocsp/" + IssuerPath(k)
+		r2 := req.Clone(req.Context())
+		rest, _ := strings.CutPrefix(raw, prefix)
+		if rest == "" {
+			rest = "/"
+		}
+		r2.URL.RawPath = rest
+		r2.URL.Path, _ = unescapePath(rest)
+		resp.ServeHTTP(w, r2)
+	default:
+		http.NotFound(w, req)
+	}
+}
+
+// parseIssuerPath reads "clusterissuer/<name>..." or
+// "issuer/<namespace>/<name>..." and returns what follows the name.
+func parseIssuerPath(p string) (ledger.IssuerKey, string, bool) {
+	parts := strings.SplitN(p, "/", 4)
+	switch {
+	case len(parts) >= 2 && parts[0] == "clusterissuer" && parts[1] != "":
+		return ledger.IssuerKey{Kind: ledger.KindClusterIssuer, Name: parts[1]}, strings.Join(parts[2:], "/"), true
+	case len(parts) >= 3 && parts[0] == "issuer" && parts[1] != "" && parts[2] != "":
+		return ledger.IssuerKey{Kind: ledger.KindIssuer, Namespace: parts[1], Name: parts[2]}, strings.Join(parts[3:], "/"), true
+	}
+	return ledger.IssuerKey{}, "", false
+}
+
+func unescapePath(p string) (string, error) {
+	r, err := http.NewRequest(http.MethodGet, "http://x"+p, nil)
+	if err != nil {
+		return p, err
+	}
+	return r.URL.Path, nil
+}
+
+func (s *revocationServer) home(k ledger.IssuerKey) string {
+	if k.Kind == ledger.KindClusterIssuer {
+		return s.clusterNamespace
+	}
+	return k.Namespace
+}
+
+// crlHandler serves k's CRL from its ConfigMap.
+func (s *revocationServer) crlHandler(k ledger.IssuerKey) http.Handler {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if h, ok := s.crlServers[k]; ok {
+		return h
+	}
+	var (
+		mu     sync.Mutex
+		lastRV string
+		der    []byte
+		this   time.Time
+		next   time.Time
+	)
+	h := ocspserver.CRLHandler(func() ([]byte, time.Time, time.Time, bool) {
+		home := s.home(k)
+		obj, ok, _ := s.crls.GetByKey(home + "/" + CRLConfigMapName(k.Name))
+		if !ok {
+			return nil, time.Time{}, time.Time{}, false
+		}
+		cm := obj.(*corev1.ConfigMap)
+		if cm.Annotations[annIssuer] != k.String() {
+			return nil, time.Time{}, time.Time{}, false
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if cm.ResourceVersion != lastRV {
+			d, ok := crlFromConfigMaps(cm, func(name string) (*corev1.ConfigMap, bool) {
+				o, ok, _ := s.crls.GetByKey(home + "/" + name)
+				if !ok {
+					return nil, false
+				}
+				return o.(*corev1.ConfigMap), true
+			})
+			if !ok {
+				return der, this, next, der != nil // keep serving the previous CRL meanwhile
+			}
+			der, lastRV = d, cm.ResourceVersion
+			this, _ = time.Parse(time.RFC3339, cm.Annotations[annCRLThisUpdate])
+			next, _ = time.Parse(time.RFC3339, cm.Annotations[annCRLNextUpdate])
+		}
+		return der, this, next, true
+	}, s.clock.Now)
+	s.crlServers[k] = h
+	return h
+}
+
+// notServed is an issuer that does not exist.
+type notServed struct{ k ledger.IssuerKey }
+
+func (e *notServed) Error() string { return e.k.String() + " not found" }
+
+// ledgerSource answers the responder's lookups from the index.
+type ledgerSource struct {
+	index *ledger.Index
+	k     ledger.IssuerKey
+}
+
+func (l ledgerSource) Lookup(serial *big.Int) (ocspserver.Status, bool) {
+	r, ok := l.index.Lookup(l.k, serial)
+	if !ok {
+		return ocspserver.Status{}, false
+	}
+	return ocspserver.Status{Revoked: r.Revoked, RevokedAt: r.RevokedAt, Reason: r.Reason, NotAfter: r.NotAfter}, true
+}
+
+// responder returns k's OCSP responder, rebuilding it when the CA or the
+// delegated responder changed since the last check.
+func (s *revocationServer) responder(ctx context.Context, k ledger.IssuerKey) (*ocspserver.Responder, error) {
+	s.mu.Lock()
+	ir := s.responders[k]
+	if ir == nil {
+		ir = &issuerResponder{}
+		s.responders[k] = ir
+	}
+	s.mu.Unlock()
+	now := s.clock.Now()
+	ir.mu.Lock()
+	defer ir.mu.Unlock()
+	if ir.resp != nil && now.Sub(ir.checkedAt) < responderRefresh {
+		return ir.resp, nil
+	}
+	spec, err := s.issuerSpec(ctx, k)
+	if err != nil {
+		return nil, err
+	}
+	a, err := s.store.Load(ctx, s.home(k), spec.CA)
+	if err != nil {
+		if ir.resp != nil {
+			return ir.resp, nil // keep answering; the issuer's status tells what is wrong
+		}
+		return nil, err
+	}
+	key, cert, rv, err := s.signingIdentity(ctx, k, spec, a)
+	if err != nil {
+		return nil, err
+	}
+	validity := DefaultOCSPValidity
+	if d := spec.Revocation.OCSP.ResponseValidity; d != nil {
+		validity = d.Duration
+	}
+	var alg x509.SignatureAlgorithm
+	if cert == nil {
+		if alg, err = issuance.SignatureAlgorithmFor(a.Certificate.PublicKey, spec.Issuance.RSASignatureScheme == quillv1.RSASignatureSchemePSS); err != nil {
+			return nil, err
+		}
+	}
+	switch {
+	case ir.resp == nil || ir.authority != a:
+		resp, err := ocspserver.New(ocspserver.Config{
+			Issuer: a.Certificate, Source: ledgerSource{index: s.index, k: k}, Key: key, ResponderCert: cert,
+			SignatureAlgorithm: alg, Validity: validity, Now: s.clock.Now,
+			OnError: func(err error) { logf.FromContext(ctx).Error(err, "OCSP", "issuer", k.String()) },
+		})
+		if err != nil {
+			return nil, fmt.Errorf("OCSP responder for %s: %w", k, err)
+		}
+		ir.resp, ir.authority, ir.signerRV = resp, a, rv
+	case ir.signerRV != rv:
+		if err := ir.resp.SetSigner(key, cert, alg); err != nil {
+			return nil, fmt.Errorf("OCSP responder for %s: %w", k, err)
+		}
+		ir.signerRV = rv
+	}
+	ir.checkedAt = now
+	return ir.resp, nil
+}
+
+func (s *revocationServer) issuerSpec(ctx context.Context, k ledger.IssuerKey) (*quillv1.IssuerSpec, error) {
+	var err error
+	if k.Kind == ledger.KindClusterIssuer {
+		var iss quillv1.QuillClusterIssuer
+		if err = s.cached.Get(ctx, types.NamespacedName{Name: k.Name}, &iss); err == nil {
+			return &iss.Spec, nil
+		}
+	} else {
+		var iss quillv1.QuillIssuer
+		if err = s.cached.Get(ctx, types.NamespacedName{Namespace: k.Namespace, Name: k.Name}, &iss); err == nil {
+			return &iss.Spec, nil
+		}
+	}
+	if apierrors.IsNotFound(err) {
+		return nil, &notServed{k}
+	}
+	return nil, err
+}
+
+// responderKind is the issuer's OCSP signer: as configured, else a
+// delegated responder for an HSM key and the CA itself otherwise.
+func responderKind(spec *quillv1.IssuerSpec) quillv1.OCSPResponderKind {
+	if spec.Revocation.OCSP.Responder != "" {
+		return spec.Revocation.OCSP.Responder
+	}
+	if spec.CA.PKCS11 != nil {
+		return quillv1.OCSPResponderDelegated
+	}
+	return quillv1.OCSPResponderCA
+}
+
+// signingIdentity is the key (and delegated certificate, nil for the CA)
+// that signs k's OCSP answers; rv identifies the responder Secret's
+// version. Until the leader has issued a usable delegated responder,
+// answers are signed by the CA.
+func (s *revocationServer) signingIdentity(ctx context.Context, k ledger.IssuerKey, spec *quillv1.IssuerSpec, a *issuance.Authority) (crypto.Signer, *x509.Certificate, string, error) {
+	if responderKind(spec) != quillv1.OCSPResponderDelegated {
+		return a.Signer, nil, "", nil
+	}
+	var sec corev1.Secret
+	err := s.reader.Get(ctx, types.NamespacedName{Namespace: s.home(k), Name: OCSPResponderSecretName(k.Name)}, &sec)
+	if err != nil {
+		if apierrors.IsNotFound(err) {
+			return a.Signer, nil, "", nil
+		}
+		return nil, nil, "", err
+	}
+	cert, key, err := parseResponderSecret(&sec, a, s.clock.Now())
+	if err != nil {
+		logf.FromContext(ctx).Info("delegated OCSP responder unusable; signing as the CA", "issuer", k.String(), "reason", err.Error())
+		return a.Signer, nil, "", nil
+	}
+	return key, cert, sec.ResourceVersion, nil
+}
+
+// parseResponderSecret reads a delegated responder from its Secret and
+// checks that the current CA issued it and that it is valid at now.
+func parseResponderSecret(sec *corev1.Secret, a *issuance.Authority, now time.Time) (*x509.Certificate, crypto.Signer, error) {
+	pair, err := tls.X509KeyPair(sec.Data[corev1.TLSCertKey], sec.Data[corev1.TLSPrivateKeyKey])
+	if err != nil {
+		return nil, nil, err
+	}
+	cert := pair.Leaf
+	key, ok := pair.PrivateKey.(crypto.Signer)
+	if !ok || cert == nil {
+		return nil, nil, errors.New("not a signing key")
+	}
+	if err := cert.CheckSignatureFrom(a.Certificate); err != nil {
+		return nil, nil, fmt.Errorf("not issued by the current CA: %w", err)
+	}
+	if now.Before(cert.NotBefore) || !now.Before(cert.NotAfter) {
+		return nil, nil, errors.New("outside its validity")
+	}
+	return cert, key, nil
+}
