@@ -11,7 +11,9 @@ import (
 	"github.com/cert-manager/issuer-lib/controllers/signer"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 	"github.com/quill-pki/quill/pkg/castore"
@@ -176,5 +178,29 @@ func TestDisabledIssuer(t *testing.T) {
 	var ie signer.IssuerError
 	if !errors.As(err, &ie) || errors.As(err, &perm) || !strings.Contains(err.Error(), "Disabled") {
 		t.Fatalf("Sign = %v; want an IssuerError saying Disabled", err)
+	}
+}
+
+// TestCheckMarksKeySecret: the CA Secret gets the label the admission
+// policies select on, once.
+func TestCheckMarksKeySecret(t *testing.T) {
+	t.Parallel()
+	f := newSigner(t, withObjects(caSecret(testNamespace, "ca", newCA(t))))
+	f.signer.KeySecrets = f.api
+	iss := newIssuer()
+	for range 2 {
+		if err := f.signer.Check(context.Background(), iss); err != nil {
+			t.Fatalf("Check: %v", err)
+		}
+	}
+	var secret corev1.Secret
+	if err := f.api.Get(context.Background(), types.NamespacedName{Namespace: testNamespace, Name: "ca"}, &secret); err != nil {
+		t.Fatal(err)
+	}
+	if secret.Labels[quillv1.LabelCAKey] != "true" || secret.Annotations[quillv1.AnnotationCAKeyOf] != "QuillIssuer/"+testNamespace+"/issuer" {
+		t.Fatalf("labels %v annotations %v; want the CA key label and the issuer named", secret.Labels, secret.Annotations)
+	}
+	if len(secret.Data[castore.KeyTLSKey]) == 0 {
+		t.Fatal("labelling lost the Secret's data")
 	}
 }

@@ -62,6 +62,9 @@ type Signer struct {
 	// and the zero value record nothing.
 	Metrics *metrics.Metrics
 	Audit   audit.Logger
+	// KeySecrets reads Secret metadata and labels CA key Secrets for the
+	// admission policies; nil leaves them alone.
+	KeySecrets client.Client
 }
 
 // specOf returns an issuer's spec and status and the namespace its Secrets
@@ -95,6 +98,9 @@ func (s *Signer) Check(ctx context.Context, obj issuerapi.Issuer) error {
 	}
 	now := s.Clock.Now()
 	if err == nil {
+		if lerr := s.markKeySecret(ctx, obj, ns, spec.CA); lerr != nil {
+			return lerr // retry with backoff: the API server failed
+		}
 		err = checkAuthority(a, now)
 	}
 	if err == nil {
