@@ -19,10 +19,10 @@ import (
 // quill.dev/ca-key=true (and names the issuer in quill.dev/ca-key-of), so
 // that the admission policies in config/admission guard it: it can then
 // only be deleted after one user disabled it and by another. Issuers whose
-// key lives in an HSM have no key Secret. It reads Secret metadata from the
-// cache and writes only when the label is missing.
+// key lives in an HSM have no key Secret. It reads only Secret metadata and writes
+// only when the label is missing.
 func (s *Signer) markKeySecret(ctx context.Context, obj issuerapi.Issuer, namespace string, src quillv1.CASource) error {
-	if s.KeySecrets == nil {
+	if s.KeySecretReader == nil || s.KeySecretWriter == nil {
 		return nil
 	}
 	var name string
@@ -36,7 +36,7 @@ func (s *Signer) markKeySecret(ctx context.Context, obj issuerapi.Issuer, namesp
 	}
 	meta := &metav1.PartialObjectMetadata{}
 	meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-	if err := s.KeySecrets.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, meta); err != nil {
+	if err := s.KeySecretReader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, meta); err != nil {
 		return fmt.Errorf("reading CA Secret metadata: %w", err)
 	}
 	if meta.Labels[quillv1.LabelCAKey] == "true" {
@@ -53,7 +53,7 @@ func (s *Signer) markKeySecret(ctx context.Context, obj issuerapi.Issuer, namesp
 	if _, ok := patched.Annotations[quillv1.AnnotationCAKeyOf]; !ok {
 		patched.Annotations[quillv1.AnnotationCAKeyOf] = ownerName(obj)
 	}
-	if err := s.KeySecrets.Patch(ctx, patched, client.MergeFrom(meta)); err != nil {
+	if err := s.KeySecretWriter.Patch(ctx, patched, client.MergeFrom(meta)); err != nil {
 		return fmt.Errorf("labelling CA Secret %s/%s: %w", namespace, name, err)
 	}
 	return nil

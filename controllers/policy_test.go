@@ -186,7 +186,7 @@ func TestDisabledIssuer(t *testing.T) {
 func TestCheckMarksKeySecret(t *testing.T) {
 	t.Parallel()
 	f := newSigner(t, withObjects(caSecret(testNamespace, "ca", newCA(t))))
-	f.signer.KeySecrets = f.api
+	f.signer.KeySecretReader, f.signer.KeySecretWriter = f.api, f.api
 	iss := newIssuer()
 	for range 2 {
 		if err := f.signer.Check(context.Background(), iss); err != nil {

@@ -99,7 +99,8 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		Templates:                mgr.GetClient(),
 		Metrics:                  opts.Metrics,
 		Audit:                    audit.Logger{Log: mgr.GetLogger().WithName("audit")},
-		KeySecrets:               mgr.GetClient(),
+		KeySecretReader:          mgr.GetAPIReader(),
+		KeySecretWriter:          mgr.GetClient(),
 	}
 	if err := (&deniedReconciler{client: mgr.GetClient(), clock: opts.Clock, recorder: recorder}).setup(mgr); err != nil {
 		return err

@@ -62,9 +62,12 @@ type Signer struct {
 	// and the zero value record nothing.
 	Metrics *metrics.Metrics
 	Audit   audit.Logger
-	// KeySecrets reads Secret metadata and labels CA key Secrets for the
-	// admission policies; nil leaves them alone.
-	KeySecrets client.Client
+	// KeySecretReader reads Secret metadata straight from the API server
+	// (a Secret Quill has just created may not be in a cache yet), and
+	// KeySecretWriter labels CA key Secrets for the admission policies;
+	// with either nil, Secrets are left alone.
+	KeySecretReader client.Reader
+	KeySecretWriter client.Writer
 }
 
 // specOf returns an issuer's spec and status and the namespace its Secrets
