@@ -317,4 +317,3 @@ func mutatingPolicy(t *testing.T, alice, bob client.Client) {
 		t.Fatalf("second user refused: %v", err)
 	}
 }
-
