@@ -317,3 +317,65 @@ func mutatingPolicy(t *testing.T, alice, bob client.Client) {
 		t.Fatalf("second user refused: %v", err)
 	}
 }
+
+// TestPolicySchema checks what the API server itself refuses in templates
+// and policies, with the messages of the CRDs' rules.
+func TestPolicySchema(t *testing.T) {
+	t.Parallel()
+	bootstrap := quillv1.CASource{Bootstrap: &quillv1.BootstrapCA{SecretName: "root", Subject: quillv1.Subject{CommonName: "root"}}}
+	tests := []struct {
+		name string
+		obj  client.Object
+		want string
+	}{
+		{
+			name: "template-builtin-name",
+			obj: &quillv1.QuillTemplate{ObjectMeta: metav1.ObjectMeta{Name: quillv1.TemplateServerAuth},
+				Spec: quillv1.TemplateSpec{KeyUsages: []quillv1.KeyUsage{"digital signature"}}},
+			want: "this name belongs to a built-in template",
+		},
+		{
+			name: "template-pathlen-without-ca",
+			obj: &quillv1.QuillTemplate{ObjectMeta: metav1.ObjectMeta{Name: "schema-pathlen"},
+				Spec: quillv1.TemplateSpec{KeyUsages: []quillv1.KeyUsage{"digital signature"}, MaxPathLen: new(int)}},
+			want: "maxPathLen needs isCA: true",
+		},
+		{
+			name: "template-unknown-usage",
+			obj: &quillv1.QuillTemplate{ObjectMeta: metav1.ObjectMeta{Name: "schema-usage"},
+				Spec: quillv1.TemplateSpec{KeyUsages: []quillv1.KeyUsage{"world domination"}}},
+			want: "Unsupported value",
+		},
+		{
+			name: "policy-bad-cidr",
+			obj: &quillv1.QuillClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: "schema-cidr"},
+				Spec: quillv1.IssuerSpec{CA: bootstrap, Policy: &quillv1.RequestPolicy{IPRanges: []string{"10.0.0.1"}}}},
+			want: "policy.ipRanges must be CIDRs",
+		},
+		{
+			name: "policy-min-above-max",
+			obj: &quillv1.QuillClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: "schema-durations"},
+				Spec: quillv1.IssuerSpec{CA: bootstrap, Policy: &quillv1.RequestPolicy{
+					MinDuration: &metav1.Duration{Duration: 48 * time.Hour}, MaxDuration: &metav1.Duration{Duration: time.Hour}}}},
+			want: "policy.minDuration must not exceed policy.maxDuration",
+		},
+		{
+			name: "state-unknown",
+			obj: &quillv1.QuillClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: "schema-state"},
+				Spec: quillv1.IssuerSpec{CA: bootstrap, State: "Paused"}},
+			want: "Unsupported value: \"Paused\"",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			err := env.Client.Create(context.Background(), tc.obj)
+			if err == nil {
+				t.Fatalf("API server accepted it; want an error containing %q", tc.want)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q does not contain %q", err, tc.want)
+			}
+		})
+	}
+}
