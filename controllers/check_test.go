@@ -239,9 +239,12 @@ func checkCAStatusPatch(t *testing.T, p patchCall, iss issuerapi.Issuer, want wa
 		t.Errorf("patch metadata = %v, want %s/%s", md, iss.GetNamespace(), iss.GetName())
 	}
 	status, _ := p.body["status"].(map[string]any)
-	wantKeys := []string{"conditions"}
+	wantKeys := []string{"conditions", "state"}
 	if want.summaryOf != nil {
-		wantKeys = []string{"ca", "conditions"}
+		wantKeys = []string{"ca", "conditions", "state"}
+	}
+	if status["state"] != string(quillv1.StateActive) {
+		t.Errorf("patched status.state = %v, want Active", status["state"])
 	}
 	if keys := slices.Sorted(maps.Keys(status)); !slices.Equal(keys, wantKeys) {
 		t.Errorf("patch sets status fields %v, want %v", keys, wantKeys)

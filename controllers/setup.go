@@ -17,10 +17,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
+	"github.com/quill-pki/quill/pkg/audit"
 	"github.com/quill-pki/quill/pkg/castore"
+	"github.com/quill-pki/quill/pkg/metrics"
 )
 
 // FieldOwner is the server-side apply field manager of everything Quill's
@@ -61,6 +64,10 @@ type Options struct {
 	// DisableLedger stops recording issued certificates. Only the ledger
 	// benchmark sets it: unrecorded certificates cannot be revoked.
 	DisableLedger bool
+	// Metrics records Quill's quill_ metrics; nil means a set registered
+	// with controller-runtime's registry, served on the manager's metrics
+	// endpoint.
+	Metrics *metrics.Metrics
 }
 
 // RBAC for the issuer-lib reconcilers and the CA store.
@@ -90,6 +97,12 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		HSM:           opts.HSM,
 	}
 	recorder := mgr.GetEventRecorder(FieldOwner)
+	if opts.Metrics == nil {
+		opts.Metrics = metrics.New()
+		if err := opts.Metrics.Register(crmetrics.Registry); err != nil {
+			return err
+		}
+	}
 	s := &Signer{
 		Store:                    store,
 		StatusWriter:             mgr.GetClient(),
@@ -97,6 +110,11 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		FieldOwner:               FieldOwner + "/ca-status",
 		Clock:                    opts.Clock,
 		Recorder:                 recorder,
+		Templates:                mgr.GetClient(),
+		Metrics:                  opts.Metrics,
+		Audit:                    audit.Logger{Log: mgr.GetLogger().WithName("audit")},
+		KeySecretReader:          mgr.GetAPIReader(),
+		KeySecretWriter:          mgr.GetClient(),
 	}
 	if !opts.DisableLedger {
 		if err := setupRevocation(mgr, opts, store, s, recorder); err != nil {

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
@@ -27,8 +26,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
+	"github.com/quill-pki/quill/pkg/audit"
 	"github.com/quill-pki/quill/pkg/castore"
 	"github.com/quill-pki/quill/pkg/issuance"
+	"github.com/quill-pki/quill/pkg/metrics"
 )
 
 // defaultDuration applies when neither the request nor the issuer sets one;
@@ -61,6 +62,18 @@ type Signer struct {
 	// are reachable; certificates of issuers that set no URLs of their own
 	// point there.
 	RevocationBaseURL string
+	// Templates reads QuillTemplates (built-in templates need none).
+	Templates client.Reader
+	// Metrics and Audit record issuance, refusals and issuer health; nil
+	// and the zero value record nothing.
+	Metrics *metrics.Metrics
+	Audit   audit.Logger
+	// KeySecretReader reads Secret metadata straight from the API server
+	// (a Secret Quill has just created may not be in a cache yet), and
+	// KeySecretWriter labels CA key Secrets for the admission policies;
+	// with either nil, Secrets are left alone.
+	KeySecretReader client.Reader
+	KeySecretWriter client.Writer
 }
 
 // specOf returns an issuer's spec and status and the namespace its Secrets
@@ -94,6 +107,9 @@ func (s *Signer) Check(ctx context.Context, obj issuerapi.Issuer) error {
 	}
 	now := s.Clock.Now()
 	if err == nil {
+		if lerr := s.markKeySecret(ctx, obj, ns, spec.CA); lerr != nil {
+			return lerr // retry with backoff: the API server failed
+		}
 		err = checkAuthority(a, now)
 	}
 	if err == nil {
@@ -101,12 +117,31 @@ func (s *Signer) Check(ctx context.Context, obj issuerapi.Issuer) error {
 			err = &castore.Error{Reason: quillv1.ReasonInvalidConfig, Err: verr}
 		}
 	}
+	if err == nil {
+		// Policy and templates: a bad pattern or a missing template is the
+		// issuer's fault, reported before any request fails on it.
+		if perr := s.checkPolicy(ctx, spec); perr != nil {
+			if !errors.As(perr, &caErr) {
+				return perr // retry with backoff: reading a QuillTemplate failed
+			}
+			err = perr
+		}
+	}
+	stateErr := s.checkState(obj, spec, status)
+	var notAfter time.Time
+	if a != nil {
+		notAfter = a.Summary().NotAfter
+	}
+	s.Metrics.IssuerChecked(metricsIssuer(obj), err == nil && stateErr == nil, notAfter)
 	if werr := s.recordCAStatus(ctx, obj, status, a, err); werr != nil {
 		if err != nil {
 			// Ready must still show what is wrong with the CA.
 			return fmt.Errorf("%w (recording it in status failed: %v)", err, werr) // retry with backoff
 		}
 		return werr // retry with backoff
+	}
+	if err == nil && stateErr != nil {
+		return stateErr // Disabled: not Ready until the spec changes
 	}
 	return err // nil: Ready; otherwise retry with backoff, the Secret or spec may be fixed
 }
@@ -119,6 +154,11 @@ func (s *Signer) Sign(ctx context.Context, cr signer.CertificateRequestObject, o
 	spec, _, ns, err := s.specOf(obj)
 	if err != nil {
 		return signer.PEMBundle{}, signer.PermanentError{Err: err}
+	}
+	if effectiveState(spec) == quillv1.StateDisabled {
+		// The issuer was disabled after issuer-lib saw it Ready: re-check
+		// it (it turns not Ready) and let the request wait.
+		return signer.PEMBundle{}, signer.IssuerError{Err: errDisabled}
 	}
 	a, err := s.Store.Load(ctx, ns, spec.CA)
 	if err != nil {
@@ -137,6 +177,7 @@ func (s *Signer) Sign(ctx context.Context, cr signer.CertificateRequestObject, o
 	if err != nil {
 		return signer.PEMBundle{}, invalidRequest(err)
 	}
+	opts := issuanceOptions(spec, now)
 	req := issuance.Request{
 		CSR:         details.CSR,
 		Duration:    requestedDuration(cr, details.Duration),
@@ -155,7 +196,6 @@ func (s *Signer) Sign(ctx context.Context, cr signer.CertificateRequestObject, o
 			return signer.PEMBundle{ChainPEM: recalled.ChainPEM, CAPEM: recalled.CAPEM}, nil
 		}
 	}
-	opts := issuanceOptions(spec, now)
 	if s.RevocationBaseURL != "" {
 		crlURL, ocspURL := RevocationURLs(s.RevocationBaseURL, k)
 		if len(opts.CRLDistributionPoints) == 0 {
@@ -165,6 +205,16 @@ func (s *Signer) Sign(ctx context.Context, cr signer.CertificateRequestObject, o
 			opts.OCSPServers = []string{ocspURL}
 		}
 	}
+	// Templates and policy decide before anything is signed; a refusal is
+	// final and already recorded.
+	v, err := s.vet(ctx, cr, obj, spec, details, effectiveDuration(req.Duration, opts))
+	if err != nil {
+		return signer.PEMBundle{}, err
+	}
+	if v.decision.MaxPathLen != nil {
+		req.MaxPathLen = v.decision.MaxPathLen
+	}
+	req.NameConstraints = v.decision.NameConstraints
 	issued, err := a.Sign(req, opts)
 	if err != nil {
 		if hf := castore.HSMFault(err); hf != nil {
@@ -174,7 +224,7 @@ func (s *Signer) Sign(ctx context.Context, cr signer.CertificateRequestObject, o
 		}
 		switch {
 		case errors.Is(err, issuance.ErrInvalidRequest):
-			return signer.PEMBundle{}, invalidRequest(err)
+			return signer.PEMBundle{}, s.refuse(cr, obj, v.record, ruleCSR, err)
 		case errors.Is(err, issuance.ErrInvalidOptions):
 			return signer.PEMBundle{}, signer.IssuerError{Err: &castore.Error{Reason: quillv1.ReasonInvalidConfig, Err: err}}
 		case errors.Is(err, issuance.ErrCAExpired), errors.Is(err, issuance.ErrCANotYetValid):
@@ -188,15 +238,17 @@ func (s *Signer) Sign(ctx context.Context, cr signer.CertificateRequestObject, o
 			return signer.PEMBundle{}, err // retry with backoff; this certificate is discarded
 		}
 	}
-	if len(issued.Notes) > 0 {
+	if len(issued.Notes) > 0 || len(v.decision.Notes) > 0 {
 		// issuer-lib's Ready message is fixed, so what Quill adjusted (a
-		// validity clamped to the CA's expiry, a usage dropped) is told in
-		// an event on the request. The event needs the API object itself,
-		// not issuer-lib's wrapper around it.
+		// validity clamped to the CA's expiry, a usage dropped, a path
+		// length or name constraints added by policy) is told in an event
+		// on the request. The event needs the API object itself, not
+		// issuer-lib's wrapper around it.
 		if c, ok := cr.(interface{ DeepCopyObject() runtime.Object }); ok {
-			s.Recorder.Eventf(c.DeepCopyObject(), nil, corev1.EventTypeWarning, eventIssuanceAdjusted, eventActionSign, "%s", strings.Join(issued.Notes, "; "))
+			s.Recorder.Eventf(c.DeepCopyObject(), nil, corev1.EventTypeWarning, eventIssuanceAdjusted, eventActionSign, "%s", joinNotes(v.decision.Notes, issued.Notes))
 		}
 	}
+	s.issued(cr, obj, v, issued.Certificate)
 	return signer.PEMBundle{ChainPEM: issued.ChainPEM, CAPEM: issued.CAPEM}, nil
 }
 
@@ -303,16 +355,17 @@ func (s *Signer) recordCAStatus(ctx context.Context, obj issuerapi.Issuer, statu
 			SHA256Fingerprint: sum.SHA256Fingerprint,
 		}
 	}
+	state := effectiveState(specOfObject(obj))
 	prev := meta.FindStatusCondition(status.Conditions, quillv1.ConditionCAValid)
 	if prev != nil && prev.Status == cond.Status && prev.Reason == cond.Reason && prev.Message == cond.Message &&
-		prev.ObservedGeneration == cond.ObservedGeneration && summariesEqual(status.CA, summary) {
+		prev.ObservedGeneration == cond.ObservedGeneration && summariesEqual(status.CA, summary) && status.State == state {
 		return nil
 	}
 	cond.LastTransitionTime = metav1.NewTime(s.Clock.Now().Truncate(time.Second))
 	if prev != nil && prev.Status == cond.Status {
 		cond.LastTransitionTime = prev.LastTransitionTime
 	}
-	st := map[string]any{"conditions": []metav1.Condition{cond}}
+	st := map[string]any{"conditions": []metav1.Condition{cond}, "state": state}
 	if summary != nil {
 		st["ca"] = summary
 	}
@@ -343,6 +396,17 @@ func summariesEqual(a, b *quillv1.CASummary) bool {
 	}
 	return a.Subject == b.Subject && a.KeyAlgorithm == b.KeyAlgorithm && a.SHA256Fingerprint == b.SHA256Fingerprint &&
 		(a.NotAfter == nil) == (b.NotAfter == nil) && (a.NotAfter == nil || a.NotAfter.Equal(b.NotAfter))
+}
+
+// specOfObject is the spec of a Quill issuer object.
+func specOfObject(obj issuerapi.Issuer) *quillv1.IssuerSpec {
+	switch o := obj.(type) {
+	case *quillv1.QuillIssuer:
+		return &o.Spec
+	case *quillv1.QuillClusterIssuer:
+		return &o.Spec
+	}
+	return &quillv1.IssuerSpec{}
 }
 
 // kindOf is the API kind of a Quill issuer object, whose TypeMeta may be

@@ -313,6 +313,13 @@ func TestSign(t *testing.T) {
 				return
 			}
 			checkIssued(t, bundle, tt.wantCA, testNow, tt.lifetime)
+			// Every issuance is announced on the request; other events are
+			// the case's own.
+			issuedEvents := slices.DeleteFunc(slices.Clone(evs), func(e string) bool { return !strings.HasPrefix(e, "Normal CertificateIssued serial ") })
+			if len(issuedEvents) != 1 {
+				t.Errorf("CertificateIssued events %q, want one", issuedEvents)
+			}
+			evs = slices.DeleteFunc(evs, func(e string) bool { return strings.HasPrefix(e, "Normal CertificateIssued ") })
 			switch {
 			case tt.wantEvent == "" && len(evs) != 0:
 				t.Errorf("unexpected events %q", evs)

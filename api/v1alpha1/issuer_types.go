@@ -42,6 +42,253 @@ type IssuerSpec struct {
 	// revocation for this issuer's certificates.
 	// +optional
 	Revocation RevocationPolicy `json:"revocation,omitempty"`
+
+	// State is Active (the issuer signs) or Disabled (it signs nothing:
+	// it is not Ready and requests wait, while revocation information keeps
+	// being served). Quill's admission policies (config/admission) allow
+	// deleting an issuer only while it is Disabled, and only by another
+	// user than the one who disabled it.
+	// +optional
+	// +kubebuilder:default=Active
+	State IssuerState `json:"state,omitempty"`
+
+	// Templates lists the certificate templates requesters may select with
+	// the quill.dev/template annotation: built-in names (end-entity,
+	// server-auth, client-auth, code-signing, ocsp-signing,
+	// subordinate-ca-pathlen-0 … 3) or QuillTemplate names. When set, every
+	// request must select one of them and fit it; unset, requests select
+	// none and are signed with the usages they ask for.
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=set
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
+	// +kubebuilder:validation:items:MaxLength=253
+	Templates []string `json:"templates,omitempty"`
+
+	// Policy restricts what this issuer signs. Unset, it signs every
+	// request its CA and templates allow.
+	// +optional
+	Policy *RequestPolicy `json:"policy,omitempty"`
+}
+
+// IssuerState is the lifecycle state of an issuer's CA.
+// +kubebuilder:validation:Enum=Active;Disabled
+type IssuerState string
+
+// Issuer states.
+const (
+	// StateActive: the issuer signs requests.
+	StateActive IssuerState = "Active"
+	// StateDisabled: the issuer signs nothing; it may be deleted, by a
+	// different user than the one who disabled it.
+	StateDisabled IssuerState = "Disabled"
+)
+
+// Annotations and labels of Quill's CA lifecycle, read by the admission
+// policies in config/admission.
+const (
+	// AnnotationDisabledBy names the user who set spec.state to Disabled
+	// (on an issuer) or the quill.dev/state annotation to Disabled (on a
+	// CA key Secret). The admission policies accept it only when it equals
+	// the requesting user, so it cannot be forged; the mutating policy
+	// fills it in.
+	AnnotationDisabledBy = "quill.dev/disabled-by"
+	// AnnotationState on a CA key Secret is its lifecycle state, Active or
+	// Disabled; the Secret can be deleted only while it is Disabled.
+	AnnotationState = "quill.dev/state"
+	// LabelCAKey marks a Secret holding a CA private key ("true"). Quill
+	// sets it on the CA Secret of every issuer; once set it cannot be
+	// removed, so the admission policies keep guarding the Secret.
+	LabelCAKey = "quill.dev/ca-key"
+	// AnnotationCAKeyOf on a CA key Secret names the issuer that uses it,
+	// as Kind/name or Kind/namespace/name.
+	AnnotationCAKeyOf = "quill.dev/ca-key-of"
+)
+
+// RequestPolicy restricts the requests an issuer signs. It is an
+// allow-list: once a policy is set, DNS names, IP addresses, URIs and email
+// addresses are refused unless the matching list allows them, and CA
+// certificates are refused unless ca is set. The other rules restrict only
+// when set. A refusal names the rule (its field path) that refused.
+//
+// Patterns may contain {namespace}, replaced by the requesting
+// CertificateRequest's namespace, so that one cluster issuer gives each
+// namespace only its own names. A Kubernetes CertificateSigningRequest has
+// no namespace: patterns containing {namespace} never match it.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.minDuration) || !has(self.maxDuration) || duration(self.minDuration) <= duration(self.maxDuration)",message="policy.minDuration must not exceed policy.maxDuration"
+type RequestPolicy struct {
+	// DNSNames allowed in the subject alternative names. A pattern's label
+	// "*" matches exactly one label; a leading "**" matches one or more
+	// labels. A requested wildcard name ("*.team.svc") is allowed only by a
+	// pattern with "*" or "**" at that place. Matching ignores case.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=253
+	// +listType=atomic
+	DNSNames []string `json:"dnsNames,omitempty"`
+
+	// IPRanges (CIDR) that IP address SANs must fall in.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=43
+	// +kubebuilder:validation:XValidation:rule="self.all(c, isCIDR(c))",message="policy.ipRanges must be CIDRs such as 10.0.0.0/8 or fd00::/8"
+	// +listType=atomic
+	IPRanges []string `json:"ipRanges,omitempty"`
+
+	// URIs allowed as URI SANs, e.g. spiffe://cluster.local/ns/{namespace}/sa/*.
+	// "*" matches any run of characters other than "/".
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=512
+	// +listType=atomic
+	URIs []string `json:"uris,omitempty"`
+
+	// EmailAddresses allowed as email SANs, e.g. *@example.com. "*" matches
+	// any run of characters other than "@". Matching ignores case.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=320
+	// +listType=atomic
+	EmailAddresses []string `json:"emailAddresses,omitempty"`
+
+	// CommonNames allowed in the subject besides the request's own allowed
+	// SANs (a common name equal to one of them is always accepted). "*"
+	// matches any run of characters. Unset: the common name must be one of
+	// the request's SANs.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=64
+	// +listType=atomic
+	CommonNames []string `json:"commonNames,omitempty"`
+
+	// Namespaces whose requests a cluster issuer signs, as names or
+	// patterns ("team-*"). Unset: every namespace.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=63
+	// +listType=atomic
+	Namespaces []string `json:"namespaces,omitempty"`
+
+	// MinDuration and MaxDuration bound the requested lifetime (or the
+	// issuer's default, when the request asks for none).
+	// +optional
+	MinDuration *metav1.Duration `json:"minDuration,omitempty"`
+	// +optional
+	MaxDuration *metav1.Duration `json:"maxDuration,omitempty"`
+
+	// KeyAlgorithms allowed for the requester's key: families (RSA, ECDSA,
+	// ML-DSA) or exact algorithms (ECDSA-P384, ML-DSA-65, Ed25519). Unset:
+	// every algorithm Quill accepts.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=set
+	KeyAlgorithms []PolicyKeyAlgorithm `json:"keyAlgorithms,omitempty"`
+
+	// MinRSAKeySize is the smallest RSA modulus accepted, in bits (Quill
+	// never accepts less than 2048).
+	// +optional
+	// +kubebuilder:validation:Minimum=2048
+	// +kubebuilder:validation:Maximum=16384
+	MinRSAKeySize int `json:"minRSAKeySize,omitempty"`
+
+	// CA allows CA certificates (isCA: true), within its limits. Unset: CA
+	// certificates are refused.
+	// +optional
+	CA *CAPolicy `json:"ca,omitempty"`
+
+	// Subject fields every certificate must carry exactly: a request whose
+	// subject has other values for a listed field, or none, is refused.
+	// +optional
+	Subject *FixedSubject `json:"subject,omitempty"`
+}
+
+// PolicyKeyAlgorithm is a key algorithm family or exact algorithm.
+// +kubebuilder:validation:Enum=RSA;ECDSA;ECDSA-P256;ECDSA-P384;ECDSA-P521;Ed25519;ML-DSA;ML-DSA-44;ML-DSA-65;ML-DSA-87
+type PolicyKeyAlgorithm string
+
+// CAPolicy limits the CA certificates an issuer signs.
+type CAPolicy struct {
+	// MaxPathLen is the largest pathLenConstraint allowed. A request that
+	// asks for none gets this one encoded (cert-manager cannot ask for a
+	// path length); one asking for more is refused. Unset: only the CA
+	// chain's own constraints apply.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=8
+	MaxPathLen *int `json:"maxPathLen,omitempty"`
+
+	// NameConstraints are written, critical, into every CA certificate
+	// this issuer signs, so the subordinate CA can only certify these
+	// names, whatever it is asked.
+	// +optional
+	NameConstraints *NameConstraints `json:"nameConstraints,omitempty"`
+}
+
+// NameConstraints is an X.509 name constraints extension (RFC 5280, 4.2.1.10).
+//
+// +kubebuilder:validation:XValidation:rule="has(self.permitted) || has(self.excluded)",message="nameConstraints needs permitted or excluded"
+type NameConstraints struct {
+	// Permitted subtrees.
+	// +optional
+	Permitted *NameConstraintItems `json:"permitted,omitempty"`
+	// Excluded subtrees.
+	// +optional
+	Excluded *NameConstraintItems `json:"excluded,omitempty"`
+}
+
+// NameConstraintItems are the subtrees of one side of a name constraint.
+type NameConstraintItems struct {
+	// DNSDomains, e.g. example.com (the domain and every name below it) or
+	// .example.com (only names below it).
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=253
+	// +listType=atomic
+	DNSDomains []string `json:"dnsDomains,omitempty"`
+	// IPRanges in CIDR notation.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=43
+	// +kubebuilder:validation:XValidation:rule="self.all(c, isCIDR(c))",message="nameConstraints ipRanges must be CIDRs"
+	// +listType=atomic
+	IPRanges []string `json:"ipRanges,omitempty"`
+	// EmailAddresses: a mailbox, a host (example.com) or a domain (.example.com).
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=320
+	// +listType=atomic
+	EmailAddresses []string `json:"emailAddresses,omitempty"`
+	// URIDomains: hosts of URIs, as DNS domains.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=253
+	// +listType=atomic
+	URIDomains []string `json:"uriDomains,omitempty"`
+}
+
+// FixedSubject lists subject fields whose values are fixed by policy.
+type FixedSubject struct {
+	// Organizations (O).
+	// +optional
+	// +listType=atomic
+	Organizations []string `json:"organizations,omitempty"`
+	// OrganizationalUnits (OU).
+	// +optional
+	// +listType=atomic
+	OrganizationalUnits []string `json:"organizationalUnits,omitempty"`
+	// Countries (C).
+	// +optional
+	// +listType=atomic
+	Countries []string `json:"countries,omitempty"`
+	// Provinces (ST).
+	// +optional
+	// +listType=atomic
+	Provinces []string `json:"provinces,omitempty"`
+	// Localities (L).
+	// +optional
+	// +listType=atomic
+	Localities []string `json:"localities,omitempty"`
 }
 
 // RevocationPolicy configures how an issuer publishes revocation and when
@@ -360,6 +607,11 @@ type IssuerStatus struct {
 	// Revocation describes the issuer's ledger, CRL and OCSP endpoints.
 	// +optional
 	Revocation *RevocationStatus `json:"revocation,omitempty"`
+
+	// State is the spec.state the controller last acted on; a change is
+	// logged as a CA state change for audit.
+	// +optional
+	State IssuerState `json:"state,omitempty"`
 }
 
 // RevocationStatus describes an issuer's published revocation state.
@@ -446,11 +698,18 @@ const (
 	ReasonAwaitingCertificate = "AwaitingCertificate"
 )
 
+// ReasonDisabled is the Ready message's reason while spec.state is
+// Disabled: the issuer signs nothing and requests wait.
+const ReasonDisabled = "Disabled"
+
 // Reasons Quill writes on a request it refuses.
 const (
 	// ReasonInvalidRequest: the CSR or the requested properties cannot be
 	// signed as asked; the request must change.
 	ReasonInvalidRequest = "InvalidRequest"
+	// ReasonPolicyDenied: the request does not fit the issuer's policy or
+	// the selected template; the message names the rule.
+	ReasonPolicyDenied = "PolicyDenied"
 )
 
 // +kubebuilder:object:root=true
@@ -458,6 +717,7 @@ const (
 // +kubebuilder:resource:scope=Namespaced,categories=quill;cert-manager,shortName=qi
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="CAValid")].reason`
+// +kubebuilder:printcolumn:name="State",type=string,JSONPath=`.spec.state`
 // +kubebuilder:printcolumn:name="CA",type=string,JSONPath=`.status.ca.subject`
 // +kubebuilder:printcolumn:name="CA Expiry",type=date,JSONPath=`.status.ca.notAfter`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
@@ -489,6 +749,7 @@ type QuillIssuerList struct {
 // +kubebuilder:resource:scope=Cluster,categories=quill;cert-manager,shortName=qci
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="CAValid")].reason`
+// +kubebuilder:printcolumn:name="State",type=string,JSONPath=`.spec.state`
 // +kubebuilder:printcolumn:name="CA",type=string,JSONPath=`.status.ca.subject`
 // +kubebuilder:printcolumn:name="CA Expiry",type=date,JSONPath=`.status.ca.notAfter`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

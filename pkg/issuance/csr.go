@@ -20,6 +20,17 @@ var (
 // emptySubject is the DER of a Name with no RDNs.
 var emptySubject = []byte{0x30, 0x00}
 
+// ParseCSR decodes exactly one PEM CSR and verifies its self-signature,
+// under the same rules as Sign; its errors wrap ErrInvalidRequest.
+// Controllers call it to look at a request (policy, audit) before signing.
+func ParseCSR(data []byte) (*x509.CertificateRequest, error) {
+	csr, err := parseCSR(data)
+	if err != nil {
+		return nil, invalidf("%w", err)
+	}
+	return csr, nil
+}
+
 // parseCSR decodes exactly one PEM CSR and verifies its self-signature.
 // Errors are not classified; Sign wraps them all in ErrInvalidRequest.
 func parseCSR(data []byte) (*x509.CertificateRequest, error) {

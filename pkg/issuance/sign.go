@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"net"
 	"net/url"
 	"time"
 )
@@ -42,6 +43,23 @@ type Request struct {
 	// authoritative: the CSR's own usage extensions may only agree with them.
 	KeyUsage    x509.KeyUsage
 	ExtKeyUsage []x509.ExtKeyUsage
+	// NameConstraints, when set, are written (critical) into a CA
+	// certificate; issuance policy decides them, never the requester. Only
+	// valid with IsCA.
+	NameConstraints *NameConstraints
+}
+
+// NameConstraints are the permitted and excluded subtrees of an X.509 name
+// constraints extension.
+type NameConstraints struct {
+	PermittedDNSDomains     []string
+	ExcludedDNSDomains      []string
+	PermittedIPRanges       []*net.IPNet
+	ExcludedIPRanges        []*net.IPNet
+	PermittedEmailAddresses []string
+	ExcludedEmailAddresses  []string
+	PermittedURIDomains     []string
+	ExcludedURIDomains      []string
 }
 
 // Options are the issuer-wide settings for Sign, usually from the Issuer's
@@ -217,6 +235,9 @@ func (a *Authority) Sign(req Request, opts Options) (*Issued, error) {
 	if err := a.permitsExtKeyUsages(usages.extKeyUsage); err != nil {
 		return nil, err
 	}
+	if req.NameConstraints != nil && !req.IsCA {
+		return nil, invalidf("name constraints are only allowed with isCA: true")
+	}
 	maxPathLen := -1
 	if req.IsCA {
 		if maxPathLen, err = a.subordinatePathLen(req.MaxPathLen); err != nil {
@@ -267,6 +288,13 @@ func (a *Authority) Sign(req Request, opts Options) (*Issued, error) {
 	}
 	if opts.MustStaple {
 		template.ExtraExtensions = append(template.ExtraExtensions, mustStapleExtension)
+	}
+	if nc := req.NameConstraints; nc != nil {
+		template.PermittedDNSDomainsCritical = true
+		template.PermittedDNSDomains, template.ExcludedDNSDomains = nc.PermittedDNSDomains, nc.ExcludedDNSDomains
+		template.PermittedIPRanges, template.ExcludedIPRanges = nc.PermittedIPRanges, nc.ExcludedIPRanges
+		template.PermittedEmailAddresses, template.ExcludedEmailAddresses = nc.PermittedEmailAddresses, nc.ExcludedEmailAddresses
+		template.PermittedURIDomains, template.ExcludedURIDomains = nc.PermittedURIDomains, nc.ExcludedURIDomains
 	}
 	// Set explicitly: Go derives it from the parent only when issuer and
 	// subject names differ, and a requester may well reuse the CA's name.

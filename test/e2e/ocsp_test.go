@@ -13,9 +13,9 @@ import (
 	"time"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	"golang.org/x/crypto/ocsp"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"golang.org/x/crypto/ocsp"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
@@ -77,7 +77,9 @@ func testRevocationOCSP(t *testing.T, kind quillv1.OCSPResponderKind) {
 	ref := quillIssuer(t, ns, "ca", "ECDSA-P256", fastCRL, func(s *quillv1.IssuerSpec) {
 		s.Revocation.OCSP.Responder = kind
 	})
-	clientUsage := func(c *cmapi.Certificate) { c.Spec.Usages = []cmapi.KeyUsage{cmapi.UsageDigitalSignature, cmapi.UsageClientAuth} }
+	clientUsage := func(c *cmapi.Certificate) {
+		c.Spec.Usages = []cmapi.KeyUsage{cmapi.UsageDigitalSignature, cmapi.UsageClientAuth}
+	}
 	create(t, certificate(ns, "good", ref, clientUsage))
 	create(t, certificate(ns, "bad", ref, clientUsage))
 	create(t, certificate(ns, "server", ref, func(c *cmapi.Certificate) {

@@ -19,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
@@ -243,11 +244,13 @@ func TestAutomaticRevocation(t *testing.T) {
 
 	// A changed spec makes cert-manager issue a new certificate.
 	var crt cmapi.Certificate
-	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "app"}, &crt); err != nil {
-		t.Fatal(err)
-	}
-	crt.Spec.DNSNames = append(crt.Spec.DNSNames, "app2.example.test")
-	if err := env.Client.Update(ctx, &crt); err != nil {
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "app"}, &crt); err != nil {
+			return err
+		}
+		crt.Spec.DNSNames = append(crt.Spec.DNSNames, "app2.example.test")
+		return env.Client.Update(ctx, &crt)
+	}); err != nil {
 		t.Fatal(err)
 	}
 	var second *x509.Certificate

@@ -1,0 +1,180 @@
+package controllers
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
+	"github.com/quill-pki/quill/pkg/ledger"
+)
+
+// RBAC for the automatic revocation rules.
+// +kubebuilder:rbac:groups=cert-manager.io,resources=certificates,verbs=get;list;watch
+
+// lifecyclePeriod is how often the automatic rules are applied to an
+// issuer that has them; the walk is over the in-memory index.
+const lifecyclePeriod = time.Minute
+
+// lifecycleReconciler applies an issuer's automatic revocation rules:
+// revoke the certificates of a deleted cert-manager Certificate, and revoke
+// a certificate some time after its Certificate was renewed. It runs on the
+// leader, walking the in-memory ledger index; Certificates are watched as
+// metadata only.
+type lifecycleReconciler struct {
+	revoker
+	clusterNamespace string
+	cluster          bool
+}
+
+func (r *lifecycleReconciler) setup(mgr ctrl.Manager) error {
+	name, obj := "lifecycle-issuer", client.Object(&quillv1.QuillIssuer{})
+	if r.cluster {
+		name, obj = "lifecycle-clusterissuer", &quillv1.QuillClusterIssuer{}
+	}
+	// A new certificate may supersede another: look again a moment after
+	// the ledger changes (the delay gathers a burst of issuance into one
+	// walk).
+	changes := make(chan event.GenericEvent, 1024)
+	var mu sync.Mutex
+	pending := map[ledger.IssuerKey]bool{}
+	r.index.Subscribe(func(c ledger.Change) {
+		if (c.Issuer.Kind == ledger.KindClusterIssuer) != r.cluster {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if pending[c.Issuer] {
+			return
+		}
+		pending[c.Issuer] = true
+		time.AfterFunc(time.Second, func() {
+			mu.Lock()
+			delete(pending, c.Issuer)
+			mu.Unlock()
+			var o client.Object = &quillv1.QuillIssuer{ObjectMeta: metav1.ObjectMeta{Namespace: c.Issuer.Namespace, Name: c.Issuer.Name}}
+			if r.cluster {
+				o = &quillv1.QuillClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: c.Issuer.Name}}
+			}
+			changes <- event.GenericEvent{Object: o}
+		})
+	})
+	cert := &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: cmapi.SchemeGroupVersion.String(), Kind: cmapi.CertificateKind}}
+	return ctrl.NewControllerManagedBy(mgr).Named(name).For(obj).
+		WatchesRawSource(source.Channel(changes, &handler.EnqueueRequestForObject{})).
+		WatchesMetadata(cert, handler.Funcs{DeleteFunc: func(_ context.Context, e event.TypedDeleteEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			for _, req := range r.issuersOf(e.Object.GetNamespace(), e.Object.GetName()) {
+				q.Add(req)
+			}
+		}}).
+		Complete(r)
+}
+
+// issuersOf lists the issuers of this reconciler's kind that issued
+// certificates for the cert-manager Certificate namespace/name.
+func (r *lifecycleReconciler) issuersOf(namespace, name string) []reconcile.Request {
+	var reqs []reconcile.Request
+	for _, k := range r.index.Issuers() {
+		if (k.Kind == ledger.KindClusterIssuer) != r.cluster || len(r.index.ForCertificate(k, namespace, name)) == 0 {
+			continue
+		}
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: k.Namespace, Name: k.Name}})
+	}
+	return reqs
+}
+
+func (r *lifecycleReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var spec quillv1.IssuerSpec
+	k := ledger.IssuerKey{Kind: ledger.KindIssuer, Namespace: req.Namespace, Name: req.Name}
+	if r.cluster {
+		var iss quillv1.QuillClusterIssuer
+		if err := r.client.Get(ctx, req.NamespacedName, &iss); err != nil {
+			return ctrl.Result{}, client.IgnoreNotFound(err)
+		}
+		spec, k = iss.Spec, ledger.IssuerKey{Kind: ledger.KindClusterIssuer, Name: req.Name}
+	} else {
+		var iss quillv1.QuillIssuer
+		if err := r.client.Get(ctx, req.NamespacedName, &iss); err != nil {
+			return ctrl.Result{}, client.IgnoreNotFound(err)
+		}
+		spec = iss.Spec
+	}
+	pol := spec.Revocation
+	if !pol.RevokeOnCertificateDeletion && pol.RevokeSupersededAfter == nil {
+		return ctrl.Result{}, nil
+	}
+	if !r.index.Synced() {
+		return ctrl.Result{RequeueAfter: time.Second}, nil
+	}
+	now := r.clock.Now()
+	next := now.Add(lifecyclePeriod)
+	var firstErr error
+	r.index.CertificateGroups(k, func(namespace, name string, recs []ledger.Record) {
+		if firstErr != nil {
+			return
+		}
+		live := unrevokedUnexpired(recs, now)
+		if len(live) == 0 {
+			return
+		}
+		if pol.RevokeOnCertificateDeletion {
+			// From the manager's metadata cache, which the watch above fills.
+			err := r.client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: cmapi.SchemeGroupVersion.String(), Kind: cmapi.CertificateKind}})
+			switch {
+			case apierrors.IsNotFound(err):
+				for _, rec := range live {
+					if firstErr = r.revoke(ctx, rec, quillv1.ReasonCessationOfOperation, "certificate-deleted"); firstErr != nil {
+						return
+					}
+				}
+				logf.FromContext(ctx).Info("revoked the certificates of a deleted Certificate", "certificate", namespace+"/"+name, "count", len(live))
+				return
+			case err != nil:
+				firstErr = err
+				return
+			}
+		}
+		if d := pol.RevokeSupersededAfter; d != nil && len(live) > 1 {
+			newest := live[len(live)-1]
+			due := newest.IssuedAt.Add(d.Duration)
+			if now.Before(due) {
+				if due.Before(next) {
+					next = due
+				}
+				return
+			}
+			for _, rec := range live[:len(live)-1] {
+				if firstErr = r.revoke(ctx, rec, quillv1.ReasonSuperseded, "superseded"); firstErr != nil {
+					return
+				}
+			}
+		}
+	})
+	if firstErr != nil {
+		return ctrl.Result{}, firstErr
+	}
+	return ctrl.Result{RequeueAfter: max(next.Sub(now), time.Second)}, nil
+}
+
+func unrevokedUnexpired(recs []ledger.Record, now time.Time) []ledger.Record {
+	var out []ledger.Record
+	for _, r := range recs {
+		if !r.Revoked && r.NotAfter.After(now) {
+			out = append(out, r)
+		}
+	}
+	return out
+}

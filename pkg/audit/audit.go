@@ -1,0 +1,88 @@
+// Package audit writes Quill's audit trail as structured log lines: one
+// line per certificate issued, request denied and CA state change, through
+// the controller's logr logger (JSON with quill-controller's default
+// production logging). Every line carries audit=true and an action, so a
+// log pipeline can select them; the fields are the same for every action
+// where they apply.
+package audit
+
+import (
+	"crypto/x509"
+	"encoding/hex"
+	"time"
+
+	"github.com/go-logr/logr"
+)
+
+// Actions, the value of the "action" field.
+const (
+	ActionIssue       = "issue"
+	ActionDeny        = "deny"
+	ActionStateChange = "ca-state-change"
+)
+
+// Logger writes audit lines. The zero value discards them.
+type Logger struct {
+	// Log receives the lines at V(0), so no verbosity setting hides them.
+	Log logr.Logger
+}
+
+// Request describes the request an audit line is about.
+type Request struct {
+	// Issuer is Kind/name or Kind/namespace/name.
+	Issuer string
+	// Kind and Name of the request object (CertificateRequest or
+	// CertificateSigningRequest); Namespace is empty for the latter.
+	Kind, Namespace, Name string
+	// Requester is the user who created the request, from its spec.
+	Requester string
+	// Template selected, "" for none.
+	Template string
+	// KeyAlgorithm of the requester's key.
+	KeyAlgorithm string
+	// CSR, when it could be parsed, supplies the subject and names.
+	CSR *x509.CertificateRequest
+}
+
+func (r Request) keysAndValues() []any {
+	kv := []any{
+		"issuer", r.Issuer, "requestKind", r.Kind, "namespace", r.Namespace, "request", r.Name,
+		"requester", r.Requester, "template", r.Template, "keyAlgorithm", r.KeyAlgorithm,
+	}
+	if r.CSR != nil {
+		ips := make([]string, len(r.CSR.IPAddresses))
+		for i, ip := range r.CSR.IPAddresses {
+			ips[i] = ip.String()
+		}
+		uris := make([]string, len(r.CSR.URIs))
+		for i, u := range r.CSR.URIs {
+			uris[i] = u.String()
+		}
+		kv = append(kv, "subject", r.CSR.Subject.String(), "dnsNames", r.CSR.DNSNames, "ipAddresses", ips,
+			"uris", uris, "emailAddresses", r.CSR.EmailAddresses)
+	}
+	return kv
+}
+
+// Issue logs a signed certificate.
+func (l Logger) Issue(r Request, cert *x509.Certificate) {
+	kv := append([]any{"audit", true, "action", ActionIssue}, r.keysAndValues()...)
+	kv = append(kv, "serial", hex.EncodeToString(cert.SerialNumber.Bytes()),
+		"notBefore", cert.NotBefore.UTC().Format(time.RFC3339), "notAfter", cert.NotAfter.UTC().Format(time.RFC3339),
+		"isCA", cert.IsCA)
+	l.Log.Info("certificate issued", kv...)
+}
+
+// Deny logs a request refused for good: by rule, for reason.
+func (l Logger) Deny(r Request, rule, reason string) {
+	kv := append([]any{"audit", true, "action", ActionDeny}, r.keysAndValues()...)
+	kv = append(kv, "rule", rule, "reason", reason)
+	l.Log.Info("certificate request denied", kv...)
+}
+
+// StateChange logs an issuer's spec.state moving from one state to another;
+// by is the user the quill.dev/disabled-by annotation names ("" when
+// enabling or when absent).
+func (l Logger) StateChange(issuer, from, to, by string) {
+	l.Log.Info("CA state changed", "audit", true, "action", ActionStateChange, "issuer", issuer, "from", from, "to", to, "disabledBy", by)
+}

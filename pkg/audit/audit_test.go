@@ -1,0 +1,94 @@
+package audit
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"math/big"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-logr/zapr"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// jsonLogger is a production-style zap logger writing JSON into buf, as
+// quill-controller logs by default.
+func jsonLogger(buf *bytes.Buffer) Logger {
+	core := zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(buf), zapcore.InfoLevel)
+	return Logger{Log: zapr.NewLogger(zap.New(core)).WithName("audit")}
+}
+
+func lines(t *testing.T, buf *bytes.Buffer) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("not a JSON line: %q: %v", l, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func TestAuditLines(t *testing.T) {
+	t.Parallel()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csrDER, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkix.Name{CommonName: "web"}, DNSNames: []string{"web.team-a.svc"}, IPAddresses: []net.IP{net.ParseIP("10.0.0.1")},
+	}, key)
+	csr, _ := x509.ParseCertificateRequest(csrDER)
+	notBefore := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(0xabcdef), NotBefore: notBefore, NotAfter: notBefore.Add(time.Hour)}
+	certDER, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	cert, _ := x509.ParseCertificate(certDER)
+
+	var buf bytes.Buffer
+	l := jsonLogger(&buf)
+	req := Request{Issuer: "QuillIssuer/team-a/ca", Kind: "CertificateRequest", Namespace: "team-a", Name: "web-1",
+		Requester: "system:serviceaccount:cert-manager:cert-manager", Template: "server-auth", KeyAlgorithm: "ECDSA-P256", CSR: csr}
+	l.Issue(req, cert)
+	l.Deny(req, "spec.policy.dnsNames", `DNS name "x" is not allowed`)
+	l.StateChange("QuillClusterIssuer/root", "Active", "Disabled", "alice")
+
+	got := lines(t, &buf)
+	if len(got) != 3 {
+		t.Fatalf("%d lines; want 3", len(got))
+	}
+	checks := []struct {
+		line  int
+		field string
+		want  any
+	}{
+		{0, "audit", true}, {0, "action", "issue"}, {0, "serial", "abcdef"}, {0, "notAfter", "2026-03-01T13:00:00Z"},
+		{0, "requester", "system:serviceaccount:cert-manager:cert-manager"}, {0, "template", "server-auth"}, {0, "subject", "CN=web"},
+		{0, "logger", "audit"},
+		{1, "action", "deny"}, {1, "rule", "spec.policy.dnsNames"}, {1, "namespace", "team-a"},
+		{2, "action", "ca-state-change"}, {2, "from", "Active"}, {2, "to", "Disabled"}, {2, "disabledBy", "alice"},
+	}
+	for _, c := range checks {
+		if got[c.line][c.field] != c.want {
+			t.Errorf("line %d field %s = %v; want %v", c.line, c.field, got[c.line][c.field], c.want)
+		}
+	}
+	if names, _ := got[0]["dnsNames"].([]any); len(names) != 1 || names[0] != "web.team-a.svc" {
+		t.Errorf("dnsNames = %v", got[0]["dnsNames"])
+	}
+	if ips, _ := got[1]["ipAddresses"].([]any); len(ips) != 1 || ips[0] != "10.0.0.1" {
+		t.Errorf("ipAddresses = %v", got[1]["ipAddresses"])
+	}
+}
+
+func TestZeroLoggerDiscards(t *testing.T) {
+	t.Parallel()
+	Logger{}.Deny(Request{}, "r", "x")
+	Logger{}.StateChange("i", "a", "b", "")
+}

@@ -1,0 +1,186 @@
+// Package metrics defines Quill's Prometheus metrics, all prefixed quill_,
+// and registers them with controller-runtime's registry, which the
+// controller serves on --metrics-bind-address.
+//
+// Series are labelled by issuer with two labels: issuer_kind (QuillIssuer
+// or QuillClusterIssuer) and issuer (namespace/name, or name for a cluster
+// issuer); IssuerLabels builds them. To add a metric (a revocation counter,
+// the ledger size), add a field to Metrics, build it in New, list its address in
+// Register, and give it a nil-safe recording method.
+package metrics
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Label names.
+const (
+	LabelIssuerKind   = "issuer_kind"
+	LabelIssuer       = "issuer"
+	LabelTemplate     = "template"
+	LabelKeyAlgorithm = "key_algorithm"
+	LabelRule         = "rule"
+)
+
+// Issuer identifies an issuer in metric labels.
+type Issuer struct {
+	// Kind is QuillIssuer or QuillClusterIssuer.
+	Kind string
+	// Namespace is empty for a cluster issuer.
+	Namespace string
+	Name      string
+}
+
+// Label is the issuer label's value: namespace/name, or name.
+func (i Issuer) Label() string {
+	if i.Namespace == "" {
+		return i.Name
+	}
+	return i.Namespace + "/" + i.Name
+}
+
+// IssuerLabels are the labels every per-issuer series carries.
+func (i Issuer) IssuerLabels() prometheus.Labels {
+	return prometheus.Labels{LabelIssuerKind: i.Kind, LabelIssuer: i.Label()}
+}
+
+// Metrics holds Quill's collectors. A nil *Metrics records nothing, so
+// code paths (and tests) without metrics need no checks.
+type Metrics struct {
+	// Issued counts certificates signed, by issuer, template ("" for none)
+	// and the requester's key algorithm.
+	Issued *prometheus.CounterVec
+	// Denied counts requests refused for good (policy, template or an
+	// unsignable CSR), by issuer, template, key algorithm and rule.
+	Denied *prometheus.CounterVec
+	// SigningDuration is the time from the start of Sign to a signed
+	// certificate, by issuer: policy, CA access (an HSM round trip
+	// included) and signing.
+	SigningDuration *prometheus.HistogramVec
+	// CANotAfter is the signing CA certificate's notAfter, as a Unix time.
+	CANotAfter *prometheus.GaugeVec
+	// IssuerReady is 1 while the issuer's health check passes, else 0.
+	IssuerReady *prometheus.GaugeVec
+}
+
+// New builds unregistered collectors.
+func New() *Metrics {
+	issuer := []string{LabelIssuerKind, LabelIssuer}
+	return &Metrics{
+		Issued: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "quill_certificates_issued_total",
+			Help: "Certificates signed, by issuer, template and requester key algorithm.",
+		}, append(issuer, LabelTemplate, LabelKeyAlgorithm)),
+		Denied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "quill_certificates_denied_total",
+			Help: "Requests refused for good, by issuer, template, requester key algorithm and refusing rule.",
+		}, append(issuer, LabelTemplate, LabelKeyAlgorithm, LabelRule)),
+		SigningDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "quill_signing_duration_seconds",
+			Help: "Time to sign one request, policy and CA access included.",
+			// From a software key (sub-millisecond) to a busy HSM or RSA-4096
+			// CA (hundreds of milliseconds).
+			Buckets: []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5},
+		}, issuer),
+		CANotAfter: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "quill_ca_not_after_timestamp_seconds",
+			Help: "Expiry of the issuer's signing CA certificate, as a Unix time.",
+		}, issuer),
+		IssuerReady: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "quill_issuer_ready",
+			Help: "1 when the issuer can sign (health check passed and state Active), else 0.",
+		}, issuer),
+	}
+}
+
+// Register registers the collectors with r. A collector already registered
+// by an earlier Register in the same process (a second manager in one test
+// binary) is adopted instead, so both record into the series r serves.
+func (m *Metrics) Register(r prometheus.Registerer) error {
+	for _, f := range []any{&m.Issued, &m.Denied, &m.SigningDuration, &m.CANotAfter, &m.IssuerReady} {
+		if err := register(r, f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func register(r prometheus.Registerer, field any) error {
+	var c prometheus.Collector
+	switch f := field.(type) {
+	case **prometheus.CounterVec:
+		c = *f
+	case **prometheus.HistogramVec:
+		c = *f
+	case **prometheus.GaugeVec:
+		c = *f
+	}
+	err := r.Register(c)
+	var are prometheus.AlreadyRegisteredError
+	if !errors.As(err, &are) {
+		if err != nil {
+			return fmt.Errorf("registering metrics: %w", err)
+		}
+		return nil
+	}
+	ok := false
+	switch f := field.(type) {
+	case **prometheus.CounterVec:
+		*f, ok = are.ExistingCollector.(*prometheus.CounterVec)
+	case **prometheus.HistogramVec:
+		*f, ok = are.ExistingCollector.(*prometheus.HistogramVec)
+	case **prometheus.GaugeVec:
+		*f, ok = are.ExistingCollector.(*prometheus.GaugeVec)
+	}
+	if !ok {
+		return fmt.Errorf("registering metrics: %w", err)
+	}
+	return nil
+}
+
+// Issue records one signed certificate and how long signing took.
+func (m *Metrics) Issue(i Issuer, template, keyAlgorithm string, took time.Duration) {
+	if m == nil {
+		return
+	}
+	m.Issued.WithLabelValues(i.Kind, i.Label(), template, keyAlgorithm).Inc()
+	m.SigningDuration.WithLabelValues(i.Kind, i.Label()).Observe(took.Seconds())
+}
+
+// Deny records one request refused for good by rule.
+func (m *Metrics) Deny(i Issuer, template, keyAlgorithm, rule string) {
+	if m == nil {
+		return
+	}
+	m.Denied.WithLabelValues(i.Kind, i.Label(), template, keyAlgorithm, rule).Inc()
+}
+
+// IssuerChecked records the outcome of an issuer's health check: whether it
+// can sign, and its CA's expiry when a CA could be read (zero otherwise).
+func (m *Metrics) IssuerChecked(i Issuer, ready bool, caNotAfter time.Time) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if ready {
+		v = 1
+	}
+	m.IssuerReady.WithLabelValues(i.Kind, i.Label()).Set(v)
+	if !caNotAfter.IsZero() {
+		m.CANotAfter.WithLabelValues(i.Kind, i.Label()).Set(float64(caNotAfter.Unix()))
+	}
+}
+
+// ForgetIssuer drops the gauges of a deleted issuer, so that a removed CA
+// does not look like one about to expire. Counters stay: they are history.
+func (m *Metrics) ForgetIssuer(i Issuer) {
+	if m == nil {
+		return
+	}
+	m.IssuerReady.Delete(i.IssuerLabels())
+	m.CANotAfter.Delete(i.IssuerLabels())
+}

@@ -1,0 +1,14 @@
+// Package policy decides whether an issuer may sign a request: the
+// certificate template the request selects (built-in or QuillTemplate) and
+// the issuer's spec.policy. It is pure: the controller hands it the parsed
+// CSR, the request's properties, the issuer's spec and the resolved
+// template, and gets back either a Decision (what Quill adds to the
+// certificate: a path length, name constraints) or a *Denial naming the
+// rule that refused. A denial is final: the request must change.
+//
+// Nothing here is switched silently. A request that does not fit its
+// template is refused, never signed under another template or with other
+// usages; the only things Quill adds are restrictions the requester could
+// not ask for through cert-manager (a CA's path length and name
+// constraints), and each is reported as a note.
+package policy
