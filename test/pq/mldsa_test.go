@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -236,23 +237,21 @@ func TestQuillMLDSAKeysAreSeedOnlyForOpenSSL(t *testing.T) {
 	}
 }
 
-// The system's OpenSSL 3.0 cannot read ML-DSA; pointing the tests at it
-// must fail them, not let them pass on a verifier that cannot check.
+// An OpenSSL older than 3.5 (the system's 3.0) cannot read ML-DSA;
+// pointing the tests at one must fail them, not let them pass on a verifier
+// that cannot check.
 func TestFindOpenSSL35RefusesOlderOpenSSL(t *testing.T) {
-	sys, err := exec.LookPath("openssl")
-	if err != nil {
-		t.Fatalf("the system openssl is missing (make deps installs it): %v", err)
+	dir := t.TempDir()
+	old := filepath.Join(dir, "openssl")
+	if err := os.WriteFile(old, []byte("#!/bin/sh\necho 'OpenSSL 3.0.17 1 Jul 2025 (Library: OpenSSL 3.0.17 1 Jul 2025)'\n"), 0o755); err != nil {
+		t.Fatal(err)
 	}
-	out, _ := exec.Command(sys, "version").Output()
-	if !strings.HasPrefix(string(out), "OpenSSL 3.0") {
-		t.Fatalf("this test expects the system's OpenSSL 3.0, found %q", out)
+	t.Setenv(OpenSSL35Env, old)
+	if _, err := FindOpenSSL35(); !errors.Is(err, ErrNoOpenSSL35) || !strings.Contains(err.Error(), "OpenSSL 3.0.17") {
+		t.Errorf("FindOpenSSL35 with an OpenSSL 3.0: %v", err)
 	}
-	t.Setenv(OpenSSL35Env, sys)
-	if _, err := FindOpenSSL35(); err == nil || !strings.Contains(err.Error(), "OpenSSL 3.0") {
-		t.Errorf("FindOpenSSL35 with %s: %v", out, err)
-	}
-	t.Setenv(OpenSSL35Env, filepath.Join(t.TempDir(), "missing"))
-	if _, err := FindOpenSSL35(); err == nil {
-		t.Error("FindOpenSSL35 accepted a missing binary")
+	t.Setenv(OpenSSL35Env, filepath.Join(dir, "missing"))
+	if _, err := FindOpenSSL35(); !errors.Is(err, ErrNoOpenSSL35) {
+		t.Errorf("FindOpenSSL35 with a missing binary: %v", err)
 	}
 }
