@@ -227,6 +227,18 @@ func (a *Authority) Summary() Summary {
 	}
 }
 
+// SignatureAlgorithmName names the algorithm a signs certificates with, as
+// Go's x509.SignatureAlgorithm.String does ("ECDSA-SHA384", "SHA256-RSAPSS",
+// "Ed25519", "ML-DSA-65"); rsaPSS is the issuer's choice for RSA keys. It is
+// "" for a key Quill cannot sign with.
+func (a *Authority) SignatureAlgorithmName(rsaPSS bool) string {
+	alg, err := signatureAlgorithmFor(a.Certificate.PublicKey, rsaPSS)
+	if err != nil {
+		return ""
+	}
+	return alg.String()
+}
+
 func fingerprint(der []byte) string {
 	sum := sha256.Sum256(der)
 	pairs := make([]string, len(sum))
