@@ -5,6 +5,7 @@ go 1.27
 require (
 	github.com/cert-manager/cert-manager v1.21.2
 	github.com/cert-manager/issuer-lib v0.11.0
+	github.com/cloudflare/circl v1.6.5
 	github.com/miekg/pkcs11 v1.1.2
 	github.com/spf13/cobra v1.10.2
 	go.uber.org/zap v1.27.1

@@ -51,7 +51,7 @@ func LoadAuthority(tlsCrt, tlsKey, caCrt []byte) (*Authority, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: tls.key: %w", ErrMalformedCA, err)
 	}
-	return NewAuthority(tlsCrt, caCrt, signer)
+	return NewAuthority(tlsCrt, caCrt, fastSigner(signer))
 }
 
 // NewAuthority is LoadAuthority for a key that is not in the Secret, such as
