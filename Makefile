@@ -22,6 +22,7 @@ help: ## Show this help.
 .PHONY: deps
 deps: ## Install the system packages the tests need (apt, as root) if missing.
 	@hack/install-deps.sh
+	@hack/openssl35.sh >/dev/null
 
 .PHONY: tools
 tools: ## Build the control-plane binaries (kube-apiserver, etcd, cert-manager) and controller-gen into bin/ (cached).

@@ -5,6 +5,7 @@ go 1.27
 require (
 	github.com/cert-manager/cert-manager v1.21.2
 	github.com/cert-manager/issuer-lib v0.11.0
+	github.com/cloudflare/circl v1.6.5
 	github.com/go-logr/logr v1.4.3
 	github.com/go-logr/zapr v1.3.0
 	github.com/miekg/pkcs11 v1.1.2

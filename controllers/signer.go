@@ -349,10 +349,11 @@ func (s *Signer) recordCAStatus(ctx context.Context, obj issuerapi.Issuer, statu
 	if a != nil {
 		sum := a.Summary()
 		summary = &quillv1.CASummary{
-			Subject:           sum.Subject,
-			NotAfter:          &metav1.Time{Time: sum.NotAfter.UTC().Truncate(time.Second)},
-			KeyAlgorithm:      string(sum.KeyAlgorithm),
-			SHA256Fingerprint: sum.SHA256Fingerprint,
+			Subject:            sum.Subject,
+			NotAfter:           &metav1.Time{Time: sum.NotAfter.UTC().Truncate(time.Second)},
+			KeyAlgorithm:       string(sum.KeyAlgorithm),
+			SignatureAlgorithm: a.SignatureAlgorithmName(rsaPSSOf(obj)),
+			SHA256Fingerprint:  sum.SHA256Fingerprint,
 		}
 	}
 	state := effectiveState(specOfObject(obj))

@@ -652,6 +652,10 @@ type CASummary struct {
 	// KeyAlgorithm of the CA key, e.g. ECDSA-P256.
 	// +optional
 	KeyAlgorithm string `json:"keyAlgorithm,omitempty"`
+	// SignatureAlgorithm the CA signs certificates with, e.g. ECDSA-SHA256,
+	// SHA256-RSAPSS or ML-DSA-65 (pure ML-DSA, RFC 9881).
+	// +optional
+	SignatureAlgorithm string `json:"signatureAlgorithm,omitempty"`
 	// SHA256Fingerprint of the CA certificate, colon-separated hex.
 	// +optional
 	SHA256Fingerprint string `json:"sha256Fingerprint,omitempty"`

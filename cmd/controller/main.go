@@ -21,7 +21,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 	"github.com/quill-pki/quill/controllers"
@@ -84,6 +83,8 @@ func run() error {
 		modules[name] = path
 		return nil
 	})
+	var serving servingTLS
+	serving.bindFlags(flag.CommandLine)
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -91,6 +92,13 @@ func run() error {
 
 	if clusterNS == "" {
 		return errNoNamespace
+	}
+	if err := serving.validate(); err != nil {
+		return err
+	}
+	managerProbeAddr := probeAddr
+	if serving.healthSecure {
+		managerProbeAddr = "0" // served over HTTPS by healthServer below
 	}
 
 	scheme := runtime.NewScheme()
@@ -111,8 +119,8 @@ func run() error {
 
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
-		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
-		HealthProbeBindAddress:  probeAddr,
+		Metrics:                 serving.metricsOptions(metricsAddr),
+		HealthProbeBindAddress:  managerProbeAddr,
 		LeaderElection:          leaderElect,
 		LeaderElectionID:        "quill-controller.quill.dev",
 		LeaderElectionNamespace: leaderNS,
@@ -137,7 +145,15 @@ func run() error {
 	}); err != nil {
 		return fmt.Errorf("setting up controllers: %w", err)
 	}
-	if probeAddr != "0" {
+	if serving.healthSecure && probeAddr != "0" {
+		health, err := serving.healthServer(probeAddr, map[string]healthz.Checker{"ping": healthz.Ping})
+		if err != nil {
+			return err
+		}
+		if err := mgr.Add(health); err != nil {
+			return err
+		}
+	} else if probeAddr != "0" {
 		if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 			return err
 		}

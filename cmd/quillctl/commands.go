@@ -34,6 +34,9 @@ func (a *app) command() *cobra.Command {
   quillctl ca sign     sign a subordinate CA's request with a CA (the offline root)
   quillctl ca import   check CA material (PFX, or PEM certificate and key) and
                        print the Secret for spec.ca.secretRef
+  quillctl csr         request a server or client certificate for a key
+                       (ML-DSA keys, which cert-manager cannot generate)
+  quillctl bench tls   measure classical, hybrid and post-quantum TLS
 
 Keys are PEM files (PKCS#8, PKCS#1 or SEC1); generated keys are written as
 PKCS#8 with mode 0600. Outputs are never overwritten without --force, and a
@@ -56,6 +59,7 @@ failed command writes nothing.`,
 	}
 	ca.AddCommand(a.initCommand(), a.csrCommand(), a.signCommand(), a.importCommand())
 	root.AddCommand(ca, a.hsmCommand(), a.versionCommand())
+	root.AddCommand(a.leafCSRCommand(), a.benchCommand())
 	return root
 }
 

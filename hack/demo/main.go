@@ -35,6 +35,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
+	"github.com/quill-pki/quill/pkg/tlsconfig"
 	"github.com/quill-pki/quill/test/harness"
 )
 
@@ -309,13 +310,14 @@ func mutualTLS(server, clientSecret *corev1.Secret) (string, error) {
 			peer := r.TLS.PeerCertificates[0]
 			fmt.Fprintf(w, "hello %s (%s)", peer.Subject.CommonName, peer.URIs[0])
 		}),
-		// No CurvePreferences: Go's default offers the hybrid X25519MLKEM768.
-		TLSConfig: &tls.Config{
-			Certificates: []tls.Certificate{serverPair},
-			ClientAuth:   tls.RequireAndVerifyClientCert,
-			ClientCAs:    roots,
-			MinVersion:   tls.VersionTLS12,
-		},
+		// Quill's server policy: hybrid X25519MLKEM768 key exchange, and
+		// clients that offer no post-quantum group are refused.
+		TLSConfig: tlsconfig.Server(tlsconfig.Options{
+			Certificates:       []tls.Certificate{serverPair},
+			ClientAuth:         tls.RequireAndVerifyClientCert,
+			ClientCAs:          roots,
+			RequirePostQuantum: true,
+		}),
 		ReadHeaderTimeout: 5 * time.Second,
 		// The refused anonymous client below is expected; its handshake
 		// error would only clutter the report.
@@ -348,8 +350,19 @@ func mutualTLS(server, clientSecret *corev1.Secret) (string, error) {
 		r.Body.Close()
 		return "", errors.New("server accepted a client without a certificate")
 	}
+	// Nor may a client whose key exchange a quantum computer could break.
+	classical := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		Certificates: []tls.Certificate{clientPair}, RootCAs: roots, CurvePreferences: []tls.CurveID{tls.X25519, tls.CurveP256},
+	}}}
+	if r, err := classical.Get("https://" + ln.Addr().String() + "/"); err == nil {
+		r.Body.Close()
+		return "", errors.New("server accepted a client offering only classical key exchange")
+	}
 
 	st := resp.TLS
+	if st.CurveID != tls.X25519MLKEM768 {
+		return "", fmt.Errorf("key exchange %s, want X25519MLKEM768", st.CurveID)
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "Mutual TLS exchange verified\n")
 	fmt.Fprintf(&b, "  TLS version:   %s\n", tls.VersionName(st.Version))
@@ -357,6 +370,7 @@ func mutualTLS(server, clientSecret *corev1.Secret) (string, error) {
 	fmt.Fprintf(&b, "  key exchange:  %s\n", st.CurveID)
 	fmt.Fprintf(&b, "  response:      %q\n", body)
 	fmt.Fprintf(&b, "  a client without a certificate was refused\n")
+	fmt.Fprintf(&b, "  a client offering only classical key exchange (X25519, P-256) was refused\n")
 	fmt.Fprintf(&b, "Server chain (as presented):\n")
 	for _, c := range st.PeerCertificates {
 		fmt.Fprintf(&b, "  %s\n", describe(c))

@@ -51,7 +51,7 @@ func LoadAuthority(tlsCrt, tlsKey, caCrt []byte) (*Authority, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: tls.key: %w", ErrMalformedCA, err)
 	}
-	return NewAuthority(tlsCrt, caCrt, signer)
+	return NewAuthority(tlsCrt, caCrt, fastSigner(signer))
 }
 
 // NewAuthority is LoadAuthority for a key that is not in the Secret, such as
@@ -225,6 +225,18 @@ func (a *Authority) Summary() Summary {
 		KeyAlgorithm:      alg,
 		SHA256Fingerprint: fingerprint(c.Raw),
 	}
+}
+
+// SignatureAlgorithmName names the algorithm a signs certificates with, as
+// Go's x509.SignatureAlgorithm.String does ("ECDSA-SHA384", "SHA256-RSAPSS",
+// "Ed25519", "ML-DSA-65"); rsaPSS is the issuer's choice for RSA keys. It is
+// "" for a key Quill cannot sign with.
+func (a *Authority) SignatureAlgorithmName(rsaPSS bool) string {
+	alg, err := signatureAlgorithmFor(a.Certificate.PublicKey, rsaPSS)
+	if err != nil {
+		return ""
+	}
+	return alg.String()
 }
 
 func fingerprint(der []byte) string {

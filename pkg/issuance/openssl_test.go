@@ -44,7 +44,8 @@ func writeFile(t *testing.T, dir, name string, data []byte) string {
 }
 
 // TestOpenSSLVerifies has OpenSSL 3.0 verify, in strict X.509 mode, chains
-// Quill signed. ML-DSA is left out: it needs OpenSSL 3.5.
+// Quill signed. ML-DSA is left out here: it needs OpenSSL 3.5, and
+// test/pq checks it with that.
 func TestOpenSSLVerifies(t *testing.T) {
 	t.Parallel()
 	bin := requireOpenSSL(t)

@@ -1,0 +1,111 @@
+package issuance
+
+import (
+	"crypto/mldsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestCirclEngineSignsForCrypto509(t *testing.T) {
+	t.Parallel()
+	for _, alg := range []KeyAlgorithm{MLDSA44, MLDSA65, MLDSA87} {
+		t.Run(strings.ToLower(string(alg)), func(t *testing.T) {
+			t.Parallel()
+			certPEM, keyPEM, err := NewSelfSignedRoot(pkix.Name{CommonName: "engine " + string(alg)}, alg, 24*time.Hour, testNow)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ca, err := LoadAuthority(certPEM, keyPEM, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, ok := ca.Signer.(*circlMLDSA)
+			if !ok {
+				t.Fatalf("LoadAuthority kept %T, want the circl engine", ca.Signer)
+			}
+			pub := s.key.PublicKey()
+			msg := []byte("to be signed")
+
+			sig, err := s.Sign(nil, msg, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := mldsa.Verify(pub, msg, sig, nil); err != nil {
+				t.Errorf("crypto/mldsa rejects the circl signature: %v", err)
+			}
+			// Hedged: two signatures of one message differ.
+			if again, _ := s.Sign(nil, msg, nil); string(again) == string(sig) {
+				t.Error("two signatures are identical; want hedged signing")
+			}
+			// A context is honoured, and binds the signature to it.
+			ctxSig, err := s.Sign(nil, msg, &mldsa.Options{Context: "quill"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := mldsa.Verify(pub, msg, ctxSig, &mldsa.Options{Context: "quill"}); err != nil {
+				t.Errorf("context signature: %v", err)
+			}
+			if err := mldsa.Verify(pub, msg, ctxSig, nil); err == nil {
+				t.Error("a signature with a context verifies without it")
+			}
+			if _, err := s.Sign(nil, msg, &mldsa.Options{Context: strings.Repeat("x", 256)}); err == nil {
+				t.Error("a 256-byte context was accepted")
+			}
+
+			issued := mustSign(t, ca, Request{CSR: newCSR(t, withKeyAlg(ECDSAP256)), KeyUsage: x509.KeyUsageDigitalSignature}, baseOptions())
+			if err := issued.Certificate.CheckSignatureFrom(ca.Certificate); err != nil {
+				t.Errorf("crypto/x509 rejects a certificate signed by the circl engine: %v", err)
+			}
+		})
+	}
+}
+
+func TestFastSignerLeavesOtherKeys(t *testing.T) {
+	t.Parallel()
+	for _, alg := range []KeyAlgorithm{ECDSAP256, RSA2048, Ed25519} {
+		k, err := generateKey(alg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fastSigner(k); fmt.Sprintf("%T", got) != fmt.Sprintf("%T", k) {
+			t.Errorf("%s: fastSigner replaced the %T key with %T", alg, k, got)
+		}
+	}
+}
+
+// BenchmarkMLDSAIssuance measures one Sign (CSR check, signing, self-check
+// through crypto/x509) from an ML-DSA CA with each signing engine; the
+// leaf key is ECDSA P-256, what cert-manager Certificates request.
+//
+//	go test -run '^$' -bench MLDSAIssuance -count 8 ./pkg/issuance/ | benchstat -col /engine -
+func BenchmarkMLDSAIssuance(b *testing.B) {
+	for _, alg := range []KeyAlgorithm{MLDSA44, MLDSA65, MLDSA87} {
+		certPEM, keyPEM, err := NewSelfSignedRoot(pkix.Name{CommonName: "bench " + string(alg)}, alg, 24*time.Hour, testNow)
+		if err != nil {
+			b.Fatal(err)
+		}
+		fast, err := LoadAuthority(certPEM, keyPEM, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		std := *fast
+		std.Signer = fast.Signer.(*circlMLDSA).key
+		req := Request{CSR: newCSR(b, withKeyAlg(ECDSAP256)), KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+		for _, e := range []struct {
+			name string
+			ca   *Authority
+		}{{"std", &std}, {"circl", fast}} {
+			b.Run("ca="+string(alg)+"/engine="+e.name, func(b *testing.B) {
+				for b.Loop() {
+					if _, err := e.ca.Sign(req, baseOptions()); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
