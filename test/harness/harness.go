@@ -185,6 +185,30 @@ func (e *Env) StartProcess(name string, args ...string) (stop func() error, err 
 	}, nil
 }
 
+// Kill sends SIGKILL to the process group of every running process started
+// as name, as a crash would, and waits for them to exit.
+func (e *Env) Kill(name string) error {
+	e.mu.Lock()
+	var victims, rest []*exec.Cmd
+	for _, p := range e.procs {
+		if filepath.Base(p.Path) == name {
+			victims = append(victims, p)
+		} else {
+			rest = append(rest, p)
+		}
+	}
+	e.procs = rest
+	e.mu.Unlock()
+	if len(victims) == 0 {
+		return fmt.Errorf("no running process %s", name)
+	}
+	for _, p := range victims {
+		_ = syscall.Kill(-p.Process.Pid, syscall.SIGKILL)
+		_ = p.Wait()
+	}
+	return nil
+}
+
 // Log returns what a process started by StartProcess has written so far,
 // for test failure messages.
 func (e *Env) Log(name string) string {

@@ -1,0 +1,198 @@
+// Package crash kills quill-controller between signing a certificate and
+// publishing it, and checks the ledger's promises: the certificate was
+// recorded before anyone could receive it, and the request, retried by a
+// new controller, receives that same certificate rather than a second one.
+package crash
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"os"
+	"testing"
+	"time"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
+	"github.com/quill-pki/quill/test/harness"
+)
+
+const (
+	clusterNS  = "quill-system"
+	crashLabel = "quill.dev/crash-test"
+)
+
+var env *harness.Env
+
+func TestMain(m *testing.M) {
+	os.Exit(harness.Main(m, &env, func(e *harness.Env) (func(), error) {
+		for _, ns := range []string{"cert-manager", clusterNS, "crash"} {
+			if err := e.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+				return nil, err
+			}
+		}
+		if _, err := e.StartCertManager(); err != nil { // built-in approver approves
+			return nil, err
+		}
+		return func() {}, nil
+	}))
+}
+
+func startQuill(t *testing.T) {
+	t.Helper()
+	if _, err := env.StartProcess("quill-controller", "--kubeconfig", env.Kubeconfig, "--cluster-resource-namespace", clusterNS,
+		"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--revocation-bind-address", "0"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func eventually(t *testing.T, what string, timeout time.Duration, cond func() (bool, error)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last error
+	for time.Now().Before(deadline) {
+		ok, err := cond()
+		if ok {
+			return
+		}
+		last = err
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s (last error: %v)\n--- quill-controller log ---\n%s", what, last, env.Log("quill-controller"))
+}
+
+// recordsFor lists the ledger records of the request with uid.
+func recordsFor(t *testing.T, uid string) []quillv1.IssuedCertificate {
+	t.Helper()
+	var list quillv1.IssuedCertificateList
+	if err := env.Client.List(context.Background(), &list, client.InNamespace("crash")); err != nil {
+		t.Fatal(err)
+	}
+	var out []quillv1.IssuedCertificate
+	for _, e := range list.Items {
+		if e.Spec.Origin.UID == uid {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func TestKilledBetweenSigningAndPublishing(t *testing.T) {
+	ctx := context.Background()
+	c := env.Client
+
+	// The API server refuses to let the signed certificate reach this
+	// request: everything up to publishing happens, publishing does not.
+	policy := &admissionv1.ValidatingAdmissionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "crash-test-withhold-certificate"},
+		Spec: admissionv1.ValidatingAdmissionPolicySpec{
+			FailurePolicy: ptr(admissionv1.Fail),
+			MatchConstraints: &admissionv1.MatchResources{ResourceRules: []admissionv1.NamedRuleWithOperations{{
+				RuleWithOperations: admissionv1.RuleWithOperations{
+					Operations: []admissionv1.OperationType{admissionv1.Update},
+					Rule:       admissionv1.Rule{APIGroups: []string{"cert-manager.io"}, APIVersions: []string{"*"}, Resources: []string{"certificaterequests/status"}},
+				},
+			}}},
+			MatchConditions: []admissionv1.MatchCondition{{Name: "labelled", Expression: `has(object.metadata.labels) && '` + crashLabel + `' in object.metadata.labels`}},
+			Validations: []admissionv1.Validation{{Expression: `!has(object.status.certificate) || size(object.status.certificate) == 0`, Message: "crash test: certificate withheld"}},
+		},
+	}
+	binding := &admissionv1.ValidatingAdmissionPolicyBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "crash-test-withhold-certificate"},
+		Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{
+			PolicyName: policy.Name, ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny},
+		},
+	}
+	for _, o := range []client.Object{policy, binding} {
+		if err := c.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	startQuill(t)
+	iss := &quillv1.QuillIssuer{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "crash", Name: "ca"},
+		Spec: quillv1.IssuerSpec{CA: quillv1.CASource{Bootstrap: &quillv1.BootstrapCA{
+			SecretName: "ca-root", Subject: quillv1.Subject{CommonName: "crash root"}, KeyAlgorithm: "ECDSA-P256",
+		}}},
+	}
+	if err := c.Create(ctx, iss); err != nil {
+		t.Fatal(err)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csrDER, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "crash.example.test"}, DNSNames: []string{"crash.example.test"}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr := &cmapi.CertificateRequest{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "crash", Name: "victim", Labels: map[string]string{crashLabel: "true"}},
+		Spec: cmapi.CertificateRequestSpec{
+			Request:   pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER}),
+			IssuerRef: cmmeta.IssuerReference{Group: "quill.dev", Kind: "QuillIssuer", Name: "ca"},
+			Usages:    []cmapi.KeyUsage{cmapi.UsageDigitalSignature, cmapi.UsageServerAuth},
+		},
+	}
+	if err := c.Create(ctx, cr); err != nil {
+		t.Fatal(err)
+	}
+	uid := string(cr.UID)
+
+	// Signed and recorded, but withheld; retries meanwhile must return the
+	// recorded certificate, not sign again.
+	eventually(t, "the certificate to be recorded", time.Minute, func() (bool, error) {
+		return len(recordsFor(t, uid)) > 0, nil
+	})
+	time.Sleep(3 * time.Second) // several publishing attempts fail meanwhile
+	if err := env.Kill("quill-controller"); err != nil {
+		t.Fatal(err)
+	}
+	recs := recordsFor(t, uid)
+	if len(recs) != 1 {
+		t.Fatalf("%d ledger records for one request before the crash", len(recs))
+	}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(cr), cr); err != nil {
+		t.Fatal(err)
+	}
+	if len(cr.Status.Certificate) != 0 {
+		t.Fatal("the certificate reached the request although publishing was refused")
+	}
+
+	if err := c.Delete(ctx, binding); err != nil {
+		t.Fatal(err)
+	}
+	startQuill(t)
+	eventually(t, "the request to be issued by the restarted controller", time.Minute, func() (bool, error) {
+		err := c.Get(ctx, client.ObjectKeyFromObject(cr), cr)
+		return err == nil && len(cr.Status.Certificate) > 0, err
+	})
+	block, _ := pem.Decode(cr.Status.Certificate)
+	if block == nil {
+		t.Fatal("status.certificate is not PEM")
+	}
+	leaf, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := recordsFor(t, uid)
+	if len(after) != 1 {
+		t.Fatalf("%d ledger records for one request after the restart: signed twice", len(after))
+	}
+	if after[0].Spec.SerialNumber != leaf.SerialNumber.Text(16) {
+		t.Fatalf("the request received serial %x, the ledger recorded %s: a second signature", leaf.SerialNumber, after[0].Spec.SerialNumber)
+	}
+	if after[0].Name != recs[0].Name {
+		t.Fatalf("ledger record changed from %s to %s", recs[0].Name, after[0].Name)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
