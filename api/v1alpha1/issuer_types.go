@@ -37,6 +37,12 @@ type IssuerSpec struct {
 	// +kubebuilder:validation:MaxItems=8
 	// +kubebuilder:validation:items:Pattern=`^https?://`
 	IssuingCertificateURLs []string `json:"issuingCertificateURLs,omitempty"`
+
+	// TrustBundle configures the ConfigMap in which the issuer publishes
+	// the CA certificates that workloads should trust. Every issuer
+	// publishes one; this only changes its name and contents.
+	// +optional
+	TrustBundle *TrustBundle `json:"trustBundle,omitempty"`
 }
 
 // CASource names exactly one origin of the signing CA.
