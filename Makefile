@@ -24,7 +24,7 @@ deps: ## Install the system packages the tests need (apt, as root) if missing.
 	@hack/install-deps.sh
 
 .PHONY: tools
-tools: ## Build the control-plane binaries (kube-apiserver, etcd, cert-manager) and controller-gen into bin/ (cached).
+tools: ## Build the control-plane binaries (kube-apiserver, etcd, cert-manager), controller-gen and helm into bin/ (cached).
 	@hack/build-tools.sh
 
 .PHONY: build
@@ -33,11 +33,12 @@ build: ## Build quill-controller and quillctl into bin/.
 	go build -o $(BIN)/quillctl ./cmd/quillctl
 
 .PHONY: generate
-generate: ## Regenerate deepcopy, CRDs and RBAC from the Go sources.
+generate: ## Regenerate deepcopy, CRDs and RBAC from the Go sources, and the chart's CRDs, RBAC and values schema from them.
 	@hack/build-tools.sh controller-gen >/dev/null
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
 	$(CONTROLLER_GEN) rbac:roleName=quill-controller paths=./controllers/... output:rbac:artifacts:config=config/rbac
+	go run ./hack/chartgen
 
 .PHONY: verify
 verify: generate ## Check formatting, vet, go.mod tidiness and that generated files are committed.
