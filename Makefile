@@ -69,3 +69,18 @@ BENCH_N ?= 200
 .PHONY: bench-issuance
 bench-issuance: deps tools build ## Issuance benchmark: CA issuer vs Quill vs Quill with an HSM key (docs/benchmarks.md).
 	go run ./hack/bench/issuance -n $(BENCH_N)
+
+# The version stamped into the image binary (and the chart's appVersion on release).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+
+.PHONY: image-binary
+image-binary: ## Build quill-controller as the Dockerfile does (cgo, glibc, version stamp) into bin/ and check it.
+	hack/image-binary.sh $(BIN)/quill-controller-image $(VERSION)
+
+# CI builds and checks the image's binary too (there is no Docker engine).
+test: image-binary
+
+.PHONY: chart-lint
+chart-lint: ## helm lint the chart (make test also lints it, dry-runs it and runs it end to end).
+	@hack/build-tools.sh helm >/dev/null
+	$(BIN)/helm lint --strict charts/quill
