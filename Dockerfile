@@ -1,9 +1,19 @@
 # quill-controller image. Build from the repository root:
-#   docker build -t quill-controller .
-# The builder fetches the pinned Go toolchain through GOTOOLCHAIN like every
-# other entry point of this repository.
-FROM golang:1.27 AS build
-ENV GOTOOLCHAIN=go1.27.3 CGO_ENABLED=0 GOFLAGS=-buildvcs=false
+#   docker build --build-arg VERSION=v0.1.0 -t quill-controller:v0.1.0 .
+#
+# The binary is built with cgo: PKCS#11 libraries (SoftHSM, vendor HSM
+# clients) are loaded with dlopen, so it links glibc and the runtime image
+# is a glibc distroless one. Builder and runtime are the same Debian release
+# (12, glibc 2.36), so the binary never needs a newer glibc than it finds;
+# hack/image-binary.sh checks that, and the other properties, and is what
+# `make image-binary` runs in CI with the same flags.
+ARG GO_IMAGE=golang:1.27-bookworm
+ARG BASE_IMAGE=gcr.io/distroless/cc-debian12:nonroot
+
+FROM ${GO_IMAGE} AS build
+# A machine's own Go ignores go.mod's toolchain line; pin it as every other
+# entry point of this repository does.
+ENV GOTOOLCHAIN=go1.27.3 GOFLAGS=-buildvcs=false
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
@@ -11,9 +21,12 @@ COPY api/ api/
 COPY cmd/ cmd/
 COPY controllers/ controllers/
 COPY pkg/ pkg/
-RUN go build -trimpath -ldflags "-s -w" -o /out/quill-controller ./cmd/controller
+COPY hack/image-binary.sh hack/
+ARG VERSION=devel
+RUN hack/image-binary.sh /out/quill-controller "${VERSION}"
 
-FROM gcr.io/distroless/static-debian12:nonroot
+# cc (glibc, libgcc, libstdc++): vendor PKCS#11 libraries are often C++.
+FROM ${BASE_IMAGE}
 COPY --from=build /out/quill-controller /quill-controller
 USER 65532:65532
 ENTRYPOINT ["/quill-controller"]

@@ -25,7 +25,7 @@ deps: ## Install the system packages the tests need (apt, as root) if missing.
 	@hack/openssl35.sh >/dev/null
 
 .PHONY: tools
-tools: ## Build the control-plane binaries (kube-apiserver, etcd, cert-manager) and controller-gen into bin/ (cached).
+tools: ## Build the control-plane binaries (kube-apiserver, etcd, cert-manager), controller-gen and helm into bin/ (cached).
 	@hack/build-tools.sh
 
 .PHONY: build
@@ -34,11 +34,12 @@ build: ## Build quill-controller and quillctl into bin/.
 	go build -o $(BIN)/quillctl ./cmd/quillctl
 
 .PHONY: generate
-generate: ## Regenerate deepcopy, CRDs and RBAC from the Go sources.
+generate: ## Regenerate deepcopy, CRDs and RBAC from the Go sources, and the chart's CRDs, RBAC and values schema from them.
 	@hack/build-tools.sh controller-gen >/dev/null
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
 	$(CONTROLLER_GEN) rbac:roleName=quill-controller paths=./controllers/... output:rbac:artifacts:config=config/rbac
+	go run ./hack/chartgen
 
 .PHONY: verify
 verify: generate ## Check formatting, vet, go.mod tidiness and that generated files are committed.
@@ -69,3 +70,18 @@ BENCH_N ?= 200
 .PHONY: bench-issuance
 bench-issuance: deps tools build ## Issuance benchmark: CA issuer vs Quill vs Quill with an HSM key (docs/benchmarks.md).
 	go run ./hack/bench/issuance -n $(BENCH_N)
+
+# The version stamped into the image binary (and the chart's appVersion on release).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+
+.PHONY: image-binary
+image-binary: ## Build quill-controller as the Dockerfile does (cgo, glibc, version stamp) into bin/ and check it.
+	hack/image-binary.sh $(BIN)/quill-controller-image $(VERSION)
+
+# CI builds and checks the image's binary too (there is no Docker engine).
+test: image-binary
+
+.PHONY: chart-lint
+chart-lint: ## helm lint the chart (make test also lints it, dry-runs it and runs it end to end).
+	@hack/build-tools.sh helm >/dev/null
+	$(BIN)/helm lint --strict charts/quill

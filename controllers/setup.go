@@ -132,6 +132,14 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 			return err
 		}
 	}
+	for _, cluster := range []bool{false, true} {
+		if err := (&trustBundleReconciler{
+			client: mgr.GetClient(), store: store, clusterNamespace: opts.ClusterResourceNamespace, cluster: cluster, recorder: recorder,
+			secrets: &secretWatch{client: mgr.GetClient(), clusterNamespace: opts.ClusterResourceNamespace},
+		}).setup(mgr); err != nil {
+			return err
+		}
+	}
 	return (&controllers.CombinedController{
 		IssuerTypes:                    []issuerapi.Issuer{&quillv1.QuillIssuer{}},
 		ClusterIssuerTypes:             []issuerapi.Issuer{&quillv1.QuillClusterIssuer{}},

@@ -11,7 +11,7 @@
 # rebuilt only when its key changes: the kube-apiserver cold build takes about
 # 11 minutes on two cores.
 #
-# Usage: hack/build-tools.sh [kube-apiserver] [etcd] [cert-manager-controller]
+# Usage: hack/build-tools.sh [kube-apiserver] [etcd] [cert-manager-controller] [controller-gen] [helm]
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,7 +20,7 @@ bindir=${root}/bin
 mkdir -p "${cache}" "${bindir}"
 
 tools=("$@")
-[ ${#tools[@]} -gt 0 ] || tools=(controller-gen etcd kube-apiserver cert-manager-controller)
+[ ${#tools[@]} -gt 0 ] || tools=(controller-gen etcd kube-apiserver cert-manager-controller helm)
 
 # pinned prints the version of module $2 required by the tool module in $1.
 pinned() {
@@ -35,8 +35,24 @@ build() {
 	toolpkg=$(awk '$1 == "tool" { print $2; exit }' "${dir}/go.mod" 2>/dev/null || true)
 	[ -z "${toolpkg}" ] || pkg=${toolpkg}
 	[ -d "${dir}" ] || { echo "build-tools: unknown tool ${tool}" >&2; return 2; }
+	# stamp: -X flags that depend only on pinned versions; they are part of
+	# the cache key, so a change to them rebuilds the tool.
+	local stamp=""
+	if [ "${tool}" = helm ]; then
+		# The same stamps as helm's own release build: its version, and the
+		# Kubernetes version that `helm template` and `helm lint` assume,
+		# taken from the client-go it is built with (v0.N -> 1.N).
+		version=$(pinned "${dir}" helm.sh/helm/v3)
+		stamp="-X helm.sh/helm/v3/internal/version.version=${version} -X helm.sh/helm/v3/internal/version.metadata="
+		local kminor p
+		kminor=$(pinned "${dir}" k8s.io/client-go | cut -d. -f2)
+		for p in pkg/lint/rules pkg/chartutil; do
+			stamp+=" -X helm.sh/helm/v3/${p}.k8sVersionMajor=1 -X helm.sh/helm/v3/${p}.k8sVersionMinor=${kminor}"
+		done
+		ldflags+=" ${stamp}"
+	fi
 	local key
-	key=$(cd "${dir}" && { cat go.mod go.sum; find . -maxdepth 1 -name '*.go' -print0 | sort -z | xargs -0r cat; go env GOVERSION; } | sha256sum | cut -c1-16)
+	key=$(cd "${dir}" && { cat go.mod go.sum; find . -maxdepth 1 -name '*.go' -print0 | sort -z | xargs -0r cat; go env GOVERSION; [ -z "${stamp}" ] || echo "${stamp}"; } | sha256sum | cut -c1-16)
 	local out=${cache}/${tool}-${key}
 	if [ -x "${out}/${tool}" ]; then
 		ln -sfn "${out}/${tool}" "${bindir}/${tool}"

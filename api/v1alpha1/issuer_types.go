@@ -43,6 +43,12 @@ type IssuerSpec struct {
 	// +optional
 	Revocation RevocationPolicy `json:"revocation,omitempty"`
 
+	// TrustBundle configures the ConfigMap in which the issuer publishes
+	// the CA certificates that workloads should trust. Every issuer
+	// publishes one; this only changes its name and contents.
+	// +optional
+	TrustBundle *TrustBundle `json:"trustBundle,omitempty"`
+
 	// State is Active (the issuer signs) or Disabled (it signs nothing:
 	// it is not Ready and requests wait, while revocation information keeps
 	// being served). Quill's admission policies (config/admission) allow

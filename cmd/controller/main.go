@@ -85,9 +85,13 @@ func run() error {
 	})
 	var serving servingTLS
 	serving.bindFlags(flag.CommandLine)
+	showVersion := flag.Bool("version", false, "print the version and exit")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
+	if *showVersion {
+		return printVersion(os.Stdout)
+	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 
 	if clusterNS == "" {

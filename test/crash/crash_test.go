@@ -104,7 +104,7 @@ func TestKilledBetweenSigningAndPublishing(t *testing.T) {
 				},
 			}}},
 			MatchConditions: []admissionv1.MatchCondition{{Name: "labelled", Expression: `has(object.metadata.labels) && '` + crashLabel + `' in object.metadata.labels`}},
-			Validations: []admissionv1.Validation{{Expression: `!has(object.status.certificate) || size(object.status.certificate) == 0`, Message: "crash test: certificate withheld"}},
+			Validations:     []admissionv1.Validation{{Expression: `!has(object.status.certificate) || size(object.status.certificate) == 0`, Message: "crash test: certificate withheld"}},
 		},
 	}
 	binding := &admissionv1.ValidatingAdmissionPolicyBinding{

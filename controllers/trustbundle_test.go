@@ -1,0 +1,140 @@
+package controllers
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
+	"github.com/quill-pki/quill/pkg/castore"
+)
+
+func TestBundleName(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		issuer  string
+		tb      *quillv1.TrustBundle
+		want    string
+		wantErr bool
+	}{
+		{name: "default", issuer: "web", want: "web-ca-bundle"},
+		{name: "default-with-empty-spec", issuer: "web", tb: &quillv1.TrustBundle{}, want: "web-ca-bundle"},
+		{name: "explicit", issuer: "web", tb: &quillv1.TrustBundle{ConfigMapName: "trust"}, want: "trust"},
+		{name: "default-too-long", issuer: strings.Repeat("a", 250), wantErr: true},
+		{name: "long-issuer-with-explicit-name", issuer: strings.Repeat("a", 250), tb: &quillv1.TrustBundle{ConfigMapName: "trust"}, want: "trust"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := bundleName(tt.issuer, tt.tb)
+			if tt.wantErr {
+				if !errors.Is(err, errBundleName) {
+					t.Fatalf("got %q, %v; want errBundleName", got, err)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("got %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestBundlePEM(t *testing.T) {
+	t.Parallel()
+	root := newCA(t, withCN("Root"))
+	inter := newCA(t, withCN("Intermediate"), issuedBy(root))
+	tests := []struct {
+		name          string
+		issuing       testCA
+		intermediates []*x509.Certificate
+		with          bool
+		want          []*x509.Certificate
+	}{
+		{name: "root-issuer", issuing: root, want: []*x509.Certificate{root.cert}},
+		{name: "root-issuer-with-intermediates", issuing: root, with: true, want: []*x509.Certificate{root.cert}},
+		{name: "intermediate-roots-only", issuing: inter, want: []*x509.Certificate{root.cert}},
+		{name: "intermediate-included", issuing: inter, with: true, want: []*x509.Certificate{root.cert, inter.cert}},
+		{name: "chain-listing-the-root-is-not-repeated", issuing: inter, intermediates: []*x509.Certificate{root.cert}, with: true,
+			want: []*x509.Certificate{root.cert, inter.cert}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got := parseChain(t, []byte(bundlePEM(root.cert, tt.issuing.cert, tt.intermediates, tt.with)))
+			if len(got) != len(tt.want) {
+				t.Fatalf("bundle has %d certificates, want %d", len(got), len(tt.want))
+			}
+			for i := range got {
+				if !got[i].Equal(tt.want[i]) {
+					t.Errorf("certificate %d is %s, want %s", i, got[i].Subject, tt.want[i].Subject)
+				}
+			}
+		})
+	}
+}
+
+// TestTrustBundleReconcile runs the reconciler against a fake API: the
+// bundle is written for a usable CA, nothing is written for an unusable one.
+func TestTrustBundleReconcile(t *testing.T) {
+	t.Parallel()
+	ca := newCA(t)
+	tests := []struct {
+		name      string
+		objs      []client.Object
+		cluster   bool
+		key       client.ObjectKey
+		wantNS    string
+		wantName  string
+		wantNoMap bool
+	}{
+		{name: "namespaced", objs: []client.Object{newIssuer(), caSecret(testNamespace, "ca", ca)},
+			key: client.ObjectKey{Namespace: testNamespace, Name: "issuer"}, wantNS: testNamespace, wantName: "issuer-ca-bundle"},
+		{name: "cluster-uses-cluster-resource-namespace", cluster: true,
+			objs: []client.Object{newClusterIssuer(), caSecret(clusterResourceNamespace, "ca", ca)},
+			key:  client.ObjectKey{Name: "cluster-issuer"}, wantNS: clusterResourceNamespace, wantName: "cluster-issuer-ca-bundle"},
+		{name: "cluster-ignores-secret-in-other-namespace", cluster: true,
+			objs: []client.Object{newClusterIssuer(), caSecret(testNamespace, "ca", ca)},
+			key:  client.ObjectKey{Name: "cluster-issuer"}, wantNS: clusterResourceNamespace, wantName: "cluster-issuer-ca-bundle", wantNoMap: true},
+		{name: "missing-secret-publishes-nothing", objs: []client.Object{newIssuer()},
+			key: client.ObjectKey{Namespace: testNamespace, Name: "issuer"}, wantNS: testNamespace, wantName: "issuer-ca-bundle", wantNoMap: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			api := newAPI(t, tt.objs...)
+			r := &trustBundleReconciler{
+				client: api, cluster: tt.cluster, clusterNamespace: clusterResourceNamespace,
+				store:    &castore.Store{Reader: api, Metadata: api, Writer: api, Clock: clock.RealClock{}},
+				recorder: events.NewFakeRecorder(10),
+			}
+			if _, err := r.Reconcile(context.Background(), ctrl.Request{NamespacedName: tt.key}); err != nil {
+				t.Fatalf("reconcile: %v", err)
+			}
+			var cm corev1.ConfigMap
+			err := api.Get(context.Background(), client.ObjectKey{Namespace: tt.wantNS, Name: tt.wantName}, &cm)
+			if tt.wantNoMap {
+				if err == nil {
+					t.Fatalf("a bundle was published: %v", cm.Data)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("bundle not published: %v", err)
+			}
+			got := parseChain(t, []byte(cm.Data[quillv1.TrustBundleKey]))
+			if len(got) != 1 || !got[0].Equal(ca.cert) {
+				t.Fatalf("bundle holds %d certificates, want the root", len(got))
+			}
+		})
+	}
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Builds quill-controller the way the container image carries it, and checks
+# the result. The Dockerfile runs this script, and so does `make
+# image-binary` (CI), so both build with the same flags:
+#   - CGO_ENABLED=1: PKCS#11 libraries are loaded with dlopen, so the binary
+#     links glibc dynamically and needs a glibc base image (distroless
+#     base/cc), never a static or musl one;
+#   - -trimpath, and -ldflags "-s -w -X main.version=VERSION".
+# The checks: --version prints the stamp and pkcs11=true; the binary is
+# dynamically linked against glibc and needs no newer glibc than the base
+# image's (Debian 12: 2.36); the PKCS#11 loader is compiled in.
+#
+# Usage: hack/image-binary.sh OUTPUT VERSION
+set -euo pipefail
+
+out=${1:?usage: image-binary.sh OUTPUT VERSION}
+version=${2:?usage: image-binary.sh OUTPUT VERSION}
+max_glibc=${MAX_GLIBC:-2.36}
+export GOTOOLCHAIN=${GOTOOLCHAIN:-go1.27.3} GOFLAGS=-buildvcs=false CGO_ENABLED=1
+
+go build -trimpath -ldflags "-s -w -X main.version=${version}" -o "${out}" ./cmd/controller
+
+fail() { echo "image-binary: ${out}: $*" >&2; exit 1; }
+
+got=$("${out}" --version)
+case ${got} in
+"quill-controller ${version} ("*"pkcs11=true)") ;;
+*) fail "--version printed '${got}', want version ${version} and pkcs11=true" ;;
+esac
+ldd "${out}" | grep -q 'libc\.so\.6' || fail "not dynamically linked against glibc"
+# The newest GLIBC_x.y symbol version the binary needs.
+need=$(objdump -T "${out}" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -V | tail -1)
+[ "$(printf '%s\n%s\n' "${need}" "${max_glibc}" | sort -V | tail -1)" = "${max_glibc}" ] ||
+	fail "needs glibc ${need}, newer than the base image's ${max_glibc}"
+grep -aq C_GetFunctionList "${out}" || fail "the PKCS#11 loader is not compiled in"
+echo "image-binary: ${out}: ${got}; glibc >= ${need}"

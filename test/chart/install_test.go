@@ -1,0 +1,354 @@
+package chart
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	authzv1 "k8s.io/api/authorization/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
+)
+
+var metav1CreateOptions = metav1.CreateOptions{}
+
+const waitTimeout = 2 * time.Minute
+
+// softHSMModule is where Debian's softhsm2 package (installed by `make
+// deps`) puts its PKCS#11 library; it stands in for a vendor's library.
+const softHSMModule = "/usr/lib/softhsm/libsofthsm2.so"
+
+func eventually(t *testing.T, what string, cond func() (bool, error)) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	var last error
+	for time.Now().Before(deadline) {
+		ok, err := cond()
+		if ok {
+			return
+		}
+		last = err
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("timed out after %s waiting for %s (last: %v)", waitTimeout, what, last)
+}
+
+func newNamespace(t *testing.T, name string) {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if err := env.Client.Create(context.Background(), ns); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), ns) })
+}
+
+// bootstrapIssuer creates a QuillClusterIssuer with a root Quill generates
+// and waits until it is Ready.
+func bootstrapIssuer(t *testing.T, name string) cmmeta.IssuerReference {
+	t.Helper()
+	iss := &quillv1.QuillClusterIssuer{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: quillv1.IssuerSpec{CA: quillv1.CASource{Bootstrap: &quillv1.BootstrapCA{
+			SecretName: name + "-ca", Subject: quillv1.Subject{CommonName: name + " root"}, KeyAlgorithm: "ECDSA-P256",
+		}}},
+	}
+	if err := env.Client.Create(context.Background(), iss); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), iss) })
+	eventually(t, "issuer "+name+" Ready", func() (bool, error) {
+		if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(iss), iss); err != nil {
+			return false, err
+		}
+		for _, c := range iss.Status.Conditions {
+			if c.Type == "Ready" && c.ObservedGeneration == iss.Generation && c.Status == metav1.ConditionTrue {
+				return true, nil
+			}
+		}
+		return false, fmt.Errorf("conditions %+v", iss.Status.Conditions)
+	})
+	return cmmeta.IssuerReference{Group: "quill.dev", Kind: "QuillClusterIssuer", Name: name}
+}
+
+func newCertificate(ns, name string, ref cmmeta.IssuerReference) *cmapi.Certificate {
+	return &cmapi.Certificate{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: cmapi.CertificateSpec{
+			SecretName: name + "-tls", DNSNames: []string{name + "." + ns + ".svc"}, IssuerRef: ref,
+			PrivateKey: &cmapi.CertificatePrivateKey{Algorithm: cmapi.ECDSAKeyAlgorithm, Size: 256},
+		},
+	}
+}
+
+func certificateReady(ctx context.Context, key client.ObjectKey) (bool, error) {
+	var crt cmapi.Certificate
+	if err := env.Client.Get(ctx, key, &crt); err != nil {
+		return false, err
+	}
+	for _, c := range crt.Status.Conditions {
+		if c.Type == cmapi.CertificateConditionReady && c.Status == cmmeta.ConditionTrue {
+			return true, nil
+		}
+	}
+	return false, fmt.Errorf("certificate %s: %+v", key, crt.Status.Conditions)
+}
+
+// opensslVerify checks a cert-manager TLS Secret with the system OpenSSL,
+// trusting only ca.crt.
+func opensslVerify(t *testing.T, s *corev1.Secret) {
+	t.Helper()
+	dir := t.TempDir()
+	ca, leaf := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "leaf.pem")
+	if err := os.WriteFile(ca, s.Data["ca.crt"], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(leaf, s.Data["tls.crt"], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("openssl", "verify", "-CAfile", ca, "-purpose", "sslserver", leaf).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), ": OK") {
+		t.Fatalf("openssl verify: %v\n%s", err, out)
+	}
+}
+
+// TestChartInstallIssues installs the rendered chart, runs its Deployment's
+// container as the chart's ServiceAccount (so the chart's RBAC is all the
+// controller has), with a PKCS#11 library allowed and configured the way
+// the chart documents, and issues a certificate through cert-manager.
+func TestChartInstallIssues(t *testing.T) {
+	ctx := context.Background()
+	hsmConf := fmt.Sprintf("directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n", t.TempDir())
+	cm := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Namespace: releaseNamespace, Name: "softhsm-config"},
+		Data:       map[string]string{"softhsm2.conf": hsmConf},
+	}
+	if err := env.Client.Create(ctx, cm); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), cm) })
+	values := `
+replicaCount: 1
+pkcs11:
+  modules: [{name: softhsm, path: ` + softHSMModule + `}]
+volumes: [{name: softhsm-config, configMap: {name: softhsm-config}}]
+volumeMounts: [{name: softhsm-config, mountPath: /etc/softhsm-quill, readOnly: true}]
+extraEnv: [{name: SOFTHSM2_CONF, value: /etc/softhsm-quill/softhsm2.conf}]
+`
+	dep := install(t, render(t, values))
+	c := dep.Spec.Template.Spec.Containers[0]
+	if !strings.Contains(strings.Join(c.Args, " "), "--pkcs11-module=softhsm="+softHSMModule) {
+		t.Fatalf("args %v lack the PKCS#11 module", c.Args)
+	}
+	p := startPod(t, dep, "pod-0")
+	p.waitReady(t, dep)
+	// The rewritten SOFTHSM2_CONF names the mounted file.
+	if env := p.cmd.Env; !containsPrefix(env, "SOFTHSM2_CONF=") {
+		t.Fatalf("environment %v lacks SOFTHSM2_CONF", env)
+	}
+
+	ref := bootstrapIssuer(t, "chart-root")
+	newNamespace(t, "chart-app")
+	if err := env.Client.Create(ctx, newCertificate("chart-app", "web", ref)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "Certificate chart-app/web Ready", func() (bool, error) {
+		return certificateReady(ctx, client.ObjectKey{Namespace: "chart-app", Name: "web"})
+	})
+	var secret corev1.Secret
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: "chart-app", Name: "web-tls"}, &secret); err != nil {
+		t.Fatal(err)
+	}
+	opensslVerify(t, &secret)
+
+	// The trust bundle reached the cluster resource namespace: the chart
+	// lets the controller write ConfigMaps.
+	eventually(t, "trust bundle of chart-root", func() (bool, error) {
+		var b corev1.ConfigMap
+		err := env.Client.Get(ctx, client.ObjectKey{Namespace: releaseNamespace, Name: "chart-root-ca-bundle"}, &b)
+		return err == nil && b.Data[quillv1.TrustBundleKey] != "" && strings.Contains(string(secret.Data["ca.crt"]), strings.TrimSpace(b.Data[quillv1.TrustBundleKey])), err
+	})
+
+	// cert-manager's ServiceAccount may approve requests for Quill's
+	// signers, and nothing else, through the chart's approver binding.
+	// cert-manager's webhook asks with the literal name "<signer>/*" (all
+	// issuers of a kind), as here, or with the one issuer's name.
+	for signer, want := range map[string]bool{
+		"quillclusterissuers.quill.dev/*": true,
+		"quillissuers.quill.dev/*":        true,
+		"issuers.cert-manager.io/*":       false,
+	} {
+		sar := &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{
+			User:   "system:serviceaccount:cert-manager:cert-manager",
+			Groups: []string{"system:serviceaccounts", "system:serviceaccounts:cert-manager", "system:authenticated"},
+			ResourceAttributes: &authzv1.ResourceAttributes{
+				Group: "cert-manager.io", Resource: "signers", Verb: "approve", Name: signer,
+			},
+		}}
+		if err := env.Client.Create(ctx, sar); err != nil {
+			t.Fatal(err)
+		}
+		if sar.Status.Allowed != want {
+			t.Errorf("cert-manager may approve %s: %v, want %v", signer, sar.Status.Allowed, want)
+		}
+	}
+
+	// Everything the controller did, it was allowed to do.
+	log, _ := os.ReadFile(p.log)
+	if strings.Contains(string(log), "forbidden") {
+		t.Errorf("the controller was refused by RBAC:\n%s", grepLines(string(log), "forbidden"))
+	}
+}
+
+// TestChartHighAvailability runs the chart's two replicas under leader
+// election, kills the leader while Certificates keep arriving, and checks
+// that only a leader signed, that every Certificate became Ready, and that
+// no CertificateRequest ever carried two different certificates.
+func TestChartHighAvailability(t *testing.T) {
+	ctx := context.Background()
+	dep := install(t, render(t, ""))
+	if r := dep.Spec.Replicas; r == nil || *r != 2 {
+		t.Fatalf("the chart's default replicas is %v, want 2", r)
+	}
+	// A lease left by an earlier test's process would make both wait for
+	// it to expire.
+	_ = env.Client.Delete(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: releaseNamespace, Name: "quill-controller.quill.dev"}})
+	pods := []*pod{startPod(t, dep, "pod-0"), startPod(t, dep, "pod-1")}
+	for _, p := range pods {
+		p.waitReady(t, dep)
+	}
+	leaderOf := func() (*pod, *pod) {
+		var leader, follower *pod
+		eventually(t, "a single leader", func() (bool, error) {
+			leader, follower = nil, nil
+			n := 0
+			for _, p := range pods {
+				if p.metric(t, "leader_election_master_status") == 1 {
+					leader, n = p, n+1
+				} else {
+					follower = p
+				}
+			}
+			return n == 1, fmt.Errorf("%d leaders", n)
+		})
+		return leader, follower
+	}
+	leader, follower := leaderOf()
+	t.Logf("leader %s, follower %s", leader.name, follower.name)
+	ref := bootstrapIssuer(t, "ha-root")
+
+	const ns, total, killAfter = "ha", 24, 8
+	newNamespace(t, ns)
+	rec := watchRequests(t, ns)
+
+	signedBy := map[string]float64{}
+	for i := range total {
+		if i == killAfter {
+			// Wait until the leader has signed some of the stream, then
+			// crash it (no graceful lease release).
+			eventually(t, "the leader signing", func() (bool, error) {
+				return leader.metric(t, "controller_runtime_reconcile_total", `controller="certificaterequest"`) > 0, nil
+			})
+			if n := follower.metric(t, "controller_runtime_reconcile_total", `controller="certificaterequest"`); n != 0 {
+				t.Fatalf("the follower %s reconciled %v CertificateRequests", follower.name, n)
+			}
+			signedBy[leader.name] = leader.metric(t, "controller_runtime_reconcile_total", `controller="certificaterequest"`, `result="success"`)
+			leader.kill(9)
+			t.Logf("killed leader %s after %d Certificates", leader.name, i)
+		}
+		if err := env.Client.Create(ctx, newCertificate(ns, fmt.Sprintf("c%02d", i), ref)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	for i := range total {
+		key := client.ObjectKey{Namespace: ns, Name: fmt.Sprintf("c%02d", i)}
+		eventually(t, "Certificate "+key.String()+" Ready", func() (bool, error) { return certificateReady(ctx, key) })
+	}
+	if follower.metric(t, "leader_election_master_status") != 1 {
+		t.Fatalf("%s did not take over", follower.name)
+	}
+	signedBy[follower.name] = follower.metric(t, "controller_runtime_reconcile_total", `controller="certificaterequest"`, `result="success"`)
+	// The follower reconciled no request before the leader died, and
+	// after that the dead process could sign nothing: every request was
+	// signed by whichever process led at the time.
+	t.Logf("successful request reconciles by process: %v", signedBy)
+	if signedBy[follower.name] == 0 {
+		t.Errorf("the new leader %s reconciled no request", follower.name)
+	}
+
+	// Every request was signed once: one request per Certificate, Ready,
+	// one certificate ever seen on it, and that is the one in the Secret.
+	rec.stop()
+	var list cmapi.CertificateRequestList
+	if err := env.Client.List(ctx, &list, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Items) != total {
+		t.Errorf("%d CertificateRequests for %d Certificates", len(list.Items), total)
+	}
+	serials := map[string]string{}
+	for _, cr := range list.Items {
+		seen := rec.certificates(string(cr.UID))
+		if len(seen) != 1 {
+			t.Errorf("CertificateRequest %s carried %d different certificates", cr.Name, len(seen))
+		}
+		leaf := firstCert(t, cr.Status.Certificate)
+		if other, dup := serials[leaf.SerialNumber.String()]; dup {
+			t.Errorf("serial %s issued to both %s and %s", leaf.SerialNumber, other, cr.Name)
+		}
+		serials[leaf.SerialNumber.String()] = cr.Name
+		crtName := cr.Annotations[cmapi.CertificateNameKey]
+		var s corev1.Secret
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: crtName + "-tls"}, &s); err != nil {
+			t.Fatal(err)
+		}
+		if !firstCert(t, s.Data["tls.crt"]).Equal(leaf) {
+			t.Errorf("Secret of %s does not hold the certificate of its request %s", crtName, cr.Name)
+		}
+	}
+}
+
+func firstCert(t *testing.T, data []byte) *x509.Certificate {
+	t.Helper()
+	b, _ := pem.Decode(data)
+	if b == nil {
+		t.Fatal("no PEM certificate")
+	}
+	c, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func containsPrefix(l []string, prefix string) bool {
+	for _, s := range l {
+		if strings.HasPrefix(s, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+func grepLines(s, word string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, word) {
+			out = append(out, l)
+		}
+	}
+	return lastLines(strings.Join(out, "\n"), 10)
+}
