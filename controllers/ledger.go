@@ -79,8 +79,10 @@ func (l *Ledger) recall(ctx context.Context, k ledger.IssuerKey, cr signer.Certi
 // record writes the ledger record of cert before anyone receives it. An
 // error means the certificate must be discarded: it was never published, so
 // the ledger still knows every certificate in circulation.
-func (l *Ledger) record(ctx context.Context, k ledger.IssuerKey, homeNamespace string, cert *x509.Certificate, issuedAt time.Time, cr signer.CertificateRequestObject) error {
-	e, err := ledger.NewEntry(k, homeNamespace, cert, issuedAt, originOf(cr))
+func (l *Ledger) record(ctx context.Context, k ledger.IssuerKey, homeNamespace string, cert *x509.Certificate, issuedAt time.Time, cr signer.CertificateRequestObject, template string) error {
+	origin := originOf(cr)
+	origin.Template = template
+	e, err := ledger.NewEntry(k, homeNamespace, cert, issuedAt, origin)
 	if err != nil {
 		return err
 	}

@@ -234,7 +234,7 @@ func (s *Signer) Sign(ctx context.Context, cr signer.CertificateRequestObject, o
 		return signer.PEMBundle{}, err // retry with backoff
 	}
 	if s.Ledger != nil {
-		if err := s.Ledger.record(ctx, k, ns, issued.Certificate, s.Clock.Now(), cr); err != nil {
+		if err := s.Ledger.record(ctx, k, ns, issued.Certificate, s.Clock.Now(), cr, v.record.Template); err != nil {
 			return signer.PEMBundle{}, err // retry with backoff; this certificate is discarded
 		}
 	}

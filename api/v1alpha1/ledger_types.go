@@ -60,6 +60,10 @@ type IssuedCertificateSpec struct {
 	// +optional
 	Requester string `json:"requester,omitempty"`
 
+	// Template is the certificate template the request selected, if any.
+	// +optional
+	Template string `json:"template,omitempty"`
+
 	// Origin names the request and the Certificate it came from.
 	// +required
 	Origin LedgerOrigin `json:"origin"`

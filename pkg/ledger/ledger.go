@@ -100,6 +100,8 @@ type Origin struct {
 	Certificate string
 	// Requester is the username the API server recorded on the request.
 	Requester string
+	// Template is the certificate template the request selected, if any.
+	Template string
 }
 
 // NewEntry builds the ledger record for cert, signed by the issuer k for
@@ -131,6 +133,7 @@ func NewEntry(k IssuerKey, homeNamespace string, cert *x509.Certificate, issuedA
 			SignatureAlgorithm: cert.SignatureAlgorithm.String(),
 			SHA256Fingerprint:  hex.EncodeToString(sum[:]),
 			Requester:          origin.Requester,
+			Template:           origin.Template,
 			Origin: quillv1.LedgerOrigin{
 				Kind:        origin.Kind,
 				Namespace:   origin.Namespace,
