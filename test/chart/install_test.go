@@ -1,10 +1,13 @@
 package chart
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +17,7 @@ import (
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	"golang.org/x/crypto/ocsp"
 	authzv1 "k8s.io/api/authorization/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -264,6 +268,12 @@ func TestChartHighAvailability(t *testing.T) {
 			if n := follower.metric(t, "controller_runtime_reconcile_total", `controller="certificaterequest"`); n != 0 {
 				t.Fatalf("the follower %s reconciled %v CertificateRequests", follower.name, n)
 			}
+			// Both replicas answer OCSP and serve the CRL; only the leader
+			// signs CRLs.
+			servesRevocation(t, ns, "c00", leader, follower)
+			if n := follower.metric(t, "controller_runtime_reconcile_total", `controller="crl-clusterissuer"`); n != 0 {
+				t.Fatalf("the follower %s ran the CRL signer %v times", follower.name, n)
+			}
 			signedBy[leader.name] = leader.metric(t, "controller_runtime_reconcile_total", `controller="certificaterequest"`, `result="success"`)
 			leader.kill(9)
 			t.Logf("killed leader %s after %d Certificates", leader.name, i)
@@ -289,9 +299,15 @@ func TestChartHighAvailability(t *testing.T) {
 		t.Errorf("the new leader %s reconciled no request", follower.name)
 	}
 
+	// The new leader signs CRLs: a revocation after the failover reaches
+	// its CRL and its OCSP answers.
+	revokeAndCheck(t, ns, "c01", follower)
+
 	// Every request was signed once: one request per Certificate, Ready,
-	// one certificate ever seen on it, and that is the one in the Secret.
+	// one certificate ever seen on it, and that is the one in the Secret
+	// and the only one the ledger recorded for it.
 	rec.stop()
+	ledgerSerials := ledgerSerialsByRequest(t)
 	var list cmapi.CertificateRequestList
 	if err := env.Client.List(ctx, &list, client.InNamespace(ns)); err != nil {
 		t.Fatal(err)
@@ -318,7 +334,104 @@ func TestChartHighAvailability(t *testing.T) {
 		if !firstCert(t, s.Data["tls.crt"]).Equal(leaf) {
 			t.Errorf("Secret of %s does not hold the certificate of its request %s", crtName, cr.Name)
 		}
+		if got := ledgerSerials[string(cr.UID)]; len(got) != 1 || got[0] != leaf.SerialNumber.Text(16) {
+			t.Errorf("ledger records for request %s: %v, want [%x]", cr.Name, got, leaf.SerialNumber)
+		}
 	}
+}
+
+// ledgerSerialsByRequest maps request UIDs to the serials the ledger
+// recorded for them.
+func ledgerSerialsByRequest(t *testing.T) map[string][]string {
+	t.Helper()
+	var list quillv1.IssuedCertificateList
+	if err := env.Client.List(context.Background(), &list, client.InNamespace(releaseNamespace)); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]string{}
+	for _, e := range list.Items {
+		out[e.Spec.Origin.UID] = append(out[e.Spec.Origin.UID], e.Spec.SerialNumber)
+	}
+	return out
+}
+
+// ocspStatus asks pod p's OCSP responder about the certificate in the
+// Secret of Certificate ns/name.
+func ocspStatus(t *testing.T, p *pod, ns, name string) int {
+	t.Helper()
+	var s corev1.Secret
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name + "-tls"}, &s); err != nil {
+		t.Fatal(err)
+	}
+	leaf, ca := firstCert(t, s.Data["tls.crt"]), firstCert(t, s.Data["ca.crt"])
+	req, err := ocsp.CreateRequest(leaf, ca, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/ocsp/clusterissuer/ha-root", p.ports["http"]), "application/ocsp-request", bytes.NewReader(req))
+	if err != nil {
+		t.Fatalf("OCSP on %s: %v", p.name, err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, _ := io.ReadAll(resp.Body)
+	r, err := ocsp.ParseResponseForCert(body, leaf, ca)
+	if err != nil {
+		t.Fatalf("OCSP answer of %s: %v", p.name, err)
+	}
+	return r.Status
+}
+
+// crlOf fetches the CRL pod p serves for ha-root.
+func crlOf(t *testing.T, p *pod) *x509.RevocationList {
+	t.Helper()
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/crl/clusterissuer/ha-root.crl", p.ports["http"]))
+	if err != nil {
+		t.Fatalf("CRL from %s: %v", p.name, err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, _ := io.ReadAll(resp.Body)
+	crl, err := x509.ParseRevocationList(body)
+	if err != nil {
+		t.Fatalf("CRL from %s (HTTP %d): %v", p.name, resp.StatusCode, err)
+	}
+	return crl
+}
+
+func servesRevocation(t *testing.T, ns, name string, pods ...*pod) {
+	t.Helper()
+	key := client.ObjectKey{Namespace: ns, Name: name}
+	eventually(t, "Certificate "+key.String()+" Ready", func() (bool, error) { return certificateReady(context.Background(), key) })
+	var numbers []string
+	for _, p := range pods {
+		if st := ocspStatus(t, p, ns, name); st != ocsp.Good {
+			t.Errorf("%s answers OCSP status %d for a good certificate", p.name, st)
+		}
+		var crl *x509.RevocationList
+		eventually(t, p.name+" serving the CRL", func() (bool, error) {
+			crl = crlOf(t, p)
+			return crl != nil, nil
+		})
+		numbers = append(numbers, crl.Number.String())
+	}
+	if numbers[0] != numbers[1] {
+		t.Errorf("the replicas serve different CRLs: numbers %v", numbers)
+	}
+}
+
+func revokeAndCheck(t *testing.T, ns, name string, p *pod) {
+	t.Helper()
+	rev := &quillv1.QuillRevocation{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "revoke-" + name},
+		Spec: quillv1.QuillRevocationSpec{IssuerRef: quillv1.RevocationIssuerRef{Kind: "QuillClusterIssuer", Name: "ha-root"},
+			CertificateName: name, Reason: quillv1.ReasonKeyCompromise},
+	}
+	if err := env.Client.Create(context.Background(), rev); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "OCSP revoked on "+p.name, func() (bool, error) { return ocspStatus(t, p, ns, name) == ocsp.Revoked, nil })
+	eventually(t, "CRL with the revocation on "+p.name, func() (bool, error) {
+		return len(crlOf(t, p).RevokedCertificateEntries) == 1, nil
+	})
 }
 
 func firstCert(t *testing.T, data []byte) *x509.Certificate {
