@@ -137,6 +137,15 @@ func run() error {
 		return fmt.Errorf("creating manager: %w", err)
 	}
 	ctx := ctrl.SetupSignalHandler()
+	revTLS, revWatcher, err := serving.revocationTLS()
+	if err != nil {
+		return err
+	}
+	if revWatcher != nil {
+		if err := mgr.Add(revWatcher); err != nil {
+			return err
+		}
+	}
 	if err := controllers.Setup(ctx, mgr, controllers.Options{
 		ClusterResourceNamespace: clusterNS,
 		MaxRetryDuration:         maxRetry,
@@ -144,6 +153,7 @@ func run() error {
 		DisableKubernetesCSRs:    disableK8sCSRs,
 		PKCS11Modules:            modules,
 		RevocationBindAddress:    revAddr,
+		RevocationTLSConfig:      revTLS,
 		RevocationBaseURL:        strings.TrimSuffix(revBaseURL, "/"),
 		DisableLedger:            noLedger,
 	}); err != nil {

@@ -19,14 +19,18 @@ import (
 	"github.com/quill-pki/quill/pkg/tlsconfig"
 )
 
-var errHealthNeedsCert = errors.New("--health-probe-secure needs --tls-cert-dir: kubelet probes need a certificate that outlives the pod's temporary folder")
+var (
+	errHealthNeedsCert     = errors.New("--health-probe-secure needs --tls-cert-dir: kubelet probes need a certificate that outlives the pod's temporary folder")
+	errRevocationNeedsCert = errors.New("--revocation-secure needs --tls-cert-dir: CRL and OCSP clients must be able to verify the endpoint's certificate")
+)
 
 // servingTLS is how quill-controller's own endpoints (metrics, health) use
 // TLS. Every one of them takes its key exchange policy from pkg/tlsconfig,
 // so hybrid post-quantum key exchange is on wherever TLS is.
 type servingTLS struct {
-	metricsSecure bool
-	healthSecure  bool
+	metricsSecure    bool
+	healthSecure     bool
+	revocationSecure bool
 	certDir       string
 	requirePQ     bool
 }
@@ -36,6 +40,8 @@ func (s *servingTLS) bindFlags(fs *flag.FlagSet) {
 		"serve metrics over HTTPS (TLS 1.3 preferred, hybrid X25519MLKEM768 key exchange first)")
 	fs.BoolVar(&s.healthSecure, "health-probe-secure", false,
 		"serve /healthz and /readyz over HTTPS with the certificate of --tls-cert-dir")
+	fs.BoolVar(&s.revocationSecure, "revocation-secure", false,
+		"serve CRL and OCSP over HTTPS with the certificate of --tls-cert-dir (most CRL and OCSP clients expect plain HTTP: responses are signed)")
 	fs.StringVar(&s.certDir, "tls-cert-dir", "",
 		"folder with tls.crt and tls.key for the HTTPS endpoints, reloaded when they change; metrics fall back to a self-signed certificate without it")
 	fs.BoolVar(&s.requirePQ, "tls-require-post-quantum", false,
@@ -45,6 +51,9 @@ func (s *servingTLS) bindFlags(fs *flag.FlagSet) {
 func (s servingTLS) validate() error {
 	if s.healthSecure && s.certDir == "" {
 		return errHealthNeedsCert
+	}
+	if s.revocationSecure && s.certDir == "" {
+		return errRevocationNeedsCert
 	}
 	return nil
 }
@@ -111,6 +120,22 @@ func (s servingTLS) healthServer(addr string, checks map[string]healthz.Checker)
 		}
 		return nil
 	}), nil
+}
+
+// revocationTLS is the TLS configuration of the CRL/OCSP endpoint under
+// --revocation-secure (nil without it), and the certificate watcher that
+// must run beside it on every replica.
+func (s servingTLS) revocationTLS() (*tls.Config, unelected, error) {
+	if !s.revocationSecure {
+		return nil, nil, nil
+	}
+	certFile, keyFile := s.certFiles()
+	watcher, err := certwatcher.New(certFile, keyFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("CRL/OCSP endpoint certificate: %w", err)
+	}
+	cfg := tlsconfig.Server(tlsconfig.Options{GetCertificate: watcher.GetCertificate, RequirePostQuantum: s.requirePQ})
+	return cfg, unelected(watcher.Start), nil
 }
 
 // unelected is a runnable that runs on every replica, not only the leader:

@@ -18,6 +18,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/quill-pki/quill/pkg/issuance"
+	"github.com/quill-pki/quill/pkg/ocspserver"
 	"github.com/quill-pki/quill/pkg/tlsconfig"
 	"github.com/quill-pki/quill/test/pq"
 )
@@ -180,4 +181,42 @@ func TestMetricsOptions(t *testing.T) {
 	if err := (servingTLS{healthSecure: true}).validate(); !errors.Is(err, errHealthNeedsCert) {
 		t.Errorf("health over HTTPS without a certificate: %v", err)
 	}
+}
+
+// TestRevocationOverHybridTLS serves a CRL through pkg/ocspserver's handler
+// and server, as the CRL/OCSP endpoint does under --revocation-secure, and
+// checks the endpoint's key exchange like the others.
+func TestRevocationOverHybridTLS(t *testing.T) {
+	t.Parallel()
+	if err := (servingTLS{revocationSecure: true}).validate(); !errors.Is(err, errRevocationNeedsCert) {
+		t.Errorf("--revocation-secure without a certificate: %v", err)
+	}
+	if cfg, w, err := (servingTLS{}).revocationTLS(); cfg != nil || w != nil || err != nil {
+		t.Errorf("plain endpoint got TLS: %v %v %v", cfg, w, err)
+	}
+	dir, chain := certDir(t)
+	s := servingTLS{revocationSecure: true, certDir: dir, requirePQ: true}
+	cfg, watcher, err := s.revocationTLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if watcher.NeedLeaderElection() {
+		t.Error("the certificate watcher must run on every replica")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	go func() { _ = watcher.Start(ctx) }()
+	crl := []byte("crl bytes")
+	now := time.Now()
+	srv := ocspserver.NewServer("", ocspserver.CRLHandler(func() ([]byte, time.Time, time.Time, bool) {
+		return crl, now, now.Add(time.Hour), true
+	}, nil))
+	srv.TLSConfig = cfg
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.ServeTLS(ln, "", "") }()
+	defer srv.Close()
+	checkEndpoint(t, ctx, chain, ln.Addr().String(), "/crl/clusterissuer/ca.crl", "crl bytes")
 }
