@@ -56,6 +56,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -93,9 +94,10 @@ var (
 type issuerKind int
 
 const (
-	kindCA     issuerKind = iota // cert-manager's built-in CA Issuer
-	kindQuill                    // QuillIssuer with its CA key in a Secret, signed by quill-controller
-	kindPKCS11                   // QuillIssuer with its CA key on a SoftHSM2 token, signed by quill-controller
+	kindCA       issuerKind = iota // cert-manager's built-in CA Issuer
+	kindQuill                      // QuillIssuer with its CA key in a Secret, signed by quill-controller
+	kindPKCS11                     // QuillIssuer with its CA key on a SoftHSM2 token, signed by quill-controller
+	kindNoLedger                   // as kindQuill, with quill-controller restarted with --disable-ledger
 )
 
 func (k issuerKind) String() string {
@@ -104,6 +106,8 @@ func (k issuerKind) String() string {
 		return "Quill"
 	case kindPKCS11:
 		return "Quill (PKCS#11)"
+	case kindNoLedger:
+		return "Quill (no ledger)"
 	}
 	return "CA issuer"
 }
@@ -114,6 +118,8 @@ func (k issuerKind) short() string {
 		return "quill"
 	case kindPKCS11:
 		return "pkcs11"
+	case kindNoLedger:
+		return "noledger"
 	}
 	return "ca"
 }
@@ -127,6 +133,7 @@ type options struct {
 	idle        time.Duration
 	timeout     time.Duration
 	pkcs11      bool
+	ledger      bool
 
 	// diagnostics
 	stages       bool
@@ -137,10 +144,14 @@ type options struct {
 
 // kinds are the phases of a round, in order.
 func (o options) kinds() []issuerKind {
+	kinds := []issuerKind{kindCA, kindQuill}
 	if o.pkcs11 {
-		return []issuerKind{kindCA, kindQuill, kindPKCS11}
+		kinds = append(kinds, kindPKCS11)
 	}
-	return []issuerKind{kindCA, kindQuill}
+	if o.ledger {
+		kinds = append(kinds, kindNoLedger)
+	}
+	return kinds
 }
 
 func main() {
@@ -154,6 +165,8 @@ func main() {
 	flag.DurationVar(&o.timeout, "timeout", 5*time.Minute, "how long a phase may take until every Certificate is Ready")
 	flag.BoolVar(&o.pkcs11, "pkcs11", true, "also run Quill (PKCS#11) phases: a QuillIssuer whose ECDSA P-256 CA key is on a SoftHSM2 token "+
 		"(needs the softhsm2 and opensc packages; fails without them)")
+	flag.BoolVar(&o.ledger, "ledger", false, "also run Quill (no ledger) phases, with quill-controller restarted with --disable-ledger for each, "+
+		"to measure what recording every certificate in the issuance ledger costs")
 	flag.BoolVar(&o.stages, "stages", false, "diagnostics: also watch CertificateRequests and time each pipeline step (adds a watch)")
 	flag.BoolVar(&o.quillMetrics, "quill-metrics", false, "diagnostics: serve quill-controller's metrics on loopback and report its reconciles")
 	flag.BoolVar(&o.cmMetrics, "cm-metrics", false, "diagnostics: serve cert-manager's metrics on loopback and report its controllers' syncs")
@@ -228,7 +241,8 @@ func run(o options) (err error) {
 	if o.pkcs11 {
 		quillArgs = append(quillArgs, "--pkcs11-module", hsmModuleName+"="+softHSMModule)
 	}
-	if _, err := env.StartProcess("quill-controller", quillArgs...); err != nil {
+	stopQuill, err := env.StartProcess("quill-controller", quillArgs...)
+	if err != nil {
 		return err
 	}
 	defer func() {
@@ -243,6 +257,7 @@ func run(o options) (err error) {
 		return err
 	}
 	b.hsm = hsm
+	b.quillArgs, b.stopQuill = quillArgs, stopQuill
 	if o.quillMetrics {
 		b.quill = &quillMetrics{url: metricsAddr}
 	}
@@ -305,6 +320,25 @@ type bench struct {
 
 	caCert, caKey []byte
 	hsm           *hsmCA // nil unless -pkcs11
+
+	// quillArgs started the running quill-controller; stopQuill stops it.
+	quillArgs []string
+	stopQuill func() error
+}
+
+// restartQuill replaces the running quill-controller with one started with
+// quillArgs plus extra, for the no-ledger phases.
+func (b *bench) restartQuill(extra ...string) error {
+	if err := b.stopQuill(); err != nil {
+		return err
+	}
+	stop, err := b.env.StartProcess("quill-controller", append(slices.Clone(b.quillArgs), extra...)...)
+	if err != nil {
+		return err
+	}
+	b.stopQuill = stop
+	b.procs = findProcs() // the CPU columns follow the new process
+	return nil
 }
 
 func newBench(env *harness.Env, o options) (*bench, error) {
@@ -439,10 +473,20 @@ func (r *result) oneLine() string {
 
 // phase runs one measured (round ≥ 1) or warm-up (round 0) phase in a
 // namespace of its own.
-func (b *bench) phase(ctx context.Context, kind issuerKind, round, n int) (*result, error) {
+func (b *bench) phase(ctx context.Context, kind issuerKind, round, n int) (res *result, err error) {
 	ns := fmt.Sprintf("bench-%s-%d", kind.short(), round)
 	if round == 0 {
 		ns = "bench-warmup-" + kind.short()
+	}
+	if kind == kindNoLedger {
+		if err := b.restartQuill("--disable-ledger"); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if rerr := b.restartQuill(); rerr != nil && err == nil {
+				err = rerr
+			}
+		}()
 	}
 	if err := b.setupIssuer(ctx, ns, kind); err != nil {
 		return nil, err
@@ -496,7 +540,7 @@ func (b *bench) phase(ctx context.Context, kind issuerKind, round, n int) (*resu
 		return nil, err
 	}
 
-	res := &result{
+	res = &result{
 		kind: kind, round: round, n: n, createSpan: createSpan,
 		window: after.at.Sub(before.at), requests: after.requests.minus(before.requests),
 		latency: after.latency.minus(before.latency), own: after.own - before.own, cpu: after.cpu.minus(before.cpu),
@@ -566,7 +610,7 @@ func (b *bench) setupIssuer(ctx context.Context, ns string, kind issuerKind) err
 			}
 			return errNotReady
 		})
-	case kindQuill:
+	case kindQuill, kindNoLedger:
 		if err := b.createCASecret(ctx, ns); err != nil {
 			return err
 		}
@@ -629,7 +673,7 @@ func (b *bench) createQuillIssuer(ctx context.Context, ns string, ca quillv1.CAS
 }
 
 func issuerRef(kind issuerKind) cmmeta.IssuerReference {
-	if kind == kindQuill || kind == kindPKCS11 {
+	if kind != kindCA {
 		return cmmeta.IssuerReference{Group: quillv1.GroupVersion.Group, Kind: "QuillIssuer", Name: issuerName}
 	}
 	return cmmeta.IssuerReference{Group: "cert-manager.io", Kind: "Issuer", Name: issuerName}
