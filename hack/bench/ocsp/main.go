@@ -74,7 +74,7 @@ func main() {
 	inNetns := flag.Bool("in-netns", false, "internal: already inside the private network namespace")
 	shared := flag.Bool("shared-netns", false, "run without a private network namespace (openssl ocsp then listens on every interface)")
 	certs := flag.Int("certs", 10000, "issued certificates in the revocation data")
-	clients := flag.String("clients", "1,8,32", "concurrent clients of the closed-loop runs")
+	clients := flag.String("clients", "1,8,32", "concurrent clients of the closed-loop runs (empty: none)")
 	duration := flag.Duration("duration", 5*time.Second, "measured time of each run")
 	warmup := flag.Duration("warmup", time.Second, "unmeasured time before each run")
 	rate := flag.Int("rate", 2000, "requests per second of the fixed-rate runs")
@@ -97,6 +97,9 @@ func main() {
 	}
 	opts := options{certs: *certs, duration: *duration, warmup: *warmup, rate: *rate, multi: *multi}
 	for f := range strings.SplitSeq(*clients, ",") {
+		if strings.TrimSpace(f) == "" {
+			continue // -clients "" runs the fixed-rate series only
+		}
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || n < 1 {
 			fmt.Fprintf(os.Stderr, "ocsp bench: bad -clients value %q\n", f)
