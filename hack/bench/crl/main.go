@@ -116,6 +116,7 @@ func run(entriesFlag, keysFlag string, reps int) error {
 		return fmt.Errorf("openssl is not on PATH: %w", err)
 	}
 	version, _ := exec.Command(opensslBin, "version").Output()
+	load0, _ := os.ReadFile("/proc/loadavg")
 	dir, err := os.MkdirTemp("", "quill-crl-bench-")
 	if err != nil {
 		return err
@@ -140,7 +141,8 @@ func run(entriesFlag, keysFlag string, reps int) error {
 			cells = append(cells, c)
 		}
 	}
-	report(cells, reps, strings.TrimSpace(string(version)))
+	load1, _ := os.ReadFile("/proc/loadavg")
+	report(cells, reps, strings.TrimSpace(string(version)), strings.TrimSpace(string(load0)), strings.TrimSpace(string(load1)))
 	return nil
 }
 
@@ -307,7 +309,7 @@ func median(d []time.Duration) time.Duration {
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond)) }
 
-func report(cells []*cell, reps int, version string) {
+func report(cells []*cell, reps int, version, load0, load1 string) {
 	cpu := "unknown"
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for line := range strings.SplitSeq(string(b), "\n") {
@@ -317,8 +319,7 @@ func report(cells []*cell, reps int, version string) {
 			}
 		}
 	}
-	load, _ := os.ReadFile("/proc/loadavg")
-	fmt.Printf("Machine: %d CPUs (%s), %s, %s; load average before the report: %s\n\n", runtime.NumCPU(), cpu, runtime.Version(), version, strings.TrimSpace(string(load)))
+	fmt.Printf("Machine: %d CPUs (%s), %s, %s. Load average before: %s; after: %s.\n\n", runtime.NumCPU(), cpu, runtime.Version(), version, load0, load1)
 	fmt.Printf("Median (min) of %d repetitions.\n\n", reps)
 	fmt.Println("| CA key | entries | Quill crl.Build | openssl ca -gencrl | OpenSSL / Quill | Quill DER | OpenSSL DER |")
 	fmt.Println("|---|---:|---:|---:|---:|---:|---:|")
