@@ -167,6 +167,25 @@ type result struct {
 	firstErr  error
 	window    time.Duration
 	lat       []time.Duration
+	// serverCPU is the responder's CPU time over the whole run (warm-up
+	// included); otherCPU the machine's busy time not spent by the
+	// responder or the load generator: other people's load.
+	serverCPU, otherCPU time.Duration
+	total               int           // requests sent over the whole run
+	wall                time.Duration // length of the whole run
+}
+
+// cpuPerReq is the responder's CPU time per request over the whole run.
+func (r result) cpuPerReq() string {
+	if r.total == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f µs", float64(r.serverCPU)/float64(time.Microsecond)/float64(r.total))
+}
+
+// otherCores is the average number of cores other processes kept busy.
+func (r result) otherCores() string {
+	return fmt.Sprintf("%.2f", r.otherCPU.Seconds()/r.wall.Seconds())
 }
 
 func (r result) rate() float64 { return float64(r.completed) / r.window.Seconds() }
@@ -218,7 +237,9 @@ func closedLoop(url string, reqs [][]byte, conc int, warmup, window time.Duratio
 		})
 	}
 	wg.Wait()
-	return merge(results, window)
+	res := merge(results, window)
+	res.total = int(next.Load())
+	return res
 }
 
 // fixedRate sends rate requests per second for window (after warmup at the
@@ -274,7 +295,9 @@ func fixedRate(url string, reqs [][]byte, rate int, warmup, window time.Duration
 	}
 	close(jobs)
 	wg.Wait()
-	return merge(results, window)
+	res := merge(results, window)
+	res.total = total
+	return res
 }
 
 func merge(rs []result, window time.Duration) result {
