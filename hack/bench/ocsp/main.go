@@ -43,8 +43,10 @@
 // responder's CPU time per request (its process group's user+system time
 // over the whole run, warm-up included, from /proc, divided by the requests
 // sent), which other load on the machine disturbs less than throughput,
-// and how many cores other processes kept busy meanwhile (the machine's
-// busy time from /proc/stat minus the responder's and this process's).
+// and how many cores other processes kept busy meanwhile (the user and
+// system time of all processes from /proc/stat minus the responder's and
+// this process's; interrupt time, where loopback TCP mostly runs, is
+// counted for nobody).
 // Errors (anything but HTTP 200 with
 // a successful OCSP response) are counted and reported; more than 1% in a
 // run fails the benchmark. Markdown goes to stdout, progress to stderr.
