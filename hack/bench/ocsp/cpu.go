@@ -33,17 +33,6 @@ func groupCPU(pgid int) time.Duration {
 	return time.Duration(ticks) * clockTick
 }
 
-// selfCPU is this process's CPU time (the load generator).
-func selfCPU() time.Duration {
-	f, ok := statFields("/proc/self/stat")
-	if !ok || len(f) < 13 {
-		return 0
-	}
-	u, _ := strconv.ParseInt(f[11], 10, 64)
-	s, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(u+s) * clockTick
-}
-
 // statFields splits /proc/<pid>/stat after the command name, so field 0 is
 // the state (the third field of proc(5)).
 func statFields(path string) ([]string, bool) {
@@ -59,10 +48,8 @@ func statFields(path string) ([]string, bool) {
 	return strings.Fields(s[i+1:]), true
 }
 
-// machineBusy is the CPU time all processes of the machine spent, from
-// /proc/stat: user, nice and system. Interrupt and softirq time (loopback
-// TCP is mostly softirq) is left out: it belongs to no process, and it
-// grows with the requests the benchmark itself sends.
+// machineBusy is the busy time of all CPUs of the machine, from /proc/stat:
+// user, nice, system, irq and softirq (loopback TCP runs mostly in softirq).
 func machineBusy() time.Duration {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
@@ -71,9 +58,11 @@ func machineBusy() time.Duration {
 	line, _, _ := strings.Cut(string(b), "\n")
 	f := strings.Fields(line)
 	var busy int64
-	for _, v := range f[1:4] {
-		n, _ := strconv.ParseInt(v, 10, 64)
-		busy += n
+	for _, i := range []int{1, 2, 3, 6, 7} {
+		if i < len(f) {
+			n, _ := strconv.ParseInt(f[i], 10, 64)
+			busy += n
+		}
 	}
 	return time.Duration(busy) * clockTick
 }

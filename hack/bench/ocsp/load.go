@@ -168,9 +168,8 @@ type result struct {
 	window    time.Duration
 	lat       []time.Duration
 	// serverCPU is the responder's CPU time over the whole run (warm-up
-	// included); otherCPU the machine's busy time not spent by the
-	// responder or the load generator: other people's load.
-	serverCPU, otherCPU time.Duration
+	// included), machineCPU the busy time of the whole machine.
+	serverCPU, machineCPU time.Duration
 	total               int           // requests sent over the whole run
 	wall                time.Duration // length of the whole run
 }
@@ -183,9 +182,10 @@ func (r result) cpuPerReq() string {
 	return fmt.Sprintf("%.0f µs", float64(r.serverCPU)/float64(time.Microsecond)/float64(r.total))
 }
 
-// otherCores is the average number of cores other processes kept busy.
-func (r result) otherCores() string {
-	return fmt.Sprintf("%.2f", r.otherCPU.Seconds()/r.wall.Seconds())
+// busyCores is the average number of the machine's cores busy during the
+// run, with everything: responder, load generator and other processes.
+func (r result) busyCores() string {
+	return fmt.Sprintf("%.2f", r.machineCPU.Seconds()/r.wall.Seconds())
 }
 
 func (r result) rate() float64 { return float64(r.completed) / r.window.Seconds() }
