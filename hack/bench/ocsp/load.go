@@ -170,8 +170,8 @@ type result struct {
 	// serverCPU is the responder's CPU time over the whole run (warm-up
 	// included), machineCPU the busy time of the whole machine.
 	serverCPU, machineCPU time.Duration
-	total               int           // requests sent over the whole run
-	wall                time.Duration // length of the whole run
+	total                 int           // requests sent over the whole run
+	wall                  time.Duration // length of the whole run
 }
 
 // cpuPerReq is the responder's CPU time per request over the whole run.
