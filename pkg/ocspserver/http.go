@@ -168,9 +168,9 @@ func etagMatches(header, etag string) bool {
 	return false
 }
 
-// Mux routes requests to the handler whose prefix the path starts with,
-// and hands it the request with the prefix stripped (as http.StripPrefix
-// does), so one server can answer OCSP and serve CRLs for many issuers at
+// Mux routes requests to the handler whose prefix the path starts with, or
+// that is the path plus a trailing slash, and hands it the request with the
+// prefix stripped (as http.StripPrefix does), so one server can answer OCSP and serve CRLs for many issuers at
 // paths such as /ocsp/{kind}/{namespace}/{name}/. Handlers can be added and
 // removed while it serves. Unlike http.ServeMux it does not clean paths,
 // which would break base64 in OCSP GET requests.
@@ -228,6 +228,12 @@ func (m *Mux) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			prefix = path[:i+1]
 			h = m.handlers[prefix]
 		}
+	}
+	if h == nil {
+		// The prefix itself without its trailing slash, as an OCSP URL
+		// embedded in certificates usually is and POST requests use it.
+		h = m.handlers[path+"/"]
+		prefix = path
 	}
 	m.mu.RUnlock()
 	if h == nil {

@@ -307,8 +307,20 @@ func TestMux(t *testing.T) {
 	if gotPath != "/MEow/SDBG//x+y=" || gotRaw != "/MEow%2FSDBG//x+y=" {
 		t.Errorf("stripped path %q raw %q", gotPath, gotRaw)
 	}
-	m.Remove("/ocsp/b/")
+	// The prefix without its slash is the handler's root: OCSP URLs in
+	// certificates are usually written that way, and POST goes there.
+	gotPath = ""
+	m.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, "/ocsp/b", nil))
+	if gotPath != "/" {
+		t.Errorf("POST to the prefix without slash reached %q", gotPath)
+	}
 	rec := httptest.NewRecorder()
+	m.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/ocsp/bb", nil))
+	if rec.Code != http.StatusNotFound || gotPath != "/" {
+		t.Errorf("/ocsp/bb: %d, reached %q", rec.Code, gotPath)
+	}
+	m.Remove("/ocsp/b/")
+	rec = httptest.NewRecorder()
 	m.ServeHTTP(rec, req)
 	if rec.Code != http.StatusNotFound {
 		t.Errorf("after Remove: %d", rec.Code)

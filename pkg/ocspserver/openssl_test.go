@@ -64,8 +64,10 @@ func TestOpenSSLClient(t *testing.T) {
 			} {
 				leafPath := writePEM(t, dir, name+".pem", ca.leaves[name])
 				for _, nonce := range []string{"-nonce", "-no_nonce"} {
+					// The URL as a certificate's AIA would carry it: no
+					// trailing slash.
 					out, err := exec.Command(bin, "ocsp", "-issuer", caPath, "-cert", leafPath,
-						"-url", srv.URL+testPrefix, "-CAfile", caPath, nonce).CombinedOutput()
+						"-url", srv.URL+strings.TrimSuffix(testPrefix, "/"), "-CAfile", caPath, nonce).CombinedOutput()
 					text := string(out)
 					if err != nil || !strings.Contains(text, "Response verify OK") {
 						t.Fatalf("%s %s: openssl ocsp: %v\n%s", name, nonce, err, text)

@@ -1,0 +1,39 @@
+// Package ocspserver is Quill's OCSP responder (RFC 6960, with the RFC 5019
+// HTTP profile) and the HTTP side of its CRL distribution point.
+//
+// It talks to no API server. The controller builds one Responder per
+// issuer from the CA certificate, a signing key and a Source (the ledger's
+// view of which serials exist and which are revoked), mounts them and the
+// issuers' CRLHandlers on a Mux, and serves the Mux with NewServer on every
+// replica. When the ledger changes it calls Invalidate (or InvalidateAll);
+// when a delegated responder certificate is due for rotation
+// (NeedsRotation) it issues a new one with NewDelegatedResponder and
+// installs it with SetSigner.
+//
+// Answers:
+//
+//   - good / revoked (with its reason, unless unspecified) / unknown for
+//     serials the Source does not know. Expired certificates keep the
+//     answer they had, as RFC 6960 §2.2 allows: a revoked certificate
+//     stays revoked after it leaves the CRL.
+//   - malformedRequest for anything ParseRequest refuses, including
+//     requests for more than one certificate; unauthorized for requests
+//     about another CA (CertID issuer hashes that are not this issuer's);
+//     internalError when signing fails. These are the fixed unsigned
+//     bodies of RFC 6960 §4.2.1.
+//   - Responses are signed by the CA or by a delegated responder, name the
+//     responder by key hash, and echo a request nonce (RFC 8954, at most 32
+//     octets) in their responseExtensions.
+//
+// Responses to requests without a nonce are cached per serial and CertID
+// hash until a tenth of their validity is left; nonce requests are signed
+// each time. The cache is bounded (Config.CacheEntries).
+//
+// The response encoder is this package's own rather than
+// golang.org/x/crypto/ocsp.CreateResponse: that function always names the
+// responder by subject (Quill names it by key hash), can only put
+// extensions into singleExtensions (clients look for the nonce among the
+// responseExtensions), signs with RSA PKCS #1 v1.5 and ECDSA only (Quill's
+// CAs also use RSA-PSS, Ed25519 and ML-DSA) and reads the wall clock.
+// golang.org/x/crypto/ocsp remains the reference the tests verify against.
+package ocspserver
