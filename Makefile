@@ -85,3 +85,15 @@ test: image-binary
 chart-lint: ## helm lint the chart (make test also lints it, dry-runs it and runs it end to end).
 	@hack/build-tools.sh helm >/dev/null
 	$(BIN)/helm lint --strict charts/quill
+
+.PHONY: bench-ocsp
+bench-ocsp: ## OCSP responder benchmark: Quill vs openssl ocsp at 1, 8 and 32 clients (docs/benchmarks.md).
+	go run ./hack/bench/ocsp -duration 8s
+
+.PHONY: bench-crl
+bench-crl: ## CRL build benchmark: pkg/crl vs openssl ca -gencrl at 10k and 100k entries (docs/benchmarks.md).
+	go run ./hack/bench/crl
+
+.PHONY: bench-ledger
+bench-ledger: deps tools build ## What the issuance ledger costs end to end (Quill with and without it, one run).
+	go run ./hack/bench/issuance -n $(BENCH_N) -rounds 3 -pkcs11=false -ledger
