@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"sort"
@@ -219,6 +220,15 @@ func (r *crlReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 			if hf := castore.HSMFault(err); hf != nil {
 				return ctrl.Result{RequeueAfter: crlRetryWhenCAUnhealthy}, nil
 			}
+			if errors.Is(err, crl.ErrNoCRLSign) || errors.Is(err, crl.ErrNotCA) {
+				// The CA certificate itself forbids CRLs; say so on the
+				// issuer and look again when it may have been replaced.
+				msg := "no CRL is published: " + err.Error() + "; reissue the CA with the cRLSign key usage (OCSP still answers)"
+				if err := p.recordStatus(ctx, obj, k, status, number.Sub(number, big.NewInt(1)), thisUpdate, nextUpdate, len(revoked), "", msg); err != nil {
+					return ctrl.Result{}, err
+				}
+				return ctrl.Result{RequeueAfter: crlRetryWhenCAUnhealthy}, nil
+			}
 			return ctrl.Result{}, err
 		}
 		ann := map[string]string{
@@ -247,7 +257,7 @@ func (r *crlReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 			refreshAt = rotateAt
 		}
 	}
-	if err := p.recordStatus(ctx, obj, k, status, number, thisUpdate, nextUpdate, len(revoked), name); err != nil {
+	if err := p.recordStatus(ctx, obj, k, status, number, thisUpdate, nextUpdate, len(revoked), name, ""); err != nil {
 		return ctrl.Result{}, err
 	}
 	return ctrl.Result{RequeueAfter: max(refreshAt.Sub(now), time.Second)}, nil
@@ -346,20 +356,23 @@ func (p *crlPublisher) putConfigMapFrom(ctx context.Context, namespace, name str
 
 // recordStatus writes status.revocation under its own field manager when it
 // changed.
-func (p *crlPublisher) recordStatus(ctx context.Context, obj client.Object, k ledger.IssuerKey, status *quillv1.IssuerStatus, number *big.Int, thisUpdate, nextUpdate time.Time, revoked int, cmName string) error {
+func (p *crlPublisher) recordStatus(ctx context.Context, obj client.Object, k ledger.IssuerKey, status *quillv1.IssuerStatus, number *big.Int, thisUpdate, nextUpdate time.Time, revoked int, cmName, message string) error {
 	want := &quillv1.RevocationStatus{
-		CRLNumber:           number.String(),
-		CRLThisUpdate:       &metav1.Time{Time: thisUpdate},
-		CRLNextUpdate:       &metav1.Time{Time: nextUpdate},
+		Message:             message,
 		RevokedCertificates: revoked,
 		IssuedCertificates:  p.index.Count(k),
 		CRLConfigMap:        cmName,
+	}
+	if number.Sign() > 0 {
+		want.CRLNumber = number.String()
+		want.CRLThisUpdate, want.CRLNextUpdate = &metav1.Time{Time: thisUpdate}, &metav1.Time{Time: nextUpdate}
 	}
 	if p.baseURL != "" {
 		want.CRLURL, want.OCSPURL = RevocationURLs(p.baseURL, k)
 	}
 	if have := status.Revocation; have != nil && have.CRLNumber == want.CRLNumber && have.RevokedCertificates == want.RevokedCertificates &&
-		have.IssuedCertificates == want.IssuedCertificates && have.CRLConfigMap == want.CRLConfigMap && have.CRLURL == want.CRLURL && have.OCSPURL == want.OCSPURL {
+		have.IssuedCertificates == want.IssuedCertificates && have.CRLConfigMap == want.CRLConfigMap && have.CRLURL == want.CRLURL && have.OCSPURL == want.OCSPURL &&
+		have.Message == want.Message {
 		return nil
 	}
 	patch := map[string]any{

@@ -627,6 +627,9 @@ type RevocationStatus struct {
 	// RevokedCertificates is the number of entries on the current CRL:
 	// revoked certificates that have not expired.
 	RevokedCertificates int `json:"revokedCertificates"`
+	// Message explains why no CRL is published, when none can be.
+	// +optional
+	Message string `json:"message,omitempty"`
 	// CRLNumber of the current CRL.
 	// +optional
 	CRLNumber string `json:"crlNumber,omitempty"`

@@ -4,8 +4,10 @@
 // two-level PKI (a bootstrap root QuillClusterIssuer and an issuing CA
 // signed by it); issues a server and a client certificate through
 // cert-manager Certificates; runs an HTTPS server that requires client
-// certificates and connects to it with the client certificate; prints a
-// report; writes the PEM files to -out; and stops everything. It exits
+// certificates and connects to it with the client certificate; revokes the
+// client certificate and shows Quill's OCSP answer and published CRL
+// refusing it; prints a report; writes the PEM files and the CRL to -out;
+// and stops everything. It exits
 // non-zero on any failure.
 package main
 
@@ -81,8 +83,15 @@ func run(out string) (err error) {
 	if _, err := env.StartCertManager(); err != nil {
 		return err
 	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	revAddr := ln.Addr().String()
+	_ = ln.Close()
 	if _, err := env.StartProcess("quill-controller", "--kubeconfig", env.Kubeconfig,
-		"--cluster-resource-namespace", clusterNS, "--metrics-bind-address", "0", "--health-probe-bind-address", "0"); err != nil {
+		"--cluster-resource-namespace", clusterNS, "--metrics-bind-address", "0", "--health-probe-bind-address", "0",
+		"--revocation-bind-address", revAddr, "--revocation-base-url", "http://"+revAddr); err != nil {
 		return err
 	}
 	defer func() {
@@ -131,6 +140,8 @@ func run(out string) (err error) {
 		Spec: quillv1.IssuerSpec{
 			CA:       quillv1.CASource{SecretRef: &quillv1.SecretReference{Name: "demo-issuing-ca"}},
 			Issuance: quillv1.IssuancePolicy{MaxDuration: &metav1.Duration{Duration: 90 * 24 * time.Hour}},
+			// A new CRL a second after a revocation, for the demo's sake.
+			Revocation: quillv1.RevocationPolicy{CRL: quillv1.CRLPolicy{BatchDelay: &metav1.Duration{Duration: time.Second}}},
 		},
 	}); err != nil {
 		return err
@@ -192,8 +203,14 @@ func run(out string) (err error) {
 	if err != nil {
 		return err
 	}
+	step("revoking the client certificate; asking Quill's OCSP responder; checking clients against the published CRL")
+	revReport, err := revokeClient(ctx, c, out, server, clientSecret)
+	if err != nil {
+		return err
+	}
 	fmt.Println()
 	fmt.Print(report)
+	fmt.Print(revReport)
 	fmt.Printf("PEM files written to %s\n", out)
 	fmt.Printf("demo: OK in %s\n\n", time.Since(start).Round(time.Second))
 	return nil

@@ -415,7 +415,7 @@ func TestSignAccepts(t *testing.T) {
 		}, check: wantSignOnly(x509.KeyUsageDigitalSignature, "ML-DSA-65 keys can only sign")},
 		{name: "ml-dsa-87-ca-drops-default-key-encipherment", req: func(t testing.TB) Request {
 			return Request{CSR: newCSR(t, withKeyAlg(MLDSA87)), KeyUsage: DefaultKeyUsage | x509.KeyUsageCertSign, IsCA: true}
-		}, check: wantSignOnly(x509.KeyUsageDigitalSignature|x509.KeyUsageCertSign, "ML-DSA-87 keys can only sign")},
+		}, check: wantSignOnly(x509.KeyUsageDigitalSignature|x509.KeyUsageCertSign|x509.KeyUsageCRLSign, "ML-DSA-87 keys can only sign")},
 		{name: "leaf-has-ca-false", req: func(t testing.TB) Request {
 			return Request{CSR: newCSR(t, withBasicConstraintsExt(false, -1)), KeyUsage: DefaultKeyUsage}
 		}, check: func(t *testing.T, _ *x509.CertificateRequest, issued *Issued) {
@@ -436,7 +436,7 @@ func TestSignAccepts(t *testing.T) {
 			return Request{CSR: newCSR(t), IsCA: true}
 		}, check: func(t *testing.T, _ *x509.CertificateRequest, issued *Issued) {
 			c := issued.Certificate
-			if !c.IsCA || c.MaxPathLen != -1 || c.KeyUsage != x509.KeyUsageCertSign {
+			if !c.IsCA || c.MaxPathLen != -1 || c.KeyUsage != x509.KeyUsageCertSign|x509.KeyUsageCRLSign {
 				t.Errorf("CA = %t pathlen %d usages %v", c.IsCA, c.MaxPathLen, keyUsageNames(c.KeyUsage))
 			}
 		}},

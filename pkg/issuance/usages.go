@@ -176,6 +176,13 @@ func resolveUsages(req Request, ext csrExtensions, alg KeyAlgorithm) (resolvedUs
 		}
 	}
 
+	if req.IsCA {
+		// A CA Quill certifies can sign its own CRLs: requesters such as
+		// cert-manager ask for "cert sign" only, and a CA without cRLSign
+		// could issue but never revoke. Added after the comparison with the
+		// CSR, which encodes what the requester asked for.
+		ku |= x509.KeyUsageCRLSign
+	}
 	out := resolvedUsages{keyUsage: ku, extKeyUsage: eku}
 	if signatureOnly(alg) {
 		if err := out.fitSignatureOnlyKey(req, alg); err != nil {
@@ -197,7 +204,7 @@ func (u *resolvedUsages) fitSignatureOnlyKey(req Request, alg KeyAlgorithm) erro
 	if bad == 0 {
 		return nil
 	}
-	defaults := u.keyUsage&^x509.KeyUsageCertSign == DefaultKeyUsage && len(u.extKeyUsage) == 0
+	defaults := u.keyUsage&^(x509.KeyUsageCertSign|x509.KeyUsageCRLSign) == DefaultKeyUsage && len(u.extKeyUsage) == 0
 	if bad == x509.KeyUsageKeyEncipherment && defaults {
 		u.keyUsage &^= x509.KeyUsageKeyEncipherment
 		u.notes = append(u.notes, fmt.Sprintf("key usage 'key encipherment' (part of cert-manager's default usages) was left out: %s keys can only sign", alg))

@@ -2,10 +2,15 @@ package e2e
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
+	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -285,4 +290,44 @@ func sortedBySerial(cs ...*x509.Certificate) []*x509.Certificate {
 		cs[0], cs[1] = cs[1], cs[0]
 	}
 	return cs
+}
+
+// TestRevocationCANoCRLSign: a CA certificate whose key usage forbids CRLs
+// still issues and answers OCSP, and its issuer says why it publishes no
+// CRL instead of failing in a loop.
+func TestRevocationCANoCRLSign(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	ns := newNamespace(t)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(42), Subject: pkix.Name{CommonName: "no CRLs here"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	create(t, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "legacy-ca"},
+		Type:       corev1.SecretTypeTLS,
+		Data:       map[string][]byte{"tls.crt": certPEM, "tls.key": pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), "ca.crt": certPEM},
+	})
+	iss := &quillv1.QuillIssuer{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "legacy"},
+		Spec:       quillv1.IssuerSpec{CA: quillv1.CASource{SecretRef: &quillv1.SecretReference{Name: "legacy-ca"}}},
+	}
+	create(t, iss)
+	waitIssuerReady(t, iss)
+	eventually(t, "status.revocation.message about cRLSign", func() (bool, error) {
+		err := env.Client.Get(ctx, client.ObjectKeyFromObject(iss), iss)
+		r := iss.Status.Revocation
+		return err == nil && r != nil && strings.Contains(r.Message, "cRLSign") && r.CRLConfigMap == "", err
+	})
+	ref := cmmeta.IssuerReference{Group: "quill.dev", Kind: "QuillIssuer", Name: "legacy"}
+	create(t, certificate(ns, "still-issues", ref))
+	waitCertificateReady(t, ns, "still-issues")
 }
