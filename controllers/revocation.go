@@ -19,10 +19,11 @@ import (
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
+	"github.com/quill-pki/quill/pkg/audit"
 	"github.com/quill-pki/quill/pkg/ledger"
+	"github.com/quill-pki/quill/pkg/metrics"
 )
 
 // RBAC for revocation.
@@ -40,6 +41,10 @@ type revoker struct {
 	reader client.Reader
 	index  *ledger.Index
 	clock  clock.PassiveClock
+	// metrics and audit record each newly revoked certificate; nil and
+	// the zero value record nothing.
+	metrics *metrics.Metrics
+	audit   audit.Logger
 }
 
 // revoke records the revocation of rec unless it is already revoked, in
@@ -62,8 +67,14 @@ func (r *revoker) revoke(ctx context.Context, rec ledger.Record, reason quillv1.
 		if err := r.client.Status().Patch(ctx, &e, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
 			return fmt.Errorf("revoking serial %s: %w", e.Spec.SerialNumber, err)
 		}
-		logf.FromContext(ctx).Info("audit", "action", "revoke", "issuer", rec.Issuer.String(), "serial", e.Spec.SerialNumber,
-			"subject", e.Spec.Subject, "reason", string(reason), "by", by)
+		// Counted and logged once: only the revocation that wrote the
+		// record gets here.
+		r.metrics.Revoke(metrics.Issuer{Kind: rec.Issuer.Kind, Namespace: rec.Issuer.Namespace, Name: rec.Issuer.Name}, string(reason))
+		r.audit.Revoke(audit.Revocation{
+			Issuer: rec.Issuer.String(), Serial: e.Spec.SerialNumber, Subject: e.Spec.Subject,
+			Namespace: e.Spec.Origin.Namespace, Certificate: e.Spec.Origin.Certificate,
+			Reason: string(reason), RevokedAt: e.Status.Revocation.RevokedAt.Time, By: by,
+		})
 	}
 	rev := e.Status.Revocation
 	rec.Revoked, rec.RevokedAt, rec.Reason = true, rev.RevokedAt.Time, quillv1.RevocationReasonCodes[rev.Reason]

@@ -2,13 +2,16 @@ package controllers
 
 import (
 	"context"
+	"sync"
 
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/quill-pki/quill/pkg/audit"
 	"github.com/quill-pki/quill/pkg/castore"
 	"github.com/quill-pki/quill/pkg/ledger"
+	"github.com/quill-pki/quill/pkg/metrics"
 )
 
 // runnable adapts a function to a manager runnable that runs on every
@@ -33,7 +36,9 @@ func setupRevocation(mgr ctrl.Manager, opts Options, store *castore.Store, s *Si
 	}
 	s.Ledger = &Ledger{Index: index, Writer: mgr.GetClient(), Reader: mgr.GetAPIReader()}
 	s.RevocationBaseURL = opts.RevocationBaseURL
-	rv := revoker{client: mgr.GetClient(), reader: mgr.GetAPIReader(), index: index, clock: opts.Clock}
+	countLedger(index, opts.Metrics)
+	rv := revoker{client: mgr.GetClient(), reader: mgr.GetAPIReader(), index: index, clock: opts.Clock,
+		metrics: opts.Metrics, audit: audit.Logger{Log: mgr.GetLogger().WithName("audit")}}
 	if err := (&revocationReconciler{revoker: rv, clusterNamespace: opts.ClusterResourceNamespace, recorder: recorder}).setup(mgr); err != nil {
 		return err
 	}
@@ -54,4 +59,20 @@ func setupRevocation(mgr ctrl.Manager, opts Options, store *castore.Store, s *Si
 		client: mgr.GetClient(), reader: mgr.GetAPIReader(), store: store, index: index,
 		clusterNamespace: opts.ClusterResourceNamespace, clock: opts.Clock, baseURL: opts.RevocationBaseURL,
 	}).setup(mgr)
+}
+
+// countLedger keeps the ledger-size gauge in step with the index: each
+// change (a record added, revoked or deleted, or a relist) sets its issuer's
+// count, which the index keeps without walking records. The lock makes the
+// last Set read the count after the last change.
+func countLedger(index *ledger.Index, m *metrics.Metrics) {
+	if m == nil {
+		return
+	}
+	var mu sync.Mutex
+	index.Subscribe(func(c ledger.Change) {
+		mu.Lock()
+		defer mu.Unlock()
+		m.LedgerSize(metrics.Issuer{Kind: c.Issuer.Kind, Namespace: c.Issuer.Namespace, Name: c.Issuer.Name}, index.Count(c.Issuer))
+	})
 }

@@ -8,6 +8,11 @@
 //   - templates/_rbac_rules.tpl from controller-gen's ClusterRole
 //     (config/rbac/role.yaml, from the code's RBAC markers) and the
 //     approver role (config/rbac/cert-manager-approver.yaml);
+//   - templates/admission-policies.yaml from the admission policies in
+//     config/admission, gated by admissionPolicies.enabled (the mutating
+//     ones also by admissionPolicies.mutating.enabled), and
+//     templates/rbac-roles.yaml from the duty ClusterRoles in
+//     config/rbac/roles, gated by rbac.roles.enabled (see manifests.go);
 //   - values.schema.json from values.yaml (see schema.go).
 //
 // Usage: go run ./hack/chartgen [-root DIR]
@@ -50,6 +55,9 @@ func run(root string) error {
 		return err
 	}
 	if err := writeRBAC(root, chart); err != nil {
+		return err
+	}
+	if err := writeManifests(root, chart); err != nil {
 		return err
 	}
 	values, err := os.ReadFile(filepath.Join(chart, "values.yaml"))

@@ -148,16 +148,20 @@ func TestRunRemovesStaleCRDTemplates(t *testing.T) {
 	write("config/crd/bases/quill.dev_widgets.yaml", testCRD)
 	write("config/rbac/role.yaml", "kind: ClusterRole\nmetadata: {name: quill-controller}\nrules: [{apiGroups: [''], resources: [secrets], verbs: [get]}]\n")
 	write("config/rbac/cert-manager-approver.yaml", "kind: ClusterRole\nmetadata: {name: quill-cert-manager-approver}\nrules: [{apiGroups: [cert-manager.io], resources: [signers], verbs: [approve]}]\n")
+	write("config/admission/policy.yaml", "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicy\nmetadata:\n  name: p\nspec: {}\n")
+	write("config/rbac/roles/role.yaml", "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: r\nrules: []\n")
 	write("charts/quill/values.yaml", "replicaCount: 1\n")
 	write("charts/quill/templates/crd-gone.yaml", "stale\n")
 	if err := run(root); err != nil {
 		t.Fatal(err)
 	}
 	for rel, want := range map[string]bool{
-		"charts/quill/templates/crd-gone.yaml":    false,
-		"charts/quill/templates/crd-widgets.yaml": true,
-		"charts/quill/templates/_rbac_rules.tpl":  true,
-		"charts/quill/values.schema.json":         true,
+		"charts/quill/templates/crd-gone.yaml":           false,
+		"charts/quill/templates/crd-widgets.yaml":        true,
+		"charts/quill/templates/_rbac_rules.tpl":         true,
+		"charts/quill/values.schema.json":                true,
+		"charts/quill/templates/admission-policies.yaml": true,
+		"charts/quill/templates/rbac-roles.yaml":         true,
 	} {
 		_, err := os.Stat(filepath.Join(root, filepath.FromSlash(rel)))
 		if got := err == nil; got != want {

@@ -1,5 +1,6 @@
 // Package audit writes Quill's audit trail as structured log lines: one
-// line per certificate issued, request denied and CA state change, through
+// line per certificate issued, request denied, certificate revoked and CA
+// state change, through
 // the controller's logr logger (JSON with quill-controller's default
 // production logging). Every line carries audit=true and an action, so a
 // log pipeline can select them; the fields are the same for every action
@@ -18,6 +19,7 @@ import (
 const (
 	ActionIssue       = "issue"
 	ActionDeny        = "deny"
+	ActionRevoke      = "revoke"
 	ActionStateChange = "ca-state-change"
 )
 
@@ -78,6 +80,33 @@ func (l Logger) Deny(r Request, rule, reason string) {
 	kv := append([]any{"audit", true, "action", ActionDeny}, r.keysAndValues()...)
 	kv = append(kv, "rule", rule, "reason", reason)
 	l.Log.Info("certificate request denied", kv...)
+}
+
+// Revocation describes a certificate newly revoked in the ledger.
+type Revocation struct {
+	// Issuer is Kind/name or Kind/namespace/name.
+	Issuer string
+	// Serial is the certificate's serial number in lowercase hex.
+	Serial  string
+	Subject string
+	// Namespace and Certificate name where the certificate was requested
+	// from: the request's namespace and its cert-manager Certificate (both
+	// empty for a Kubernetes CSR).
+	Namespace, Certificate string
+	// Reason is the RFC 5280 reason's name.
+	Reason    string
+	RevokedAt time.Time
+	// By names what revoked it: "QuillRevocation <ns>/<name>" or an
+	// automatic rule.
+	By string
+}
+
+// Revoke logs a certificate revoked. It is called once per certificate,
+// when the ledger first records its revocation.
+func (l Logger) Revoke(r Revocation) {
+	l.Log.Info("certificate revoked", "audit", true, "action", ActionRevoke, "issuer", r.Issuer, "serial", r.Serial,
+		"subject", r.Subject, "namespace", r.Namespace, "certificate", r.Certificate, "reason", r.Reason,
+		"revokedAt", r.RevokedAt.UTC().Format(time.RFC3339), "by", r.By)
 }
 
 // StateChange logs an issuer's spec.state moving from one state to another;

@@ -58,10 +58,12 @@ func TestAuditLines(t *testing.T) {
 	l.Issue(req, cert)
 	l.Deny(req, "spec.policy.dnsNames", `DNS name "x" is not allowed`)
 	l.StateChange("QuillClusterIssuer/root", "Active", "Disabled", "alice")
+	l.Revoke(Revocation{Issuer: "QuillIssuer/team-a/ca", Serial: "abcdef", Subject: "CN=web", Namespace: "team-a", Certificate: "web",
+		Reason: "keyCompromise", RevokedAt: time.Date(2026, 3, 1, 12, 30, 0, 0, time.FixedZone("CET", 3600)), By: "QuillRevocation team-a/leak"})
 
 	got := lines(t, &buf)
-	if len(got) != 3 {
-		t.Fatalf("%d lines; want 3", len(got))
+	if len(got) != 4 {
+		t.Fatalf("%d lines; want 4", len(got))
 	}
 	checks := []struct {
 		line  int
@@ -73,6 +75,9 @@ func TestAuditLines(t *testing.T) {
 		{0, "logger", "audit"},
 		{1, "action", "deny"}, {1, "rule", "spec.policy.dnsNames"}, {1, "namespace", "team-a"},
 		{2, "action", "ca-state-change"}, {2, "from", "Active"}, {2, "to", "Disabled"}, {2, "disabledBy", "alice"},
+		{3, "audit", true}, {3, "action", "revoke"}, {3, "logger", "audit"}, {3, "issuer", "QuillIssuer/team-a/ca"},
+		{3, "serial", "abcdef"}, {3, "subject", "CN=web"}, {3, "namespace", "team-a"}, {3, "certificate", "web"},
+		{3, "reason", "keyCompromise"}, {3, "revokedAt", "2026-03-01T11:30:00Z"}, {3, "by", "QuillRevocation team-a/leak"},
 	}
 	for _, c := range checks {
 		if got[c.line][c.field] != c.want {
@@ -91,4 +96,5 @@ func TestZeroLoggerDiscards(t *testing.T) {
 	t.Parallel()
 	Logger{}.Deny(Request{}, "r", "x")
 	Logger{}.StateChange("i", "a", "b", "")
+	Logger{}.Revoke(Revocation{})
 }

@@ -4,9 +4,9 @@
 //
 // Series are labelled by issuer with two labels: issuer_kind (QuillIssuer
 // or QuillClusterIssuer) and issuer (namespace/name, or name for a cluster
-// issuer); IssuerLabels builds them. To add a metric (a revocation counter,
-// the ledger size), add a field to Metrics, build it in New, list its address in
-// Register, and give it a nil-safe recording method.
+// issuer); IssuerLabels builds them. To add a metric, add a field to
+// Metrics, build it in New, list its address in Register, and give it a
+// nil-safe recording method.
 package metrics
 
 import (
@@ -24,6 +24,7 @@ const (
 	LabelTemplate     = "template"
 	LabelKeyAlgorithm = "key_algorithm"
 	LabelRule         = "rule"
+	LabelReason       = "reason"
 )
 
 // Issuer identifies an issuer in metric labels.
@@ -65,6 +66,13 @@ type Metrics struct {
 	CANotAfter *prometheus.GaugeVec
 	// IssuerReady is 1 while the issuer's health check passes, else 0.
 	IssuerReady *prometheus.GaugeVec
+	// Revoked counts certificates newly marked revoked in the ledger, by
+	// issuer and RFC 5280 reason name. A certificate already revoked is
+	// not counted again.
+	Revoked *prometheus.CounterVec
+	// LedgerEntries is how many IssuedCertificate records the issuer has
+	// (revoked and expired ones included), as the ledger index holds them.
+	LedgerEntries *prometheus.GaugeVec
 }
 
 // New builds unregistered collectors.
@@ -94,6 +102,14 @@ func New() *Metrics {
 			Name: "quill_issuer_ready",
 			Help: "1 when the issuer can sign (health check passed and state Active), else 0.",
 		}, issuer),
+		Revoked: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "quill_certificates_revoked_total",
+			Help: "Certificates revoked, by issuer and RFC 5280 reason.",
+		}, append(issuer, LabelReason)),
+		LedgerEntries: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "quill_ledger_entries",
+			Help: "Issued-certificate records in the issuer's ledger, revoked and expired ones included.",
+		}, issuer),
 	}
 }
 
@@ -101,7 +117,7 @@ func New() *Metrics {
 // by an earlier Register in the same process (a second manager in one test
 // binary) is adopted instead, so both record into the series r serves.
 func (m *Metrics) Register(r prometheus.Registerer) error {
-	for _, f := range []any{&m.Issued, &m.Denied, &m.SigningDuration, &m.CANotAfter, &m.IssuerReady} {
+	for _, f := range []any{&m.Issued, &m.Denied, &m.SigningDuration, &m.CANotAfter, &m.IssuerReady, &m.Revoked, &m.LedgerEntries} {
 		if err := register(r, f); err != nil {
 			return err
 		}
@@ -183,4 +199,27 @@ func (m *Metrics) ForgetIssuer(i Issuer) {
 	}
 	m.IssuerReady.Delete(i.IssuerLabels())
 	m.CANotAfter.Delete(i.IssuerLabels())
+}
+
+// Revoke records one certificate newly revoked with reason (the RFC 5280
+// reason's name, as in a QuillRevocation).
+func (m *Metrics) Revoke(i Issuer, reason string) {
+	if m == nil {
+		return
+	}
+	m.Revoked.WithLabelValues(i.Kind, i.Label(), reason).Inc()
+}
+
+// LedgerSize sets how many ledger records the issuer has. An issuer with
+// none left loses its series, so that a deleted issuer's ledger does not
+// linger.
+func (m *Metrics) LedgerSize(i Issuer, n int) {
+	if m == nil {
+		return
+	}
+	if n == 0 {
+		m.LedgerEntries.Delete(i.IssuerLabels())
+		return
+	}
+	m.LedgerEntries.WithLabelValues(i.Kind, i.Label()).Set(float64(n))
 }

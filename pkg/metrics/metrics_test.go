@@ -79,4 +79,43 @@ func TestNilRecordsNothing(t *testing.T) {
 	m.Deny(Issuer{}, "", "", "")
 	m.IssuerChecked(Issuer{}, true, time.Now())
 	m.ForgetIssuer(Issuer{})
+	m.Revoke(Issuer{}, "")
+	m.LedgerSize(Issuer{}, 1)
+}
+
+// TestRevocationAndLedger: revocations count by reason; the ledger gauge
+// follows the size up and down and drops an issuer whose ledger is empty.
+func TestRevocationAndLedger(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	m := New()
+	if err := m.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	ns := Issuer{Kind: "QuillIssuer", Namespace: "team-a", Name: "ca"}
+	cl := Issuer{Kind: "QuillClusterIssuer", Name: "root"}
+	m.Revoke(cl, "keyCompromise")
+	m.Revoke(cl, "keyCompromise")
+	m.Revoke(cl, "superseded")
+	m.LedgerSize(ns, 3)
+	m.LedgerSize(cl, 7)
+	m.LedgerSize(cl, 5)
+
+	want := `
+# HELP quill_certificates_revoked_total Certificates revoked, by issuer and RFC 5280 reason.
+# TYPE quill_certificates_revoked_total counter
+quill_certificates_revoked_total{issuer="root",issuer_kind="QuillClusterIssuer",reason="keyCompromise"} 2
+quill_certificates_revoked_total{issuer="root",issuer_kind="QuillClusterIssuer",reason="superseded"} 1
+# HELP quill_ledger_entries Issued-certificate records in the issuer's ledger, revoked and expired ones included.
+# TYPE quill_ledger_entries gauge
+quill_ledger_entries{issuer="root",issuer_kind="QuillClusterIssuer"} 5
+quill_ledger_entries{issuer="team-a/ca",issuer_kind="QuillIssuer"} 3
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "quill_certificates_revoked_total", "quill_ledger_entries"); err != nil {
+		t.Fatal(err)
+	}
+	m.LedgerSize(ns, 0)
+	if n := testutil.CollectAndCount(m.LedgerEntries); n != 1 {
+		t.Errorf("%d ledger series after the namespaced issuer's ledger emptied; want 1", n)
+	}
 }

@@ -120,6 +120,7 @@ var valueSets = []struct{ name, values string }{
 	{name: "crds-disabled-approver-unbound", values: "crds: {enabled: false}\nrbac: {certManagerApprover: {enabled: false}}\n"},
 	{name: "pkcs11-vendor-library", values: pkcs11Values},
 	{name: "cluster-resource-namespace-and-digest", values: "clusterResourceNamespace: pki\nimage: {digest: sha256:" + strings.Repeat("ab", 32) + "}\npodDisruptionBudget: {maxUnavailable: 1}\n"},
+	{name: "no-mutating-policies-no-roles", values: "admissionPolicies: {mutating: {enabled: false}}\nrbac: {roles: {enabled: false}}\n"},
 }
 
 // pkcs11Values is the documented pattern for a vendor PKCS#11 library: an

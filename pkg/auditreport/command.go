@@ -1,0 +1,192 @@
+package auditreport
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
+	"github.com/quill-pki/quill/pkg/ledger"
+)
+
+// ErrOutputExists: --out names an existing file and --force was not given.
+var ErrOutputExists = errors.New("output file exists")
+
+// Command carries what `audit report` needs from the process around it.
+type Command struct {
+	// Out receives the report (or, with --out, one summary line).
+	Out io.Writer
+	// Warn receives warnings, one line each.
+	Warn func(string)
+	// Now is the clock --since durations count back from.
+	Now func() time.Time
+}
+
+// Report returns the `report` command.
+func (c Command) Report() *cobra.Command {
+	var (
+		issuer, kind, namespace, clusterNS, since, format, out string
+		kubeconfig, kubeContext                                string
+		chunk                                                  int64
+		force                                                  bool
+	)
+	cmd := &cobra.Command{
+		Use:   "report",
+		Short: "Write an issuer's audit report (every certificate it issued, and revocations) from the ledger",
+		Long: `Write an issuer's audit report from its issuance ledger: one row per
+certificate the issuer signed, in serial number order.
+
+Columns, always in this order:
+  serial             serial number, lowercase hex
+  subject            subject distinguished name
+  sans               subject alternative names, "DNS:", "IP:", "URI:" or
+                     "email:" each, separated by spaces (CSV) or as an array (JSON)
+  requester          the user who created the request
+  namespace          the namespace the request came from
+  request_kind       CertificateRequest or CertificateSigningRequest
+  request            the request's name
+  certificate        the cert-manager Certificate behind the request
+  template           the certificate template the request selected
+  issued             when Quill signed it (RFC 3339 UTC, microseconds)
+  expires            its notAfter (RFC 3339 UTC)
+  revocation_reason  RFC 5280 reason, empty when not revoked
+  revoked_at         when it was revoked (RFC 3339 UTC)
+  revoked_by         the QuillRevocation or automatic rule that revoked it
+
+--format csv is RFC 4180 CSV (header line, CRLF line ends); --format json
+is one JSON array of objects keyed by the column names, one object per
+line. --since keeps certificates issued or revoked at or after a time.
+
+The ledger of a QuillIssuer is in its namespace (--namespace, default the
+kubeconfig context's); that of a QuillClusterIssuer in the controller's
+cluster resource namespace (--cluster-resource-namespace). Reading it needs
+get on the issuer and list on issuedcertificates there: the quill-auditor
+role. The ledger is read --chunk-size records at a time and each page is
+written before the next is read. An issuer that was deleted is still
+reported from the records it left, with a warning.`,
+		Example: `  quillctl audit report --issuer platform-ca --since 720h --format csv --out platform-ca-audit.csv
+  quillctl audit report --kind QuillIssuer --namespace team-a --issuer team-a-ca --format json | jq '.[] | select(.revocation_reason != "")'`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts := Options{ClusterResourceNamespace: clusterNS, ChunkSize: chunk, Warn: c.Warn}
+			if !slices.Contains(Formats(), Format(format)) {
+				return fmt.Errorf("%w: --format %q: use csv or json", ErrInvalid, format)
+			}
+			if chunk <= 0 {
+				return fmt.Errorf("%w: --chunk-size must be positive", ErrInvalid)
+			}
+			switch kind {
+			case ledger.KindClusterIssuer:
+				if cmd.Flags().Changed("namespace") {
+					return fmt.Errorf("%w: --namespace applies to --kind QuillIssuer; a QuillClusterIssuer's ledger is in --cluster-resource-namespace", ErrInvalid)
+				}
+			case ledger.KindIssuer:
+			default:
+				return fmt.Errorf("%w: --kind %q: use QuillIssuer or QuillClusterIssuer", ErrInvalid, kind)
+			}
+			if since != "" {
+				t, err := ParseSince(since, c.Now())
+				if err != nil {
+					return err
+				}
+				opts.Since = t
+			}
+			if out != "" && !force {
+				if _, err := os.Lstat(out); err == nil {
+					return fmt.Errorf("%w: %s (pass --force to replace it)", ErrOutputExists, out)
+				} else if !errors.Is(err, fs.ErrNotExist) {
+					return err
+				}
+			}
+			loader := clientcmd.NewDefaultClientConfigLoadingRules()
+			loader.ExplicitPath = kubeconfig
+			cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(loader, &clientcmd.ConfigOverrides{CurrentContext: kubeContext})
+			if kind == ledger.KindIssuer && namespace == "" {
+				ns, _, err := cc.Namespace()
+				if err != nil {
+					return fmt.Errorf("reading the kubeconfig: %w", err)
+				}
+				namespace = ns
+			}
+			opts.Issuer = ledger.IssuerKey{Kind: kind, Name: issuer}
+			if kind == ledger.KindIssuer {
+				opts.Issuer.Namespace = namespace
+			}
+			cfg, err := cc.ClientConfig()
+			if err != nil {
+				return fmt.Errorf("reading the kubeconfig: %w", err)
+			}
+			// Client-go's default of 5 requests a second would make a
+			// large ledger slow to page through.
+			cfg.QPS, cfg.Burst = 50, 100
+			scheme := runtime.NewScheme()
+			if err := clientgoscheme.AddToScheme(scheme); err != nil {
+				return err
+			}
+			if err := quillv1.AddToScheme(scheme); err != nil {
+				return err
+			}
+			cl, err := client.New(cfg, client.Options{Scheme: scheme})
+			if err != nil {
+				return fmt.Errorf("connecting to the API server: %w", err)
+			}
+			if out == "" {
+				_, err := Write(cmd.Context(), cl, opts, Format(format), c.Out)
+				return err
+			}
+			n, err := writeFile(cmd, cl, opts, Format(format), out)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(c.Out, "wrote: %s (%d certificates)\n", out, n)
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&issuer, "issuer", "", "name of the issuer")
+	f.StringVar(&kind, "kind", ledger.KindClusterIssuer, "kind of the issuer: QuillIssuer or QuillClusterIssuer")
+	f.StringVarP(&namespace, "namespace", "n", "", "namespace of a QuillIssuer; default the kubeconfig context's")
+	f.StringVar(&clusterNS, "cluster-resource-namespace", "quill-system", "namespace holding QuillClusterIssuers' ledgers: the controller's --cluster-resource-namespace")
+	f.StringVar(&since, "since", "", `only certificates issued or revoked since then: an RFC 3339 time ("2026-01-31T00:00:00Z") or a duration back from now ("24h", "30d")`)
+	f.StringVar(&format, "format", string(FormatCSV), "csv or json")
+	f.StringVar(&out, "out", "", "write the report to this file (mode 0600; written whole or not at all) instead of standard output")
+	f.BoolVar(&force, "force", false, "overwrite an existing --out file")
+	f.Int64Var(&chunk, "chunk-size", DefaultChunkSize, "ledger records read per API request")
+	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file; default $KUBECONFIG or ~/.kube/config, then the in-cluster service account")
+	f.StringVar(&kubeContext, "context", "", "kubeconfig context to use; default its current context")
+	if err := cmd.MarkFlagRequired("issuer"); err != nil {
+		panic(err) // only a misspelt flag name gets here
+	}
+	return cmd
+}
+
+// writeFile writes the report to a temporary file beside path and renames
+// it into place once complete, so a failed report leaves no file. The file
+// has mode 0600, as os.CreateTemp makes it: an audit report says who holds
+// which certificate.
+func writeFile(cmd *cobra.Command, cl client.Reader, opts Options, format Format, path string) (int, error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(tmp.Name()) // after a successful rename there is nothing left to remove
+	n, err := Write(cmd.Context(), cl, opts, format, tmp)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return 0, err
+	}
+	return n, os.Rename(tmp.Name(), path)
+}

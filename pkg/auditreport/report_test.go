@@ -1,0 +1,285 @@
+package auditreport
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"math/big"
+	"strings"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
+	"github.com/quill-pki/quill/pkg/ledger"
+)
+
+var (
+	root   = ledger.IssuerKey{Kind: ledger.KindClusterIssuer, Name: "root"}
+	t0     = time.Date(2026, 3, 1, 12, 0, 0, 123456000, time.UTC)
+	scheme = func() *runtime.Scheme {
+		s := runtime.NewScheme()
+		if err := quillv1.AddToScheme(s); err != nil {
+			panic(err)
+		}
+		return s
+	}()
+)
+
+// entry builds a ledger record of issuer k issued at t0+offset.
+func entry(k ledger.IssuerKey, home string, serial int64, offset time.Duration, opts ...func(*quillv1.IssuedCertificate)) *quillv1.IssuedCertificate {
+	s := big.NewInt(serial)
+	e := &quillv1.IssuedCertificate{
+		ObjectMeta: metav1.ObjectMeta{Namespace: home, Name: ledger.EntryName(k, s),
+			Labels: map[string]string{ledger.LabelIssuerKind: k.Kind, ledger.LabelIssuerName: k.Name}},
+		Spec: quillv1.IssuedCertificateSpec{
+			IssuerRef: k.Ref(), SerialNumber: ledger.SerialHex(s), Subject: "CN=web,O=Example, Inc.",
+			DNSNames: []string{"web.team-a.svc"}, IPAddresses: []string{"10.0.0.1"}, URIs: []string{"spiffe://cluster.local/ns/team-a/sa/web"},
+			EmailAddresses: []string{"ops@example.test"},
+			IssuedAt:       metav1.NewMicroTime(t0.Add(offset)), NotBefore: metav1.NewTime(t0.Add(offset)),
+			NotAfter: metav1.NewTime(t0.Add(offset + 90*24*time.Hour)), Requester: "system:serviceaccount:cert-manager:cert-manager",
+			Template: "server-auth",
+			Origin:   quillv1.LedgerOrigin{Kind: "CertificateRequest", Namespace: "team-a", Name: "web-1", UID: "u", Certificate: "web"},
+		},
+	}
+	for _, o := range opts {
+		o(e)
+	}
+	return e
+}
+
+func revoked(at time.Time) func(*quillv1.IssuedCertificate) {
+	return func(e *quillv1.IssuedCertificate) {
+		e.Status.Revocation = &quillv1.RevocationRecord{Reason: "keyCompromise", RevokedAt: metav1.NewTime(at), By: "QuillRevocation team-a/leak"}
+	}
+}
+
+func newClient(objs ...client.Object) client.WithWatch {
+	return fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).WithStatusSubresource(&quillv1.IssuedCertificate{}).Build()
+}
+
+func TestRowAndCSV(t *testing.T) {
+	t.Parallel()
+	e := entry(root, "quill-system", 0xabc, 0, revoked(time.Date(2026, 3, 2, 1, 2, 3, 0, time.FixedZone("CET", 3600))))
+	r := RowOf(e)
+	want := []string{
+		"abc", "CN=web,O=Example, Inc.", "DNS:web.team-a.svc IP:10.0.0.1 URI:spiffe://cluster.local/ns/team-a/sa/web email:ops@example.test",
+		"system:serviceaccount:cert-manager:cert-manager", "team-a", "CertificateRequest", "web-1", "web", "server-auth",
+		"2026-03-01T12:00:00.123456Z", "2026-05-30T12:00:00Z", "keyCompromise", "2026-03-02T00:02:03Z", "QuillRevocation team-a/leak",
+	}
+	got := r.Record()
+	if len(got) != len(Columns) {
+		t.Fatalf("%d fields for %d columns", len(got), len(Columns))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("column %s = %q; want %q", Columns[i], got[i], want[i])
+		}
+	}
+
+	var buf bytes.Buffer
+	n, err := Write(context.Background(), newClient(&quillv1.QuillClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: "root"}}, e),
+		Options{Issuer: root, ClusterResourceNamespace: "quill-system"}, FormatCSV, &buf)
+	if err != nil || n != 1 {
+		t.Fatalf("Write: %d rows, %v", n, err)
+	}
+	// RFC 4180: CRLF line ends, the comma-bearing subject quoted.
+	if !strings.HasSuffix(buf.String(), "\r\n") || !strings.Contains(buf.String(), `,"CN=web,O=Example, Inc.",`) {
+		t.Errorf("not RFC 4180:\n%q", buf.String())
+	}
+	recs, err := csv.NewReader(&buf).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 2 || strings.Join(recs[0], ",") != strings.Join(Columns, ",") || strings.Join(recs[1], "\x00") != strings.Join(want, "\x00") {
+		t.Errorf("CSV read back as %q", recs)
+	}
+}
+
+func TestJSON(t *testing.T) {
+	t.Parallel()
+	iss := &quillv1.QuillIssuer{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "ca"}}
+	k := ledger.IssuerKey{Kind: ledger.KindIssuer, Namespace: "team-a", Name: "ca"}
+	for _, tt := range []struct {
+		name string
+		objs []client.Object
+		rows int
+	}{
+		{name: "empty-ledger", objs: []client.Object{iss}},
+		{name: "two-records", objs: []client.Object{iss, entry(k, "team-a", 1, 0), entry(k, "team-a", 2, time.Second, revoked(t0.Add(time.Hour)))}, rows: 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var buf bytes.Buffer
+			n, err := Write(context.Background(), newClient(tt.objs...), Options{Issuer: k}, FormatJSON, &buf)
+			if err != nil || n != tt.rows {
+				t.Fatalf("Write: %d rows, %v", n, err)
+			}
+			var got []map[string]any
+			if err := json.Unmarshal(buf.Bytes(), &got); err != nil {
+				t.Fatalf("not a JSON array: %v\n%s", err, buf.String())
+			}
+			if len(got) != tt.rows {
+				t.Fatalf("%d objects; want %d", len(got), tt.rows)
+			}
+			for _, o := range got {
+				if len(o) != len(Columns) {
+					t.Errorf("object has %d keys; want the %d columns", len(o), len(Columns))
+				}
+				if sans, ok := o["sans"].([]any); !ok || len(sans) != 4 {
+					t.Errorf("sans = %v; want an array of 4", o["sans"])
+				}
+			}
+			// One object per line, keys in column order.
+			if tt.rows > 0 && !strings.HasPrefix(strings.Split(buf.String(), "\n")[1], `{"serial":"1","subject":`) {
+				t.Errorf("first object line %q", strings.Split(buf.String(), "\n")[1])
+			}
+		})
+	}
+}
+
+// TestSelection: only the issuer's records, only those issued or revoked
+// since the cut-off.
+func TestSelection(t *testing.T) {
+	t.Parallel()
+	other := ledger.IssuerKey{Kind: ledger.KindClusterIssuer, Name: "other"}
+	nsIssuer := ledger.IssuerKey{Kind: ledger.KindIssuer, Namespace: "quill-system", Name: "root"}
+	c := newClient(
+		&quillv1.QuillClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: "root"}},
+		entry(root, "quill-system", 1, -48*time.Hour),                                // old
+		entry(root, "quill-system", 2, -48*time.Hour, revoked(t0.Add(-time.Minute))), // old, revoked recently
+		entry(root, "quill-system", 3, 0),                                            // new
+		entry(other, "quill-system", 4, 0),                                           // another issuer
+		entry(nsIssuer, "quill-system", 5, 0),                                        // a namespaced issuer of the same name
+		entry(root, "quill-system", 6, -time.Hour, func(e *quillv1.IssuedCertificate) { // label lies: kept out by issuerRef
+			e.Spec.IssuerRef.Name = "impostor"
+		}),
+	)
+	for _, tt := range []struct {
+		name  string
+		since time.Time
+		want  string
+	}{
+		{name: "everything", want: "1 2 3"},
+		{name: "since-an-hour-ago", since: t0.Add(-time.Hour), want: "2 3"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var buf bytes.Buffer
+			if _, err := Write(context.Background(), c, Options{Issuer: root, ClusterResourceNamespace: "quill-system", Since: tt.since, ChunkSize: 2}, FormatCSV, &buf); err != nil {
+				t.Fatal(err)
+			}
+			recs, err := csv.NewReader(&buf).ReadAll()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var serials []string
+			for _, r := range recs[1:] {
+				serials = append(serials, r[0])
+			}
+			if got := strings.Join(serials, " "); got != tt.want {
+				t.Errorf("serials %q; want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestErrors(t *testing.T) {
+	t.Parallel()
+	forbidden := func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+		return apierrors.NewForbidden(schema.GroupResource{Group: "quill.dev", Resource: "quillclusterissuers"}, key.Name, errors.New("RBAC"))
+	}
+	listForbidden := func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+		return apierrors.NewForbidden(schema.GroupResource{Group: "quill.dev", Resource: "issuedcertificates"}, "", errors.New("RBAC"))
+	}
+	issuer := &quillv1.QuillClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: "root"}}
+	base := Options{Issuer: root, ClusterResourceNamespace: "quill-system"}
+	for _, tt := range []struct {
+		name   string
+		client client.Reader
+		opts   Options
+		format Format
+		want   error
+	}{
+		{name: "issuer-not-found", client: newClient(), opts: base, format: FormatCSV, want: ErrIssuerNotFound},
+		{name: "issuer-forbidden", client: fake.NewClientBuilder().WithScheme(scheme).WithInterceptorFuncs(interceptor.Funcs{Get: forbidden}).Build(),
+			opts: base, format: FormatCSV, want: ErrNoAccess},
+		{name: "ledger-forbidden", client: fake.NewClientBuilder().WithScheme(scheme).WithObjects(issuer).WithInterceptorFuncs(interceptor.Funcs{List: listForbidden}).Build(),
+			opts: base, format: FormatCSV, want: ErrNoAccess},
+		{name: "bad-format", client: newClient(issuer), opts: base, format: "xml", want: ErrInvalid},
+		{name: "bad-kind", client: newClient(issuer), opts: Options{Issuer: ledger.IssuerKey{Kind: "Issuer", Name: "x"}}, format: FormatCSV, want: ErrInvalid},
+		{name: "issuer-without-namespace", client: newClient(issuer), opts: Options{Issuer: ledger.IssuerKey{Kind: ledger.KindIssuer, Name: "x"}}, format: FormatCSV, want: ErrInvalid},
+		{name: "cluster-issuer-with-namespace", client: newClient(issuer), opts: Options{Issuer: ledger.IssuerKey{Kind: ledger.KindClusterIssuer, Namespace: "a", Name: "x"}, ClusterResourceNamespace: "q"}, format: FormatCSV, want: ErrInvalid},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var buf bytes.Buffer
+			_, err := Write(context.Background(), tt.client, tt.opts, tt.format, &buf)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("error %v; want %v", err, tt.want)
+			}
+			if buf.Len() != 0 {
+				t.Errorf("a failed report wrote %q", buf.String())
+			}
+		})
+	}
+}
+
+// TestDeletedIssuer: an issuer that is gone but left records is reported,
+// with a warning.
+func TestDeletedIssuer(t *testing.T) {
+	t.Parallel()
+	var warnings []string
+	var buf bytes.Buffer
+	n, err := Write(context.Background(), newClient(entry(root, "quill-system", 7, 0)),
+		Options{Issuer: root, ClusterResourceNamespace: "quill-system", Warn: func(s string) { warnings = append(warnings, s) }}, FormatCSV, &buf)
+	if err != nil || n != 1 {
+		t.Fatalf("Write: %d rows, %v", n, err)
+	}
+	if len(warnings) != 1 || !strings.Contains(warnings[0], "QuillClusterIssuer root no longer exists") {
+		t.Errorf("warnings %q", warnings)
+	}
+}
+
+func TestParseSince(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		in   string
+		want time.Time
+		err  bool
+	}{
+		{in: "24h", want: now.Add(-24 * time.Hour)},
+		{in: "30d", want: now.Add(-30 * 24 * time.Hour)},
+		{in: "2026-01-31T00:00:00Z", want: time.Date(2026, 1, 31, 0, 0, 0, 0, time.UTC)},
+		{in: "2026-01-31T01:00:00+01:00", want: time.Date(2026, 1, 31, 0, 0, 0, 0, time.UTC)},
+		{in: "-1h", err: true},
+		{in: "0d", err: true},
+		{in: "1.5d", err: true},
+		{in: "yesterday", err: true},
+		{in: "", err: true},
+	} {
+		t.Run(tt.in, func(t *testing.T) {
+			t.Parallel()
+			got, err := ParseSince(tt.in, now)
+			if tt.err {
+				if !errors.Is(err, ErrInvalid) {
+					t.Fatalf("got %v, %v; want ErrInvalid", got, err)
+				}
+				return
+			}
+			if err != nil || !got.Equal(tt.want) {
+				t.Fatalf("got %v, %v; want %v", got, err, tt.want)
+			}
+		})
+	}
+}

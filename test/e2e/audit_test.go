@@ -1,0 +1,374 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/yaml"
+
+	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
+	"github.com/quill-pki/quill/pkg/auditreport"
+	"github.com/quill-pki/quill/pkg/ledger"
+)
+
+// auditReport runs `quillctl audit report` (its cobra command) with args
+// and returns its standard output, its warnings and its error.
+func auditReport(args ...string) (string, []string, error) {
+	var out bytes.Buffer
+	var warnings []string
+	cmd := auditreport.Command{Out: &out, Warn: func(m string) { warnings = append(warnings, m) }, Now: time.Now}.Report()
+	cmd.SetArgs(args)
+	cmd.SetOut(io.Discard)
+	cmd.SetErr(io.Discard)
+	cmd.SilenceErrors, cmd.SilenceUsage = true, true
+	err := cmd.ExecuteContext(context.Background())
+	return out.String(), warnings, err
+}
+
+// kubeconfigAs writes a copy of the harness kubeconfig that impersonates
+// user.
+func kubeconfigAs(t *testing.T, user string) string {
+	t.Helper()
+	cfg, err := clientcmd.LoadFromFile(env.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range cfg.AuthInfos {
+		a.Impersonate = user
+	}
+	p := filepath.Join(t.TempDir(), "kubeconfig-"+user)
+	if err := clientcmd.WriteToFile(*cfg, p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// scrape serves controller-runtime's metrics registry (what
+// quill-controller serves on --metrics-bind-address) on loopback and
+// returns a function reading it.
+func scrape(t *testing.T) func() (string, error) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: promhttp.HandlerFor(crmetrics.Registry, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return func() (string, error) {
+		resp, err := http.Get("http://" + ln.Addr().String() + "/metrics")
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return string(b), err
+	}
+}
+
+// waitMetrics waits until every line in want is in the scraped metrics.
+func waitMetrics(t *testing.T, get func() (string, error), filter string, want ...string) {
+	t.Helper()
+	eventually(t, "the scraped metrics "+strings.Join(want, ", "), func() (bool, error) {
+		body, err := get()
+		if err != nil {
+			return false, err
+		}
+		for _, w := range want {
+			if !strings.Contains(body, w+"\n") {
+				var have []string
+				for _, l := range strings.Split(body, "\n") {
+					if strings.HasPrefix(l, "quill_") && strings.Contains(l, filter) {
+						have = append(have, l)
+					}
+				}
+				return false, fmt.Errorf("missing %s; have:\n%s", w, strings.Join(have, "\n"))
+			}
+		}
+		return true, nil
+	})
+}
+
+// expectedRow is what the report must say about a ledger record, spelt
+// out field by field from the object.
+func expectedRow(e *quillv1.IssuedCertificate) []string {
+	var sans []string
+	for _, n := range e.Spec.DNSNames {
+		sans = append(sans, "DNS:"+n)
+	}
+	for _, n := range e.Spec.IPAddresses {
+		sans = append(sans, "IP:"+n)
+	}
+	for _, n := range e.Spec.URIs {
+		sans = append(sans, "URI:"+n)
+	}
+	for _, n := range e.Spec.EmailAddresses {
+		sans = append(sans, "email:"+n)
+	}
+	row := []string{
+		e.Spec.SerialNumber, e.Spec.Subject, strings.Join(sans, " "), e.Spec.Requester, e.Spec.Origin.Namespace,
+		e.Spec.Origin.Kind, e.Spec.Origin.Name, e.Spec.Origin.Certificate, e.Spec.Template,
+		e.Spec.IssuedAt.UTC().Format("2006-01-02T15:04:05.000000Z"), e.Spec.NotAfter.UTC().Format(time.RFC3339), "", "", "",
+	}
+	if r := e.Status.Revocation; r != nil {
+		row[11], row[12], row[13] = string(r.Reason), r.RevokedAt.UTC().Format(time.RFC3339), r.By
+	}
+	return row
+}
+
+// TestAuditReport issues three certificates under two templates, revokes
+// one, and checks the audit report, run through quillctl's command against
+// the harness kubeconfig, column by column against the ledger objects and
+// the issued certificates: CSV read one record per page, JSON, --since,
+// --out, a missing issuer, a user without access and one with the
+// quill-auditor role. It also checks the revocation and ledger metrics,
+// including the ledger gauge after a record is deleted.
+func TestAuditReport(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	ns := newNamespace(t)
+	ref := quillIssuer(t, ns, "audited", "ECDSA-P256", func(s *quillv1.IssuerSpec) {
+		s.Templates = []string{quillv1.TemplateServerAuth, quillv1.TemplateClientAuth}
+	})
+	k := ledger.IssuerKey{Kind: ledger.KindIssuer, Namespace: ns, Name: "audited"}
+	server := []func(*cmapi.Certificate){
+		withCertAnnotation(quillv1.AnnotationTemplate, quillv1.TemplateServerAuth),
+		withUsages(cmapi.UsageServerAuth, cmapi.UsageDigitalSignature, cmapi.UsageKeyEncipherment),
+	}
+	create(t, certificate(ns, "web", ref, append(server, func(c *cmapi.Certificate) {
+		c.Spec.CommonName = "web, the front end" // a comma that CSV must quote
+		c.Spec.IPAddresses = []string{"10.0.0.7"}
+	})...))
+	create(t, certificate(ns, "api", ref, server...))
+	create(t, certificate(ns, "partner", ref,
+		withCertAnnotation(quillv1.AnnotationTemplate, quillv1.TemplateClientAuth),
+		withUsages(cmapi.UsageClientAuth, cmapi.UsageDigitalSignature),
+		func(c *cmapi.Certificate) {
+			c.Spec.DNSNames = nil
+			c.Spec.CommonName = "partner"
+			c.Spec.URIs = []string{"spiffe://example.test/partner"}
+			c.Spec.EmailAddresses = []string{"partner@example.test"}
+		}))
+	certs := map[string]*x509.Certificate{}
+	for _, name := range []string{"web", "api", "partner"} {
+		certs[name] = leafOf(t, waitCertificateReady(t, ns, name))
+	}
+
+	// Everything issued lies before the cut-off; only the revocation after.
+	time.Sleep(1100 * time.Millisecond)
+	cutoff := time.Now().UTC().Truncate(time.Second)
+	waitRevocation(t, revoke(t, ns, "partner-leaked", quillv1.QuillRevocationSpec{
+		IssuerRef: quillv1.RevocationIssuerRef{Name: "audited", Kind: "QuillIssuer"}, CertificateName: "partner", Reason: quillv1.ReasonKeyCompromise,
+	}), metav1.ConditionTrue, quillv1.ReasonRevoked)
+
+	records := map[string]*quillv1.IssuedCertificate{}
+	for name, c := range certs {
+		records[ledger.SerialHex(c.SerialNumber)] = ledgerRecord(t, ns, k, c)
+		if name == "partner" && records[ledger.SerialHex(c.SerialNumber)].Status.Revocation == nil {
+			t.Fatal("the partner certificate's record is not revoked")
+		}
+	}
+	base := []string{"--kubeconfig", env.Kubeconfig, "--kind", "QuillIssuer", "--namespace", ns, "--issuer", "audited"}
+
+	// CSV, one record per list request: the API server's pagination.
+	out, warnings, err := auditReport(append(base, "--format", "csv", "--chunk-size", "1")...)
+	if err != nil || len(warnings) != 0 {
+		t.Fatalf("audit report: %v (warnings %q)", err, warnings)
+	}
+	if !strings.HasSuffix(out, "\r\n") || !strings.Contains(out, `"CN=web\, the front end"`) {
+		t.Errorf("not RFC 4180 CSV with the subject quoted:\n%q", out)
+	}
+	table, err := csv.NewReader(strings.NewReader(out)).ReadAll()
+	if err != nil {
+		t.Fatalf("CSV: %v\n%s", err, out)
+	}
+	wantHeader := "serial,subject,sans,requester,namespace,request_kind,request,certificate,template,issued,expires,revocation_reason,revoked_at,revoked_by"
+	if got := strings.Join(table[0], ","); got != wantHeader {
+		t.Fatalf("header %s\nwant   %s", got, wantHeader)
+	}
+	if len(table) != 4 {
+		t.Fatalf("%d rows; want 3:\n%s", len(table)-1, out)
+	}
+	seen := map[string]bool{}
+	prev := ""
+	for _, row := range table[1:] {
+		e, ok := records[row[0]]
+		if !ok {
+			t.Fatalf("row for serial %s, which the issuer did not issue here", row[0])
+		}
+		seen[row[0]] = true
+		if want := expectedRow(e); strings.Join(row, "\x00") != strings.Join(want, "\x00") {
+			for i := range want {
+				if row[i] != want[i] {
+					t.Errorf("serial %s column %s = %q; the ledger says %q", row[0], table[0][i], row[i], want[i])
+				}
+			}
+		}
+		if len(row[0]) < len(prev) || len(row[0]) == len(prev) && row[0] < prev {
+			t.Errorf("serial %s after %s: rows are not in serial order", row[0], prev)
+		}
+		prev = row[0]
+	}
+	if len(seen) != 3 {
+		t.Errorf("rows for %d distinct certificates; want 3", len(seen))
+	}
+	// The columns against the certificates and requests themselves, not
+	// only the ledger's copy of them.
+	byName := map[string][]string{}
+	for _, row := range table[1:] {
+		byName[row[7]] = row
+	}
+	for name, c := range certs {
+		row := byName[name]
+		if row == nil {
+			t.Fatalf("no row for Certificate %s", name)
+		}
+		cr := requestOf(t, ns, name)
+		if row[0] != c.SerialNumber.Text(16) || row[1] != c.Subject.String() || row[4] != ns || row[5] != "CertificateRequest" ||
+			row[6] != cr.Name || row[3] != cr.Spec.Username || row[10] != c.NotAfter.UTC().Format(time.RFC3339) {
+			t.Errorf("row of %s %q does not match its certificate (serial %x, subject %s, notAfter %s) and request %s by %s",
+				name, row, c.SerialNumber, c.Subject, c.NotAfter, cr.Name, cr.Spec.Username)
+		}
+		wantTemplate, wantReason := quillv1.TemplateServerAuth, ""
+		if name == "partner" {
+			wantTemplate, wantReason = quillv1.TemplateClientAuth, string(quillv1.ReasonKeyCompromise)
+		}
+		if row[8] != wantTemplate || row[11] != wantReason {
+			t.Errorf("row of %s: template %q, revocation %q; want %q, %q", name, row[8], row[11], wantTemplate, wantReason)
+		}
+	}
+	if got, want := byName["web"][2], "DNS:web.example.test IP:10.0.0.7"; got != want {
+		t.Errorf("web's SANs %q; want %q", got, want)
+	}
+	if got, want := byName["partner"][2], "URI:spiffe://example.test/partner email:partner@example.test"; got != want {
+		t.Errorf("partner's SANs %q; want %q", got, want)
+	}
+	if got, want := byName["partner"][13], "QuillRevocation "+ns+"/partner-leaked"; got != want {
+		t.Errorf("partner revoked by %q; want %q", got, want)
+	}
+
+	// JSON: the same rows as objects keyed by the columns.
+	out, _, err = auditReport(append(base, "--format", "json")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var objs []map[string]any
+	if err := json.Unmarshal([]byte(out), &objs); err != nil || len(objs) != 3 {
+		t.Fatalf("JSON report (%v):\n%s", err, out)
+	}
+	for _, o := range objs {
+		e := records[fmt.Sprint(o["serial"])]
+		if e == nil {
+			t.Fatalf("JSON object for an unknown serial: %v", o)
+		}
+		want := expectedRow(e)
+		for i, col := range table[0] {
+			got := fmt.Sprint(o[col])
+			if col == "sans" {
+				var parts []string
+				for _, s := range o[col].([]any) {
+					parts = append(parts, s.(string))
+				}
+				got = strings.Join(parts, " ")
+			}
+			if got != want[i] {
+				t.Errorf("JSON serial %s %s = %q; want %q", want[0], col, got, want[i])
+			}
+		}
+	}
+
+	// --since: the three were issued before the cut-off; the revoked one
+	// is reported because its revocation came after.
+	out, _, err = auditReport(append(base, "--since", cutoff.Format(time.RFC3339))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if table, err := csv.NewReader(strings.NewReader(out)).ReadAll(); err != nil || len(table) != 2 || table[1][7] != "partner" {
+		t.Errorf("--since %s reported (%v):\n%s", cutoff.Format(time.RFC3339), err, out)
+	}
+	out, _, err = auditReport(append(base, "--since", time.Now().Add(time.Minute).UTC().Format(time.RFC3339))...)
+	if err != nil || out != wantHeader+"\r\n" {
+		t.Errorf("--since in the future: %v\n%q", err, out)
+	}
+
+	// --out: the same report, in a file.
+	file := filepath.Join(t.TempDir(), "audit.csv")
+	csvOut, _, _ := auditReport(base...)
+	if out, _, err := auditReport(append(base, "--out", file)...); err != nil || !strings.Contains(out, "3 certificates") {
+		t.Fatalf("--out: %v %q", err, out)
+	}
+	if b, err := os.ReadFile(file); err != nil || string(b) != csvOut {
+		t.Errorf("--out file differs from the report on standard output (%v)", err)
+	}
+	if _, _, err := auditReport(append(base, "--out", file)...); !errors.Is(err, auditreport.ErrOutputExists) {
+		t.Errorf("--out over an existing file: %v", err)
+	}
+
+	// Clear errors: an issuer that never existed, a user without rights.
+	if _, _, err := auditReport("--kubeconfig", env.Kubeconfig, "--kind", "QuillIssuer", "--namespace", ns, "--issuer", "nope"); !errors.Is(err, auditreport.ErrIssuerNotFound) ||
+		!strings.Contains(err.Error(), "QuillIssuer "+ns+"/nope") {
+		t.Errorf("missing issuer: %v", err)
+	}
+	user := "auditor-" + ns
+	asUser := append([]string{"--kubeconfig", kubeconfigAs(t, user)}, base[2:]...)
+	if out, _, err := auditReport(asUser...); !errors.Is(err, auditreport.ErrNoAccess) || out != "" {
+		t.Errorf("a user without rights: %v, output %q", err, out)
+	}
+	// The shipped quill-auditor role, bound in the issuer's namespace, is
+	// all the report needs.
+	data, err := os.ReadFile(filepath.Join(env.Root, "config", "rbac", "roles", "auditor.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var role rbacv1.ClusterRole
+	if err := yaml.Unmarshal(data, &role); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Client.Create(ctx, &role); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	create(t, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "auditor"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "User", Name: user}},
+	})
+	eventually(t, "the report as "+user+" with quill-auditor", func() (bool, error) {
+		out, _, err := auditReport(asUser...)
+		return err == nil && out == csvOut, err
+	})
+
+	// Metrics: the revocation counted once by reason, the ledger's size,
+	// and the size following a record's deletion.
+	get := scrape(t)
+	labels := fmt.Sprintf(`issuer=%q,issuer_kind="QuillIssuer"`, ns+"/audited")
+	waitMetrics(t, get, ns,
+		`quill_certificates_revoked_total{`+labels+`,reason="keyCompromise"} 1`,
+		`quill_ledger_entries{`+labels+`} 3`)
+	if err := env.Client.Delete(ctx, records[ledger.SerialHex(certs["api"].SerialNumber)]); err != nil {
+		t.Fatal(err)
+	}
+	waitMetrics(t, get, ns, `quill_ledger_entries{`+labels+`} 2`)
+	if out, _, err := auditReport(base...); err != nil || strings.Count(out, "\r\n") != 3 {
+		t.Errorf("report after deleting a record: %v\n%s", err, out)
+	}
+}
