@@ -37,6 +37,8 @@ func (a *app) command() *cobra.Command {
   quillctl csr         request a server or client certificate for a key
                        (ML-DSA keys, which cert-manager cannot generate)
   quillctl bench tls   measure classical, hybrid and post-quantum TLS
+  quillctl inventory   list every issuer's CA algorithms and unexpired
+                       certificates by algorithm, quantum-vulnerable share
 
 Keys are PEM files (PKCS#8, PKCS#1 or SEC1); generated keys are written as
 PKCS#8 with mode 0600. Outputs are never overwritten without --force, and a
@@ -60,6 +62,7 @@ failed command writes nothing.`,
 	ca.AddCommand(a.initCommand(), a.csrCommand(), a.signCommand(), a.importCommand())
 	root.AddCommand(ca, a.hsmCommand(), a.versionCommand())
 	root.AddCommand(a.leafCSRCommand(), a.benchCommand())
+	root.AddCommand(a.inventoryCommand())
 	return root
 }
 
