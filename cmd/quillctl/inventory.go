@@ -242,7 +242,7 @@ func writeInventoryTable(w io.Writer, r *inventoryReport) error {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", issuerLabel(ii), caKey, caSig,
 				inv.UnexpiredCertificates, inv.QuantumVulnerable, inv.Revoked, countList(inv.KeyAlgorithms), countList(inv.SignatureAlgorithms))
 		} else {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t-\t-\t-\tnot counted yet\t\n", issuerLabel(ii), caKey, caSig)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t-\t-\t-\tnot counted yet\t-\n", issuerLabel(ii), caKey, caSig)
 		}
 	}
 	t := r.Totals
