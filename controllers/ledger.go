@@ -92,7 +92,7 @@ func (l *Ledger) record(ctx context.Context, k ledger.IssuerKey, homeNamespace s
 	}
 	l.Index.Put(ledger.Record{
 		Name: e.Name, Namespace: e.Namespace, Issuer: k, Serial: cert.SerialNumber, IssuedAt: e.Spec.IssuedAt.Time,
-		NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, KeyAlgorithm: e.Spec.KeyAlgorithm,
+		NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, KeyAlgorithm: e.Spec.KeyAlgorithm, SignatureAlgorithm: e.Spec.SignatureAlgorithm,
 		RequestUID: cr.GetUID(), OriginNamespace: e.Spec.Origin.Namespace, Certificate: e.Spec.Origin.Certificate,
 	})
 	return nil

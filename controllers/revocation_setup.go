@@ -55,6 +55,9 @@ func setupRevocation(mgr ctrl.Manager, opts Options, store *castore.Store, s *Si
 			return err
 		}
 	}
+	if err := (&inventoryPublisher{client: mgr.GetClient(), index: index, metrics: opts.Metrics, clock: opts.Clock}).setup(mgr); err != nil {
+		return err
+	}
 	return (&crlPublisher{
 		client: mgr.GetClient(), reader: mgr.GetAPIReader(), store: store, index: index,
 		clusterNamespace: opts.ClusterResourceNamespace, clock: opts.Clock, baseURL: opts.RevocationBaseURL,

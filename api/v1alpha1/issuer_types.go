@@ -618,6 +618,66 @@ type IssuerStatus struct {
 	// logged as a CA state change for audit.
 	// +optional
 	State IssuerState `json:"state,omitempty"`
+
+	// Inventory counts the issuer's unexpired certificates by algorithm,
+	// from its issuance ledger, for crypto-agility planning.
+	// +optional
+	Inventory *InventoryStatus `json:"inventory,omitempty"`
+}
+
+// InventoryStatus is an issuer's crypto-agility inventory: its unexpired
+// certificates (those in the ledger whose notAfter has not passed) by key
+// and signature algorithm. The controller refreshes it when certificates
+// are issued, revoked or expire, and at least every few minutes.
+//
+// A certificate is quantum-vulnerable when its public key is classical
+// (RSA, ECDSA, Ed25519: a quantum computer recovers the private key) or
+// when it is signed with a classical signature (the CA's key falls the
+// same way, and certificates like it can be forged). Only an ML-DSA (or
+// SLH-DSA) key signed with ML-DSA (or SLH-DSA) is not. The CA certificate
+// itself is described in status.ca.
+type InventoryStatus struct {
+	// UnexpiredCertificates counts the unexpired certificates, revoked ones
+	// included: relying parties that do not check revocation still accept
+	// them.
+	UnexpiredCertificates int `json:"unexpiredCertificates"`
+	// QuantumVulnerable counts those that are quantum-vulnerable.
+	QuantumVulnerable int `json:"quantumVulnerable"`
+	// Revoked counts those that are revoked; they need no reissuing.
+	Revoked int `json:"revoked"`
+	// KeyAlgorithms breaks the counts down by the certificates' public key
+	// algorithm (ECDSA-P256, RSA-2048, ML-DSA-65, …).
+	// +optional
+	// +listType=map
+	// +listMapKey=algorithm
+	KeyAlgorithms []AlgorithmCount `json:"keyAlgorithms,omitempty"`
+	// SignatureAlgorithms breaks the counts down by the algorithm the CA
+	// signed them with (ECDSA-SHA256, SHA256-RSA, ML-DSA-65, …): more than
+	// one while certificates from a replaced CA are still unexpired.
+	// +optional
+	// +listType=map
+	// +listMapKey=algorithm
+	SignatureAlgorithms []AlgorithmCount `json:"signatureAlgorithms,omitempty"`
+	// NextExpiry is when the earliest of them expires.
+	// +optional
+	NextExpiry *metav1.Time `json:"nextExpiry,omitempty"`
+}
+
+// AlgorithmCount is the part of an issuer's inventory that uses one
+// algorithm.
+type AlgorithmCount struct {
+	// Algorithm is the key or signature algorithm's name.
+	// +required
+	Algorithm string `json:"algorithm"`
+	// Certificates counts the unexpired certificates using it.
+	// +required
+	Certificates int `json:"certificates"`
+	// QuantumVulnerable counts those of them that are quantum-vulnerable.
+	// +required
+	QuantumVulnerable int `json:"quantumVulnerable"`
+	// Revoked counts those of them that are revoked.
+	// +optional
+	Revoked int `json:"revoked,omitempty"`
 }
 
 // RevocationStatus describes an issuer's published revocation state.

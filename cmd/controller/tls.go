@@ -31,8 +31,8 @@ type servingTLS struct {
 	metricsSecure    bool
 	healthSecure     bool
 	revocationSecure bool
-	certDir       string
-	requirePQ     bool
+	certDir          string
+	requirePQ        bool
 }
 
 func (s *servingTLS) bindFlags(fs *flag.FlagSet) {

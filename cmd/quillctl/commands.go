@@ -40,6 +40,8 @@ func (a *app) command() *cobra.Command {
   quillctl audit report
                        write an issuer's audit report (CSV or JSON) from
                        its ledger in the cluster
+  quillctl inventory   list every issuer's CA algorithms and unexpired
+                       certificates by algorithm, quantum-vulnerable share
 
 Keys are PEM files (PKCS#8, PKCS#1 or SEC1); generated keys are written as
 PKCS#8 with mode 0600. Outputs are never overwritten without --force, and a
@@ -64,6 +66,7 @@ failed command writes nothing.`,
 	root.AddCommand(ca, a.hsmCommand(), a.versionCommand())
 	root.AddCommand(a.leafCSRCommand(), a.benchCommand())
 	root.AddCommand(a.auditCommand())
+	root.AddCommand(a.inventoryCommand())
 	return root
 }
 

@@ -28,6 +28,11 @@ type Authority struct {
 	Root *x509.Certificate
 	// Signer is the private key of Certificate.
 	Signer crypto.Signer
+
+	// selfCheckWithGo makes Sign's self-check use crypto/x509 for every
+	// key type, as it did before ML-DSA CAs got their own; benchmarks
+	// compare the two.
+	selfCheckWithGo bool
 }
 
 // LoadAuthority parses a CA stored in cert-manager's Secret layout.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/cloudflare/circl/sign"
 	"github.com/cloudflare/circl/sign/mldsa/mldsa44"
 	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
 	"github.com/cloudflare/circl/sign/mldsa/mldsa87"
@@ -29,6 +30,9 @@ type circlMLDSA struct {
 	key  *mldsa.PrivateKey
 	pub  []byte // circl's encoding of the public key it derived
 	sign func(msg, ctx []byte) ([]byte, error)
+	// verifyKey is that public key, unpacked once for the self-check of
+	// every certificate this key signs (mldsa_verify.go).
+	verifyKey sign.PublicKey
 }
 
 func (s *circlMLDSA) Public() crypto.PublicKey { return s.key.Public() }
@@ -65,21 +69,21 @@ func fastSigner(signer crypto.Signer) crypto.Signer {
 	switch k.PublicKey().Parameters() {
 	case mldsa.MLDSA44():
 		pk, sk := mldsa44.NewKeyFromSeed(seed)
-		s.pub = pk.Bytes()
+		s.pub, s.verifyKey = pk.Bytes(), pk
 		s.sign = func(msg, ctx []byte) ([]byte, error) {
 			sig := make([]byte, mldsa44.SignatureSize)
 			return sig, mldsa44.SignTo(sk, msg, ctx, true, sig)
 		}
 	case mldsa.MLDSA65():
 		pk, sk := mldsa65.NewKeyFromSeed(seed)
-		s.pub = pk.Bytes()
+		s.pub, s.verifyKey = pk.Bytes(), pk
 		s.sign = func(msg, ctx []byte) ([]byte, error) {
 			sig := make([]byte, mldsa65.SignatureSize)
 			return sig, mldsa65.SignTo(sk, msg, ctx, true, sig)
 		}
 	case mldsa.MLDSA87():
 		pk, sk := mldsa87.NewKeyFromSeed(seed)
-		s.pub = pk.Bytes()
+		s.pub, s.verifyKey = pk.Bytes(), pk
 		s.sign = func(msg, ctx []byte) ([]byte, error) {
 			sig := make([]byte, mldsa87.SignatureSize)
 			return sig, mldsa87.SignTo(sk, msg, ctx, true, sig)

@@ -439,7 +439,21 @@ func (a *Authority) permitsExtKeyUsages(requested []x509.ExtKeyUsage) error {
 // Root through the Authority's own certificates. A failure means a bug or a
 // broken CA, except for name constraints in the chain, which Go enforces only
 // here and which the requester can act on.
+//
+// For an ML-DSA issuing CA, verifyMLDSA checks the signature with circl and
+// the chain's other rules itself, unless the chain carries rules only Go's
+// verifier should judge (mldsa_verify.go says why).
 func (a *Authority) verify(cert *x509.Certificate) error {
+	if !a.selfCheckWithGo {
+		if handled, err := a.verifyMLDSA(cert); handled {
+			return err
+		}
+	}
+	return a.verifyX509(cert)
+}
+
+// verifyX509 is verify through crypto/x509's Certificate.Verify.
+func (a *Authority) verifyX509(cert *x509.Certificate) error {
 	roots := x509.NewCertPool()
 	roots.AddCert(a.Root)
 	intermediates := x509.NewCertPool()

@@ -64,7 +64,7 @@ func TestIndexLookups(t *testing.T) {
 	if err := ix.Replace([]any{
 		entry(issuerA, 1, "uid-1", "app", t0, year),
 		entry(issuerA, 2, "uid-2", "app", t0.Add(time.Microsecond), year), // same second, later
-		entry(issuerB, 1, "uid-3", "", t0, year),                             // same serial, other issuer
+		entry(issuerB, 1, "uid-3", "", t0, year),                          // same serial, other issuer
 	}, "1"); err != nil {
 		t.Fatal(err)
 	}

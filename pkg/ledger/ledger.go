@@ -178,6 +178,10 @@ type Record struct {
 	RevokedAt time.Time
 	// Reason is the RFC 5280 CRLReason code.
 	Reason int
+
+	// SignatureAlgorithm is the algorithm the CA signed with, as
+	// IssuedCertificate spec.signatureAlgorithm names it.
+	SignatureAlgorithm string
 }
 
 // recordOf compacts an IssuedCertificate. It reports false for an object
@@ -200,6 +204,7 @@ func recordOf(e *quillv1.IssuedCertificate) (Record, bool) {
 		OriginNamespace: e.Spec.Origin.Namespace,
 		Certificate:     e.Spec.Origin.Certificate,
 	}
+	r.SignatureAlgorithm = e.Spec.SignatureAlgorithm
 	if rev := e.Status.Revocation; rev != nil {
 		r.Revoked = true
 		r.RevokedAt = rev.RevokedAt.Time

@@ -12,6 +12,8 @@ package metrics
 import (
 	"errors"
 	"fmt"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,6 +27,9 @@ const (
 	LabelKeyAlgorithm = "key_algorithm"
 	LabelRule         = "rule"
 	LabelReason       = "reason"
+
+	LabelSignatureAlgorithm = "signature_algorithm"
+	LabelQuantumVulnerable  = "quantum_vulnerable"
 )
 
 // Issuer identifies an issuer in metric labels.
@@ -73,6 +78,17 @@ type Metrics struct {
 	// LedgerEntries is how many IssuedCertificate records the issuer has
 	// (revoked and expired ones included), as the ledger index holds them.
 	LedgerEntries *prometheus.GaugeVec
+	// CertificatesUnexpired counts the issuer's unexpired certificates
+	// (revoked ones included) by key algorithm and whether they are
+	// quantum-vulnerable, as its status.inventory does.
+	CertificatesUnexpired *prometheus.GaugeVec
+	// CAInfo is 1 for the issuer's current CA key and signature algorithm.
+	CAInfo *prometheus.GaugeVec
+
+	// inventoryMu guards inventorySeries: the label sets each issuer last
+	// set, so that a series whose certificates all expired is removed.
+	inventoryMu     sync.Mutex
+	inventorySeries map[Issuer][]prometheus.Labels
 }
 
 // New builds unregistered collectors.
@@ -110,6 +126,14 @@ func New() *Metrics {
 			Name: "quill_ledger_entries",
 			Help: "Issued-certificate records in the issuer's ledger, revoked and expired ones included.",
 		}, issuer),
+		CertificatesUnexpired: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "quill_certificates_unexpired",
+			Help: "Unexpired certificates in the issuer's ledger, revoked ones included, by key algorithm and whether they are quantum-vulnerable (classical key or classical signature).",
+		}, append(issuer, LabelKeyAlgorithm, LabelQuantumVulnerable)),
+		CAInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "quill_ca_info",
+			Help: "1 for the key and signature algorithm of the issuer's signing CA.",
+		}, append(issuer, LabelKeyAlgorithm, LabelSignatureAlgorithm)),
 	}
 }
 
@@ -117,7 +141,7 @@ func New() *Metrics {
 // by an earlier Register in the same process (a second manager in one test
 // binary) is adopted instead, so both record into the series r serves.
 func (m *Metrics) Register(r prometheus.Registerer) error {
-	for _, f := range []any{&m.Issued, &m.Denied, &m.SigningDuration, &m.CANotAfter, &m.IssuerReady, &m.Revoked, &m.LedgerEntries} {
+	for _, f := range []any{&m.Issued, &m.Denied, &m.SigningDuration, &m.CANotAfter, &m.IssuerReady, &m.Revoked, &m.LedgerEntries, &m.CertificatesUnexpired, &m.CAInfo} {
 		if err := register(r, f); err != nil {
 			return err
 		}
@@ -222,4 +246,88 @@ func (m *Metrics) LedgerSize(i Issuer, n int) {
 		return
 	}
 	m.LedgerEntries.WithLabelValues(i.Kind, i.Label()).Set(float64(n))
+}
+
+// UnexpiredCount is one quill_certificates_unexpired series of an issuer.
+type UnexpiredCount struct {
+	KeyAlgorithm      string
+	QuantumVulnerable bool
+	Certificates      int
+}
+
+// SetInventory records the issuer's unexpired certificates and its CA's
+// algorithms (empty when the CA is unknown), replacing what was recorded
+// for it before: series no longer listed are removed.
+func (m *Metrics) SetInventory(i Issuer, counts []UnexpiredCount, caKeyAlgorithm, caSignatureAlgorithm string) {
+	if m == nil {
+		return
+	}
+	var series []prometheus.Labels
+	for _, c := range counts {
+		l := i.IssuerLabels()
+		l[LabelKeyAlgorithm] = c.KeyAlgorithm
+		l[LabelQuantumVulnerable] = strconv.FormatBool(c.QuantumVulnerable)
+		m.CertificatesUnexpired.With(l).Set(float64(c.Certificates))
+		series = append(series, l)
+	}
+	var ca prometheus.Labels
+	if caKeyAlgorithm != "" || caSignatureAlgorithm != "" {
+		ca = i.IssuerLabels()
+		ca[LabelKeyAlgorithm] = caKeyAlgorithm
+		ca[LabelSignatureAlgorithm] = caSignatureAlgorithm
+		m.CAInfo.With(ca).Set(1)
+	}
+	m.inventoryMu.Lock()
+	defer m.inventoryMu.Unlock()
+	for _, old := range m.inventorySeries[i] {
+		if _, isCA := old[LabelSignatureAlgorithm]; isCA {
+			if ca == nil || !sameLabels(old, ca) {
+				m.CAInfo.Delete(old)
+			}
+			continue
+		}
+		if !containsLabels(series, old) {
+			m.CertificatesUnexpired.Delete(old)
+		}
+	}
+	if m.inventorySeries == nil {
+		m.inventorySeries = map[Issuer][]prometheus.Labels{}
+	}
+	if ca != nil {
+		series = append(series, ca)
+	}
+	m.inventorySeries[i] = series
+}
+
+// ForgetInventory removes the inventory series of a deleted issuer.
+func (m *Metrics) ForgetInventory(i Issuer) {
+	if m == nil {
+		return
+	}
+	m.CertificatesUnexpired.DeletePartialMatch(i.IssuerLabels())
+	m.CAInfo.DeletePartialMatch(i.IssuerLabels())
+	m.inventoryMu.Lock()
+	delete(m.inventorySeries, i)
+	m.inventoryMu.Unlock()
+}
+
+func sameLabels(a, b prometheus.Labels) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func containsLabels(list []prometheus.Labels, l prometheus.Labels) bool {
+	for _, x := range list {
+		if sameLabels(x, l) {
+			return true
+		}
+	}
+	return false
 }

@@ -118,4 +118,45 @@ quill_ledger_entries{issuer="team-a/ca",issuer_kind="QuillIssuer"} 3
 	if n := testutil.CollectAndCount(m.LedgerEntries); n != 1 {
 		t.Errorf("%d ledger series after the namespaced issuer's ledger emptied; want 1", n)
 	}
+	m.SetInventory(Issuer{}, []UnexpiredCount{{KeyAlgorithm: "RSA-2048", Certificates: 1}}, "RSA-2048", "SHA256-RSA")
+	m.ForgetInventory(Issuer{})
+}
+
+// TestSetInventory: each call replaces the issuer's inventory series, so a
+// key algorithm whose certificates expired and a replaced CA leave no
+// stale series, and other issuers' series stay.
+func TestSetInventory(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	m := New()
+	if err := m.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	ns := Issuer{Kind: "QuillIssuer", Namespace: "team-a", Name: "ca"}
+	cl := Issuer{Kind: "QuillClusterIssuer", Name: "root"}
+	m.SetInventory(cl, []UnexpiredCount{{KeyAlgorithm: "ECDSA-P256", QuantumVulnerable: true, Certificates: 7}}, "ECDSA-P384", "ECDSA-SHA384")
+	m.SetInventory(ns, []UnexpiredCount{
+		{KeyAlgorithm: "ECDSA-P256", QuantumVulnerable: true, Certificates: 3},
+		{KeyAlgorithm: "ML-DSA-65", QuantumVulnerable: false, Certificates: 2},
+	}, "ECDSA-P384", "ECDSA-SHA384")
+	// The ECDSA certificates expired and the CA was replaced by an ML-DSA one.
+	m.SetInventory(ns, []UnexpiredCount{{KeyAlgorithm: "ML-DSA-65", Certificates: 1}}, "ML-DSA-87", "ML-DSA-87")
+
+	want := `
+# HELP quill_ca_info 1 for the key and signature algorithm of the issuer's signing CA.
+# TYPE quill_ca_info gauge
+quill_ca_info{issuer="root",issuer_kind="QuillClusterIssuer",key_algorithm="ECDSA-P384",signature_algorithm="ECDSA-SHA384"} 1
+quill_ca_info{issuer="team-a/ca",issuer_kind="QuillIssuer",key_algorithm="ML-DSA-87",signature_algorithm="ML-DSA-87"} 1
+# HELP quill_certificates_unexpired Unexpired certificates in the issuer's ledger, revoked ones included, by key algorithm and whether they are quantum-vulnerable (classical key or classical signature).
+# TYPE quill_certificates_unexpired gauge
+quill_certificates_unexpired{issuer="root",issuer_kind="QuillClusterIssuer",key_algorithm="ECDSA-P256",quantum_vulnerable="true"} 7
+quill_certificates_unexpired{issuer="team-a/ca",issuer_kind="QuillIssuer",key_algorithm="ML-DSA-65",quantum_vulnerable="false"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "quill_ca_info", "quill_certificates_unexpired"); err != nil {
+		t.Fatal(err)
+	}
+	m.ForgetInventory(ns)
+	if n := testutil.CollectAndCount(m.CertificatesUnexpired) + testutil.CollectAndCount(m.CAInfo); n != 2 {
+		t.Errorf("%d series after forgetting team-a/ca; want the cluster issuer's 2", n)
+	}
 }

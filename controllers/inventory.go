@@ -1,0 +1,204 @@
+package controllers
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
+	"github.com/quill-pki/quill/pkg/ledger"
+	"github.com/quill-pki/quill/pkg/metrics"
+)
+
+const (
+	// inventoryStatusFieldOwner is the server-side apply field manager of
+	// status.inventory, apart from the writers of the rest of the status.
+	inventoryStatusFieldOwner = FieldOwner + "/inventory"
+	// InventoryRefresh is the longest status.inventory and the inventory
+	// metrics go without a recount; certificates also expire with no event
+	// at all, and the earliest expiry is recounted on time.
+	InventoryRefresh = 5 * time.Minute
+	// inventoryBatchDelay gathers certificates issued or revoked close
+	// together into one recount and one status write.
+	inventoryBatchDelay = 2 * time.Second
+)
+
+// inventoryPublisher keeps each issuer's crypto-agility inventory
+// (status.inventory, quill_certificates_unexpired, quill_ca_info) in step
+// with its ledger, on the leader. It counts from the in-memory ledger
+// index, so a recount reads nothing from the API server.
+type inventoryPublisher struct {
+	client  client.Client
+	index   *ledger.Index
+	metrics *metrics.Metrics
+	clock   clock.PassiveClock
+
+	mu            sync.Mutex
+	pending       map[ledger.IssuerKey]bool
+	events        chan event.GenericEvent
+	clusterEvents chan event.GenericEvent
+}
+
+func (p *inventoryPublisher) setup(mgr ctrl.Manager) error {
+	p.pending = map[ledger.IssuerKey]bool{}
+	p.events = make(chan event.GenericEvent, 1024)
+	p.clusterEvents = make(chan event.GenericEvent, 1024)
+	p.index.Subscribe(p.changed)
+	// Issuer events bring status.ca changes into quill_ca_info and count a
+	// new issuer's certificates at once.
+	if err := ctrl.NewControllerManagedBy(mgr).Named("inventory-issuer").For(&quillv1.QuillIssuer{}).
+		WatchesRawSource(source.Channel(p.events, &handler.EnqueueRequestForObject{})).
+		Complete(&inventoryReconciler{p: p, cluster: false}); err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).Named("inventory-clusterissuer").For(&quillv1.QuillClusterIssuer{}).
+		WatchesRawSource(source.Channel(p.clusterEvents, &handler.EnqueueRequestForObject{})).
+		Complete(&inventoryReconciler{p: p, cluster: true})
+}
+
+// changed schedules a recount of an issuer whose ledger records changed
+// (issued, revoked, deleted, or all of them after a relist), once per
+// batch delay however many changes arrive meanwhile. It runs on the
+// ledger watch's goroutine, so it only starts a timer.
+func (p *inventoryPublisher) changed(c ledger.Change) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.pending[c.Issuer] {
+		return
+	}
+	p.pending[c.Issuer] = true
+	k := c.Issuer
+	time.AfterFunc(inventoryBatchDelay, func() {
+		p.mu.Lock()
+		delete(p.pending, k)
+		p.mu.Unlock()
+		if k.Kind == ledger.KindClusterIssuer {
+			p.clusterEvents <- event.GenericEvent{Object: &quillv1.QuillClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: k.Name}}}
+		} else {
+			p.events <- event.GenericEvent{Object: &quillv1.QuillIssuer{ObjectMeta: metav1.ObjectMeta{Namespace: k.Namespace, Name: k.Name}}}
+		}
+	})
+}
+
+type inventoryReconciler struct {
+	p       *inventoryPublisher
+	cluster bool
+}
+
+func (r *inventoryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	p := r.p
+	var obj client.Object
+	var status *quillv1.IssuerStatus
+	k := ledger.IssuerKey{Kind: ledger.KindIssuer, Namespace: req.Namespace, Name: req.Name}
+	if r.cluster {
+		iss := &quillv1.QuillClusterIssuer{}
+		obj, status = iss, &iss.Status
+		k = ledger.IssuerKey{Kind: ledger.KindClusterIssuer, Name: req.Name}
+	} else {
+		iss := &quillv1.QuillIssuer{}
+		obj, status = iss, &iss.Status
+	}
+	mi := metrics.Issuer{Kind: k.Kind, Namespace: k.Namespace, Name: k.Name}
+	if err := p.client.Get(ctx, req.NamespacedName, obj); err != nil {
+		if client.IgnoreNotFound(err) == nil {
+			p.metrics.ForgetInventory(mi)
+		}
+		return ctrl.Result{}, client.IgnoreNotFound(err) // deleted: done; else retry with backoff
+	}
+	if !p.index.Synced() {
+		// Counting a partly read ledger would publish too small a count.
+		return ctrl.Result{RequeueAfter: time.Second}, nil // wait for the ledger
+	}
+	now := p.clock.Now()
+	inv := p.index.Inventory(k, now)
+	var caKey, caSig string
+	if ca := status.CA; ca != nil {
+		caKey, caSig = ca.KeyAlgorithm, ca.SignatureAlgorithm
+	}
+	p.metrics.SetInventory(mi, unexpiredSeries(inv), caKey, caSig)
+	if want := inventoryStatus(inv); !equality.Semantic.DeepEqual(status.Inventory, want) {
+		if err := p.recordStatus(ctx, obj, k, want); err != nil {
+			return ctrl.Result{}, err // retry with backoff
+		}
+	}
+	next := InventoryRefresh
+	if !inv.NextExpiry.IsZero() {
+		// A moment after the earliest expiry, so that it has passed.
+		next = min(next, max(inv.NextExpiry.Sub(now)+time.Second, time.Second))
+	}
+	return ctrl.Result{RequeueAfter: next}, nil // recount when certificates expire
+}
+
+// recordStatus writes status.inventory under its own field manager.
+func (p *inventoryPublisher) recordStatus(ctx context.Context, obj client.Object, k ledger.IssuerKey, want *quillv1.InventoryStatus) error {
+	patch := map[string]any{
+		"apiVersion": quillv1.GroupVersion.String(),
+		"kind":       k.Kind,
+		"metadata":   map[string]any{"name": obj.GetName(), "namespace": obj.GetNamespace()},
+		"status":     map[string]any{"inventory": want},
+	}
+	body, err := json.Marshal(patch)
+	if err != nil {
+		return err
+	}
+	if err := p.client.Status().Patch(ctx, obj, client.RawPatch(types.ApplyPatchType, body), client.ForceOwnership, client.FieldOwner(inventoryStatusFieldOwner)); err != nil {
+		return fmt.Errorf("recording the certificate inventory in status: %w", err)
+	}
+	return nil
+}
+
+// inventoryStatus is inv as the issuer's status shows it.
+func inventoryStatus(inv ledger.Inventory) *quillv1.InventoryStatus {
+	st := &quillv1.InventoryStatus{
+		UnexpiredCertificates: inv.Unexpired,
+		QuantumVulnerable:     inv.QuantumVulnerable,
+		Revoked:               inv.Revoked,
+		KeyAlgorithms:         algorithmCounts(inv.KeyAlgorithms),
+		SignatureAlgorithms:   algorithmCounts(inv.SignatureAlgorithms),
+	}
+	if !inv.NextExpiry.IsZero() {
+		// Whole seconds, as the API stores it, so that an unchanged
+		// inventory compares equal to what was written.
+		st.NextExpiry = &metav1.Time{Time: inv.NextExpiry.UTC().Truncate(time.Second)}
+	}
+	return st
+}
+
+func algorithmCounts(in []ledger.AlgorithmCount) []quillv1.AlgorithmCount {
+	if len(in) == 0 {
+		return nil
+	}
+	out := make([]quillv1.AlgorithmCount, len(in))
+	for i, c := range in {
+		out[i] = quillv1.AlgorithmCount{Algorithm: c.Algorithm, Certificates: c.Certificates, QuantumVulnerable: c.QuantumVulnerable, Revoked: c.Revoked}
+	}
+	return out
+}
+
+// unexpiredSeries splits each key algorithm's count into its
+// quantum-vulnerable part and the rest, one quill_certificates_unexpired
+// series each; a part with no certificates has no series.
+func unexpiredSeries(inv ledger.Inventory) []metrics.UnexpiredCount {
+	var out []metrics.UnexpiredCount
+	for _, c := range inv.KeyAlgorithms {
+		if c.QuantumVulnerable > 0 {
+			out = append(out, metrics.UnexpiredCount{KeyAlgorithm: c.Algorithm, QuantumVulnerable: true, Certificates: c.QuantumVulnerable})
+		}
+		if rest := c.Certificates - c.QuantumVulnerable; rest > 0 {
+			out = append(out, metrics.UnexpiredCount{KeyAlgorithm: c.Algorithm, Certificates: rest})
+		}
+	}
+	return out
+}
