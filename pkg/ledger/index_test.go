@@ -39,7 +39,7 @@ func entry(k IssuerKey, serial int64, uid, cert string, issued time.Time, notAft
 	}
 }
 
-func revoked(e *quillv1.IssuedCertificate, reason quillv1.RevocationReason, at time.Time) *quillv1.IssuedCertificate {
+func revokedEntry(e *quillv1.IssuedCertificate, reason quillv1.RevocationReason, at time.Time) *quillv1.IssuedCertificate {
 	e = e.DeepCopy()
 	e.Status.Revocation = &quillv1.RevocationRecord{Reason: reason, RevokedAt: metav1.NewTime(at), By: "test"}
 	return e
@@ -107,10 +107,10 @@ func TestIndexRevocation(t *testing.T) {
 		t.Error("a new unrevoked record was reported as a CRL change")
 	}
 	changes = nil
-	if err := ix.Update(revoked(live, quillv1.ReasonKeyCompromise, t0.Add(time.Minute))); err != nil {
+	if err := ix.Update(revokedEntry(live, quillv1.ReasonKeyCompromise, t0.Add(time.Minute))); err != nil {
 		t.Fatal(err)
 	}
-	if err := ix.Update(revoked(expiring, quillv1.ReasonSuperseded, t0.Add(time.Minute))); err != nil {
+	if err := ix.Update(revokedEntry(expiring, quillv1.ReasonSuperseded, t0.Add(time.Minute))); err != nil {
 		t.Fatal(err)
 	}
 	if len(changes) != 2 || !changes[0].RevocationChanged || changes[0].Serial.Int64() != 10 {
@@ -118,7 +118,7 @@ func TestIndexRevocation(t *testing.T) {
 	}
 	// The same state again changes nothing the CRL shows.
 	changes = nil
-	_ = ix.Update(revoked(live, quillv1.ReasonKeyCompromise, t0.Add(time.Minute)))
+	_ = ix.Update(revokedEntry(live, quillv1.ReasonKeyCompromise, t0.Add(time.Minute)))
 	if changes[0].RevocationChanged {
 		t.Error("an unchanged revocation was reported as a CRL change")
 	}
@@ -134,7 +134,7 @@ func TestIndexRevocation(t *testing.T) {
 	}
 	// A deleted record leaves every view.
 	changes = nil
-	if err := ix.Delete(cache.DeletedFinalStateUnknown{Key: "home/x", Obj: revoked(live, quillv1.ReasonKeyCompromise, t0)}); err != nil {
+	if err := ix.Delete(cache.DeletedFinalStateUnknown{Key: "home/x", Obj: revokedEntry(live, quillv1.ReasonKeyCompromise, t0)}); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := ix.Lookup(issuerA, big.NewInt(10)); ok {
