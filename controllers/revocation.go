@@ -69,7 +69,7 @@ func (r *revoker) revoke(ctx context.Context, rec ledger.Record, reason quillv1.
 		}
 		// Counted and logged once: only the revocation that wrote the
 		// record gets here.
-		r.metrics.Revoke(metrics.Issuer{Kind: rec.Issuer.Kind, Namespace: rec.Issuer.Namespace, Name: rec.Issuer.Name}, string(reason))
+		r.metrics.Revoke(metrics.Issuer{Kind: rec.Issuer.Kind, Namespace: rec.Issuer.Namespace, Name: rec.Issuer.Name}, e.Spec.Template, e.Spec.KeyAlgorithm, string(reason))
 		r.audit.Revoke(audit.Revocation{
 			Issuer: rec.Issuer.String(), Serial: e.Spec.SerialNumber, Subject: e.Spec.Subject,
 			Namespace: e.Spec.Origin.Namespace, Certificate: e.Spec.Origin.Certificate,

@@ -72,7 +72,7 @@ type Metrics struct {
 	// IssuerReady is 1 while the issuer's health check passes, else 0.
 	IssuerReady *prometheus.GaugeVec
 	// Revoked counts certificates newly marked revoked in the ledger, by
-	// issuer and RFC 5280 reason name. A certificate already revoked is
+	// issuer, template, key algorithm and RFC 5280 reason name. A certificate already revoked is
 	// not counted again.
 	Revoked *prometheus.CounterVec
 	// LedgerEntries is how many IssuedCertificate records the issuer has
@@ -120,8 +120,8 @@ func New() *Metrics {
 		}, issuer),
 		Revoked: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "quill_certificates_revoked_total",
-			Help: "Certificates revoked, by issuer and RFC 5280 reason.",
-		}, append(issuer, LabelReason)),
+			Help: "Certificates revoked, by issuer, template, key algorithm and RFC 5280 reason.",
+		}, append(issuer, LabelTemplate, LabelKeyAlgorithm, LabelReason)),
 		LedgerEntries: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "quill_ledger_entries",
 			Help: "Issued-certificate records in the issuer's ledger, revoked and expired ones included.",
@@ -226,12 +226,13 @@ func (m *Metrics) ForgetIssuer(i Issuer) {
 }
 
 // Revoke records one certificate newly revoked with reason (the RFC 5280
-// reason's name, as in a QuillRevocation).
-func (m *Metrics) Revoke(i Issuer, reason string) {
+// reason's name, as in a QuillRevocation); template ("" for none) and
+// keyAlgorithm are the certificate's, as the ledger recorded them.
+func (m *Metrics) Revoke(i Issuer, template, keyAlgorithm, reason string) {
 	if m == nil {
 		return
 	}
-	m.Revoked.WithLabelValues(i.Kind, i.Label(), reason).Inc()
+	m.Revoked.WithLabelValues(i.Kind, i.Label(), template, keyAlgorithm, reason).Inc()
 }
 
 // LedgerSize sets how many ledger records the issuer has. An issuer with

@@ -79,7 +79,7 @@ func TestNilRecordsNothing(t *testing.T) {
 	m.Deny(Issuer{}, "", "", "")
 	m.IssuerChecked(Issuer{}, true, time.Now())
 	m.ForgetIssuer(Issuer{})
-	m.Revoke(Issuer{}, "")
+	m.Revoke(Issuer{}, "", "", "")
 	m.LedgerSize(Issuer{}, 1)
 }
 
@@ -94,18 +94,18 @@ func TestRevocationAndLedger(t *testing.T) {
 	}
 	ns := Issuer{Kind: "QuillIssuer", Namespace: "team-a", Name: "ca"}
 	cl := Issuer{Kind: "QuillClusterIssuer", Name: "root"}
-	m.Revoke(cl, "keyCompromise")
-	m.Revoke(cl, "keyCompromise")
-	m.Revoke(cl, "superseded")
+	m.Revoke(cl, "server-auth", "ECDSA-P256", "keyCompromise")
+	m.Revoke(cl, "server-auth", "ECDSA-P256", "keyCompromise")
+	m.Revoke(cl, "", "RSA-2048", "superseded")
 	m.LedgerSize(ns, 3)
 	m.LedgerSize(cl, 7)
 	m.LedgerSize(cl, 5)
 
 	want := `
-# HELP quill_certificates_revoked_total Certificates revoked, by issuer and RFC 5280 reason.
+# HELP quill_certificates_revoked_total Certificates revoked, by issuer, template, key algorithm and RFC 5280 reason.
 # TYPE quill_certificates_revoked_total counter
-quill_certificates_revoked_total{issuer="root",issuer_kind="QuillClusterIssuer",reason="keyCompromise"} 2
-quill_certificates_revoked_total{issuer="root",issuer_kind="QuillClusterIssuer",reason="superseded"} 1
+quill_certificates_revoked_total{issuer="root",issuer_kind="QuillClusterIssuer",key_algorithm="ECDSA-P256",reason="keyCompromise",template="server-auth"} 2
+quill_certificates_revoked_total{issuer="root",issuer_kind="QuillClusterIssuer",key_algorithm="RSA-2048",reason="superseded",template=""} 1
 # HELP quill_ledger_entries Issued-certificate records in the issuer's ledger, revoked and expired ones included.
 # TYPE quill_ledger_entries gauge
 quill_ledger_entries{issuer="root",issuer_kind="QuillClusterIssuer"} 5

@@ -362,7 +362,7 @@ func TestAuditReport(t *testing.T) {
 	get := scrape(t)
 	labels := fmt.Sprintf(`issuer=%q,issuer_kind="QuillIssuer"`, ns+"/audited")
 	waitMetrics(t, get, ns,
-		`quill_certificates_revoked_total{`+labels+`,reason="keyCompromise"} 1`,
+		`quill_certificates_revoked_total{`+labels+`,key_algorithm="RSA-2048",reason="keyCompromise",template="client-auth"} 1`,
 		`quill_ledger_entries{`+labels+`} 3`)
 	if err := env.Client.Delete(ctx, records[ledger.SerialHex(certs["api"].SerialNumber)]); err != nil {
 		t.Fatal(err)

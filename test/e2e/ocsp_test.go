@@ -16,6 +16,7 @@ import (
 	"golang.org/x/crypto/ocsp"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
@@ -210,4 +211,35 @@ func testRevocationOCSP(t *testing.T, kind quillv1.OCSPResponderKind) {
 	if !strings.Contains(srvOut.String(), "certificate revoked") {
 		t.Errorf("s_server did not report the revoked client certificate:\n%s", srvOut.String())
 	}
+}
+
+// TestDisabledIssuerKeepsRevocation: a Disabled issuer signs no
+// certificates but still revokes, signs CRLs and answers OCSP, so that a CA
+// being retired can still withdraw what it issued.
+func TestDisabledIssuerKeepsRevocation(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	ns := newNamespace(t)
+	ref := quillIssuer(t, ns, "ca", "ECDSA-P256", fastCRL)
+	create(t, certificate(ns, "old", ref))
+	secret := waitCertificateReady(t, ns, "old")
+	leaf, caCert := leafOf(t, secret), parseCerts(t, secret.Data["ca.crt"])[0]
+
+	var iss quillv1.QuillIssuer
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "ca"}, &iss); err != nil {
+			return err
+		}
+		iss.Spec.State = quillv1.StateDisabled
+		return env.Client.Update(ctx, &iss)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waitRevocation(t, revoke(t, ns, "retire", quillv1.QuillRevocationSpec{
+		IssuerRef: quillv1.RevocationIssuerRef{Name: "ca", Kind: "QuillIssuer"}, CertificateName: "old", Reason: quillv1.ReasonCessationOfOperation,
+	}), metav1.ConditionTrue, quillv1.ReasonRevoked)
+	waitCRL(t, ns, "ca", leaf)
+	eventually(t, "OCSP revoked from a Disabled issuer", func() (bool, error) {
+		return ocspQuery(t, leaf.OCSPServer[0], leaf, caCert).Status == ocsp.Revoked, nil
+	})
 }
