@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
@@ -16,7 +15,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
-	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 	"github.com/quill-pki/quill/pkg/ledger"
@@ -48,33 +46,15 @@ func (r *lifecycleReconciler) setup(mgr ctrl.Manager) error {
 	// A new certificate may supersede another: look again a moment after
 	// the ledger changes (the delay gathers a burst of issuance into one
 	// walk).
-	changes := make(chan event.GenericEvent, 1024)
-	var mu sync.Mutex
-	pending := map[ledger.IssuerKey]bool{}
+	trigger := newIssuerTrigger(func(ledger.IssuerKey) time.Duration { return time.Second })
 	r.index.Subscribe(func(c ledger.Change) {
-		if (c.Issuer.Kind == ledger.KindClusterIssuer) != r.cluster {
-			return
+		if (c.Issuer.Kind == ledger.KindClusterIssuer) == r.cluster {
+			trigger.fire(c.Issuer)
 		}
-		mu.Lock()
-		defer mu.Unlock()
-		if pending[c.Issuer] {
-			return
-		}
-		pending[c.Issuer] = true
-		time.AfterFunc(time.Second, func() {
-			mu.Lock()
-			delete(pending, c.Issuer)
-			mu.Unlock()
-			var o client.Object = &quillv1.QuillIssuer{ObjectMeta: metav1.ObjectMeta{Namespace: c.Issuer.Namespace, Name: c.Issuer.Name}}
-			if r.cluster {
-				o = &quillv1.QuillClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: c.Issuer.Name}}
-			}
-			changes <- event.GenericEvent{Object: o}
-		})
 	})
 	cert := &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: cmapi.SchemeGroupVersion.String(), Kind: cmapi.CertificateKind}}
 	return ctrl.NewControllerManagedBy(mgr).Named(name).For(obj).
-		WatchesRawSource(source.Channel(changes, &handler.EnqueueRequestForObject{})).
+		WatchesRawSource(trigger.source(r.cluster)).
 		WatchesMetadata(cert, handler.Funcs{DeleteFunc: func(_ context.Context, e event.TypedDeleteEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 			for _, req := range r.issuersOf(e.Object.GetNamespace(), e.Object.GetName()) {
 				q.Add(req)
@@ -97,22 +77,11 @@ func (r *lifecycleReconciler) issuersOf(namespace, name string) []reconcile.Requ
 }
 
 func (r *lifecycleReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	var spec quillv1.IssuerSpec
-	k := ledger.IssuerKey{Kind: ledger.KindIssuer, Namespace: req.Namespace, Name: req.Name}
-	if r.cluster {
-		var iss quillv1.QuillClusterIssuer
-		if err := r.client.Get(ctx, req.NamespacedName, &iss); err != nil {
-			return ctrl.Result{}, client.IgnoreNotFound(err)
-		}
-		spec, k = iss.Spec, ledger.IssuerKey{Kind: ledger.KindClusterIssuer, Name: req.Name}
-	} else {
-		var iss quillv1.QuillIssuer
-		if err := r.client.Get(ctx, req.NamespacedName, &iss); err != nil {
-			return ctrl.Result{}, client.IgnoreNotFound(err)
-		}
-		spec = iss.Spec
+	iss := newIssuerObject(r.cluster, req.NamespacedName, r.clusterNamespace)
+	if err := r.client.Get(ctx, req.NamespacedName, iss.obj); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	pol := spec.Revocation
+	k, pol := iss.key, iss.spec.Revocation
 	if !pol.RevokeOnCertificateDeletion && pol.RevokeSupersededAfter == nil {
 		return ctrl.Result{}, nil
 	}

@@ -22,10 +22,7 @@ import (
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/event"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 	"github.com/quill-pki/quill/pkg/castore"
@@ -93,56 +90,38 @@ type crlPublisher struct {
 	clock            clock.PassiveClock
 	baseURL          string
 
-	mu            sync.Mutex
-	delays        map[ledger.IssuerKey]time.Duration
-	pending       map[ledger.IssuerKey]bool
-	events        chan event.GenericEvent
-	clusterEvents chan event.GenericEvent
+	mu      sync.Mutex
+	delays  map[ledger.IssuerKey]time.Duration
+	trigger *issuerTrigger
 }
 
 func (p *crlPublisher) setup(mgr ctrl.Manager) error {
 	p.delays = map[ledger.IssuerKey]time.Duration{}
-	p.pending = map[ledger.IssuerKey]bool{}
-	p.events = make(chan event.GenericEvent, 1024)
-	p.clusterEvents = make(chan event.GenericEvent, 1024)
-	p.index.Subscribe(p.changed)
+	p.trigger = newIssuerTrigger(p.batchDelay)
+	p.index.Subscribe(func(c ledger.Change) {
+		if c.RevocationChanged {
+			p.trigger.fire(c.Issuer)
+		}
+	})
 	if err := ctrl.NewControllerManagedBy(mgr).Named("crl-issuer").For(&quillv1.QuillIssuer{}).
-		WatchesRawSource(source.Channel(p.events, &handler.EnqueueRequestForObject{})).
+		WatchesRawSource(p.trigger.source(false)).
 		Complete(&crlReconciler{p: p, cluster: false}); err != nil {
 		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).Named("crl-clusterissuer").For(&quillv1.QuillClusterIssuer{}).
-		WatchesRawSource(source.Channel(p.clusterEvents, &handler.EnqueueRequestForObject{})).
+		WatchesRawSource(p.trigger.source(true)).
 		Complete(&crlReconciler{p: p, cluster: true})
 }
 
-// changed schedules a new CRL for an issuer whose revoked set changed,
-// once per batch delay however many revocations arrive meanwhile.
-func (p *crlPublisher) changed(c ledger.Change) {
-	if !c.RevocationChanged {
-		return
-	}
+// batchDelay is how long after a change of k's revoked set its new CRL is
+// signed: the issuer's batch delay, as its last reconcile saw it.
+func (p *crlPublisher) batchDelay(k ledger.IssuerKey) time.Duration {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.pending[c.Issuer] {
-		return
+	if d, ok := p.delays[k]; ok {
+		return d
 	}
-	p.pending[c.Issuer] = true
-	delay, ok := p.delays[c.Issuer]
-	if !ok {
-		delay = DefaultCRLBatchDelay
-	}
-	k := c.Issuer
-	time.AfterFunc(delay, func() {
-		p.mu.Lock()
-		delete(p.pending, k)
-		p.mu.Unlock()
-		if k.Kind == ledger.KindClusterIssuer {
-			p.clusterEvents <- event.GenericEvent{Object: &quillv1.QuillClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: k.Name}}}
-		} else {
-			p.events <- event.GenericEvent{Object: &quillv1.QuillIssuer{ObjectMeta: metav1.ObjectMeta{Namespace: k.Namespace, Name: k.Name}}}
-		}
-	})
+	return DefaultCRLBatchDelay
 }
 
 type crlReconciler struct {
@@ -152,20 +131,8 @@ type crlReconciler struct {
 
 func (r *crlReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	p := r.p
-	var obj client.Object
-	var spec *quillv1.IssuerSpec
-	var status *quillv1.IssuerStatus
-	k := ledger.IssuerKey{Kind: ledger.KindIssuer, Namespace: req.Namespace, Name: req.Name}
-	home := req.Namespace
-	if r.cluster {
-		iss := &quillv1.QuillClusterIssuer{}
-		obj, spec, status = iss, &iss.Spec, &iss.Status
-		k = ledger.IssuerKey{Kind: ledger.KindClusterIssuer, Name: req.Name}
-		home = p.clusterNamespace
-	} else {
-		iss := &quillv1.QuillIssuer{}
-		obj, spec, status = iss, &iss.Spec, &iss.Status
-	}
+	iss := newIssuerObject(r.cluster, req.NamespacedName, p.clusterNamespace)
+	obj, spec, status, k, home := iss.obj, iss.spec, iss.status, iss.key, iss.home
 	if err := p.client.Get(ctx, req.NamespacedName, obj); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -13,9 +12,6 @@ import (
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/event"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
-	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 	"github.com/quill-pki/quill/pkg/ledger"
@@ -45,51 +41,24 @@ type inventoryPublisher struct {
 	metrics *metrics.Metrics
 	clock   clock.PassiveClock
 
-	mu            sync.Mutex
-	pending       map[ledger.IssuerKey]bool
-	events        chan event.GenericEvent
-	clusterEvents chan event.GenericEvent
+	trigger *issuerTrigger
 }
 
 func (p *inventoryPublisher) setup(mgr ctrl.Manager) error {
-	p.pending = map[ledger.IssuerKey]bool{}
-	p.events = make(chan event.GenericEvent, 1024)
-	p.clusterEvents = make(chan event.GenericEvent, 1024)
-	p.index.Subscribe(p.changed)
+	// Any change of the ledger (issued, revoked, deleted, or everything
+	// after a relist) may change the counts.
+	p.trigger = newIssuerTrigger(func(ledger.IssuerKey) time.Duration { return inventoryBatchDelay })
+	p.index.Subscribe(func(c ledger.Change) { p.trigger.fire(c.Issuer) })
 	// Issuer events bring status.ca changes into quill_ca_info and count a
 	// new issuer's certificates at once.
 	if err := ctrl.NewControllerManagedBy(mgr).Named("inventory-issuer").For(&quillv1.QuillIssuer{}).
-		WatchesRawSource(source.Channel(p.events, &handler.EnqueueRequestForObject{})).
+		WatchesRawSource(p.trigger.source(false)).
 		Complete(&inventoryReconciler{p: p, cluster: false}); err != nil {
 		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).Named("inventory-clusterissuer").For(&quillv1.QuillClusterIssuer{}).
-		WatchesRawSource(source.Channel(p.clusterEvents, &handler.EnqueueRequestForObject{})).
+		WatchesRawSource(p.trigger.source(true)).
 		Complete(&inventoryReconciler{p: p, cluster: true})
-}
-
-// changed schedules a recount of an issuer whose ledger records changed
-// (issued, revoked, deleted, or all of them after a relist), once per
-// batch delay however many changes arrive meanwhile. It runs on the
-// ledger watch's goroutine, so it only starts a timer.
-func (p *inventoryPublisher) changed(c ledger.Change) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.pending[c.Issuer] {
-		return
-	}
-	p.pending[c.Issuer] = true
-	k := c.Issuer
-	time.AfterFunc(inventoryBatchDelay, func() {
-		p.mu.Lock()
-		delete(p.pending, k)
-		p.mu.Unlock()
-		if k.Kind == ledger.KindClusterIssuer {
-			p.clusterEvents <- event.GenericEvent{Object: &quillv1.QuillClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: k.Name}}}
-		} else {
-			p.events <- event.GenericEvent{Object: &quillv1.QuillIssuer{ObjectMeta: metav1.ObjectMeta{Namespace: k.Namespace, Name: k.Name}}}
-		}
-	})
 }
 
 type inventoryReconciler struct {
@@ -99,17 +68,8 @@ type inventoryReconciler struct {
 
 func (r *inventoryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	p := r.p
-	var obj client.Object
-	var status *quillv1.IssuerStatus
-	k := ledger.IssuerKey{Kind: ledger.KindIssuer, Namespace: req.Namespace, Name: req.Name}
-	if r.cluster {
-		iss := &quillv1.QuillClusterIssuer{}
-		obj, status = iss, &iss.Status
-		k = ledger.IssuerKey{Kind: ledger.KindClusterIssuer, Name: req.Name}
-	} else {
-		iss := &quillv1.QuillIssuer{}
-		obj, status = iss, &iss.Status
-	}
+	iss := newIssuerObject(r.cluster, req.NamespacedName, "")
+	obj, status, k := iss.obj, iss.status, iss.key
 	mi := metrics.Issuer{Kind: k.Kind, Namespace: k.Namespace, Name: k.Name}
 	if err := p.client.Get(ctx, req.NamespacedName, obj); err != nil {
 		if client.IgnoreNotFound(err) == nil {
