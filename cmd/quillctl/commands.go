@@ -173,25 +173,9 @@ func (a *app) csrCommand() *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts := ceremony.CSROptions{Subject: subject, OutCSR: out, Replace: force}
-			if generate != "" {
-				alg, err := ceremony.ParseKeyAlgorithm(generate)
-				if err != nil {
-					return err
-				}
-				path, isFile, err := a.keys.FilePath(keyRef)
-				if err != nil {
-					return err
-				}
-				if !isFile {
-					return fmt.Errorf("%w: --generate-key writes a software key to a file, and %q is not one; create a token's key with the token's tools and pass it without --generate-key", errFlags, keyRef)
-				}
-				opts.KeyAlgorithm, opts.OutKey = alg, path
-			} else {
-				src, err := a.keys.Open(keyRef)
-				if err != nil {
-					return err
-				}
-				opts.Key = src
+			var err error
+			if opts.Key, opts.KeyAlgorithm, opts.OutKey, err = a.requestKey(keyRef, generate); err != nil {
+				return err
 			}
 			res, err := ceremony.NewCSR(opts)
 			if err != nil {
@@ -447,4 +431,26 @@ func algorithms() string {
 		names[i] = string(a)
 	}
 	return strings.Join(names, ", ")
+}
+
+// requestKey resolves --key and --generate-key for the commands that write
+// a CSR: an existing key to open, or the algorithm of a new software key
+// and the file it goes to.
+func (a *app) requestKey(keyRef, generate string) (ceremony.KeySource, issuance.KeyAlgorithm, string, error) {
+	if generate == "" {
+		src, err := a.keys.Open(keyRef)
+		return src, "", "", err
+	}
+	alg, err := ceremony.ParseKeyAlgorithm(generate)
+	if err != nil {
+		return nil, "", "", err
+	}
+	path, isFile, err := a.keys.FilePath(keyRef)
+	if err != nil {
+		return nil, "", "", err
+	}
+	if !isFile {
+		return nil, "", "", fmt.Errorf("%w: --generate-key writes a software key to a file, and %q is not one; create a token's key with the token's tools and pass it without --generate-key", errFlags, keyRef)
+	}
+	return nil, alg, path, nil
 }

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"fmt"
-
 	"github.com/spf13/cobra"
 
 	"github.com/quill-pki/quill/pkg/ceremony"
@@ -35,25 +33,9 @@ file written to --out.`,
 				Subject: subject, DNSNames: dns, IPAddresses: ips, URIs: uris, EmailAddresses: emails,
 				OutCSR: out, Replace: force,
 			}
-			if generate != "" {
-				alg, err := ceremony.ParseKeyAlgorithm(generate)
-				if err != nil {
-					return err
-				}
-				path, isFile, err := a.keys.FilePath(keyRef)
-				if err != nil {
-					return err
-				}
-				if !isFile {
-					return fmt.Errorf("%w: --generate-key writes a software key to a file, and %q is not one", errFlags, keyRef)
-				}
-				opts.KeyAlgorithm, opts.OutKey = alg, path
-			} else {
-				src, err := a.keys.Open(keyRef)
-				if err != nil {
-					return err
-				}
-				opts.Key = src
+			var err error
+			if opts.Key, opts.KeyAlgorithm, opts.OutKey, err = a.requestKey(keyRef, generate); err != nil {
+				return err
 			}
 			res, err := ceremony.NewLeafCSR(opts)
 			if err != nil {

@@ -2,6 +2,7 @@ package ceremony
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
@@ -55,10 +56,14 @@ func NewCSR(o CSROptions) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
-		RawSubject:         rawSubject,
-		SignatureAlgorithm: sigAlg,
-	}, signer)
+	return writeCSR(&x509.CertificateRequest{RawSubject: rawSubject, SignatureAlgorithm: sigAlg}, signer, keyPEM, o.OutKey, o.OutCSR, o.Replace)
+}
+
+// writeCSR signs tmpl with signer, checks the request parses and its
+// signature verifies, and writes it to outCSR, with keyPEM (a key just
+// generated, or nil) to outKey. Nothing is written when any step fails.
+func writeCSR(tmpl *x509.CertificateRequest, signer crypto.Signer, keyPEM []byte, outKey, outCSR string, replace bool) (*Result, error) {
+	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, signer)
 	if err != nil {
 		return nil, fmt.Errorf("sign the request: %w", err)
 	}
@@ -69,12 +74,11 @@ func NewCSR(o CSROptions) (*Result, error) {
 	if err := csr.CheckSignature(); err != nil {
 		return nil, fmt.Errorf("self-check: the request's signature does not verify: %w", err)
 	}
-
-	files := []Output{{Path: o.OutCSR, Data: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), Mode: 0o644}}
+	files := []Output{{Path: outCSR, Data: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), Mode: 0o644}}
 	if keyPEM != nil {
-		files = append([]Output{{Path: o.OutKey, Data: keyPEM, Mode: 0o600}}, files...)
+		files = append([]Output{{Path: outKey, Data: keyPEM, Mode: 0o600}}, files...)
 	}
-	if err := WriteFiles(o.Replace, files...); err != nil {
+	if err := WriteFiles(replace, files...); err != nil {
 		return nil, err
 	}
 	return &Result{Request: csr, Files: paths(files)}, nil

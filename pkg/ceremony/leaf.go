@@ -2,9 +2,7 @@ package ceremony
 
 import (
 	"bytes"
-	"crypto/rand"
 	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"net"
 	"net/mail"
@@ -92,23 +90,5 @@ func NewLeafCSR(o LeafCSROptions) (*Result, error) {
 	if tmpl.SignatureAlgorithm, err = signatureAlgorithm(signer.Public()); err != nil {
 		return nil, err
 	}
-	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, signer)
-	if err != nil {
-		return nil, fmt.Errorf("sign the request: %w", err)
-	}
-	csr, err := x509.ParseCertificateRequest(der)
-	if err != nil {
-		return nil, fmt.Errorf("self-check: the request does not parse: %w", err)
-	}
-	if err := csr.CheckSignature(); err != nil {
-		return nil, fmt.Errorf("self-check: the request's signature does not verify: %w", err)
-	}
-	files := []Output{{Path: o.OutCSR, Data: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), Mode: 0o644}}
-	if keyPEM != nil {
-		files = append([]Output{{Path: o.OutKey, Data: keyPEM, Mode: 0o600}}, files...)
-	}
-	if err := WriteFiles(o.Replace, files...); err != nil {
-		return nil, err
-	}
-	return &Result{Request: csr, Files: paths(files)}, nil
+	return writeCSR(tmpl, signer, keyPEM, o.OutKey, o.OutCSR, o.Replace)
 }
