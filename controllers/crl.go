@@ -170,7 +170,13 @@ func (r *crlReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 	number := big.NewInt(1)
 	var thisUpdate, nextUpdate time.Time
 	if exists {
+		// CRL numbers only grow: the next one follows the larger of the
+		// annotation and the number inside the published CRL, so an edited
+		// or damaged ConfigMap cannot send it backwards.
 		if n, ok := new(big.Int).SetString(cm.Annotations[annCRLNumber], 10); ok {
+			number.Add(n, big.NewInt(1))
+		}
+		if n := p.publishedNumber(ctx, &cm); n != nil && n.Cmp(number) >= 0 {
 			number.Add(n, big.NewInt(1))
 		}
 		thisUpdate, _ = time.Parse(time.RFC3339, cm.Annotations[annCRLThisUpdate])
@@ -228,6 +234,24 @@ func (r *crlReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 		return ctrl.Result{}, err
 	}
 	return ctrl.Result{RequeueAfter: max(refreshAt.Sub(now), time.Second)}, nil
+}
+
+// publishedNumber is the CRL number inside the CRL that cm (and its parts)
+// hold, or nil when there is none to read.
+func (p *crlPublisher) publishedNumber(ctx context.Context, cm *corev1.ConfigMap) *big.Int {
+	der, ok := crlFromConfigMaps(cm, func(name string) (*corev1.ConfigMap, bool) {
+		var part corev1.ConfigMap
+		err := p.reader.Get(ctx, types.NamespacedName{Namespace: cm.Namespace, Name: name}, &part)
+		return &part, err == nil
+	})
+	if !ok {
+		return nil
+	}
+	crl, err := x509.ParseRevocationList(der)
+	if err != nil {
+		return nil
+	}
+	return crl.Number
 }
 
 // sign builds the CRL with the issuer's signature scheme.

@@ -191,6 +191,32 @@ func TestRevocationCRL(t *testing.T) {
 	if e := ledgerRecord(t, ns, k, alpha); e.Status.Revocation.Reason != quillv1.ReasonKeyCompromise {
 		t.Errorf("a second revocation replaced the reason: %+v", e.Status.Revocation)
 	}
+	// An edited ConfigMap cannot send the CRL number backwards.
+	before, err := x509.ParseRevocationList(cm.BinaryData["crl.der"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var cur corev1.ConfigMap
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(cm), &cur); err != nil {
+			return err
+		}
+		cur.Annotations["quill.dev/crl-number"] = "0"
+		return env.Client.Update(ctx, &cur)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waitRevocation(t, revoke(t, ns, "beta-retired", quillv1.QuillRevocationSpec{
+		IssuerRef: quillv1.RevocationIssuerRef{Name: "ca", Kind: "QuillIssuer"}, CertificateName: "beta", Reason: quillv1.ReasonCessationOfOperation,
+	}), metav1.ConditionTrue, quillv1.ReasonRevoked)
+	after, err := x509.ParseRevocationList(waitCRL(t, ns, "ca", sortedBySerial(alpha, beta)...).BinaryData["crl.der"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Number.Cmp(before.Number) <= 0 {
+		t.Errorf("CRL number went from %s to %s", before.Number, after.Number)
+	}
+
 	// A serial the issuer never issued is reported, not invented.
 	waitRevocation(t, revoke(t, ns, "unknown", quillv1.QuillRevocationSpec{
 		IssuerRef: quillv1.RevocationIssuerRef{Name: "ca", Kind: "QuillIssuer"}, SerialNumber: "01:02:03",
