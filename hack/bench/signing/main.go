@@ -271,17 +271,17 @@ func run(ctx context.Context, o options, out io.Writer) (err error) {
 	for _, p := range pairs {
 		for _, g := range o.goroutines {
 			order := p.backends(cell)
-			cell++
 			for _, b := range order {
 				r, err := measure(ctx, b.signer, digest[:], g, o.warmup, o.duration)
 				if err != nil {
 					return fmt.Errorf("%s %s with %d goroutines: %w", b.name, p.alg.name, g, err)
 				}
-				r.backend, r.algorithm = b.name, p.alg.name
+				r.backend, r.algorithm, r.cell = b.name, p.alg.name, cell
 				fmt.Fprintf(os.Stderr, "%-20s %-22s %2d goroutines: %8.0f sig/s  p50 %s  p99 %s\n",
 					r.backend, r.algorithm, g, r.rate(), formatLatency(r.p50), formatLatency(r.p99))
 				results = append(results, r)
 			}
+			cell++
 		}
 	}
 	report(out, o, loadStart, loadAverage(), results)

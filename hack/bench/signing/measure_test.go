@@ -177,30 +177,43 @@ func TestBackendsAlternateOrder(t *testing.T) {
 
 func TestReportComparesTokenObject(t *testing.T) {
 	t.Parallel()
-	run := func(backend string, signatures int, cpu time.Duration) result {
-		return result{backend: backend, algorithm: "ECDSA P-256", goroutines: 4, signatures: signatures,
+	run := func(cell int, backend string, signatures int, cpu time.Duration) result {
+		return result{backend: backend, algorithm: "ECDSA P-256", cell: cell, goroutines: 4, signatures: signatures,
 			wall: time.Second, p50: time.Microsecond, p99: time.Microsecond, max: time.Microsecond, cpu: cpu}
 	}
+	// Two cells of the same algorithm and goroutines (-goroutines 4,4):
+	// each compares its own runs.
 	results := []result{
-		run(backendSoftware, 80000, 2*time.Second),
-		run(backendPKCS11, 48000, 2*time.Second),
-		run(backendToken, 32000, 2*time.Second),
+		run(0, backendSoftware, 80000, 2*time.Second),
+		run(0, backendPKCS11, 48000, 2*time.Second),
+		run(0, backendToken, 32000, 2*time.Second),
+		run(1, backendToken, 30000, 2*time.Second),
+		run(1, backendPKCS11, 20000, 2*time.Second),
+		run(1, backendSoftware, 40000, 2*time.Second),
 	}
 	for _, tc := range []struct {
 		name        string
 		tokenObject bool
-		want        string
+		want        []string
 	}{
-		{name: "without-token-object", want: "| ECDSA P-256 | 4 | 80000 | 48000 | 0.60× | 1.0× | 1.7× |\n"},
-		{name: "with-token-object", tokenObject: true, want: "| ECDSA P-256 | 4 | 80000 | 32000 | 0.40× | 48000 | 0.60× | 1.50× | 0.67× |\n"},
+		{name: "without-token-object", want: []string{
+			"| ECDSA P-256 | 4 | 80000 | 48000 | 0.60× | 1.0× | 1.7× |\n",
+			"| ECDSA P-256 | 4 | 40000 | 20000 | 0.50× | 1.0× | 2.0× |\n",
+		}},
+		{name: "with-token-object", tokenObject: true, want: []string{
+			"| ECDSA P-256 | 4 | 80000 | 32000 | 0.40× | 48000 | 0.60× | 1.50× | 0.67× |\n",
+			"| ECDSA P-256 | 4 | 40000 | 30000 | 0.75× | 20000 | 0.50× | 0.67× | 1.50× |\n",
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			var b strings.Builder
 			report(&b, options{goroutines: []int{4}, algorithms: algorithms[:1], sessions: 4, tokenObject: tc.tokenObject}, "0 0 0", "0 0 0", results)
 			out := b.String()
-			if !strings.Contains(out, tc.want) {
-				t.Errorf("report lacks %q:\n%s", tc.want, out)
+			for _, want := range tc.want {
+				if !strings.Contains(out, want) {
+					t.Errorf("report lacks %q:\n%s", want, out)
+				}
 			}
 			if strings.Contains(out, "token object sig/s") != tc.tokenObject {
 				t.Errorf("comparison table present = %v, want %v:\n%s", !tc.tokenObject, tc.tokenObject, out)

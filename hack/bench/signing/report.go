@@ -82,7 +82,7 @@ func report(w io.Writer, o options, loadStart, loadEnd string, results []result)
 // find returns the run of backend in the same cell as like.
 func find(results []result, backend string, like result) (result, bool) {
 	for _, r := range results {
-		if r.backend == backend && r.algorithm == like.algorithm && r.goroutines == like.goroutines {
+		if r.backend == backend && r.cell == like.cell {
 			return r, true
 		}
 	}
