@@ -192,12 +192,11 @@ func (k *Key) KeyID() []byte { return bytes.Clone(k.id) }
 //
 // When the token answers with a lost session or handle, a device error or
 // an uninitialised library, or the token key behind the session copy is
-// gone (checked at least every 100 ms while signing), Sign recovers: the library is finalized and
-// initialised again (once, however many Keys share it; concurrent Sign
-// calls wait), the Key logs in, finds its key, refuses it with
-// ErrKeyMismatch unless it is the key found at Open, copies it again, and
-// signs once more.
-// After a failed recovery, Sign fails at once with ErrUnavailable until the
+// gone (checked at least every 100 ms while signing), Sign recovers: the
+// library is finalized and initialised again (once, however many Keys
+// share it; concurrent Sign calls wait), the Key logs in, finds its key,
+// refuses it with ErrKeyMismatch unless it is the key found at Open,
+// copies it again, and signs once more. After a failed recovery, Sign fails at once with ErrUnavailable until the
 // backoff has passed, then tries again. A PIN refused during recovery
 // (ErrPINIncorrect) stops the Key for good: only a new Open logs in again.
 func (k *Key) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
@@ -555,9 +554,9 @@ func (k *Key) copyToSession(ctx *p11.Ctx, st *keyState, found foundKey) {
 }
 
 // checkCopy makes sure that dup, a copy of orig, is a session object and
-// is sensitive and unextractable wherever orig is.
+// is private, sensitive and unextractable wherever orig is.
 func checkCopy(ctx *p11.Ctx, sh p11.SessionHandle, orig, dup p11.ObjectHandle) error {
-	types := []uint{p11.CKA_TOKEN, p11.CKA_SENSITIVE, p11.CKA_EXTRACTABLE}
+	types := []uint{p11.CKA_TOKEN, p11.CKA_PRIVATE, p11.CKA_SENSITIVE, p11.CKA_EXTRACTABLE}
 	read := func(obj p11.ObjectHandle) (map[uint]bool, error) {
 		tmpl := make([]*p11.Attribute, len(types))
 		for i, t := range types {
@@ -584,7 +583,9 @@ func checkCopy(ctx *p11.Ctx, sh p11.SessionHandle, orig, dup p11.ObjectHandle) e
 	switch {
 	case d[p11.CKA_TOKEN]:
 		return errCopyOnToken
-	case o[p11.CKA_SENSITIVE] && !d[p11.CKA_SENSITIVE], !o[p11.CKA_EXTRACTABLE] && d[p11.CKA_EXTRACTABLE]:
+	case o[p11.CKA_PRIVATE] && !d[p11.CKA_PRIVATE],
+		o[p11.CKA_SENSITIVE] && !d[p11.CKA_SENSITIVE],
+		!o[p11.CKA_EXTRACTABLE] && d[p11.CKA_EXTRACTABLE]:
 		return errCopyWeaker
 	}
 	return nil
