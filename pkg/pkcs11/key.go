@@ -196,9 +196,10 @@ func (k *Key) KeyID() []byte { return bytes.Clone(k.id) }
 // library is finalized and initialised again (once, however many Keys
 // share it; concurrent Sign calls wait), the Key logs in, finds its key,
 // refuses it with ErrKeyMismatch unless it is the key found at Open,
-// copies it again, and signs once more. After a failed recovery, Sign fails at once with ErrUnavailable until the
-// backoff has passed, then tries again. A PIN refused during recovery
-// (ErrPINIncorrect) stops the Key for good: only a new Open logs in again.
+// copies it again, and signs once more. After a failed recovery, Sign
+// fails at once with ErrUnavailable until the backoff has passed, then
+// tries again. A PIN refused during recovery (ErrPINIncorrect) stops the
+// Key for good: only a new Open logs in again.
 func (k *Key) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	op, err := newOperation(k.pub, digest, opts)
 	if err != nil {
