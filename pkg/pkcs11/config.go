@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"time"
+
+	"github.com/go-logr/logr"
 )
 
 // DefaultMaxSessions is the signing session pool bound of a Config that
@@ -56,6 +58,21 @@ type Config struct {
 	// free session. Zero means DefaultMaxSessions.
 	MaxSessions int
 
+	// DisableSessionCopy makes the Key sign with the private key object on
+	// the token itself. By default the Key copies that object, inside the
+	// HSM, into a session object (C_CopyObject with CKA_TOKEN false) that
+	// stays as sensitive and unextractable as the original, and signs with
+	// the copy: HSM libraries that keep token objects in files, as SoftHSM2
+	// does, re-read and lock those files on every C_SignInit but keep
+	// session objects in memory. A token that refuses the copy (for a key
+	// with CKA_COPYABLE false, or without C_CopyObject) is used directly
+	// either way. See Key.SignsWithSessionCopy.
+	DisableSessionCopy bool
+
+	// Log receives the Key's rare events: a session copy the token refused
+	// (once per Key). The zero Logger logs through slog.Default.
+	Log logr.Logger
+
 	// hooks is set only by this package's tests.
 	hooks *hooks
 }
@@ -68,6 +85,8 @@ type hooks struct {
 	login func(err error)
 	// rescanAfter, when set, replaces tokenRescanAfter.
 	rescanAfter *time.Duration
+	// tokenCheck, when set, replaces tokenCheckInterval.
+	tokenCheck *time.Duration
 }
 
 func (h *hooks) observeLogin(err error) {

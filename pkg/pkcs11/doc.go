@@ -22,6 +22,16 @@
 //     finds its key again and refuses it (ErrKeyMismatch) unless it is the
 //     same key as before. Between failed attempts it backs off and answers
 //     ErrUnavailable at once instead of blocking.
+//   - A Key signs with a session copy of its token key, made inside the HSM
+//     with C_CopyObject and exactly as sensitive and unextractable, unless
+//     Config.DisableSessionCopy is set or the token refuses the copy (then
+//     it signs with the token object and logs that once). With SoftHSM2
+//     this removes the token-file checks from every signature (ECDSA P-256
+//     costs about a third less CPU). The copy lives until the Key's login
+//     session closes, is made again by every recovery, and the token key
+//     behind it is checked at least every tokenCheckInterval (100 ms) while
+//     signing, so that a deleted or re-initialised token still leads to a
+//     recovery.
 //   - A PIN the token rejects is never tried again by this package. HSMs
 //     lock the user PIN after a few wrong attempts; only a new Open (with a
 //     new PIN) logs in again.

@@ -143,8 +143,14 @@ type foundKey struct {
 }
 
 // findKey finds the one private key cfg selects and reads its public key.
+// It looks at token objects only: the session copies that Keys of this
+// process sign with (see Config.DisableSessionCopy) carry the same label
+// and ID and are visible to every session of the process.
 func findKey(ctx *p11.Ctx, sh p11.SessionHandle, cfg Config) (foundKey, error) {
-	tmpl := []*p11.Attribute{p11.NewAttribute(p11.CKA_CLASS, p11.CKO_PRIVATE_KEY)}
+	tmpl := []*p11.Attribute{
+		p11.NewAttribute(p11.CKA_CLASS, p11.CKO_PRIVATE_KEY),
+		p11.NewAttribute(p11.CKA_TOKEN, true),
+	}
 	if cfg.KeyLabel != "" {
 		tmpl = append(tmpl, p11.NewAttribute(p11.CKA_LABEL, cfg.KeyLabel))
 	}

@@ -13,10 +13,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	mathrand "math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/go-logr/logr"
 	p11 "github.com/miekg/pkcs11"
 )
 
@@ -27,6 +30,15 @@ const (
 	minBackoff = 100 * time.Millisecond
 	maxBackoff = 30 * time.Second
 )
+
+// tokenCheckInterval bounds how long a Key signing with a session copy can
+// go on after its token object disappeared. Signing with the copy skips
+// what used to notice that: SoftHSM2 keeps session objects in the memory
+// of this process, so a copy still signs after the token was deleted or
+// re-initialised by another process (measured on SoftHSM 2.6.1). A check
+// is one C_GetAttributeValue on the token object, about as costly as the
+// file checks one C_SignInit on it makes; one per interval is noise.
+const tokenCheckInterval = 100 * time.Millisecond
 
 // Key is a private key on a PKCS#11 token, usable as a crypto.Signer: the
 // CA signer hands it to crypto/x509. It is safe for concurrent use; Sign
@@ -56,15 +68,46 @@ type Key struct {
 	lastErr  error
 	lastGen  uint64 // library generation of the last failed recovery
 	stats    keyStats
+
+	copyRefusedLogged atomic.Bool  // the token refused a session copy; logged
+	tokenChecks       atomic.Int64 // token object checks made, for tests
 }
 
 // keyState is what a Key found on the token under one library generation.
 type keyState struct {
-	gen     uint64
-	slot    uint
-	login   p11.SessionHandle // holds the login; never logged out
-	priv    p11.ObjectHandle
-	release func() // drops the Key's claim on the token's login record
+	gen   uint64
+	slot  uint
+	login p11.SessionHandle // holds the login; never logged out
+	priv  p11.ObjectHandle  // the private key object on the token
+	// sign is the object Sign uses: a session copy of priv made on the
+	// login session (copied), or priv itself.
+	sign   p11.ObjectHandle
+	copied bool
+	// checkAt is when the next Sign checks that priv still exists (Unix
+	// nanoseconds), checkEvery the interval; used only with a session copy.
+	checkAt    atomic.Int64
+	checkEvery time.Duration
+	release    func() // drops the Key's claim on the token's login record
+}
+
+// checkToken makes sure, at most once per tokenCheckInterval, that the
+// token object behind a session copy still exists, so that a token deleted
+// or re-initialised under the Key leads to a recovery as it does without
+// the copy. One goroutine checks; the others sign meanwhile.
+func (k *Key) checkToken(ctx *p11.Ctx, sh p11.SessionHandle, st *keyState) error {
+	if !st.copied {
+		return nil
+	}
+	now := time.Now()
+	due := st.checkAt.Load()
+	if now.UnixNano() < due || !st.checkAt.CompareAndSwap(due, now.Add(st.checkEvery).UnixNano()) {
+		return nil
+	}
+	k.tokenChecks.Add(1)
+	if _, err := ctx.GetAttributeValue(sh, st.priv, []*p11.Attribute{p11.NewAttribute(p11.CKA_CLASS, nil)}); err != nil {
+		return fmt.Errorf("check the token key behind the session copy: %w", err)
+	}
+	return nil
 }
 
 type pooledSession struct {
@@ -111,6 +154,13 @@ func Open(cfg Config) (*Key, error) {
 	return k, nil
 }
 
+func (c Config) tokenCheckInterval() time.Duration {
+	if c.hooks != nil && c.hooks.tokenCheck != nil {
+		return *c.hooks.tokenCheck
+	}
+	return tokenCheckInterval
+}
+
 func (c Config) rescanAfter() time.Duration {
 	if c.hooks != nil && c.hooks.rescanAfter != nil {
 		return *c.hooks.rescanAfter
@@ -141,13 +191,15 @@ func (k *Key) KeyID() []byte { return bytes.Clone(k.id) }
 // Other options fail with ErrUnsupportedOptions before the token is used.
 //
 // When the token answers with a lost session or handle, a device error or
-// an uninitialised library, Sign recovers: the library is finalized and
-// initialised again (once, however many Keys share it; concurrent Sign
-// calls wait), the Key logs in, finds its key, refuses it with
-// ErrKeyMismatch unless it is the key found at Open, and signs once more.
-// After a failed recovery, Sign fails at once with ErrUnavailable until the
-// backoff has passed, then tries again. A PIN refused during recovery
-// (ErrPINIncorrect) stops the Key for good: only a new Open logs in again.
+// an uninitialised library, or the token key behind the session copy is
+// gone (checked at least every 100 ms while signing), Sign recovers: the
+// library is finalized and initialised again (once, however many Keys
+// share it; concurrent Sign calls wait), the Key logs in, finds its key,
+// refuses it with ErrKeyMismatch unless it is the key found at Open,
+// copies it again, and signs once more. After a failed recovery, Sign
+// fails at once with ErrUnavailable until the backoff has passed, then
+// tries again. A PIN refused during recovery (ErrPINIncorrect) stops the
+// Key for good: only a new Open logs in again.
 func (k *Key) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	op, err := newOperation(k.pub, digest, opts)
 	if err != nil {
@@ -224,8 +276,10 @@ func (k *Key) signOnce(st *keyState, op operation) ([]byte, error) {
 		if err != nil {
 			return err
 		}
-		if err = ctx.SignInit(sh, op.mech, st.priv); err == nil {
-			sig, err = ctx.Sign(sh, op.data)
+		if err = k.checkToken(ctx, sh, st); err == nil {
+			if err = ctx.SignInit(sh, op.mech, st.sign); err == nil {
+				sig, err = ctx.Sign(sh, op.data)
+			}
 		}
 		if err != nil {
 			k.closeSession(ctx, sh)
@@ -385,6 +439,12 @@ func (k *Key) discard(st *keyState, idle []pooledSession) {
 			}
 		}
 		if st != nil && st.gen == gen {
+			if st.copied {
+				// Closing the login session would destroy the copy too;
+				// destroying it first does not rely on the library for
+				// that.
+				_ = ctx.DestroyObject(st.login, st.sign)
+			}
 			_ = ctx.CloseSession(st.login)
 		}
 		return nil
@@ -395,9 +455,10 @@ func (k *Key) discard(st *keyState, idle []pooledSession) {
 }
 
 // establish finds the token, opens a session and logs in on it, finds the
-// key, checks it is the expected one and proves it with a test signature,
-// all under one library generation (returned, also on failure). Nothing it
-// opened stays open when it fails.
+// key, checks it is the expected one, proves it with a test signature and
+// makes the session copy Sign uses (unless disabled or refused), all under
+// one library generation (returned, also on failure). Nothing it opened
+// stays open when it fails.
 func (k *Key) establish() (*keyState, foundKey, uint64, error) {
 	var (
 		st    *keyState
@@ -446,10 +507,111 @@ func (k *Key) establish() (*keyState, foundKey, uint64, error) {
 		if err = selfTest(ctx, sh, found); err != nil {
 			return err
 		}
-		st = &keyState{gen: gen, slot: tok.slot, login: sh, priv: found.handle, release: release}
+		st = &keyState{gen: gen, slot: tok.slot, login: sh, priv: found.handle, sign: found.handle, release: release}
+		if !k.cfg.DisableSessionCopy {
+			k.copyToSession(ctx, st, found)
+		}
 		return nil
 	})
 	return st, found, used, err
+}
+
+// copyTemplate makes a session object of a private key; every other
+// attribute, CKA_SENSITIVE and CKA_EXTRACTABLE included, is the original's
+// (SoftHSM 2.6.1 answers CKR_ATTRIBUTE_READ_ONLY to restating them).
+var copyTemplate = []*p11.Attribute{p11.NewAttribute(p11.CKA_TOKEN, false)}
+
+// copyToSession copies the token key found into a session object on the
+// login session, checks that the copy is a session object at least as
+// protected as the original, proves it with a test signature and makes st
+// sign with it. Session objects are visible to every session of the
+// process and live until the session that made them closes, which for the
+// login session is when st is discarded. When the token refuses the copy
+// (CKR_ACTION_PROHIBITED for a key with CKA_COPYABLE false,
+// CKR_FUNCTION_NOT_SUPPORTED, or anything else) or the copy fails a check,
+// st keeps signing with the token object, and the Key says so once in its
+// log.
+func (k *Key) copyToSession(ctx *p11.Ctx, st *keyState, found foundKey) {
+	h, err := ctx.CopyObject(st.login, found.handle, copyTemplate)
+	if err == nil {
+		dup := found
+		dup.handle = h
+		if err = checkCopy(ctx, st.login, found.handle, h); err == nil {
+			err = selfTest(ctx, st.login, dup)
+		}
+		if err != nil {
+			_ = ctx.DestroyObject(st.login, h)
+		}
+	}
+	if err != nil {
+		if !k.copyRefusedLogged.Swap(true) {
+			k.logger().Info("signing with the token key object itself, which is slower: no session copy of it",
+				"key", k.cfg.keyName(), "token", k.cfg.tokenName(), "error", err.Error())
+		}
+		return
+	}
+	st.sign, st.copied, st.checkEvery = h, true, k.cfg.tokenCheckInterval()
+	st.checkAt.Store(time.Now().Add(st.checkEvery).UnixNano())
+}
+
+// checkCopy makes sure that dup, a copy of orig, is a session object and
+// is private, sensitive and unextractable wherever orig is.
+func checkCopy(ctx *p11.Ctx, sh p11.SessionHandle, orig, dup p11.ObjectHandle) error {
+	types := []uint{p11.CKA_TOKEN, p11.CKA_PRIVATE, p11.CKA_SENSITIVE, p11.CKA_EXTRACTABLE}
+	read := func(obj p11.ObjectHandle) (map[uint]bool, error) {
+		tmpl := make([]*p11.Attribute, len(types))
+		for i, t := range types {
+			tmpl[i] = p11.NewAttribute(t, nil)
+		}
+		attrs, err := ctx.GetAttributeValue(sh, obj, tmpl)
+		if err != nil {
+			return nil, fmt.Errorf("read the key's protection attributes: %w", err)
+		}
+		v := make(map[uint]bool, len(attrs))
+		for _, a := range attrs {
+			v[a.Type] = len(a.Value) == 1 && a.Value[0] != 0
+		}
+		return v, nil
+	}
+	o, err := read(orig)
+	if err != nil {
+		return err
+	}
+	d, err := read(dup)
+	if err != nil {
+		return err
+	}
+	switch {
+	case d[p11.CKA_TOKEN]:
+		return errCopyOnToken
+	case o[p11.CKA_PRIVATE] && !d[p11.CKA_PRIVATE],
+		o[p11.CKA_SENSITIVE] && !d[p11.CKA_SENSITIVE],
+		!o[p11.CKA_EXTRACTABLE] && d[p11.CKA_EXTRACTABLE]:
+		return errCopyWeaker
+	}
+	return nil
+}
+
+var (
+	errCopyOnToken = errors.New("the session copy of the key is a token object")
+	errCopyWeaker  = errors.New("the session copy of the key is less protected than the original")
+)
+
+func (k *Key) logger() logr.Logger {
+	if k.cfg.Log.GetSink() == nil {
+		return logr.FromSlogHandler(slog.Default().Handler()).WithName("pkcs11")
+	}
+	return k.cfg.Log
+}
+
+// SignsWithSessionCopy reports whether Sign currently uses a session copy
+// of the token key (see Config.DisableSessionCopy): false when the copy is
+// disabled, when the token refused it, and while the Key has no working
+// state after a failed recovery. Benchmarks and diagnostics call it.
+func (k *Key) SignsWithSessionCopy() bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.st != nil && k.st.copied
 }
 
 // selfTest signs a random digest and verifies it with the public key. It

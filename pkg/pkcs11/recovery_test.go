@@ -161,6 +161,11 @@ func TestRecoveryAfterTokenReinit(t *testing.T) {
 	if gen := a.mod.gen.Load(); gen != gen0+2 {
 		t.Fatalf("library initialised %d times in total, want 2", gen-gen0)
 	}
+	for name, k := range map[string]*Key{"with-expected": a, "by-id": b} {
+		if !k.SignsWithSessionCopy() {
+			t.Errorf("%s: recovered Key signs with the token object, want a new session copy", name)
+		}
+	}
 }
 
 // TestRecoveryRefusesChangedPIN re-initialises the token with a new PIN and
@@ -188,6 +193,7 @@ func TestRecoveryRefusesChangedPIN(t *testing.T) {
 		}
 	}
 	changed.importKey(t, ca, "ca", []byte{1})
+	waitTokenCheck()
 
 	if err := signErr(k); !errors.Is(err, ErrPINIncorrect) {
 		t.Fatalf("Sign after the PIN changed: %v, want ErrPINIncorrect", err)

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 // scheme is one way of calling Sign.
@@ -56,6 +57,9 @@ func schemesFor(t *testing.T, pub crypto.PublicKey) []scheme {
 // and verifies each signature with Go's crypto.
 func signAndVerify(t *testing.T, k *Key) {
 	t.Helper()
+	if k.SignsWithSessionCopy() == k.cfg.DisableSessionCopy {
+		t.Fatalf("SignsWithSessionCopy() = %v with DisableSessionCopy %v: SoftHSM copies every key it can sign with", k.SignsWithSessionCopy(), k.cfg.DisableSessionCopy)
+	}
 	for _, s := range schemesFor(t, k.Public()) {
 		msg := []byte("quill test message " + s.name)
 		digest := msg
@@ -190,45 +194,68 @@ func TestSignOptionsRefused(t *testing.T) {
 }
 
 // TestConcurrentSign signs from many goroutines at once on a small session
-// pool; run it with -race.
+// pool, with the session copy (checking the token object on every Sign, so
+// that the check races with signing) and with the token object; run it
+// with -race.
 func TestConcurrentSign(t *testing.T) {
 	t.Parallel()
 	const goroutines, perGoroutine, sessions = 16, 50, 3
-	tok := takeToken(t)
-	cfg := tok.config("concurrent")
-	cfg.MaxSessions = sessions
-	k := generateKey(t, cfg, ECDSAP256)
-	errs := make(chan error, goroutines)
-	for g := range goroutines {
-		go func() {
-			for i := range perGoroutine {
-				digest := make([]byte, 32)
-				copy(digest, fmt.Sprintf("g%d-%d", g, i))
-				sig, err := k.Sign(rand.Reader, digest, crypto.SHA256)
-				if err == nil && !ecdsa.VerifyASN1(k.Public().(*ecdsa.PublicKey), digest, sig) {
-					err = fmt.Errorf("goroutine %d signature %d does not verify", g, i)
-				}
-				if err != nil {
-					errs <- err
-					return
+	checkEverySign := time.Duration(0)
+	for _, tc := range []struct {
+		name    string
+		noCopy  bool
+		checked bool // Signs checked the token object
+	}{
+		{name: "session-copy", checked: true},
+		{name: "token-object", noCopy: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tok := takeToken(t)
+			cfg := tok.config("concurrent")
+			cfg.MaxSessions = sessions
+			cfg.DisableSessionCopy = tc.noCopy
+			cfg.hooks = &hooks{tokenCheck: &checkEverySign}
+			k := generateKey(t, cfg, ECDSAP256)
+			if k.SignsWithSessionCopy() == tc.noCopy {
+				t.Fatalf("SignsWithSessionCopy() = %v with DisableSessionCopy %v", k.SignsWithSessionCopy(), tc.noCopy)
+			}
+			errs := make(chan error, goroutines)
+			for g := range goroutines {
+				go func() {
+					for i := range perGoroutine {
+						digest := make([]byte, 32)
+						copy(digest, fmt.Sprintf("g%d-%d", g, i))
+						sig, err := k.Sign(rand.Reader, digest, crypto.SHA256)
+						if err == nil && !ecdsa.VerifyASN1(k.Public().(*ecdsa.PublicKey), digest, sig) {
+							err = fmt.Errorf("goroutine %d signature %d does not verify", g, i)
+						}
+						if err != nil {
+							errs <- err
+							return
+						}
+					}
+					errs <- nil
+				}()
+			}
+			for range goroutines {
+				if err := <-errs; err != nil {
+					t.Fatal(err)
 				}
 			}
-			errs <- nil
-		}()
-	}
-	for range goroutines {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
-		}
-	}
-	k.mu.Lock()
-	stats := k.stats
-	k.mu.Unlock()
-	if stats.maxLive > sessions || stats.maxLive == 0 {
-		t.Errorf("signing sessions open at once peaked at %d, want 1..%d", stats.maxLive, sessions)
-	}
-	if stats.recoveries != 0 {
-		t.Errorf("%d recoveries during a quiet run", stats.recoveries)
+			k.mu.Lock()
+			stats := k.stats
+			k.mu.Unlock()
+			if stats.maxLive > sessions || stats.maxLive == 0 {
+				t.Errorf("signing sessions open at once peaked at %d, want 1..%d", stats.maxLive, sessions)
+			}
+			if stats.recoveries != 0 {
+				t.Errorf("%d recoveries during a quiet run", stats.recoveries)
+			}
+			if got := k.tokenChecks.Load(); tc.checked != (got > 0) {
+				t.Errorf("%d token object checks during %d signatures", got, goroutines*perGoroutine)
+			}
+		})
 	}
 }
 

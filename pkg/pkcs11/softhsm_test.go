@@ -21,6 +21,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // SoftHSM2 as the CI installs it: Debian's softhsm2 package (library and
@@ -31,7 +32,7 @@ const (
 	testSOPIN            = "1234"
 	// tokensPerRun must cover the takeToken calls of one run of the suite;
 	// TestMain makes that many for each of -count runs.
-	tokensPerRun = 28
+	tokensPerRun = 32
 )
 
 // testToken is one SoftHSM token created for one test.
@@ -259,7 +260,9 @@ func (tok testToken) writeObject(t testing.TB, der []byte, typ, label string, id
 }
 
 // reinitialise deletes tok and creates an empty token with the same label
-// and PIN, as an operator re-initialising an HSM partition would.
+// and PIN, as an operator re-initialising an HSM partition would. It
+// returns once every Key on tok must notice at its next Sign (see
+// waitTokenCheck).
 func (tok testToken) reinitialise(t testing.TB) {
 	t.Helper()
 	for _, args := range [][]string{
@@ -270,7 +273,14 @@ func (tok testToken) reinitialise(t testing.TB) {
 			t.Fatalf("softhsm2-util %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 	}
+	waitTokenCheck()
 }
+
+// waitTokenCheck waits until every Key signing with a session copy checks
+// its token object again at its next Sign. SoftHSM keeps session objects
+// in this process's memory, so a copy still signs after another process
+// deleted its token; Keys notice within tokenCheckInterval.
+func waitTokenCheck() { time.Sleep(tokenCheckInterval) }
 
 // loginCounter counts C_Login calls made for one Config.
 type loginCounter struct {

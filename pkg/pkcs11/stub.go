@@ -43,5 +43,8 @@ func (k *Key) Sign(io.Reader, []byte, crypto.SignerOpts) ([]byte, error) {
 // KeyID returns nil: no Key exists without cgo.
 func (k *Key) KeyID() []byte { return nil }
 
+// SignsWithSessionCopy returns false: no Key exists without cgo.
+func (k *Key) SignsWithSessionCopy() bool { return false }
+
 // Close does nothing: no Key exists without cgo.
 func (k *Key) Close() error { return nil }

@@ -4,15 +4,20 @@
 // same way crypto/x509 asks them to: ECDSA P-256 and RSA-2048 PKCS#1 v1.5,
 // each over a SHA-256 digest (hashing the certificate is not measured).
 //
-//	go run ./hack/bench/signing [-goroutines 1,4,8] [-duration 3s] [-sessions 4]
+//	go run ./hack/bench/signing [-goroutines 1,4,8] [-duration 3s] [-sessions 4] [-token-object]
 //
 // It creates a private SoftHSM2 token in a temporary directory (removed at
 // exit), generates the PKCS#11 keys on it with pkcs11.GenerateKey and the
-// software keys in memory. Each cell (algorithm × goroutine count) runs
-// both backends back to back, software first in one cell and PKCS#11 first
-// in the next, so that a change in background load affects both; each run
-// is an unmeasured warm-up (which also opens the PKCS#11 signing sessions)
-// followed by -duration of signing from that many goroutines at once.
+// software keys in memory. The PKCS#11 keys sign as Quill does by default,
+// with a session copy of the token key (pkcs11.Config.DisableSessionCopy
+// false); -token-object also measures the same token keys opened with
+// DisableSessionCopy, signing with the token object itself as Quill did
+// before, so that both are compared in one run. Each cell (algorithm ×
+// goroutine count) runs every backend back to back, in one order in one
+// cell and in the reverse order in the next, so that a change in
+// background load affects all; each run is an unmeasured warm-up (which
+// also opens the PKCS#11 signing sessions) followed by -duration of
+// signing from that many goroutines at once.
 //
 // Per run it reports:
 //
@@ -45,6 +50,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -58,9 +64,13 @@ const defaultModule = "/usr/lib/softhsm/libsofthsm2.so"
 const (
 	backendSoftware = "software (Go)"
 	backendPKCS11   = "PKCS#11 (SoftHSM2)"
+	backendToken    = "PKCS#11 (SoftHSM2), token object"
 )
 
-var errBadFlag = errors.New("bad flag")
+var (
+	errBadFlag = errors.New("bad flag")
+	errMode    = errors.New("PKCS#11 key in the wrong signing mode")
+)
 
 // algorithm is one key type both backends sign with.
 type algorithm struct {
@@ -89,6 +99,8 @@ type options struct {
 	warmup     time.Duration
 	sessions   int
 	module     string
+	// tokenObject adds the backendToken runs.
+	tokenObject bool
 }
 
 func main() {
@@ -122,6 +134,7 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.warmup, "warmup", 500*time.Millisecond, "unmeasured signing before each measurement")
 	fs.IntVar(&o.sessions, "sessions", pkcs11.DefaultMaxSessions, "pkcs11.Config.MaxSessions of each token key")
 	fs.StringVar(&o.module, "module", defaultModule, "SoftHSM2 PKCS#11 library")
+	fs.BoolVar(&o.tokenObject, "token-object", false, "also measure the PKCS#11 keys signing with the token object (pkcs11.Config.DisableSessionCopy)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -174,11 +187,31 @@ next:
 	return out, nil
 }
 
-// pair is the two signers of one algorithm.
+// pair is the signers of one algorithm.
 type pair struct {
 	alg      algorithm
 	software crypto.Signer
-	hsm      *pkcs11.Key
+	hsm      *pkcs11.Key // signs with a session copy
+	token    *pkcs11.Key // the same token key signing with the token object; nil without -token-object
+}
+
+// backend is one signer measured in a cell.
+type backend struct {
+	name   string
+	signer crypto.Signer
+}
+
+// backends lists p's signers in the order cell number cell runs them: one
+// way round in even cells, the other in odd ones.
+func (p pair) backends(cell int) []backend {
+	bs := []backend{{backendSoftware, p.software}, {backendPKCS11, p.hsm}}
+	if p.token != nil {
+		bs = append(bs, backend{backendToken, p.token})
+	}
+	if cell%2 == 1 {
+		slices.Reverse(bs)
+	}
+	return bs
 }
 
 func run(ctx context.Context, o options, out io.Writer) (err error) {
@@ -197,8 +230,13 @@ func run(ctx context.Context, o options, out io.Writer) (err error) {
 	var pairs []pair
 	defer func() {
 		for _, p := range pairs {
-			if closeErr := p.hsm.Close(); closeErr != nil && err == nil {
-				err = fmt.Errorf("close %s token key: %w", p.alg.name, closeErr)
+			for _, k := range []*pkcs11.Key{p.hsm, p.token} {
+				if k == nil {
+					continue
+				}
+				if closeErr := k.Close(); closeErr != nil && err == nil {
+					err = fmt.Errorf("close %s token key: %w", p.alg.name, closeErr)
+				}
 			}
 		}
 	}()
@@ -208,35 +246,42 @@ func run(ctx context.Context, o options, out io.Writer) (err error) {
 		if err != nil {
 			return fmt.Errorf("generate software %s key: %w", a.name, err)
 		}
-		hsm, err := pkcs11.GenerateKey(tok.config(a.label, o.sessions), a.hsm)
+		cfg := tok.config(a.label, o.sessions)
+		hsm, err := pkcs11.GenerateKey(cfg, a.hsm)
 		if err != nil {
 			return err
 		}
 		pairs = append(pairs, pair{alg: a, software: soft, hsm: hsm})
+		if !hsm.SignsWithSessionCopy() {
+			return fmt.Errorf("%w: the %s token key signs without a session copy (see the log)", errMode, a.name)
+		}
+		if o.tokenObject {
+			cfg.DisableSessionCopy = true
+			if pairs[len(pairs)-1].token, err = pkcs11.Open(cfg); err != nil {
+				return err
+			}
+			if pairs[len(pairs)-1].token.SignsWithSessionCopy() {
+				return fmt.Errorf("%w: the %s token key signs with a session copy although it is disabled", errMode, a.name)
+			}
+		}
 	}
 
 	var results []result
 	cell := 0
 	for _, p := range pairs {
 		for _, g := range o.goroutines {
-			order := []struct {
-				backend string
-				signer  crypto.Signer
-			}{{backendSoftware, p.software}, {backendPKCS11, p.hsm}}
-			if cell%2 == 1 {
-				order[0], order[1] = order[1], order[0]
-			}
-			cell++
+			order := p.backends(cell)
 			for _, b := range order {
 				r, err := measure(ctx, b.signer, digest[:], g, o.warmup, o.duration)
 				if err != nil {
-					return fmt.Errorf("%s %s with %d goroutines: %w", b.backend, p.alg.name, g, err)
+					return fmt.Errorf("%s %s with %d goroutines: %w", b.name, p.alg.name, g, err)
 				}
-				r.backend, r.algorithm = b.backend, p.alg.name
+				r.backend, r.algorithm, r.cell = b.name, p.alg.name, cell
 				fmt.Fprintf(os.Stderr, "%-20s %-22s %2d goroutines: %8.0f sig/s  p50 %s  p99 %s\n",
 					r.backend, r.algorithm, g, r.rate(), formatLatency(r.p50), formatLatency(r.p99))
 				results = append(results, r)
 			}
+			cell++
 		}
 	}
 	report(out, o, loadStart, loadAverage(), results)

@@ -20,6 +20,7 @@ var errBadSignature = errors.New("signature does not verify with the public key"
 // result is one measured run of one backend in one cell.
 type result struct {
 	backend, algorithm string
+	cell               int // runs of one cell are compared with each other
 	goroutines         int
 	signatures         int
 	wall               time.Duration

@@ -10,9 +10,12 @@ import (
 	"errors"
 	"io"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/quill-pki/quill/pkg/pkcs11"
 )
 
 func TestPercentile(t *testing.T) {
@@ -45,10 +48,11 @@ func TestPercentile(t *testing.T) {
 func TestParseFlags(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		name       string
-		args       []string
-		goroutines []int
-		wantErr    error
+		name        string
+		args        []string
+		goroutines  []int
+		tokenObject bool
+		wantErr     error
 	}{
 		{name: "defaults", goroutines: []int{1, 4, 8}},
 		{name: "goroutines-with-spaces", args: []string{"-goroutines", "2, 16"}, goroutines: []int{2, 16}},
@@ -56,6 +60,7 @@ func TestParseFlags(t *testing.T) {
 		{name: "zero-sessions", args: []string{"-sessions", "0"}, wantErr: errBadFlag},
 		{name: "unknown-algorithm", args: []string{"-algorithms", "p384"}, wantErr: errBadFlag},
 		{name: "stray-argument", args: []string{"extra"}, wantErr: errBadFlag},
+		{name: "token-object", args: []string{"-token-object"}, goroutines: []int{1, 4, 8}, tokenObject: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -65,6 +70,9 @@ func TestParseFlags(t *testing.T) {
 			}
 			if err == nil && !slices.Equal(o.goroutines, tc.goroutines) {
 				t.Errorf("goroutines = %v, want %v", o.goroutines, tc.goroutines)
+			}
+			if err == nil && o.tokenObject != tc.tokenObject {
+				t.Errorf("tokenObject = %v, want %v", o.tokenObject, tc.tokenObject)
 			}
 		})
 	}
@@ -136,4 +144,80 @@ func mustP256(t *testing.T) *ecdsa.PrivateKey {
 		t.Fatal(err)
 	}
 	return k
+}
+
+func TestBackendsAlternateOrder(t *testing.T) {
+	t.Parallel()
+	names := func(bs []backend) []string {
+		var out []string
+		for _, b := range bs {
+			out = append(out, b.name)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name  string
+		p     pair
+		cell  int
+		order []string
+	}{
+		{name: "two-even", p: pair{software: mustP256(t)}, cell: 0, order: []string{backendSoftware, backendPKCS11}},
+		{name: "two-odd", p: pair{software: mustP256(t)}, cell: 1, order: []string{backendPKCS11, backendSoftware}},
+		{name: "three-even", p: pair{software: mustP256(t), token: new(pkcs11.Key)}, cell: 2, order: []string{backendSoftware, backendPKCS11, backendToken}},
+		{name: "three-odd", p: pair{software: mustP256(t), token: new(pkcs11.Key)}, cell: 3, order: []string{backendToken, backendPKCS11, backendSoftware}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if got := names(tc.p.backends(tc.cell)); !slices.Equal(got, tc.order) {
+				t.Errorf("backends(%d) = %q, want %q", tc.cell, got, tc.order)
+			}
+		})
+	}
+}
+
+func TestReportComparesTokenObject(t *testing.T) {
+	t.Parallel()
+	run := func(cell int, backend string, signatures int, cpu time.Duration) result {
+		return result{backend: backend, algorithm: "ECDSA P-256", cell: cell, goroutines: 4, signatures: signatures,
+			wall: time.Second, p50: time.Microsecond, p99: time.Microsecond, max: time.Microsecond, cpu: cpu}
+	}
+	// Two cells of the same algorithm and goroutines (-goroutines 4,4):
+	// each compares its own runs.
+	results := []result{
+		run(0, backendSoftware, 80000, 2*time.Second),
+		run(0, backendPKCS11, 48000, 2*time.Second),
+		run(0, backendToken, 32000, 2*time.Second),
+		run(1, backendToken, 30000, 2*time.Second),
+		run(1, backendPKCS11, 20000, 2*time.Second),
+		run(1, backendSoftware, 40000, 2*time.Second),
+	}
+	for _, tc := range []struct {
+		name        string
+		tokenObject bool
+		want        []string
+	}{
+		{name: "without-token-object", want: []string{
+			"| ECDSA P-256 | 4 | 80000 | 48000 | 0.60× | 1.0× | 1.7× |\n",
+			"| ECDSA P-256 | 4 | 40000 | 20000 | 0.50× | 1.0× | 2.0× |\n",
+		}},
+		{name: "with-token-object", tokenObject: true, want: []string{
+			"| ECDSA P-256 | 4 | 80000 | 32000 | 0.40× | 48000 | 0.60× | 1.50× | 0.67× |\n",
+			"| ECDSA P-256 | 4 | 40000 | 30000 | 0.75× | 20000 | 0.50× | 0.67× | 1.50× |\n",
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var b strings.Builder
+			report(&b, options{goroutines: []int{4}, algorithms: algorithms[:1], sessions: 4, tokenObject: tc.tokenObject}, "0 0 0", "0 0 0", results)
+			out := b.String()
+			for _, want := range tc.want {
+				if !strings.Contains(out, want) {
+					t.Errorf("report lacks %q:\n%s", want, out)
+				}
+			}
+			if strings.Contains(out, "token object sig/s") != tc.tokenObject {
+				t.Errorf("comparison table present = %v, want %v:\n%s", !tc.tokenObject, tc.tokenObject, out)
+			}
+		})
+	}
 }

@@ -21,11 +21,19 @@ func report(w io.Writer, o options, loadStart, loadEnd string, results []result)
 	for _, a := range o.algorithms {
 		algs = append(algs, a.flag)
 	}
-	fmt.Fprintf(w, "Command: `go run ./hack/bench/signing -goroutines %s -algorithms %s -duration %s -warmup %s -sessions %d`\n\n",
-		strings.Join(goroutines, ","), strings.Join(algs, ","), o.duration, o.warmup, o.sessions)
+	tokenFlag := ""
+	if o.tokenObject {
+		tokenFlag = " -token-object"
+	}
+	fmt.Fprintf(w, "Command: `go run ./hack/bench/signing -goroutines %s -algorithms %s -duration %s -warmup %s -sessions %d%s`\n\n",
+		strings.Join(goroutines, ","), strings.Join(algs, ","), o.duration, o.warmup, o.sessions, tokenFlag)
 	fmt.Fprintf(w, "- Machine: %d CPUs (GOMAXPROCS %d), %s, %s memory\n", runtime.NumCPU(), runtime.GOMAXPROCS(0), cpuModel(), memTotal())
 	fmt.Fprintf(w, "- %s, %s, %s\n", runtime.Version(), toolVersion("SoftHSM", "softhsm2-util", "--version"), toolVersion("", "openssl", "version"))
-	fmt.Fprintf(w, "- PKCS#11: %s, pkcs11.Config.MaxSessions %d per key\n", o.module, o.sessions)
+	fmt.Fprintf(w, "- PKCS#11: %s, pkcs11.Config.MaxSessions %d per key; %q signs with a session copy of the token key (the default)", o.module, o.sessions, backendPKCS11)
+	if o.tokenObject {
+		fmt.Fprintf(w, ", %q with the token object (DisableSessionCopy)", backendToken)
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "- Load average (1, 5, 15 min): %s at start, %s at end\n\n", loadStart, loadEnd)
 
 	fmt.Fprintln(w, "| backend | algorithm | goroutines | signatures | sig/s | p50 | p99 | max | CPU/sig | cores busy |")
@@ -43,15 +51,42 @@ func report(w io.Writer, o options, loadStart, loadEnd string, results []result)
 		if sw.backend != backendSoftware {
 			continue
 		}
-		for _, hsm := range results {
-			if hsm.backend != backendPKCS11 || hsm.algorithm != sw.algorithm || hsm.goroutines != sw.goroutines {
-				continue
-			}
+		if hsm, ok := find(results, backendPKCS11, sw); ok {
 			fmt.Fprintf(w, "| %s | %d | %.0f | %.0f | %.2f× | %.1f× | %.1f× |\n",
 				sw.algorithm, sw.goroutines, sw.rate(), hsm.rate(), hsm.rate()/sw.rate(),
 				hsm.p50.Seconds()/sw.p50.Seconds(), hsm.cpuPerSignature().Seconds()/sw.cpuPerSignature().Seconds())
 		}
 	}
+	if !o.tokenObject {
+		return
+	}
+
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| algorithm | goroutines | software sig/s | token object sig/s | token object/software | session copy sig/s | session copy/software | copy/token object sig/s | copy/token object CPU/sig |")
+	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+	for _, sw := range results {
+		if sw.backend != backendSoftware {
+			continue
+		}
+		hsm, ok1 := find(results, backendPKCS11, sw)
+		tok, ok2 := find(results, backendToken, sw)
+		if !ok1 || !ok2 {
+			continue
+		}
+		fmt.Fprintf(w, "| %s | %d | %.0f | %.0f | %.2f× | %.0f | %.2f× | %.2f× | %.2f× |\n",
+			sw.algorithm, sw.goroutines, sw.rate(), tok.rate(), tok.rate()/sw.rate(), hsm.rate(), hsm.rate()/sw.rate(),
+			hsm.rate()/tok.rate(), hsm.cpuPerSignature().Seconds()/tok.cpuPerSignature().Seconds())
+	}
+}
+
+// find returns the run of backend in the same cell as like.
+func find(results []result, backend string, like result) (result, bool) {
+	for _, r := range results {
+		if r.backend == backend && r.cell == like.cell {
+			return r, true
+		}
+	}
+	return result{}, false
 }
 
 func formatLatency(d time.Duration) string {
