@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/types"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 	"github.com/quill-pki/quill/pkg/issuance"
@@ -156,6 +157,9 @@ func (s *Store) hsmConfig(ctx context.Context, namespace string, p *quillv1.PKCS
 		TokenSerial: p.TokenSerial,
 		KeyLabel:    p.KeyLabel,
 		PIN:         pin,
+		// The key's rare events (a token refusing the in-HSM session copy
+		// of the key) go to the controller's log; the PIN never does.
+		Log: logf.Log.WithName("pkcs11").WithValues("module", p.Module, "token", p.TokenLabel+p.TokenSerial, "key", p.KeyLabel+p.KeyID),
 	}
 	if p.KeyID != "" {
 		if cfg.KeyID, err = hex.DecodeString(p.KeyID); err != nil {
