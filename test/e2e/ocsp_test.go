@@ -3,10 +3,13 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/x509"
+	"encoding/base64"
 	"io"
 	"math/big"
 	"net/http"
+	"net/url"
 	"os/exec"
 	"strings"
 	"testing"
@@ -132,6 +135,25 @@ func testRevocationOCSP(t *testing.T, kind quillv1.OCSPResponderKind) {
 	}
 	if out := opensslOCSP(t, dir, wantOCSP, caPEM, goodSecret); !strings.Contains(out, "Response verify OK") || !strings.Contains(out, ": good") {
 		t.Errorf("openssl ocsp on the good certificate:\n%s", out)
+	}
+
+	// GET (RFC 6960 appendix A): the base64 request, URL-escaped, after the
+	// responder URL; the answer carries RFC 5019 caching headers.
+	getReq, err := ocsp.CreateRequest(bad, caCert, &ocsp.RequestOptions{Hash: crypto.SHA1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	getResp, err := http.Get(wantOCSP + "/" + url.PathEscape(base64.StdEncoding.EncodeToString(getReq)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	getBody, _ := io.ReadAll(getResp.Body)
+	getResp.Body.Close()
+	if parsed, err := ocsp.ParseResponseForCert(getBody, bad, caCert); err != nil || parsed.Status != ocsp.Revoked {
+		t.Errorf("GET: %v, %+v", err, parsed)
+	}
+	if cc := getResp.Header.Get("Cache-Control"); !strings.Contains(cc, "max-age=") || getResp.Header.Get("ETag") == "" {
+		t.Errorf("GET caching headers: Cache-Control %q, ETag %q", cc, getResp.Header.Get("ETag"))
 	}
 
 	// A serial this CA never issued is unknown.
