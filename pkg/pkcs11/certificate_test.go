@@ -32,6 +32,9 @@ import (
 // did not help, and the failure did not reproduce outside this test.
 func TestCertificatesVerifyWithOpenSSL(t *testing.T) {
 	t.Parallel()
+	if isolate(t) {
+		return
+	}
 	tok := takeToken(t)
 	for _, tc := range []struct {
 		name   string
@@ -125,6 +128,9 @@ func TestCertificatesVerifyWithOpenSSL(t *testing.T) {
 // logging in.
 func TestFindCertificateWithoutPIN(t *testing.T) {
 	t.Parallel()
+	if isolate(t) {
+		return
+	}
 	tok := takeToken(t)
 	k := generateKey(t, tok.config("ca"), ECDSAP256)
 	tmpl := &x509.Certificate{

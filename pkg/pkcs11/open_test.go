@@ -14,16 +14,20 @@ import (
 )
 
 // neverRescan keeps a lookup that misses its token from re-initialising
-// the library shared with the tests running in parallel.
+// the library under the test's other Keys and parallel subtests.
 func neverRescan() *hooks {
 	d := 24 * time.Hour
 	return &hooks{rescanAfter: &d}
 }
 
 // TestOpenErrors checks each way Open can refuse, and that each is the
-// sentinel callers act on. The test itself is not parallel (see
-// sequentialWrites); its subtests only read and run in parallel.
+// sentinel callers act on. Its subtests only read and run in parallel,
+// after the test wrote its keys (see sequentialWrites).
 func TestOpenErrors(t *testing.T) {
+	t.Parallel()
+	if isolate(t) {
+		return
+	}
 	tok := takeToken(t)
 	generateKey(t, tok.config("present"), ECDSAP256)
 	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -96,6 +100,9 @@ func TestOpenErrors(t *testing.T) {
 // after exactly one C_Login, and that the package does not try again.
 func TestWrongPIN(t *testing.T) {
 	t.Parallel()
+	if isolate(t) {
+		return
+	}
 	tok := takeToken(t)
 	var logins loginCounter
 	cfg := tok.config("k")
@@ -121,6 +128,9 @@ func TestWrongPIN(t *testing.T) {
 // itself would answer CKR_USER_ALREADY_LOGGED_IN and let it through.
 func TestWrongPINWhileLoggedIn(t *testing.T) {
 	t.Parallel()
+	if isolate(t) {
+		return
+	}
 	tok := takeToken(t)
 	holder, err := GenerateKey(tok.config("k"), ECDSAP256)
 	if err != nil {
@@ -163,6 +173,9 @@ func TestWrongPINWhileLoggedIn(t *testing.T) {
 // anything.
 func TestGenerateKeyErrors(t *testing.T) {
 	t.Parallel()
+	if isolate(t) {
+		return
+	}
 	tok := takeToken(t)
 	generateKey(t, tok.config("taken"), ECDSAP256)
 	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)

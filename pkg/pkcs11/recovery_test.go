@@ -2,10 +2,9 @@
 
 package pkcs11
 
-// The tests in this file re-initialise tokens or the library shared by the
-// whole suite, or count its references, so they do not call t.Parallel:
-// Go runs every sequential test before any parallel one resumes, so
-// nothing else uses the library meanwhile.
+// The tests in this file re-initialise tokens or the library, or count its
+// references. Each runs in a process of its own (isolate), where nothing
+// but the test uses the library, so they run in parallel with the others.
 
 import (
 	"crypto"
@@ -15,7 +14,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -67,6 +65,10 @@ func (k *Key) snapshot() (keyStats, time.Time) {
 // TestModuleRefcount checks that Keys on one library share one context and
 // that the last Close finalizes it.
 func TestModuleRefcount(t *testing.T) {
+	t.Parallel()
+	if isolate(t) {
+		return
+	}
 	tok := takeToken(t)
 	base := registry.refCount(softhsm.module)
 	if base != 1 {
@@ -118,6 +120,10 @@ func TestModuleRefcount(t *testing.T) {
 // puts a different key under the same label and ID (both Keys must refuse
 // it), then restores the original key (both must recover).
 func TestRecoveryAfterTokenReinit(t *testing.T) {
+	t.Parallel()
+	if isolate(t) {
+		return
+	}
 	tok := takeToken(t)
 	ca, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	id := []byte{0xca}
@@ -172,6 +178,10 @@ func TestRecoveryAfterTokenReinit(t *testing.T) {
 // the same key: the Key's recovery must try its PIN once, report
 // ErrPINIncorrect, and never log in again.
 func TestRecoveryRefusesChangedPIN(t *testing.T) {
+	t.Parallel()
+	if isolate(t) {
+		return
+	}
 	tok := takeToken(t)
 	ca, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tok.importKey(t, ca, "ca", []byte{1})
@@ -220,6 +230,10 @@ func TestRecoveryRefusesChangedPIN(t *testing.T) {
 // signature still succeeds, that the library is re-initialised once, and
 // that each Key recovers once however many goroutines hit the failure.
 func TestRecoveryUnderLoad(t *testing.T) {
+	t.Parallel()
+	if isolate(t) {
+		return
+	}
 	for _, tc := range []struct {
 		name string
 		// breakKeys makes the Keys' handles fail the way a device fault
@@ -312,12 +326,14 @@ func TestRecoveryUnderLoad(t *testing.T) {
 // when the last initialisation is old enough, without breaking Keys
 // already open.
 func TestOpenFindsTokenCreatedLater(t *testing.T) {
+	t.Parallel()
+	if isolate(t) {
+		return
+	}
 	busy := generateKey(t, takeToken(t).config("busy"), ECDSAP256)
 	signOK(t, busy, busy.Public())
 
-	// Unique across -count runs: a second token with the label would make
-	// the lookup ambiguous.
-	late := testToken{label: fmt.Sprintf("q%d-late-%d", os.Getpid(), time.Now().UnixNano()%1e9), pin: "late-pin"}
+	late := testToken{label: "q-late", pin: "late-pin"}
 	if out, err := exec.Command("softhsm2-util", "--init-token", "--free", "--label", late.label,
 		"--so-pin", testSOPIN, "--pin", late.pin).CombinedOutput(); err != nil {
 		t.Fatalf("softhsm2-util: %v\n%s", err, out)

@@ -53,6 +53,9 @@ func (k *Key) objectAttributes(obj p11.ObjectHandle, types ...uint) (map[uint]bo
 // after Close; or the token key itself when the copy is disabled.
 func TestSessionCopy(t *testing.T) {
 	t.Parallel()
+	if isolate(t) {
+		return
+	}
 	tok := takeToken(t)
 	a := generateKey(t, tok.config("ca"), ECDSAP256)
 	if !a.SignsWithSessionCopy() {
@@ -160,8 +163,12 @@ func (l *logLines) get() []string {
 
 // TestSessionCopyRefused signs with a key the token refuses to copy: the
 // Key logs that once, signs with the token object, and keeps doing both
-// across a recovery. Not parallel: it re-initialises the shared library.
+// across a recovery.
 func TestSessionCopyRefused(t *testing.T) {
+	t.Parallel()
+	if isolate(t) {
+		return
+	}
 	tok := takeToken(t)
 	cfg := tok.config("uncopyable")
 	generateUncopyable(t, cfg)
@@ -216,8 +223,12 @@ func TestSessionCopyRefused(t *testing.T) {
 // TestSessionCopyRecovery checks that every recovery makes a new copy:
 // after the library was reset, and after the token was re-initialised,
 // which the Key notices through its token object although SoftHSM keeps
-// the old copy usable. Not parallel: it re-initialises the shared library.
+// the old copy usable.
 func TestSessionCopyRecovery(t *testing.T) {
+	t.Parallel()
+	if isolate(t) {
+		return
+	}
 	tok := takeToken(t)
 	ca, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	id := []byte{0xca}

@@ -101,6 +101,9 @@ func verifies(pub crypto.PublicKey, digest, sig []byte, opts crypto.SignerOpts) 
 // TestSignGeneratedKeys signs with keys this package generated.
 func TestSignGeneratedKeys(t *testing.T) {
 	t.Parallel()
+	if isolate(t) {
+		return
+	}
 	tok := takeToken(t)
 	for _, alg := range []Algorithm{ECDSAP256, ECDSAP384, ECDSAP521, RSA2048, RSA3072, Ed25519} {
 		t.Run(strings.ToLower(string(alg)), func(t *testing.T) {
@@ -115,9 +118,13 @@ func TestSignGeneratedKeys(t *testing.T) {
 
 // TestSignToolKeys signs with keys pkcs11-tool generated on the token, to
 // prove the package reads keys made by other tools (OpenSC writes Ed25519
-// parameters as the string "edwards25519", not the OID). Not parallel: see
-// sequentialWrites.
+// parameters as the string "edwards25519", not the OID). The subtests write
+// with pkcs11-tool, so they run in turn (see sequentialWrites).
 func TestSignToolKeys(t *testing.T) {
+	t.Parallel()
+	if isolate(t) {
+		return
+	}
 	tok := takeToken(t)
 	for i, keyType := range []string{"EC:prime256v1", "EC:secp384r1", "rsa:2048", "EC:edwards25519"} {
 		t.Run(strings.ToLower(strings.ReplaceAll(keyType, ":", "-")), func(t *testing.T) {
@@ -129,9 +136,13 @@ func TestSignToolKeys(t *testing.T) {
 }
 
 // TestSignImportedKeys signs with software keys written to the token with
-// pkcs11-tool, checked against the software public key. Not parallel: see
-// sequentialWrites.
+// pkcs11-tool, checked against the software public key. The subtests write
+// with pkcs11-tool, so they run in turn (see sequentialWrites).
 func TestSignImportedKeys(t *testing.T) {
+	t.Parallel()
+	if isolate(t) {
+		return
+	}
 	tok := takeToken(t)
 	p256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
@@ -163,6 +174,9 @@ func TestSignImportedKeys(t *testing.T) {
 // token, what a verifier could not check as asked.
 func TestSignOptionsRefused(t *testing.T) {
 	t.Parallel()
+	if isolate(t) {
+		return
+	}
 	tok := takeToken(t)
 	ec := generateKey(t, tok.config("ec"), ECDSAP256)
 	rs := generateKey(t, tok.config("rsa"), RSA2048)
@@ -199,6 +213,9 @@ func TestSignOptionsRefused(t *testing.T) {
 // with -race.
 func TestConcurrentSign(t *testing.T) {
 	t.Parallel()
+	if isolate(t) {
+		return
+	}
 	const goroutines, perGoroutine, sessions = 16, 50, 3
 	checkEverySign := time.Duration(0)
 	for _, tc := range []struct {
@@ -262,6 +279,9 @@ func TestConcurrentSign(t *testing.T) {
 // TestSignAfterClose checks ErrClosed and that Close is idempotent.
 func TestSignAfterClose(t *testing.T) {
 	t.Parallel()
+	if isolate(t) {
+		return
+	}
 	tok := takeToken(t)
 	k, err := GenerateKey(tok.config("closed"), ECDSAP256)
 	if err != nil {
