@@ -53,7 +53,7 @@ func (r *lifecycleReconciler) setup(mgr ctrl.Manager) error {
 		}
 	})
 	cert := &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: cmapi.SchemeGroupVersion.String(), Kind: cmapi.CertificateKind}}
-	return ctrl.NewControllerManagedBy(mgr).Named(name).For(obj).
+	return ctrl.NewControllerManagedBy(mgr).Named(name).For(obj, specChanges).
 		WatchesRawSource(trigger.source(r.cluster)).
 		WatchesMetadata(cert, handler.Funcs{DeleteFunc: func(_ context.Context, e event.TypedDeleteEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 			for _, req := range r.issuersOf(e.Object.GetNamespace(), e.Object.GetName()) {

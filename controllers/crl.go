@@ -103,12 +103,12 @@ func (p *crlPublisher) setup(mgr ctrl.Manager) error {
 			p.trigger.fire(c.Issuer)
 		}
 	})
-	if err := ctrl.NewControllerManagedBy(mgr).Named("crl-issuer").For(&quillv1.QuillIssuer{}).
+	if err := ctrl.NewControllerManagedBy(mgr).Named("crl-issuer").For(&quillv1.QuillIssuer{}, specOrCAChanges).
 		WatchesRawSource(p.trigger.source(false)).
 		Complete(&crlReconciler{p: p, cluster: false}); err != nil {
 		return err
 	}
-	return ctrl.NewControllerManagedBy(mgr).Named("crl-clusterissuer").For(&quillv1.QuillClusterIssuer{}).
+	return ctrl.NewControllerManagedBy(mgr).Named("crl-clusterissuer").For(&quillv1.QuillClusterIssuer{}, specOrCAChanges).
 		WatchesRawSource(p.trigger.source(true)).
 		Complete(&crlReconciler{p: p, cluster: true})
 }
@@ -351,7 +351,6 @@ func (p *crlPublisher) recordStatus(ctx context.Context, obj client.Object, k le
 	want := &quillv1.RevocationStatus{
 		Message:             message,
 		RevokedCertificates: revoked,
-		IssuedCertificates:  p.index.Count(k),
 		CRLConfigMap:        cmName,
 	}
 	if number.Sign() > 0 {
@@ -362,7 +361,7 @@ func (p *crlPublisher) recordStatus(ctx context.Context, obj client.Object, k le
 		want.CRLURL, want.OCSPURL = RevocationURLs(p.baseURL, k)
 	}
 	if have := status.Revocation; have != nil && have.CRLNumber == want.CRLNumber && have.RevokedCertificates == want.RevokedCertificates &&
-		have.IssuedCertificates == want.IssuedCertificates && have.CRLConfigMap == want.CRLConfigMap && have.CRLURL == want.CRLURL && have.OCSPURL == want.OCSPURL &&
+		have.CRLConfigMap == want.CRLConfigMap && have.CRLURL == want.CRLURL && have.OCSPURL == want.OCSPURL &&
 		have.Message == want.Message {
 		return nil
 	}

@@ -51,12 +51,12 @@ func (p *inventoryPublisher) setup(mgr ctrl.Manager) error {
 	p.index.Subscribe(func(c ledger.Change) { p.trigger.fire(c.Issuer) })
 	// Issuer events bring status.ca changes into quill_ca_info and count a
 	// new issuer's certificates at once.
-	if err := ctrl.NewControllerManagedBy(mgr).Named("inventory-issuer").For(&quillv1.QuillIssuer{}).
+	if err := ctrl.NewControllerManagedBy(mgr).Named("inventory-issuer").For(&quillv1.QuillIssuer{}, specOrCAChanges).
 		WatchesRawSource(p.trigger.source(false)).
 		Complete(&inventoryReconciler{p: p, cluster: false}); err != nil {
 		return err
 	}
-	return ctrl.NewControllerManagedBy(mgr).Named("inventory-clusterissuer").For(&quillv1.QuillClusterIssuer{}).
+	return ctrl.NewControllerManagedBy(mgr).Named("inventory-clusterissuer").For(&quillv1.QuillClusterIssuer{}, specOrCAChanges).
 		WatchesRawSource(p.trigger.source(true)).
 		Complete(&inventoryReconciler{p: p, cluster: true})
 }

@@ -4,11 +4,14 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
@@ -86,4 +89,31 @@ func newIssuerObject(cluster bool, name types.NamespacedName, clusterNamespace s
 	iss := &quillv1.QuillIssuer{}
 	return issuerObject{obj: iss, spec: &iss.Spec, status: &iss.Status, home: name.Namespace,
 		key: ledger.IssuerKey{Kind: ledger.KindIssuer, Namespace: name.Namespace, Name: name.Name}}
+}
+
+// specChanges passes issuer events that change the spec (and creations and
+// deletions): the reconcilers that follow the ledger write the issuer's
+// status themselves, and reacting to every status write, theirs and
+// issuer-lib's, would make them wake each other in turn for nothing.
+var specChanges = builder.WithPredicates(predicate.GenerationChangedPredicate{})
+
+// specOrCAChanges also passes a change of status.ca: a new CA needs a new
+// CRL, and the inventory reports the CA's algorithms.
+var specOrCAChanges = builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		return !equality.Semantic.DeepEqual(caOf(e.ObjectOld), caOf(e.ObjectNew))
+	},
+	CreateFunc:  func(event.CreateEvent) bool { return false },
+	DeleteFunc:  func(event.DeleteEvent) bool { return false },
+	GenericFunc: func(event.GenericEvent) bool { return false },
+}))
+
+func caOf(o client.Object) *quillv1.CASummary {
+	switch iss := o.(type) {
+	case *quillv1.QuillIssuer:
+		return iss.Status.CA
+	case *quillv1.QuillClusterIssuer:
+		return iss.Status.CA
+	}
+	return nil
 }

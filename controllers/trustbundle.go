@@ -76,7 +76,9 @@ func (r *trustBundleReconciler) setup(mgr ctrl.Manager) error {
 	})
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("quill-trust-bundle-"+r.kind()).
-		For(r.newIssuer()).
+		// The bundle follows the spec and the CA, not the status writes of
+		// the other reconcilers.
+		For(r.newIssuer(), specOrCAChanges).
 		// Metadata only: the bundles' contents need not sit in the cache,
 		// and a changed or deleted bundle is simply written again.
 		WatchesMetadata(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(r.bundleToIssuer), builder.WithPredicates(published)).

@@ -682,8 +682,6 @@ type AlgorithmCount struct {
 
 // RevocationStatus describes an issuer's published revocation state.
 type RevocationStatus struct {
-	// IssuedCertificates is the number of records in the issuer's ledger.
-	IssuedCertificates int `json:"issuedCertificates"`
 	// RevokedCertificates is the number of entries on the current CRL:
 	// revoked certificates that have not expired.
 	RevokedCertificates int `json:"revokedCertificates"`
