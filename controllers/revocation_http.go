@@ -151,7 +151,12 @@ func (s *revocationServer) route(w http.ResponseWriter, req *http.Request) {
 			http.NotFound(w, req)
 			return
 		}
-		s.crlHandler(k).ServeHTTP(w, req)
+		h := s.crlHandler(k)
+		if h == nil {
+			http.NotFound(w, req)
+			return
+		}
+		h.ServeHTTP(w, req)
 	case strings.HasPrefix(path, "/ocsp/"):
 		k, _, ok := parseIssuerPath(strings.TrimPrefix(path, "/ocsp/"))
 		if !ok {
@@ -214,12 +219,17 @@ func (s *revocationServer) home(k ledger.IssuerKey) string {
 	return k.Namespace
 }
 
-// crlHandler serves k's CRL from its ConfigMap.
+// crlHandler serves k's CRL from its ConfigMap, or is nil while k has
+// published none. Handlers are kept only for issuers that published a CRL,
+// so requests naming made-up issuers cost no memory.
 func (s *revocationServer) crlHandler(k ledger.IssuerKey) http.Handler {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if h, ok := s.crlServers[k]; ok {
 		return h
+	}
+	if obj, ok, _ := s.crls.GetByKey(s.home(k) + "/" + CRLConfigMapName(k.Name)); !ok || obj.(*corev1.ConfigMap).Annotations[annIssuer] != k.String() {
+		return nil
 	}
 	var (
 		mu     sync.Mutex
@@ -282,14 +292,24 @@ func (l ledgerSource) Lookup(serial *big.Int) (ocspserver.Status, bool) {
 
 // responder returns k's OCSP responder, rebuilding it when the CA or the
 // delegated responder changed since the last check.
+//
+// Only existing issuers get an entry, and a deleted issuer's entry goes at
+// its next check, so requests naming made-up issuers cost no memory.
 func (s *revocationServer) responder(ctx context.Context, k ledger.IssuerKey) (*ocspserver.Responder, error) {
 	s.mu.Lock()
 	ir := s.responders[k]
-	if ir == nil {
-		ir = &issuerResponder{}
-		s.responders[k] = ir
-	}
 	s.mu.Unlock()
+	if ir == nil {
+		if _, err := s.issuerSpec(ctx, k); err != nil {
+			return nil, err
+		}
+		s.mu.Lock()
+		if ir = s.responders[k]; ir == nil {
+			ir = &issuerResponder{}
+			s.responders[k] = ir
+		}
+		s.mu.Unlock()
+	}
 	now := s.clock.Now()
 	ir.mu.Lock()
 	defer ir.mu.Unlock()
@@ -298,6 +318,12 @@ func (s *revocationServer) responder(ctx context.Context, k ledger.IssuerKey) (*
 	}
 	spec, err := s.issuerSpec(ctx, k)
 	if err != nil {
+		var nf *notServed
+		if errors.As(err, &nf) {
+			s.mu.Lock()
+			delete(s.responders, k)
+			s.mu.Unlock()
+		}
 		return nil, err
 	}
 	a, err := s.store.Load(ctx, s.home(k), spec.CA)
