@@ -34,6 +34,10 @@ import (
 // tried again: the certificate may be recorded a moment later.
 const revocationRetry = 30 * time.Second
 
+// maxListedSerials is how many revoked serials a QuillRevocation's status
+// lists (status.revokedSerialNumbers' MaxItems).
+const maxListedSerials = 1000
+
 // revoker marks ledger records revoked. It is shared by the QuillRevocation
 // reconciler and the automatic rules.
 type revoker struct {
@@ -125,6 +129,11 @@ func (r *revocationReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	}
 	base := rev.DeepCopy()
 	meta.SetStatusCondition(&rev.Status.Conditions, cond)
+	if len(serials) > maxListedSerials {
+		// The status lists at most this many (schema limit); the ledger
+		// holds every revocation, and the message gives the count.
+		serials = serials[:maxListedSerials]
+	}
 	rev.Status.RevokedSerialNumbers = serials
 	if err := r.client.Status().Patch(ctx, &rev, client.MergeFrom(base)); err != nil {
 		return ctrl.Result{}, fmt.Errorf("recording revocation status: %w", err)
