@@ -134,7 +134,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	}
 	for _, cluster := range []bool{false, true} {
 		if err := (&trustBundleReconciler{
-			client: mgr.GetClient(), store: store, clusterNamespace: opts.ClusterResourceNamespace, cluster: cluster, recorder: recorder,
+			client: mgr.GetClient(), reader: mgr.GetAPIReader(), store: store, clusterNamespace: opts.ClusterResourceNamespace, cluster: cluster, recorder: recorder,
 			secrets: &secretWatch{client: mgr.GetClient(), clusterNamespace: opts.ClusterResourceNamespace},
 		}).setup(mgr); err != nil {
 			return err

@@ -48,7 +48,11 @@ var errBundleName = errors.New("invalid trust bundle ConfigMap name")
 // when a Secret the issuer reads changes, and when someone edits or deletes
 // a published ConfigMap. One reconciler serves one issuer kind.
 type trustBundleReconciler struct {
-	client           client.Client
+	client client.Client
+	// reader reads the published ConfigMap from the API server. The watch
+	// on bundles is metadata-only, so a cached full-object read could still
+	// show the old contents when an edit wakes us, and the edit would stand.
+	reader           client.Reader
 	store            *castore.Store
 	secrets          *secretWatch
 	clusterNamespace string
@@ -136,7 +140,7 @@ func (r *trustBundleReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	bundle := bundlePEM(authority.Root, authority.Certificate, authority.Intermediates, includeIntermediates)
 
 	var current corev1.ConfigMap
-	err = r.client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &current)
+	err = r.reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &current)
 	switch {
 	case err == nil && current.Data[quillv1.TrustBundleKey] == bundle && current.Labels[quillv1.LabelTrustBundleIssuer] == obj.GetName():
 		// Unchanged: no write, no event.

@@ -113,7 +113,7 @@ func TestTrustBundleReconcile(t *testing.T) {
 			t.Parallel()
 			api := newAPI(t, tt.objs...)
 			r := &trustBundleReconciler{
-				client: api, cluster: tt.cluster, clusterNamespace: clusterResourceNamespace,
+				client: api, reader: api, cluster: tt.cluster, clusterNamespace: clusterResourceNamespace,
 				store:    &castore.Store{Reader: api, Metadata: api, Writer: api, Clock: clock.RealClock{}},
 				recorder: events.NewFakeRecorder(10),
 			}
