@@ -24,6 +24,7 @@ import (
 	"github.com/quill-pki/quill/pkg/audit"
 	"github.com/quill-pki/quill/pkg/castore"
 	"github.com/quill-pki/quill/pkg/metrics"
+	"github.com/quill-pki/quill/pkg/pkcs11"
 )
 
 // FieldOwner is the server-side apply field manager of everything Quill's
@@ -88,6 +89,12 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
 	}
+	if opts.Metrics == nil {
+		opts.Metrics = metrics.New()
+		if err := opts.Metrics.Register(crmetrics.Registry); err != nil {
+			return err
+		}
+	}
 	store := &castore.Store{
 		Reader:        mgr.GetAPIReader(),
 		Metadata:      mgr.GetCache(),
@@ -95,14 +102,11 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		Clock:         opts.Clock,
 		PKCS11Modules: opts.PKCS11Modules,
 		HSM:           opts.HSM,
+		PKCS11Login: func(module, token string, r pkcs11.LoginResult) {
+			opts.Metrics.PKCS11Login(module, token, string(r))
+		},
 	}
 	recorder := mgr.GetEventRecorder(FieldOwner)
-	if opts.Metrics == nil {
-		opts.Metrics = metrics.New()
-		if err := opts.Metrics.Register(crmetrics.Registry); err != nil {
-			return err
-		}
-	}
 	s := &Signer{
 		Store:                    store,
 		StatusWriter:             mgr.GetClient(),

@@ -161,6 +161,9 @@ func (s *Store) hsmConfig(ctx context.Context, namespace string, p *quillv1.PKCS
 		// of the key) go to the controller's log; the PIN never does.
 		Log: logf.Log.WithName("pkcs11").WithValues("module", p.Module, "token", p.TokenLabel+p.TokenSerial, "key", p.KeyLabel+p.KeyID),
 	}
+	if report := s.PKCS11Login; report != nil {
+		cfg.OnLogin = func(r pkcs11.LoginResult) { report(p.Module, p.TokenLabel+p.TokenSerial, r) }
+	}
 	if p.KeyID != "" {
 		if cfg.KeyID, err = hex.DecodeString(p.KeyID); err != nil {
 			return cfg, nil, &Error{Reason: quillv1.ReasonInvalidConfig, Err: fmt.Errorf("keyID: %w", err)}

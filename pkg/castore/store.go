@@ -21,6 +21,7 @@ import (
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 	"github.com/quill-pki/quill/pkg/issuance"
+	"github.com/quill-pki/quill/pkg/pkcs11"
 )
 
 // Secret keys of cert-manager's TLS Secret layout, which Quill reads and the
@@ -72,6 +73,10 @@ type Store struct {
 	// HSM opens PKCS#11 keys; nil means the real PKCS#11 backend. Tests
 	// replace it to count or refuse openings.
 	HSM HSMOpener
+	// PKCS11Login, when set, is told of every C_Login made for an issuer's
+	// key: the module's allow-list name, the token's label or serial, and
+	// the result. quill-controller counts them in quill_pkcs11_logins_total.
+	PKCS11Login func(module, token string, result pkcs11.LoginResult)
 
 	mu      sync.Mutex
 	entries map[string]*entry

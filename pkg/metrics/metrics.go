@@ -30,6 +30,10 @@ const (
 
 	LabelSignatureAlgorithm = "signature_algorithm"
 	LabelQuantumVulnerable  = "quantum_vulnerable"
+
+	LabelModule = "module"
+	LabelToken  = "token"
+	LabelResult = "result"
 )
 
 // Issuer identifies an issuer in metric labels.
@@ -84,6 +88,11 @@ type Metrics struct {
 	CertificatesUnexpired *prometheus.GaugeVec
 	// CAInfo is 1 for the issuer's current CA key and signature algorithm.
 	CAInfo *prometheus.GaugeVec
+	// PKCS11Logins counts C_Login calls to PKCS#11 tokens, by module name
+	// (from the controller's allow-list), token (label or serial) and
+	// result: ok, pin_incorrect or error. Not per issuer: the login belongs
+	// to the process and the token, and issuers can share both.
+	PKCS11Logins *prometheus.CounterVec
 
 	// inventoryMu guards inventorySeries: the label sets each issuer last
 	// set, so that a series whose certificates all expired is removed.
@@ -134,6 +143,10 @@ func New() *Metrics {
 			Name: "quill_ca_info",
 			Help: "1 for the key and signature algorithm of the issuer's signing CA.",
 		}, append(issuer, LabelKeyAlgorithm, LabelSignatureAlgorithm)),
+		PKCS11Logins: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "quill_pkcs11_logins_total",
+			Help: "PINs presented to PKCS#11 tokens (C_Login calls), by module, token and result (ok, pin_incorrect, error). HSMs lock a PIN after a few failures: alert on pin_incorrect.",
+		}, []string{LabelModule, LabelToken, LabelResult}),
 	}
 }
 
@@ -141,7 +154,7 @@ func New() *Metrics {
 // by an earlier Register in the same process (a second manager in one test
 // binary) is adopted instead, so both record into the series r serves.
 func (m *Metrics) Register(r prometheus.Registerer) error {
-	for _, f := range []any{&m.Issued, &m.Denied, &m.SigningDuration, &m.CANotAfter, &m.IssuerReady, &m.Revoked, &m.LedgerEntries, &m.CertificatesUnexpired, &m.CAInfo} {
+	for _, f := range []any{&m.Issued, &m.Denied, &m.SigningDuration, &m.CANotAfter, &m.IssuerReady, &m.Revoked, &m.LedgerEntries, &m.CertificatesUnexpired, &m.CAInfo, &m.PKCS11Logins} {
 		if err := register(r, f); err != nil {
 			return err
 		}
@@ -189,6 +202,15 @@ func (m *Metrics) Issue(i Issuer, template, keyAlgorithm string, took time.Durat
 	}
 	m.Issued.WithLabelValues(i.Kind, i.Label(), template, keyAlgorithm).Inc()
 	m.SigningDuration.WithLabelValues(i.Kind, i.Label()).Observe(took.Seconds())
+}
+
+// PKCS11Login records one C_Login to token (a label or serial) of the
+// allow-listed module, with its result.
+func (m *Metrics) PKCS11Login(module, token, result string) {
+	if m == nil {
+		return
+	}
+	m.PKCS11Logins.WithLabelValues(module, token, result).Inc()
 }
 
 // Deny records one request refused for good by rule.

@@ -81,6 +81,7 @@ func TestNilRecordsNothing(t *testing.T) {
 	m.ForgetIssuer(Issuer{})
 	m.Revoke(Issuer{}, "", "", "")
 	m.LedgerSize(Issuer{}, 1)
+	m.PKCS11Login("", "", "")
 }
 
 // TestRevocationAndLedger: revocations count by reason; the ledger gauge
@@ -158,5 +159,28 @@ quill_certificates_unexpired{issuer="team-a/ca",issuer_kind="QuillIssuer",key_al
 	m.ForgetInventory(ns)
 	if n := testutil.CollectAndCount(m.CertificatesUnexpired) + testutil.CollectAndCount(m.CAInfo); n != 2 {
 		t.Errorf("%d series after forgetting team-a/ca; want the cluster issuer's 2", n)
+	}
+}
+
+// TestPKCS11Logins checks the login counter's series and that it is
+// registered and served with the others.
+func TestPKCS11Logins(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	m := New()
+	if err := m.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	m.PKCS11Login("softhsm", "Root CA", "pin_incorrect")
+	m.PKCS11Login("softhsm", "Root CA", "ok")
+	m.PKCS11Login("softhsm", "Root CA", "ok")
+	want := `
+# HELP quill_pkcs11_logins_total PINs presented to PKCS#11 tokens (C_Login calls), by module, token and result (ok, pin_incorrect, error). HSMs lock a PIN after a few failures: alert on pin_incorrect.
+# TYPE quill_pkcs11_logins_total counter
+quill_pkcs11_logins_total{module="softhsm",result="ok",token="Root CA"} 2
+quill_pkcs11_logins_total{module="softhsm",result="pin_incorrect",token="Root CA"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "quill_pkcs11_logins_total"); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -273,7 +273,7 @@ func withSession(cfg Config, rw bool, fn func(ctx *p11.Ctx, sh p11.SessionHandle
 				release()
 			}()
 			if cfg.PIN != "" {
-				if release, err = m.login(ctx, sh, tok.id, cfg.PIN, cfg.hooks); err != nil {
+				if release, err = m.login(ctx, sh, tok.id, &cfg); err != nil {
 					release = func() {}
 					return err
 				}

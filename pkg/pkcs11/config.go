@@ -73,9 +73,32 @@ type Config struct {
 	// (once per Key). The zero Logger logs through slog.Default.
 	Log logr.Logger
 
+	// OnLogin, when set, is called after every C_Login made for this
+	// Config, with its outcome: it lets a controller count the PINs it
+	// presents to a token (HSMs lock a PIN after a few failures). A PIN
+	// turned away before C_Login (see Open) is not reported: the token
+	// never saw it. It runs under the library's login lock and must return
+	// quickly.
+	OnLogin func(LoginResult)
+
 	// hooks is set only by this package's tests.
 	hooks *hooks
 }
+
+// LoginResult is the outcome of one C_Login, as Config.OnLogin reports it.
+type LoginResult string
+
+const (
+	// LoginOK: the token accepted the PIN, or the process was already
+	// logged in to it.
+	LoginOK LoginResult = "ok"
+	// LoginPINIncorrect: the token refused the PIN (incorrect, invalid,
+	// expired or locked).
+	LoginPINIncorrect LoginResult = "pin_incorrect"
+	// LoginFailed: C_Login failed for another reason (a lost session, a
+	// device error).
+	LoginFailed LoginResult = "error"
+)
 
 // hooks lets this package's tests observe what is otherwise invisible from
 // outside (every C_Login) and shorten waits, without replacing the PKCS#11
@@ -87,12 +110,6 @@ type hooks struct {
 	rescanAfter *time.Duration
 	// tokenCheck, when set, replaces tokenCheckInterval.
 	tokenCheck *time.Duration
-}
-
-func (h *hooks) observeLogin(err error) {
-	if h != nil && h.login != nil {
-		h.login(err)
-	}
 }
 
 // String describes the Config for logs and errors without the PIN.

@@ -475,7 +475,7 @@ func (k *Key) establish() (*keyState, foundKey, uint64, error) {
 		if err != nil {
 			return fmt.Errorf("open session: %w", err)
 		}
-		release, err := k.mod.login(ctx, sh, tok.id, k.cfg.PIN, k.hook)
+		release, err := k.mod.login(ctx, sh, tok.id, &k.cfg)
 		if err != nil {
 			_ = ctx.CloseSession(sh)
 			return err

@@ -225,9 +225,9 @@ func (m *module) reinitLocked() error {
 // CKR_USER_ALREADY_LOGGED_IN to any PIN, so a wrong PIN would otherwise be
 // accepted whenever another Key holds the login. The check and C_Login run
 // under one lock so two Opens with different PINs cannot both pass it.
-func (m *module) login(ctx *p11.Ctx, sh p11.SessionHandle, token, pin string, h *hooks) (func(), error) {
+func (m *module) login(ctx *p11.Ctx, sh p11.SessionHandle, token string, cfg *Config) (func(), error) {
 	mac := hmac.New(sha256.New, m.pinMAC)
-	mac.Write([]byte(pin))
+	mac.Write([]byte(cfg.PIN))
 	fingerprint := mac.Sum(nil)
 
 	m.loginMu.Lock()
@@ -236,8 +236,8 @@ func (m *module) login(ctx *p11.Ctx, sh p11.SessionHandle, token, pin string, h 
 	if rec != nil && !hmac.Equal(rec.fingerprint, fingerprint) {
 		return nil, fmt.Errorf("%w: this process is logged in to the token with a different PIN", ErrPINIncorrect)
 	}
-	err := ctx.Login(sh, p11.CKU_USER, pin)
-	h.observeLogin(err)
+	err := ctx.Login(sh, p11.CKU_USER, cfg.PIN)
+	cfg.observeLogin(err)
 	// CKR_USER_ALREADY_LOGGED_IN is the normal answer for every Key after
 	// the first on a token: login belongs to the process, not the session.
 	if err != nil && !isCode(err, p11.CKR_USER_ALREADY_LOGGED_IN) {
@@ -262,6 +262,24 @@ func (m *module) login(ctx *p11.Ctx, sh p11.SessionHandle, token, pin string, h 
 			}
 		})
 	}, nil
+}
+
+// observeLogin reports the result of one C_Login to the Config's observers.
+func (c *Config) observeLogin(err error) {
+	if h := c.hooks; h != nil && h.login != nil {
+		h.login(err)
+	}
+	if c.OnLogin == nil {
+		return
+	}
+	switch {
+	case err == nil || isCode(err, p11.CKR_USER_ALREADY_LOGGED_IN):
+		c.OnLogin(LoginOK)
+	case isPINError(err):
+		c.OnLogin(LoginPINIncorrect)
+	default:
+		c.OnLogin(LoginFailed)
+	}
 }
 
 // isCode reports whether err carries the PKCS#11 return value code.

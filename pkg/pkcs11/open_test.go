@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -125,7 +126,8 @@ func TestWrongPIN(t *testing.T) {
 
 // TestWrongPINWhileLoggedIn checks that a wrong PIN is refused even while
 // another Key keeps the process logged in to the token, where PKCS#11
-// itself would answer CKR_USER_ALREADY_LOGGED_IN and let it through.
+// itself would answer CKR_USER_ALREADY_LOGGED_IN and let it through, and
+// that Config.OnLogin reports exactly the PINs the token saw.
 func TestWrongPINWhileLoggedIn(t *testing.T) {
 	t.Parallel()
 	if isolate(t) {
@@ -137,9 +139,22 @@ func TestWrongPINWhileLoggedIn(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	var mu sync.Mutex
+	var reported []LoginResult
+	onLogin := func(r LoginResult) {
+		mu.Lock()
+		defer mu.Unlock()
+		reported = append(reported, r)
+	}
+	results := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return fmt.Sprint(reported)
+	}
+
 	var same loginCounter
 	cfg := tok.config("k")
-	cfg.hooks = same.hooks()
+	cfg.hooks, cfg.OnLogin = same.hooks(), onLogin
 	second := openKey(t, cfg)
 	signAndVerify(t, second)
 	if n, last := same.calls.Load(), same.last.Load(); n != 1 || !strings.Contains(fmt.Sprint(last), "CKR_USER_ALREADY_LOGGED_IN") {
@@ -154,6 +169,9 @@ func TestWrongPINWhileLoggedIn(t *testing.T) {
 	if n := wrong.calls.Load(); n != 0 {
 		t.Fatalf("%d C_Login calls for a PIN refused by the login record, want 0", n)
 	}
+	if got := results(); got != "[ok]" {
+		t.Fatalf("OnLogin reported %s, want [ok]: a PIN the token never saw is not a login", got)
+	}
 	if err := holder.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -166,6 +184,9 @@ func TestWrongPINWhileLoggedIn(t *testing.T) {
 	}
 	if n, last := wrong.calls.Load(), wrong.last.Load(); n != 1 || !strings.Contains(fmt.Sprint(last), "CKR_PIN_INCORRECT") {
 		t.Fatalf("%d C_Login calls, last %v; want one answering CKR_PIN_INCORRECT", n, last)
+	}
+	if got := results(); got != "[ok pin_incorrect]" {
+		t.Fatalf("OnLogin reported %s, want [ok pin_incorrect]", got)
 	}
 }
 
