@@ -110,15 +110,25 @@ func (s *Store) loadPKCS11(ctx context.Context, id, namespace string, p *quillv1
 // OpenHSMKey opens the private key p names, with the PIN from its Secret,
 // without a certificate to compare it with: for building the CSR of an
 // HSM key whose certificate is still to be issued (spec.ca.pkcs11.issuedBy).
-// The caller closes the key. Errors are classified as Load's.
+// The caller closes the key. Errors are classified as Load's, and a refused
+// PIN is remembered as Load remembers it: neither presents it again until
+// the PIN Secret changes.
 func (s *Store) OpenHSMKey(ctx context.Context, namespace string, p *quillv1.PKCS11CA) (HSMKey, error) {
-	cfg, _, err := s.hsmConfig(ctx, namespace, p)
+	id, err := cacheID(namespace, quillv1.CASource{PKCS11: p})
+	if err != nil {
+		return nil, err
+	}
+	defer s.lock(id)()
+	if e := s.current(ctx, id); e != nil && e.err != nil {
+		return nil, e.err
+	}
+	cfg, deps, err := s.hsmConfig(ctx, namespace, p)
 	if err != nil {
 		return nil, err
 	}
 	key, err := s.opener()(cfg)
 	if err != nil {
-		return nil, HSMFault(err)
+		return nil, s.hsmFailure(id, deps, err)
 	}
 	return key, nil
 }

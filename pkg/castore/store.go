@@ -80,6 +80,40 @@ type Store struct {
 
 	mu      sync.Mutex
 	entries map[string]*entry
+	loading map[string]*loadLock
+}
+
+// loadLock serialises the loads of one CA source. Reconcilers of several
+// kinds load the same CA at once when an issuer appears or its Secret
+// changes; without it each would log in to the HSM, and a wrong PIN would
+// reach the token once per reconciler instead of once.
+type loadLock struct {
+	mu   sync.Mutex
+	refs int // holders and waiters; the lock is dropped at zero
+}
+
+// lock takes the load lock of id and returns its release.
+func (s *Store) lock(id string) (unlock func()) {
+	s.mu.Lock()
+	if s.loading == nil {
+		s.loading = map[string]*loadLock{}
+	}
+	l := s.loading[id]
+	if l == nil {
+		l = &loadLock{}
+		s.loading[id] = l
+	}
+	l.refs++
+	s.mu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		s.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(s.loading, id)
+		}
+		s.mu.Unlock()
+	}
 }
 
 // entry is a loaded CA (or a sticky failure) and the Secret versions it was
@@ -101,8 +135,17 @@ func (s *Store) Load(ctx context.Context, namespace string, src quillv1.CASource
 	if err != nil {
 		return nil, err
 	}
+	seen := s.cached(id)
 	if e := s.current(ctx, id); e != nil {
 		return e.authority, e.err
+	}
+	// Load once for every caller that missed the cache together: the ones
+	// that waited find what the first remembered.
+	defer s.lock(id)()
+	if s.cached(id) != seen {
+		if e := s.current(ctx, id); e != nil {
+			return e.authority, e.err
+		}
 	}
 	switch {
 	case src.PKCS11 != nil:
@@ -200,6 +243,13 @@ func (s *Store) current(ctx context.Context, id string) *entry {
 		}
 	}
 	return e
+}
+
+// cached is the entry remembered for id, current or not.
+func (s *Store) cached(id string) *entry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.entries[id]
 }
 
 func (s *Store) remember(id string, e *entry) {
