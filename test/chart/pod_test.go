@@ -1,7 +1,6 @@
 package chart
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net"
@@ -26,6 +25,8 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/quill-pki/quill/test/harness"
 )
 
 // install applies rendered manifests to the control plane for real, as
@@ -206,33 +207,7 @@ func (p *pod) waitReady(t *testing.T, dep *appsv1.Deployment) {
 // of the given label="value" pairs, from the pod's metrics port.
 func (p *pod) metric(t *testing.T, name string, labels ...string) float64 {
 	t.Helper()
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", p.ports["metrics"]))
-	if err != nil {
-		t.Fatalf("scraping %s: %v", p.name, err)
-	}
-	defer func() { _ = resp.Body.Close() }()
-	var sum float64
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
-			continue
-		}
-		match := true
-		for _, l := range labels {
-			match = match && strings.Contains(line, l)
-		}
-		if !match {
-			continue
-		}
-		f, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
-		if err != nil {
-			t.Fatalf("metric line %q: %v", line, err)
-		}
-		sum += f
-	}
-	return sum
+	return harness.Metric(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", p.ports["metrics"]), name, labels...)
 }
 
 // materialise writes what volume v would show at dir.

@@ -1,12 +1,12 @@
 // Package e2e runs Quill end to end: a real kube-apiserver and etcd, the real
 // cert-manager controller (built by `make tools`), and Quill's controllers in
 // this test process, driven through cert-manager Certificates as a user
-// would.
+// would. Issuers with HSM keys are tested in test/hsm, where each test has
+// its own SoftHSM2 and its own quill-controller process.
 package e2e
 
 import (
 	"context"
-	"net"
 	"os"
 	"testing"
 	"time"
@@ -27,16 +27,6 @@ const clusterResourceNamespace = "quill-system"
 // revocationAddr is where the in-process controller serves CRL and OCSP.
 var revocationAddr string
 
-// freeAddress picks a free loopback port for a listener started later.
-func freeAddress() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
 var env *harness.Env
 
 func TestMain(m *testing.M) {
@@ -47,14 +37,6 @@ func TestMain(m *testing.M) {
 // off in favour of the suite's policyApprover) and Quill's controllers
 // against the environment.
 func startControllers(e *harness.Env) (func(), error) {
-	hsmDir, err := os.MkdirTemp("", "quill-e2e-softhsm-")
-	if err != nil {
-		return nil, err
-	}
-	if err := setupSoftHSM(hsmDir); err != nil {
-		_ = os.RemoveAll(hsmDir)
-		return nil, err
-	}
 	ctx := context.Background()
 	for _, ns := range []string{"cert-manager", clusterResourceNamespace} {
 		if err := e.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
@@ -64,26 +46,18 @@ func startControllers(e *harness.Env) (func(), error) {
 	if _, err := e.StartCertManager("--controllers=*,-certificaterequests-approver"); err != nil {
 		return nil, err
 	}
+	var err error
 	if revocationAddr, err = freeAddress(); err != nil {
 		return nil, err
 	}
-	stop, err := e.StartQuill(controllers.Options{
+	return e.StartQuill(controllers.Options{
 		RevocationBindAddress:    revocationAddr,
 		RevocationBaseURL:        "http://" + revocationAddr,
 		ClusterResourceNamespace: clusterResourceNamespace,
 		MaxRetryDuration:         30 * time.Second,
 		MaxConcurrentReconciles:  4,
-		PKCS11Modules:            map[string]string{"softhsm": softHSMModule},
-		HSM:                      countingHSM,
 	}, logLevel(), func(mgr ctrl.Manager) error {
 		return ctrl.NewControllerManagedBy(mgr).Named("e2e-approver").For(&cmapi.CertificateRequest{}).
 			Complete(&policyApprover{client: mgr.GetClient()})
 	})
-	if err != nil {
-		return nil, err
-	}
-	return func() {
-		stop()
-		_ = os.RemoveAll(hsmDir)
-	}, nil
 }

@@ -45,24 +45,7 @@ func quillIssuer(t *testing.T, ns, name string, alg quillv1.KeyAlgorithm, opts .
 
 func waitIssuerReady(t *testing.T, obj client.Object) {
 	t.Helper()
-	eventually(t, "issuer "+obj.GetName()+" Ready", func() (bool, error) {
-		if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
-			return false, err
-		}
-		var conds []metav1.Condition
-		switch o := obj.(type) {
-		case *quillv1.QuillIssuer:
-			conds = o.Status.Conditions
-		case *quillv1.QuillClusterIssuer:
-			conds = o.Status.Conditions
-		}
-		for _, c := range conds {
-			if c.Type == "Ready" && c.ObservedGeneration == obj.GetGeneration() {
-				return c.Status == metav1.ConditionTrue, nil
-			}
-		}
-		return false, nil
-	})
+	env.WaitIssuerReady(t, obj)
 }
 
 // TestQuillKeyTypes issues Certificates for each supported leaf key type

@@ -152,6 +152,12 @@ func (e *Env) Stop() error {
 // build`) with args, logging to <workdir>/<name>.log, and stops it with the
 // environment. The returned function stops it earlier.
 func (e *Env) StartProcess(name string, args ...string) (stop func() error, err error) {
+	return e.StartProcessEnv(name, nil, args...)
+}
+
+// StartProcessEnv is StartProcess with environ ("KEY=value") added to the
+// environment the process inherits from the test.
+func (e *Env) StartProcessEnv(name string, environ []string, args ...string) (stop func() error, err error) {
 	path := filepath.Join(e.Root, "bin", name)
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("%w: %s: run `make tools` to build it", errMissingBinary, path)
@@ -161,6 +167,7 @@ func (e *Env) StartProcess(name string, args ...string) (stop func() error, err 
 		return nil, err
 	}
 	cmd := exec.Command(path, args...)
+	cmd.Env = append(os.Environ(), environ...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	if err := cmd.Start(); err != nil {

@@ -1,17 +1,13 @@
-package e2e
+package hsm
 
 import (
 	"context"
 	"crypto"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
-	"math/big"
+	"os"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,72 +19,33 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
-	"github.com/quill-pki/quill/pkg/castore"
-	"github.com/quill-pki/quill/pkg/pkcs11"
-	"github.com/quill-pki/quill/test/softhsm"
+	"github.com/quill-pki/quill/test/harness"
 )
 
-// softHSMModule is the library the suite's controllers allow as "softhsm".
-const softHSMModule = softhsm.Module
-
-// hsmPIN is the user PIN of every e2e token.
-const hsmPIN = "4321"
-
-// hsmOpens counts PKCS#11 key openings by the in-process controller, per
-// token label, so that a test can prove a refused PIN is not tried again.
-var hsmOpens sync.Map // token label -> *atomic.Int64
-
-func opensOf(token string) *atomic.Int64 {
-	n, _ := hsmOpens.LoadOrStore(token, new(atomic.Int64))
-	return n.(*atomic.Int64)
-}
-
-// setupSoftHSM gives the suite its own SoftHSM2 in dir with the tokens
-// the PKCS#11 tests use, before anything in the process loads the library.
-func setupSoftHSM(dir string) error {
-	tokens := make([]softhsm.Token, 0, len(hsmTokens))
-	for _, label := range hsmTokens {
-		tokens = append(tokens, softhsm.Token{Label: label, PIN: hsmPIN, SOPIN: "123456"})
+// hsmCA generates a CA key labelled ca-key on token and a self-signed CA
+// certificate for it with quillctl, and stores the certificate and the PIN
+// as Secrets hsm-ca and hsm-pin in ns.
+func (h *hsm) hsmCA(ns, token, alg string) {
+	h.t.Helper()
+	uri := keyURI(token, "ca-key")
+	h.quillctl("hsm", "keygen", "--key", uri, "--key-algorithm", alg)
+	h.quillctl("ca", "init", "--key", uri, "--subject", "CN=HSM "+alg+" root,O=Quill e2e", "--validity", "8760h", "--out-cert", "ca.crt")
+	certPEM, err := os.ReadFile(h.file("ca.crt"))
+	if err != nil {
+		h.t.Fatal(err)
 	}
-	return softhsm.Setup(dir, tokens...)
+	env.Create(h.t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hsm-ca"}, Data: map[string][]byte{"tls.crt": certPEM, "ca.crt": certPEM}})
+	pinSecret(h.t, ns, hsmPIN+"\n")
 }
 
-var hsmTokens = []string{"e2e-ecdsa", "e2e-rsa", "e2e-ed25519", "e2e-wrong-pin", "e2e-ceremony", "e2e-intermediate"}
-
-// countingHSM opens keys with the real PKCS#11 backend and counts it.
-func countingHSM(cfg pkcs11.Config) (castore.HSMKey, error) {
-	opensOf(cfg.TokenLabel).Add(1)
-	return pkcs11.Open(cfg)
-}
-
-// hsmCA generates a CA key on token and a self-signed CA certificate for
-// it, and stores the certificate and the PIN as Secrets in ns.
-func hsmCA(t *testing.T, ns, token, alg string) {
+// pinSecret stores pin as key "pin" of Secret hsm-pin in ns.
+func pinSecret(t *testing.T, ns, pin string) {
 	t.Helper()
-	cfg := pkcs11.Config{ModulePath: softHSMModule, TokenLabel: token, KeyLabel: "ca-key", PIN: hsmPIN}
-	key, err := pkcs11.GenerateKey(cfg, pkcs11.Algorithm(alg))
-	if err != nil {
-		t.Fatalf("generating %s key on %s: %v", alg, token, err)
-	}
-	defer key.Close()
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		Subject:               pkix.Name{CommonName: "HSM " + alg + " root", Organization: []string{"Quill e2e"}},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(365 * 24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatalf("self-signing with the HSM key: %v", err)
-	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hsm-ca"}, Data: map[string][]byte{"tls.crt": certPEM, "ca.crt": certPEM}})
-	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hsm-pin"}, Data: map[string][]byte{"pin": []byte(hsmPIN + "\n")}})
+	env.Create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hsm-pin"}, Data: map[string][]byte{"pin": []byte(pin)}})
 }
 
+// hsmIssuer is a QuillIssuer hsm in ns signing with ca-key on token, its
+// certificate in Secret hsm-ca and its PIN in Secret hsm-pin.
 func hsmIssuer(ns, token string) *quillv1.QuillIssuer {
 	return &quillv1.QuillIssuer{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hsm"},
@@ -100,45 +57,72 @@ func hsmIssuer(ns, token string) *quillv1.QuillIssuer {
 	}
 }
 
+// issuerRef refers a Certificate to QuillIssuer name.
+func issuerRef(name string) cmmeta.IssuerReference {
+	return cmmeta.IssuerReference{Group: "quill.dev", Kind: "QuillIssuer", Name: name}
+}
+
+// caCondition waits until the issuer's CAValid condition has reason, and
+// returns it.
+func caCondition(t *testing.T, iss *quillv1.QuillIssuer, reason string) *metav1.Condition {
+	t.Helper()
+	var c *metav1.Condition
+	harness.Eventually(t, "issuer "+iss.Name+" CAValid reason "+reason, harness.WaitTimeout, func() (bool, error) {
+		if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(iss), iss); err != nil {
+			return false, err
+		}
+		c = meta.FindStatusCondition(iss.Status.Conditions, quillv1.ConditionCAValid)
+		if c == nil {
+			return false, nil
+		}
+		return c.Reason == reason, fmt.Errorf("CAValid=%s (%s: %s)", c.Status, c.Reason, c.Message)
+	})
+	return c
+}
+
 // TestPKCS11Issuance issues Certificates through QuillIssuers whose CA keys
 // live in SoftHSM2, and verifies the chains with Go and OpenSSL.
 func TestPKCS11Issuance(t *testing.T) {
-	t.Parallel()
 	tests := []struct {
-		name, token, alg string
-		sig              x509.SignatureAlgorithm
+		name, alg string
+		sig       x509.SignatureAlgorithm
 	}{
-		{name: "ecdsa-p256", token: "e2e-ecdsa", alg: "ECDSA-P256", sig: x509.ECDSAWithSHA256},
-		{name: "rsa-2048", token: "e2e-rsa", alg: "RSA-2048", sig: x509.SHA256WithRSA},
-		{name: "ed25519", token: "e2e-ed25519", alg: "Ed25519", sig: x509.PureEd25519},
+		{name: "ecdsa-p256", alg: "ECDSA-P256", sig: x509.ECDSAWithSHA256},
+		{name: "rsa-2048", alg: "RSA-2048", sig: x509.SHA256WithRSA},
+		{name: "ed25519", alg: "Ed25519", sig: x509.PureEd25519},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			ns := newNamespace(t)
-			hsmCA(t, ns, tc.token, tc.alg)
-			iss := hsmIssuer(ns, tc.token)
-			create(t, iss)
-			waitIssuerReady(t, iss)
-			create(t, certificate(ns, "leaf", cmmeta.IssuerReference{Group: "quill.dev", Kind: "QuillIssuer", Name: "hsm"}, func(c *cmapi.Certificate) {
+			h := newHSM(t, "issuing")
+			ns := h.namespace()
+			h.hsmCA(ns, "issuing", tc.alg)
+			h.startController()
+			iss := hsmIssuer(ns, "issuing")
+			env.Create(t, iss)
+			env.WaitIssuerReady(t, iss)
+			env.Create(t, harness.Certificate(ns, "leaf", issuerRef("hsm"), func(c *cmapi.Certificate) {
 				c.Spec.Usages = []cmapi.KeyUsage{cmapi.UsageServerAuth, cmapi.UsageDigitalSignature}
 			}))
-			leaf := verifyChain(t, waitCertificateReady(t, ns, "leaf"), x509.ExtKeyUsageServerAuth)
+			leaf := harness.VerifyChain(t, env.WaitCertificateReady(t, ns, "leaf"), x509.ExtKeyUsageServerAuth)
 			if leaf.SignatureAlgorithm != tc.sig {
 				t.Errorf("signed with %s, want %s", leaf.SignatureAlgorithm, tc.sig)
+			}
+			if n := h.logins("issuing", "ok"); n < 1 {
+				t.Errorf("quill_pkcs11_logins_total{result=\"ok\"} is %v after signing with the token", n)
 			}
 		})
 	}
 }
 
 // TestPKCS11WrongPIN checks that a refused PIN turns the issuer not Ready
-// with reason PINIncorrect, that Quill does not present the same PIN again
-// however often the issuer is reconciled, and that fixing the PIN Secret
-// makes the issuer Ready.
+// with reason PINIncorrect, that the controller does not present the same
+// PIN to the token again however often the issuer is reconciled, and that
+// fixing the PIN Secret makes the issuer Ready and lets a waiting request
+// through.
 func TestPKCS11WrongPIN(t *testing.T) {
-	t.Parallel()
-	ns := newNamespace(t)
-	hsmCA(t, ns, "e2e-wrong-pin", "ECDSA-P256")
+	h := newHSM(t, "wrong-pin")
+	ns := h.namespace()
+	h.hsmCA(ns, "wrong-pin", "ECDSA-P256")
 	pin := &corev1.Secret{}
 	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "hsm-pin"}, pin); err != nil {
 		t.Fatal(err)
@@ -147,21 +131,19 @@ func TestPKCS11WrongPIN(t *testing.T) {
 	if err := env.Client.Update(context.Background(), pin); err != nil {
 		t.Fatal(err)
 	}
-	iss := hsmIssuer(ns, "e2e-wrong-pin")
-	create(t, iss)
-	eventually(t, "issuer NotReady with PINIncorrect", func() (bool, error) {
-		if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(iss), iss); err != nil {
-			return false, err
-		}
-		c := meta.FindStatusCondition(iss.Status.Conditions, quillv1.ConditionCAValid)
-		return c != nil && c.Reason == quillv1.ReasonPINIncorrect, nil
-	})
-	if c := meta.FindStatusCondition(iss.Status.Conditions, quillv1.ConditionCAValid); strings.Contains(c.Message, "0000") {
+	h.startController()
+	iss := hsmIssuer(ns, "wrong-pin")
+	env.Create(t, iss)
+	if c := caCondition(t, iss, quillv1.ReasonPINIncorrect); strings.Contains(c.Message, "0000") {
 		t.Fatalf("the PIN appears in the status: %q", c.Message)
 	}
+	if n := h.logins("wrong-pin", ""); n != 1 {
+		t.Fatalf("%v PINs presented to the token before the issuer said PINIncorrect, want exactly 1", n)
+	}
 	// Reconcile the issuer repeatedly (each annotation change triggers a
-	// check); the wrong PIN must not reach the token again.
-	opens := opensOf("e2e-wrong-pin").Load()
+	// check), and a request meanwhile: the wrong PIN must not reach the
+	// token again.
+	env.Create(t, harness.Certificate(ns, "waiting", issuerRef("hsm")))
 	for i := range 5 {
 		iss.Annotations = map[string]string{"e2e.quill.dev/poke": fmt.Sprint(i)}
 		if err := env.Client.Update(context.Background(), iss); err != nil {
@@ -169,40 +151,42 @@ func TestPKCS11WrongPIN(t *testing.T) {
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
-	if opens == 0 {
-		t.Fatal("the token was never asked: the test proves nothing")
+	if n := h.logins("wrong-pin", ""); n != 1 {
+		t.Fatalf("%v PINs presented to the token, want still 1: the refused PIN was tried again", n)
 	}
-	if again := opensOf("e2e-wrong-pin").Load() - opens; again != 0 {
-		t.Fatalf("the refused PIN was presented %d more times", again)
+	if n := h.logins("wrong-pin", "pin_incorrect"); n != 1 {
+		t.Fatalf("quill_pkcs11_logins_total{result=\"pin_incorrect\"} = %v, want 1", n)
 	}
-	// A request meanwhile waits.
-	create(t, certificate(ns, "waiting", cmmeta.IssuerReference{Group: "quill.dev", Kind: "QuillIssuer", Name: "hsm"}))
 	// Fix the PIN: the Secret watch re-checks the issuer.
 	pin.Data["pin"] = []byte(hsmPIN)
 	if err := env.Client.Update(context.Background(), pin); err != nil {
 		t.Fatal(err)
 	}
-	waitIssuerReady(t, iss)
-	verifyChain(t, waitCertificateReady(t, ns, "waiting"), x509.ExtKeyUsageServerAuth)
+	env.WaitIssuerReady(t, iss)
+	harness.VerifyChain(t, env.WaitCertificateReady(t, ns, "waiting"), x509.ExtKeyUsageServerAuth)
+	if n := h.logins("wrong-pin", "ok"); n < 1 {
+		t.Fatalf("quill_pkcs11_logins_total{result=\"ok\"} = %v after the fix", n)
+	}
 }
 
 // TestPKCS11ModuleNotAllowed checks that a module name outside the
-// controller's allow-list is refused with a clear reason.
+// controller's allow-list is refused with a clear reason, without a PIN
+// presented anywhere.
 func TestPKCS11ModuleNotAllowed(t *testing.T) {
-	t.Parallel()
-	ns := newNamespace(t)
-	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hsm-pin"}, Data: map[string][]byte{"pin": []byte(hsmPIN)}})
-	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hsm-ca"}, Data: map[string][]byte{"tls.crt": []byte("unused")}})
-	iss := hsmIssuer(ns, "e2e-ecdsa")
+	h := newHSM(t, "allowed")
+	ns := h.namespace()
+	h.hsmCA(ns, "allowed", "ECDSA-P256")
+	h.startController()
+	iss := hsmIssuer(ns, "allowed")
 	iss.Spec.CA.PKCS11.Module = "vendor-hsm"
-	create(t, iss)
-	eventually(t, "issuer NotReady with ModuleNotAllowed", func() (bool, error) {
-		if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(iss), iss); err != nil {
-			return false, err
-		}
-		c := meta.FindStatusCondition(iss.Status.Conditions, quillv1.ConditionCAValid)
-		return c != nil && c.Reason == quillv1.ReasonModuleNotAllowed && strings.Contains(c.Message, `"vendor-hsm"`), nil
-	})
+	env.Create(t, iss)
+	c := caCondition(t, iss, quillv1.ReasonModuleNotAllowed)
+	if !strings.Contains(c.Message, `"vendor-hsm"`) || !strings.Contains(c.Message, "softhsm") {
+		t.Fatalf("message %q should name the refused module and the allowed ones", c.Message)
+	}
+	if n := h.logins("allowed", ""); n != 0 {
+		t.Fatalf("%v PINs presented to a token for a module outside the allow-list", n)
+	}
 }
 
 // TestPKCS11IntermediateFromParent checks an HSM-backed intermediate that
@@ -210,20 +194,31 @@ func TestPKCS11ModuleNotAllowed(t *testing.T) {
 // certificate; Quill sends a CSR signed by it to the parent issuer, installs
 // the chain, signs with it, and renews it when renewBefore says so.
 func TestPKCS11IntermediateFromParent(t *testing.T) {
-	t.Parallel()
-	ns := newNamespace(t)
-	quillIssuer(t, ns, "root", "ECDSA-P384")
-	key, err := pkcs11.GenerateKey(pkcs11.Config{ModulePath: softHSMModule, TokenLabel: "e2e-intermediate", KeyLabel: "issuing-key", PIN: hsmPIN}, pkcs11.ECDSAP256)
+	h := newHSM(t, "intermediate")
+	ns := h.namespace()
+	pubPEM := h.quillctl("hsm", "keygen", "--key", keyURI("intermediate", "issuing-key"), "--key-algorithm", "ECDSA-P256")
+	block, _ := pem.Decode(pubPEM)
+	if block == nil {
+		t.Fatalf("quillctl hsm keygen printed no PEM public key: %q", pubPEM)
+	}
+	hsmPub, err := x509.ParsePKIXPublicKey(block.Bytes)
 	if err != nil {
 		t.Fatal(err)
 	}
-	hsmPub := key.Public()
-	_ = key.Close()
-	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hsm-pin"}, Data: map[string][]byte{"pin": []byte(hsmPIN)}})
+	h.startController()
+	root := &quillv1.QuillIssuer{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "root"},
+		Spec: quillv1.IssuerSpec{CA: quillv1.CASource{Bootstrap: &quillv1.BootstrapCA{
+			SecretName: "root-ca", Subject: quillv1.Subject{CommonName: "root", Organizations: []string{"Quill e2e"}}, KeyAlgorithm: "ECDSA-P384",
+		}}},
+	}
+	env.Create(t, root)
+	env.WaitIssuerReady(t, root)
+	pinSecret(t, ns, hsmPIN)
 	iss := &quillv1.QuillIssuer{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hsm-issuing"},
 		Spec: quillv1.IssuerSpec{CA: quillv1.CASource{PKCS11: &quillv1.PKCS11CA{
-			Module: "softhsm", TokenLabel: "e2e-intermediate", KeyLabel: "issuing-key",
+			Module: "softhsm", TokenLabel: "intermediate", KeyLabel: "issuing-key",
 			PINSecretRef:         quillv1.SecretKeySelector{Name: "hsm-pin"},
 			CertificateSecretRef: &quillv1.SecretReference{Name: "hsm-issuing-ca"},
 			IssuedBy: &quillv1.ParentIssuer{
@@ -233,21 +228,21 @@ func TestPKCS11IntermediateFromParent(t *testing.T) {
 			},
 		}}},
 	}
-	create(t, iss)
-	waitIssuerReady(t, iss)
+	env.Create(t, iss)
+	env.WaitIssuerReady(t, iss)
 
 	var caSecret corev1.Secret
 	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "hsm-issuing-ca"}, &caSecret); err != nil {
 		t.Fatal(err)
 	}
-	first := parseCerts(t, caSecret.Data["tls.crt"])[0]
+	first := harness.ParseCerts(t, caSecret.Data["tls.crt"])[0]
 	if !first.IsCA || first.Subject.CommonName != "HSM Issuing CA" || !publicKeyEqual(first.PublicKey, hsmPub) {
 		t.Fatalf("installed certificate: CA=%v subject %s, or not for the HSM key", first.IsCA, first.Subject)
 	}
-	create(t, certificate(ns, "leaf", cmmeta.IssuerReference{Group: "quill.dev", Kind: "QuillIssuer", Name: "hsm-issuing"}))
-	leafSecret := waitCertificateReady(t, ns, "leaf")
-	verifyChain(t, leafSecret, x509.ExtKeyUsageServerAuth)
-	if chain := parseCerts(t, leafSecret.Data["tls.crt"]); len(chain) != 2 || !chain[1].Equal(first) {
+	env.Create(t, harness.Certificate(ns, "leaf", issuerRef("hsm-issuing")))
+	leafSecret := env.WaitCertificateReady(t, ns, "leaf")
+	harness.VerifyChain(t, leafSecret, x509.ExtKeyUsageServerAuth)
+	if chain := harness.ParseCerts(t, leafSecret.Data["tls.crt"]); len(chain) != 2 || !chain[1].Equal(first) {
 		t.Fatalf("tls.crt should be leaf + HSM Issuing CA, has %d certificates", len(chain))
 	}
 
@@ -260,12 +255,12 @@ func TestPKCS11IntermediateFromParent(t *testing.T) {
 	if err := env.Client.Update(context.Background(), iss); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "a renewed intermediate certificate", func() (bool, error) {
+	harness.Eventually(t, "a renewed intermediate certificate", harness.WaitTimeout, func() (bool, error) {
 		var s corev1.Secret
 		if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "hsm-issuing-ca"}, &s); err != nil {
 			return false, err
 		}
-		c := parseCerts(t, s.Data["tls.crt"])[0]
+		c := harness.ParseCerts(t, s.Data["tls.crt"])[0]
 		return c.SerialNumber.Cmp(first.SerialNumber) != 0 && publicKeyEqual(c.PublicKey, hsmPub), nil
 	})
 	// Stop the renewals before the namespace goes.

@@ -4,7 +4,8 @@
 // first loaded. SoftHSM reads SOFTHSM2_CONF once, in C_Initialize, and does
 // not see tokens another process creates afterwards, so Setup must run
 // before anything in the process loads the library; child processes
-// (quill-controller, quillctl) inherit the configuration.
+// (quill-controller, quillctl) inherit the configuration. Configure instead
+// leaves the process alone, for tests that give each child its own tokens.
 package softhsm
 
 import (
@@ -29,37 +30,52 @@ type Token struct {
 	SOPIN string // the security officer PIN
 }
 
-// Setup writes a SoftHSM2 configuration whose token folder is inside dir,
-// points SOFTHSM2_CONF at it for this process and its children, and
-// creates tokens. Errors wrap ErrMissing when the library or softhsm2-util
-// is missing.
+// Setup gives this process and its children the SoftHSM2 that Configure
+// writes in dir: it points SOFTHSM2_CONF at it. Errors wrap ErrMissing when
+// the library or softhsm2-util is missing.
 func Setup(dir string, tokens ...Token) error {
+	conf, err := Configure(dir, tokens...)
+	if err != nil {
+		return err
+	}
+	return os.Setenv(EnvConf, conf)
+}
+
+// EnvConf is the environment variable that tells the library which
+// configuration to read.
+const EnvConf = "SOFTHSM2_CONF"
+
+// Configure writes a SoftHSM2 configuration whose token folder is inside
+// dir, creates tokens in it, and returns the configuration's path, leaving
+// this process's environment alone: a test that gives each child process
+// (quill-controller, quillctl) its own token folder passes
+// EnvConf+"="+conf to each. Errors wrap ErrMissing when the library or
+// softhsm2-util is missing.
+func Configure(dir string, tokens ...Token) (conf string, err error) {
 	if _, err := os.Stat(Module); err != nil {
-		return fmt.Errorf("%w (%w)", ErrMissing, err)
+		return "", fmt.Errorf("%w (%w)", ErrMissing, err)
 	}
 	if _, err := exec.LookPath("softhsm2-util"); err != nil {
-		return fmt.Errorf("%w (%w)", ErrMissing, err)
+		return "", fmt.Errorf("%w (%w)", ErrMissing, err)
 	}
 	tokenDir := filepath.Join(dir, "tokens")
 	if err := os.MkdirAll(tokenDir, 0o700); err != nil {
-		return err
+		return "", err
 	}
-	conf := filepath.Join(dir, "softhsm2.conf")
+	conf = filepath.Join(dir, "softhsm2.conf")
 	// The file object store is what Debian's build offers (it has no db
 	// backend).
 	body := "directories.tokendir = " + tokenDir + "\nobjectstore.backend = file\nlog.level = ERROR\n"
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
-		return err
-	}
-	if err := os.Setenv("SOFTHSM2_CONF", conf); err != nil {
-		return err
+		return "", err
 	}
 	for _, t := range tokens {
-		out, err := exec.Command("softhsm2-util", "--init-token", "--free", "--label", t.Label,
-			"--so-pin", t.SOPIN, "--pin", t.PIN).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("softhsm2-util --init-token --label %s: %w: %s", t.Label, err, out)
+		cmd := exec.Command("softhsm2-util", "--init-token", "--free", "--label", t.Label,
+			"--so-pin", t.SOPIN, "--pin", t.PIN)
+		cmd.Env = append(os.Environ(), EnvConf+"="+conf)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("softhsm2-util --init-token --label %s: %w: %s", t.Label, err, out)
 		}
 	}
-	return nil
+	return conf, nil
 }
