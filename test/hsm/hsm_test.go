@@ -3,9 +3,14 @@ package hsm
 import (
 	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
+	"math/big"
 	"os"
 	"strings"
 	"testing"
@@ -20,6 +25,7 @@ import (
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 	"github.com/quill-pki/quill/test/harness"
+	"github.com/quill-pki/quill/test/softhsm"
 )
 
 // hsmCA generates a CA key labelled ca-key on token and a self-signed CA
@@ -272,4 +278,64 @@ func TestPKCS11IntermediateFromParent(t *testing.T) {
 func publicKeyEqual(a, b any) bool {
 	x, ok := a.(interface{ Equal(crypto.PublicKey) bool })
 	return ok && x.Equal(b)
+}
+
+// TestPKCS11TokenReinitialised re-initialises the token under a running
+// controller. With a different key under the CA key's label the issuer
+// refuses to sign (KeyMismatch) and requests wait; once the original key
+// is back, the controller recovers by itself and the waiting request is
+// signed by the original CA.
+func TestPKCS11TokenReinitialised(t *testing.T) {
+	h := newHSM(t, "reinit")
+	ns := h.namespace()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.importKey("reinit", caKey, "ca-key", "ca")
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "Re-initialised HSM root"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, caKey.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	env.Create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hsm-ca"}, Data: map[string][]byte{"tls.crt": certPEM, "ca.crt": certPEM}})
+	pinSecret(t, ns, hsmPIN)
+	h.startController()
+	iss := hsmIssuer(ns, "reinit")
+	env.Create(t, iss)
+	env.WaitIssuerReady(t, iss)
+	env.Create(t, harness.Certificate(ns, "before", issuerRef("hsm")))
+	harness.VerifyChain(t, env.WaitCertificateReady(t, ns, "before"), x509.ExtKeyUsageServerAuth)
+
+	// Another key under the same label and ID.
+	h.reinitialise("reinit")
+	h.quillctl("hsm", "keygen", "--key", "pkcs11:token=reinit;object=ca-key;id=%CA?module-path="+softhsm.Module+"&pin-value="+hsmPIN, "--key-algorithm", "ECDSA-P256")
+	env.Create(t, harness.Certificate(ns, "during", issuerRef("hsm")))
+	caCondition(t, iss, quillv1.ReasonKeyMismatch)
+	var crt cmapi.Certificate
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "during"}, &crt); err != nil {
+		t.Fatal(err)
+	}
+	if crt.Status.Revision != nil {
+		t.Fatalf("a certificate was issued while the token held another key: revision %d", *crt.Status.Revision)
+	}
+
+	// The original key restored: recovery without anyone touching Quill.
+	h.reinitialise("reinit")
+	h.importKey("reinit", caKey, "ca-key", "ca")
+	during := env.WaitCertificateReady(t, ns, "during")
+	leaf := harness.VerifyChain(t, during, x509.ExtKeyUsageServerAuth)
+	if err := leaf.CheckSignatureFrom(harness.ParseCerts(t, certPEM)[0]); err != nil {
+		t.Fatalf("the waiting request was not signed by the original CA: %v", err)
+	}
+	env.WaitIssuerReady(t, iss)
 }

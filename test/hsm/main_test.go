@@ -15,9 +15,13 @@ package hsm
 
 import (
 	"context"
+	"crypto"
+	"crypto/x509"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -152,4 +156,45 @@ func (h *hsm) logins(token, result string) float64 {
 		labels = append(labels, fmt.Sprintf("result=%q", result))
 	}
 	return harness.Metric(h.t, h.metrics, "quill_pkcs11_logins_total", labels...)
+}
+
+// softhsmTool runs a SoftHSM2 or OpenSC command line tool on this test's
+// tokens.
+func (h *hsm) softhsmTool(name string, args ...string) {
+	h.t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), h.environ...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		h.t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+}
+
+// importKey writes a software key pair to token under label and id with
+// pkcs11-tool, as an operator moves an existing CA key into an HSM.
+func (h *hsm) importKey(token string, key crypto.Signer, label, id string) {
+	h.t.Helper()
+	priv, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	pub, err := x509.MarshalPKIXPublicKey(key.Public())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	for typ, der := range map[string][]byte{"privkey": priv, "pubkey": pub} {
+		file := filepath.Join(h.t.TempDir(), typ+".der")
+		if err := os.WriteFile(file, der, 0o600); err != nil {
+			h.t.Fatal(err)
+		}
+		h.softhsmTool("pkcs11-tool", "--module", softhsm.Module, "--token-label", token, "--login", "--pin", hsmPIN,
+			"--write-object", file, "--type", typ, "--label", label, "--id", id)
+	}
+}
+
+// reinitialise deletes token and creates an empty one with the same label
+// and PINs, as an operator re-initialising an HSM partition would.
+func (h *hsm) reinitialise(token string) {
+	h.t.Helper()
+	h.softhsmTool("softhsm2-util", "--delete-token", "--token", token)
+	h.softhsmTool("softhsm2-util", "--init-token", "--free", "--label", token, "--so-pin", hsmSOPIN, "--pin", hsmPIN)
 }
