@@ -73,7 +73,10 @@ func (r *inventoryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	mi := metrics.Issuer{Kind: k.Kind, Namespace: k.Namespace, Name: k.Name}
 	if err := p.client.Get(ctx, req.NamespacedName, obj); err != nil {
 		if client.IgnoreNotFound(err) == nil {
+			// A deleted CA must not look like one about to expire or
+			// down: its gauges go (its counters stay, as history).
 			p.metrics.ForgetInventory(mi)
+			p.metrics.ForgetIssuer(mi)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err) // deleted: done; else retry with backoff
 	}

@@ -165,12 +165,19 @@ quill_certificates_unexpired{issuer="team-a/pq",issuer_kind="QuillIssuer",key_al
 		t.Errorf("%d status patches; want 3 (first count, two expiries)", n)
 	}
 
-	// The issuer is deleted: its series go.
+	// The issuer is deleted: its gauges go, the health check's included.
+	m.IssuerChecked(metrics.Issuer{Kind: "QuillIssuer", Namespace: testNamespace, Name: "pq"}, true, testNow.Add(time.Hour))
+	if n := testutil.CollectAndCount(m.IssuerReady) + testutil.CollectAndCount(m.CANotAfter); n != 2 {
+		t.Fatalf("%d readiness and expiry series before the deletion, want 2", n)
+	}
 	if err := api.Delete(ctx, iss.DeepCopy()); err != nil {
 		t.Fatal(err)
 	}
 	reconcile()
 	if n := testutil.CollectAndCount(m.CertificatesUnexpired) + testutil.CollectAndCount(m.CAInfo); n != 0 {
 		t.Errorf("%d inventory series left after the issuer was deleted", n)
+	}
+	if n := testutil.CollectAndCount(m.IssuerReady) + testutil.CollectAndCount(m.CANotAfter); n != 0 {
+		t.Errorf("%d readiness and expiry series left after the issuer was deleted", n)
 	}
 }
