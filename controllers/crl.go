@@ -306,10 +306,27 @@ func (p *crlPublisher) publish(ctx context.Context, namespace, name string, cm *
 	} else {
 		binary[crlPartKey] = parts[0]
 	}
-	if !exists {
+	previous := 1
+	if exists {
+		if n, err := strconv.Atoi(cm.Annotations[annCRLParts]); err == nil {
+			previous = n
+		}
+	} else {
 		cm = nil
 	}
-	return p.putConfigMapFrom(ctx, namespace, name, cm, data, binary, ann)
+	if err := p.putConfigMapFrom(ctx, namespace, name, cm, data, binary, ann); err != nil {
+		return err
+	}
+	// Parts the new CRL does not need go only now: until the main
+	// ConfigMap named the new count, readers could still be assembling
+	// the previous CRL from them.
+	for i := len(parts); i < previous; i++ {
+		part := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: fmt.Sprintf("%s-%d", name, i)}}
+		if err := p.client.Delete(ctx, part); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("removing CRL part ConfigMap %s/%s: %w", namespace, part.Name, err)
+		}
+	}
+	return nil
 }
 
 func (p *crlPublisher) putConfigMap(ctx context.Context, namespace, name string, data map[string]string, binary map[string][]byte, ann map[string]string) error {
