@@ -12,7 +12,9 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,7 +38,7 @@ var env *harness.Env
 
 func TestMain(m *testing.M) {
 	os.Exit(harness.Main(m, &env, func(e *harness.Env) (func(), error) {
-		for _, ns := range []string{"cert-manager", clusterNS, "crash"} {
+		for _, ns := range []string{"cert-manager", clusterNS} {
 			if err := e.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 				return nil, err
 			}
@@ -48,12 +50,15 @@ func TestMain(m *testing.M) {
 	}))
 }
 
+// startQuill runs quill-controller until it is killed or the test ends.
 func startQuill(t *testing.T) {
 	t.Helper()
-	if _, err := env.StartProcess("quill-controller", "--kubeconfig", env.Kubeconfig, "--cluster-resource-namespace", clusterNS,
-		"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--revocation-bind-address", "0"); err != nil {
+	stop, err := env.StartProcess("quill-controller", "--kubeconfig", env.Kubeconfig, "--cluster-resource-namespace", clusterNS,
+		"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--revocation-bind-address", "0")
+	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = stop() }) // a killed process is already gone
 }
 
 func eventually(t *testing.T, what string, timeout time.Duration, cond func() (bool, error)) {
@@ -71,11 +76,11 @@ func eventually(t *testing.T, what string, timeout time.Duration, cond func() (b
 	t.Fatalf("timed out waiting for %s (last error: %v)\n--- quill-controller log ---\n%s", what, last, env.Log("quill-controller"))
 }
 
-// recordsFor lists the ledger records of the request with uid.
-func recordsFor(t *testing.T, uid string) []quillv1.IssuedCertificate {
+// recordsFor lists the ledger records in ns of the request with uid.
+func recordsFor(t *testing.T, ns, uid string) []quillv1.IssuedCertificate {
 	t.Helper()
 	var list quillv1.IssuedCertificateList
-	if err := env.Client.List(context.Background(), &list, client.InNamespace("crash")); err != nil {
+	if err := env.Client.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
 		t.Fatal(err)
 	}
 	var out []quillv1.IssuedCertificate
@@ -90,6 +95,7 @@ func recordsFor(t *testing.T, uid string) []quillv1.IssuedCertificate {
 func TestKilledBetweenSigningAndPublishing(t *testing.T) {
 	ctx := context.Background()
 	c := env.Client
+	ns := env.Namespace(t, "crash-")
 
 	// The API server refuses to let the signed certificate reach this
 	// request: everything up to publishing happens, publishing does not.
@@ -117,11 +123,39 @@ func TestKilledBetweenSigningAndPublishing(t *testing.T) {
 		if err := c.Create(ctx, o); err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { _ = c.Delete(context.Background(), o) })
+	}
+	// The API server applies a new policy a moment after it is created:
+	// wait until it refuses a certificate on a labelled request that no
+	// issuer serves.
+	probe := &cmapi.CertificateRequest{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "policy-probe", Labels: map[string]string{crashLabel: "true"}},
+		Spec: cmapi.CertificateRequestSpec{
+			Request:   []byte("-----BEGIN CERTIFICATE REQUEST-----\n-----END CERTIFICATE REQUEST-----\n"),
+			IssuerRef: cmmeta.IssuerReference{Group: "probe.invalid", Kind: "None", Name: "none"},
+		},
+	}
+	if err := c.Create(ctx, probe); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the admission policy to withhold certificates", time.Minute, func() (bool, error) {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(probe), probe); err != nil {
+			return false, err
+		}
+		probe.Status.Certificate = []byte("probe")
+		err := c.Status().Update(ctx, probe)
+		if err == nil {
+			return false, errors.New("a certificate was accepted")
+		}
+		return strings.Contains(err.Error(), "certificate withheld"), err
+	})
+	if err := c.Delete(ctx, probe); err != nil {
+		t.Fatal(err)
 	}
 
 	startQuill(t)
 	iss := &quillv1.QuillIssuer{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "crash", Name: "ca"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ca"},
 		Spec: quillv1.IssuerSpec{CA: quillv1.CASource{Bootstrap: &quillv1.BootstrapCA{
 			SecretName: "ca-root", Subject: quillv1.Subject{CommonName: "crash root"}, KeyAlgorithm: "ECDSA-P256",
 		}}},
@@ -129,13 +163,16 @@ func TestKilledBetweenSigningAndPublishing(t *testing.T) {
 	if err := c.Create(ctx, iss); err != nil {
 		t.Fatal(err)
 	}
+	// The namespace never finishes terminating here (no namespace
+	// controller), so the issuer goes by itself.
+	t.Cleanup(func() { _ = c.Delete(context.Background(), iss) })
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	csrDER, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "crash.example.test"}, DNSNames: []string{"crash.example.test"}}, key)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cr := &cmapi.CertificateRequest{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "crash", Name: "victim", Labels: map[string]string{crashLabel: "true"}},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "victim", Labels: map[string]string{crashLabel: "true"}},
 		Spec: cmapi.CertificateRequestSpec{
 			Request:   pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER}),
 			IssuerRef: cmmeta.IssuerReference{Group: "quill.dev", Kind: "QuillIssuer", Name: "ca"},
@@ -150,13 +187,13 @@ func TestKilledBetweenSigningAndPublishing(t *testing.T) {
 	// Signed and recorded, but withheld; retries meanwhile must return the
 	// recorded certificate, not sign again.
 	eventually(t, "the certificate to be recorded", time.Minute, func() (bool, error) {
-		return len(recordsFor(t, uid)) > 0, nil
+		return len(recordsFor(t, ns, uid)) > 0, nil
 	})
 	time.Sleep(3 * time.Second) // several publishing attempts fail meanwhile
 	if err := env.Kill("quill-controller"); err != nil {
 		t.Fatal(err)
 	}
-	recs := recordsFor(t, uid)
+	recs := recordsFor(t, ns, uid)
 	if len(recs) != 1 {
 		t.Fatalf("%d ledger records for one request before the crash", len(recs))
 	}
@@ -183,7 +220,7 @@ func TestKilledBetweenSigningAndPublishing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	after := recordsFor(t, uid)
+	after := recordsFor(t, ns, uid)
 	if len(after) != 1 {
 		t.Fatalf("%d ledger records for one request after the restart: signed twice", len(after))
 	}
