@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
+	"github.com/quill-pki/quill/test/harness"
 )
 
 var metav1CreateOptions = metav1.CreateOptions{}
@@ -37,17 +38,7 @@ const softHSMModule = "/usr/lib/softhsm/libsofthsm2.so"
 
 func eventually(t *testing.T, what string, cond func() (bool, error)) {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	var last error
-	for time.Now().Before(deadline) {
-		ok, err := cond()
-		if ok {
-			return
-		}
-		last = err
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Fatalf("timed out after %s waiting for %s (last: %v)", waitTimeout, what, last)
+	harness.Eventually(t, what, waitTimeout, cond)
 }
 
 func newNamespace(t *testing.T, name string) {

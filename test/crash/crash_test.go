@@ -61,19 +61,16 @@ func startQuill(t *testing.T) {
 	t.Cleanup(func() { _ = stop() }) // a killed process is already gone
 }
 
+// eventually is harness.Eventually, with the controller's log when it
+// times out.
 func eventually(t *testing.T, what string, timeout time.Duration, cond func() (bool, error)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var last error
-	for time.Now().Before(deadline) {
-		ok, err := cond()
-		if ok {
-			return
+	defer func() {
+		if t.Failed() {
+			t.Logf("--- quill-controller log ---\n%s", env.Log("quill-controller"))
 		}
-		last = err
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s (last error: %v)\n--- quill-controller log ---\n%s", what, last, env.Log("quill-controller"))
+	}()
+	harness.Eventually(t, what, timeout, cond)
 }
 
 // recordsFor lists the ledger records in ns of the request with uid.

@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
+	"github.com/quill-pki/quill/test/harness"
 )
 
 // applyManifests creates every object in a multi-document YAML file of the
@@ -76,17 +77,7 @@ func bindRoles(t *testing.T, user string, roles ...string) {
 // a moment after they are created, once the API server has compiled them.
 func waitFor(t *testing.T, what string, cond func() (bool, error)) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	var last error
-	for time.Now().Before(deadline) {
-		ok, err := cond()
-		if ok {
-			return
-		}
-		last = err
-		time.Sleep(250 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s (last: %v)", what, last)
+	harness.Eventually(t, what, time.Minute, cond)
 }
 
 func clusterIssuer(name string) *quillv1.QuillClusterIssuer {
