@@ -4,6 +4,10 @@
 # toolchain is pinned here; the go command fetches it from the module proxy.
 export GOTOOLCHAIN := go1.27.3
 export GOFLAGS := -buildvcs=false
+# A Go of 1.21 or later honours GOTOOLCHAIN; hack/ensure-go.sh finds one, or
+# fetches the pinned toolchain with an older Go (installing Debian's when
+# the machine has none), and names the folder to put first on PATH.
+export PATH := $(shell hack/ensure-go.sh):$(PATH)
 
 SHELL := /usr/bin/env bash -o pipefail
 BIN := $(CURDIR)/bin
