@@ -49,8 +49,7 @@ type Options struct {
 	// PKCS11Modules is the allow-list of PKCS#11 libraries issuers may name
 	// in spec.ca.pkcs11.module: name -> library path.
 	PKCS11Modules map[string]string
-	// HSM opens PKCS#11 keys; nil means pkg/pkcs11. Tests wrap it.
-	HSM   castore.HSMOpener
+	// Clock is the controllers' time; nil means the real clock.
 	Clock clock.PassiveClock
 	// RevocationBaseURL is where clients reach Quill's CRL and OCSP
 	// endpoints (e.g. http://quill.quill-system.svc:8082); certificates of
@@ -101,7 +100,6 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		Writer:        mgr.GetClient(),
 		Clock:         opts.Clock,
 		PKCS11Modules: opts.PKCS11Modules,
-		HSM:           opts.HSM,
 		PKCS11Login: func(module, token string, r pkcs11.LoginResult) {
 			opts.Metrics.PKCS11Login(module, token, string(r))
 		},
