@@ -66,9 +66,9 @@ const (
 // process started on it.
 type hsm struct {
 	t       *testing.T
-	dir     string // working folder for quillctl's files
-	environ []string
-	metrics string // the controller's metrics URL, once started
+	dir     string   // working folder for quillctl's files
+	environ []string // SOFTHSM2_CONF for every child process of the test
+	metrics string   // the controller's metrics URL, once started
 }
 
 // newHSM gives the test a SoftHSM2 token folder holding tokens (user PIN
@@ -117,8 +117,8 @@ func keyURI(token, label string) string {
 func (h *hsm) file(name string) string { return filepath.Join(h.dir, name) }
 
 // startController runs quill-controller on this test's tokens, allowing
-// SoftHSM2 as module "softhsm", until the test ends. Its log is in test
-// failure messages through controllerLog.
+// SoftHSM2 as module "softhsm", until the test ends; a failed test prints
+// its log.
 func (h *hsm) startController() {
 	h.t.Helper()
 	addr, err := harness.FreeAddress()
