@@ -71,18 +71,24 @@ func TestInventory(t *testing.T) {
 		IssuerRef: quillv1.RevocationIssuerRef{Name: "classical", Kind: "QuillIssuer"}, CertificateName: "classical-b", Reason: quillv1.ReasonCessationOfOperation,
 	}), metav1.ConditionTrue, quillv1.ReasonRevoked)
 
+	// One certificate per Certificate, unless cert-manager replaced a signed
+	// request (see signedFor): the counts come from the ledger.
+	classicalSigned, _ := signedFor(t, ns, "classical")
+	pqSigned, _ := signedFor(t, ns, "pq")
+	classicalN, revokedN := classicalSigned["classical-a"]+classicalSigned["classical-b"], classicalSigned["classical-b"]
+	pqECDSA := pqSigned["pq-ecdsa"]
 	waitInventory(t, ns, "classical", quillv1.InventoryStatus{
-		UnexpiredCertificates: 2, QuantumVulnerable: 2, Revoked: 1,
-		KeyAlgorithms:       []quillv1.AlgorithmCount{{Algorithm: "ECDSA-P256", Certificates: 2, QuantumVulnerable: 2, Revoked: 1}},
-		SignatureAlgorithms: []quillv1.AlgorithmCount{{Algorithm: "ECDSA-SHA256", Certificates: 2, QuantumVulnerable: 2, Revoked: 1}},
+		UnexpiredCertificates: classicalN, QuantumVulnerable: classicalN, Revoked: revokedN,
+		KeyAlgorithms:       []quillv1.AlgorithmCount{{Algorithm: "ECDSA-P256", Certificates: classicalN, QuantumVulnerable: classicalN, Revoked: revokedN}},
+		SignatureAlgorithms: []quillv1.AlgorithmCount{{Algorithm: "ECDSA-SHA256", Certificates: classicalN, QuantumVulnerable: classicalN, Revoked: revokedN}},
 	})
 	pqInv := waitInventory(t, ns, "pq", quillv1.InventoryStatus{
-		UnexpiredCertificates: 2, QuantumVulnerable: 1,
+		UnexpiredCertificates: pqECDSA + 1, QuantumVulnerable: pqECDSA,
 		KeyAlgorithms: []quillv1.AlgorithmCount{
-			{Algorithm: "ECDSA-P256", Certificates: 1, QuantumVulnerable: 1},
+			{Algorithm: "ECDSA-P256", Certificates: pqECDSA, QuantumVulnerable: pqECDSA},
 			{Algorithm: "ML-DSA-65", Certificates: 1},
 		},
-		SignatureAlgorithms: []quillv1.AlgorithmCount{{Algorithm: "ML-DSA-65", Certificates: 2, QuantumVulnerable: 1}},
+		SignatureAlgorithms: []quillv1.AlgorithmCount{{Algorithm: "ML-DSA-65", Certificates: pqECDSA + 1, QuantumVulnerable: pqECDSA}},
 	})
 	// Both pq certificates have cert-manager's default 90-day lifetime; the
 	// earliest is one of them, to the second.
@@ -100,8 +106,8 @@ func TestInventory(t *testing.T) {
 	t.Cleanup(func() { _ = srv.Close() })
 	issuerLabels := func(name string) string { return fmt.Sprintf(`issuer=%q,issuer_kind="QuillIssuer"`, ns+"/"+name) }
 	want := []string{
-		`quill_certificates_unexpired{` + issuerLabels("classical") + `,key_algorithm="ECDSA-P256",quantum_vulnerable="true"} 2`,
-		`quill_certificates_unexpired{` + issuerLabels("pq") + `,key_algorithm="ECDSA-P256",quantum_vulnerable="true"} 1`,
+		fmt.Sprintf(`quill_certificates_unexpired{`+issuerLabels("classical")+`,key_algorithm="ECDSA-P256",quantum_vulnerable="true"} %d`, classicalN),
+		fmt.Sprintf(`quill_certificates_unexpired{`+issuerLabels("pq")+`,key_algorithm="ECDSA-P256",quantum_vulnerable="true"} %d`, pqECDSA),
 		`quill_certificates_unexpired{` + issuerLabels("pq") + `,key_algorithm="ML-DSA-65",quantum_vulnerable="false"} 1`,
 		`quill_ca_info{` + issuerLabels("classical") + `,key_algorithm="ECDSA-P256",signature_algorithm="ECDSA-SHA256"} 1`,
 		`quill_ca_info{` + issuerLabels("pq") + `,key_algorithm="ML-DSA-65",signature_algorithm="ML-DSA-65"} 1`,
@@ -170,12 +176,12 @@ func TestInventory(t *testing.T) {
 		switch ii.Name {
 		case "classical":
 			if ii.CAKeyAlgorithm != "ECDSA-P256" || ii.CAQuantumVulnerable == nil || !*ii.CAQuantumVulnerable ||
-				ii.Inventory == nil || ii.Inventory.UnexpiredCertificates != 2 || ii.Inventory.Revoked != 1 {
+				ii.Inventory == nil || ii.Inventory.UnexpiredCertificates != classicalN || ii.Inventory.Revoked != revokedN {
 				t.Errorf("quillctl's classical issuer: %+v %+v", ii, ii.Inventory)
 			}
 		case "pq":
 			if ii.CAKeyAlgorithm != "ML-DSA-65" || ii.CASignatureAlgorithm != "ML-DSA-65" || ii.CAQuantumVulnerable == nil || *ii.CAQuantumVulnerable ||
-				ii.Inventory == nil || ii.Inventory.UnexpiredCertificates != 2 || ii.Inventory.QuantumVulnerable != 1 {
+				ii.Inventory == nil || ii.Inventory.UnexpiredCertificates != pqECDSA+1 || ii.Inventory.QuantumVulnerable != pqECDSA {
 				t.Errorf("quillctl's pq issuer: %+v %+v", ii, ii.Inventory)
 			}
 		}
@@ -203,8 +209,10 @@ func TestInventory(t *testing.T) {
 		}
 	}
 	for issuer, want := range map[string]string{
-		"QuillIssuer/" + ns + "/classical": "QuillIssuer/" + ns + "/classical ECDSA-P256 ECDSA-SHA256 2 2 1 ECDSA-P256=2 ECDSA-SHA256=2",
-		"QuillIssuer/" + ns + "/pq":        "QuillIssuer/" + ns + "/pq ML-DSA-65 ML-DSA-65 2 1 0 ECDSA-P256=1 ML-DSA-65=1 ML-DSA-65=2",
+		"QuillIssuer/" + ns + "/classical": fmt.Sprintf("QuillIssuer/%s/classical ECDSA-P256 ECDSA-SHA256 %d %d %d ECDSA-P256=%d ECDSA-SHA256=%d",
+			ns, classicalN, classicalN, revokedN, classicalN, classicalN),
+		"QuillIssuer/" + ns + "/pq": fmt.Sprintf("QuillIssuer/%s/pq ML-DSA-65 ML-DSA-65 %d %d 0 ECDSA-P256=%d ML-DSA-65=1 ML-DSA-65=%d",
+			ns, pqECDSA+1, pqECDSA, pqECDSA, pqECDSA+1),
 	} {
 		if rows[issuer] != want {
 			t.Errorf("table row %q, want %q\n%s", rows[issuer], want, table)

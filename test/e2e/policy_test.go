@@ -270,10 +270,11 @@ func TestPolicyMetrics(t *testing.T) {
 	t.Cleanup(func() { _ = srv.Close() })
 
 	issuer := fmt.Sprintf(`issuer=%q,issuer_kind="QuillIssuer"`, ns+"/metered")
+	signed, _ := signedFor(t, ns, "metered") // one, unless cert-manager replaced a signed request
 	want := []string{
-		`quill_certificates_issued_total{` + issuer + `,key_algorithm="ECDSA-P256",template="server-auth"} 1`,
+		fmt.Sprintf(`quill_certificates_issued_total{`+issuer+`,key_algorithm="ECDSA-P256",template="server-auth"} %d`, signed["ok"]),
 		`quill_certificates_denied_total{` + issuer + `,key_algorithm="ECDSA-P256",rule="template extKeyUsages (server-auth)",template="server-auth"} 1`,
-		`quill_signing_duration_seconds_count{` + issuer + `} 1`,
+		fmt.Sprintf(`quill_signing_duration_seconds_count{`+issuer+`} %d`, signed["ok"]),
 		`quill_issuer_ready{` + issuer + `} 1`,
 		`quill_ca_not_after_timestamp_seconds{` + issuer + `} `,
 	}

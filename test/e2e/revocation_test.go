@@ -52,6 +52,35 @@ func ledgerRecord(t *testing.T, home string, k ledger.IssuerKey, cert *x509.Cert
 	return &e
 }
 
+// signedFor reads the ledger records in ns of the QuillIssuer issuer: the
+// count per Certificate, and the records by serial. It checks the
+// one-signature rule on the way. cert-manager replaces a request it made
+// (same name, new UID) when the key behind it changed meanwhile, and the
+// replaced request may already have been signed, so a Certificate can have
+// more than one certificate in the ledger; a request never has two.
+func signedFor(t *testing.T, ns, issuer string) (perCertificate map[string]int, bySerial map[string]*quillv1.IssuedCertificate) {
+	t.Helper()
+	var list quillv1.IssuedCertificateList
+	if err := env.Client.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	perCertificate, bySerial = map[string]int{}, map[string]*quillv1.IssuedCertificate{}
+	request := map[string]string{} // request UID -> serial
+	for i := range list.Items {
+		e := &list.Items[i]
+		if e.Spec.IssuerRef.Kind != ledger.KindIssuer || e.Spec.IssuerRef.Name != issuer {
+			continue
+		}
+		if other, dup := request[e.Spec.Origin.UID]; dup {
+			t.Fatalf("request %s (uid %s) was signed twice: serials %s and %s", e.Spec.Origin.Name, e.Spec.Origin.UID, other, e.Spec.SerialNumber)
+		}
+		request[e.Spec.Origin.UID] = e.Spec.SerialNumber
+		perCertificate[e.Spec.Origin.Certificate]++
+		bySerial[e.Spec.SerialNumber] = e
+	}
+	return perCertificate, bySerial
+}
+
 func revoke(t *testing.T, ns, name string, spec quillv1.QuillRevocationSpec) *quillv1.QuillRevocation {
 	t.Helper()
 	rev := &quillv1.QuillRevocation{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: spec}
