@@ -90,11 +90,13 @@ func (l *Ledger) record(ctx context.Context, k ledger.IssuerKey, homeNamespace s
 		// AlreadyExists too: a serial collision is retried with a new serial.
 		return fmt.Errorf("recording serial %s in the issuance ledger: %w", e.Spec.SerialNumber, err)
 	}
-	l.Index.Put(ledger.Record{
+	// Known at once, also across a relist that has not seen it yet: a retry
+	// of this request must find it.
+	l.Index.PutCreated(ledger.Record{
 		Name: e.Name, Namespace: e.Namespace, Issuer: k, Serial: cert.SerialNumber, IssuedAt: e.Spec.IssuedAt.Time,
 		NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, KeyAlgorithm: e.Spec.KeyAlgorithm, SignatureAlgorithm: e.Spec.SignatureAlgorithm,
 		RequestUID: cr.GetUID(), OriginNamespace: e.Spec.Origin.Namespace, Certificate: e.Spec.Origin.Certificate,
-	})
+	}, e.ResourceVersion)
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/big"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,6 +37,11 @@ type Index struct {
 	mu      sync.RWMutex
 	issuers map[IssuerKey]*issuerIndex
 	synced  atomic.Bool
+	// created holds the records this process created (PutCreated) that
+	// the watch has not delivered yet, by namespace/name, with their
+	// resourceVersion: a relist served from a cache older than the
+	// creation must not drop them (see Replace).
+	created map[string]createdRecord
 
 	subsMu sync.RWMutex
 	subs   []func(Change)
@@ -142,6 +148,30 @@ func (ix *Index) remove(r Record) Change {
 	_, wasRevoked := ii.revoked[s]
 	delete(ii.revoked, s)
 	return Change{Issuer: r.Issuer, Serial: r.Serial, RevocationChanged: wasRevoked}
+}
+
+// createdRecord is a record of PutCreated and the resourceVersion its
+// creation returned (0 when it is not a number).
+type createdRecord struct {
+	record Record
+	rv     uint64
+}
+
+// PutCreated is Put for a record this process has just created, with the
+// resourceVersion the API server returned for it. Such a record survives
+// a relist whose list is older than its creation, until the watch
+// delivers it: otherwise a retry of its request in between would find no
+// record and be signed a second time.
+func (ix *Index) PutCreated(r Record, resourceVersion string) {
+	rv, _ := strconv.ParseUint(resourceVersion, 10, 64)
+	ix.mu.Lock()
+	if ix.created == nil {
+		ix.created = map[string]createdRecord{}
+	}
+	ix.created[r.Namespace+"/"+r.Name] = createdRecord{record: r, rv: rv}
+	c := ix.upsert(r)
+	ix.mu.Unlock()
+	ix.notify(c)
 }
 
 // Put records r at once, before the watch delivers it, so that a retry of
@@ -302,6 +332,7 @@ func (ix *Index) Update(obj any) error {
 		return nil // a record nobody can look up; the schema prevents it
 	}
 	ix.mu.Lock()
+	delete(ix.created, e.Namespace+"/"+e.Name) // the watch has it now
 	c := ix.upsert(r)
 	ix.mu.Unlock()
 	ix.notify(c)
@@ -319,6 +350,7 @@ func (ix *Index) Delete(obj any) error {
 		return nil
 	}
 	ix.mu.Lock()
+	delete(ix.created, e.Namespace+"/"+e.Name)
 	c := ix.remove(r)
 	ix.mu.Unlock()
 	ix.notify(c)
@@ -326,19 +358,36 @@ func (ix *Index) Delete(obj any) error {
 }
 
 // Replace implements cache.ReflectorStore: the reflector hands over the
-// whole ledger after a (re)list.
-func (ix *Index) Replace(list []any, _ string) error {
+// whole ledger after a (re)list, as of resourceVersion.
+//
+// A record this process created and the list lacks is kept when it was
+// created after the list's resourceVersion: the list came from a cache
+// that had not seen it yet. resourceVersions are opaque in general; they
+// are compared as numbers only here, where an etcd-backed API server
+// gives both from one increasing revision counter. When either is not a
+// number, the list wins, as it does for any record it no longer holds.
+func (ix *Index) Replace(list []any, resourceVersion string) error {
 	fresh := &Index{issuers: map[IssuerKey]*issuerIndex{}}
+	listed := make(map[string]bool, len(list))
 	for _, obj := range list {
 		e, ok := entryOf(obj)
 		if !ok {
 			return fmt.Errorf("ledger index: unexpected object %T", obj)
 		}
+		listed[e.Namespace+"/"+e.Name] = true
 		if r, ok := recordOf(e); ok {
 			fresh.upsert(r)
 		}
 	}
+	listRV, err := strconv.ParseUint(resourceVersion, 10, 64)
 	ix.mu.Lock()
+	for key, c := range ix.created {
+		if !listed[key] && err == nil && c.rv > listRV {
+			fresh.upsert(c.record)
+			continue // still waiting for the watch
+		}
+		delete(ix.created, key)
+	}
 	old := ix.issuers
 	ix.issuers = fresh.issuers
 	ix.mu.Unlock()

@@ -162,6 +162,53 @@ func TestIndexPutBeforeWatch(t *testing.T) {
 	}
 }
 
+// TestIndexCreatedSurvivesStaleRelist: a record this process created is
+// kept by a relist whose list predates its creation, dropped by one that
+// postdates it without it (someone deleted it), and no longer kept once
+// the watch delivered it.
+func TestIndexCreatedSurvivesStaleRelist(t *testing.T) {
+	created := func(serial int64, uid string) Record {
+		e := entry(issuerA, serial, uid, "", t0, t0.Add(time.Hour))
+		return Record{Name: e.Name, Namespace: e.Namespace, Issuer: issuerA, Serial: big.NewInt(serial), RequestUID: types.UID(uid), IssuedAt: t0, NotAfter: t0.Add(time.Hour)}
+	}
+	found := func(ix *Index, uid string) bool {
+		_, ok := ix.ByRequest(issuerA, types.UID(uid))
+		return ok
+	}
+	ix := NewIndex()
+	_ = ix.Replace(nil, "5")
+	ix.PutCreated(created(1, "u1"), "10")
+	other := entry(issuerA, 2, "u2", "", t0, t0.Add(time.Hour))
+
+	// A list as of revision 7 has not seen the record created at 10.
+	_ = ix.Replace([]any{other}, "7")
+	if !found(ix, "u1") || !found(ix, "u2") {
+		t.Fatalf("after a relist older than the creation: u1 %v, u2 %v; want both", found(ix, "u1"), found(ix, "u2"))
+	}
+	// A list as of revision 12 without it: it was deleted meanwhile.
+	_ = ix.Replace([]any{other}, "12")
+	if found(ix, "u1") {
+		t.Fatal("a record deleted after its creation survived a newer relist")
+	}
+
+	// Delivered by the watch, the record is the list's business again.
+	ix.PutCreated(created(3, "u3"), "20")
+	_ = ix.Add(entry(issuerA, 3, "u3", "", t0, t0.Add(time.Hour)))
+	_ = ix.Replace(nil, "15")
+	if found(ix, "u3") {
+		t.Fatal("a record the watch delivered was kept against a list without it")
+	}
+	// A resourceVersion that is not a number: the list wins.
+	ix.PutCreated(created(4, "u4"), "opaque")
+	_ = ix.Replace(nil, "15")
+	if found(ix, "u4") {
+		t.Fatal("a record with a non-numeric resourceVersion was kept against a list without it")
+	}
+	if n := len(ix.created); n != 0 {
+		t.Fatalf("%d created records still waiting, want none", n)
+	}
+}
+
 func TestIndexRejectsOtherObjects(t *testing.T) {
 	ix := NewIndex()
 	if err := ix.Add("not a ledger record"); err == nil {
