@@ -9,8 +9,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -101,24 +99,6 @@ func certificateReady(ctx context.Context, key client.ObjectKey) (bool, error) {
 	return false, fmt.Errorf("certificate %s: %+v", key, crt.Status.Conditions)
 }
 
-// opensslVerify checks a cert-manager TLS Secret with the system OpenSSL,
-// trusting only ca.crt.
-func opensslVerify(t *testing.T, s *corev1.Secret) {
-	t.Helper()
-	dir := t.TempDir()
-	ca, leaf := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "leaf.pem")
-	if err := os.WriteFile(ca, s.Data["ca.crt"], 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(leaf, s.Data["tls.crt"], 0o600); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command("openssl", "verify", "-CAfile", ca, "-purpose", "sslserver", leaf).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), ": OK") {
-		t.Fatalf("openssl verify: %v\n%s", err, out)
-	}
-}
-
 // TestChartInstallIssues installs the rendered chart, runs its Deployment's
 // container as the chart's ServiceAccount (so the chart's RBAC is all the
 // controller has), with a PKCS#11 library allowed and configured the way
@@ -166,7 +146,7 @@ extraEnv: [{name: SOFTHSM2_CONF, value: /etc/softhsm-quill/softhsm2.conf}]
 	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: "chart-app", Name: "web-tls"}, &secret); err != nil {
 		t.Fatal(err)
 	}
-	opensslVerify(t, &secret)
+	harness.VerifyChain(t, &secret, x509.ExtKeyUsageServerAuth)
 
 	// The trust bundle reached the cluster resource namespace: the chart
 	// lets the controller write ConfigMaps.

@@ -2,13 +2,20 @@ package chart
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/x509"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
+	"time"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/quill-pki/quill/test/harness"
 )
 
 func readSample(t *testing.T, name string) []*unstructured.Unstructured {
@@ -26,9 +33,9 @@ func readSample(t *testing.T, name string) []*unstructured.Unstructured {
 
 // TestSamples applies the documented samples against the chart's
 // controller and the real cert-manager: the mutual TLS Certificates are
-// issued. What needs components this control plane lacks (ingress-shim,
-// csi-driver, trust-manager) is dry-run and checked against cert-manager's
-// annotation keys or against what Quill publishes.
+// issued, and so is the Ingress's through cert-manager's ingress-shim. What
+// needs components this control plane lacks (csi-driver, trust-manager) is
+// dry-run and checked against what Quill publishes.
 func TestSamples(t *testing.T) {
 	ctx := context.Background()
 	dep := install(t, render(t, "replicaCount: 1\n"))
@@ -44,19 +51,28 @@ func TestSamples(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = env.Client.Delete(context.Background(), o) })
 	}
-	// The test control plane's cert-manager build has no ingress-shim, so
-	// the Ingress is dry-run and its annotations checked against
-	// cert-manager's own keys and the issuer that exists.
-	ing := readSample(t, "ingress.yaml")[0]
-	apply(ing, client.DryRunAll)
-	for k, want := range map[string]string{
-		cmapi.IngressIssuerNameAnnotationKey: "quill",
-		cmapi.IssuerKindAnnotationKey:        "QuillClusterIssuer",
-		cmapi.IssuerGroupAnnotationKey:       "quill.dev",
-	} {
-		if got := ing.GetAnnotations()[k]; got != want {
-			t.Errorf("Ingress annotation %s=%q, want %q", k, got, want)
-		}
+	// cert-manager's ingress-shim turns the Ingress's annotations into a
+	// Certificate named after its TLS Secret, issued by Quill as asked.
+	apply(readSample(t, "ingress.yaml")[0])
+	ingressCert := client.ObjectKey{Namespace: "default", Name: "web-ingress-tls"}
+	eventually(t, "the Ingress's Certificate "+ingressCert.String()+" Ready", func() (bool, error) { return certificateReady(ctx, ingressCert) })
+	var crt cmapi.Certificate
+	if err := env.Client.Get(ctx, ingressCert, &crt); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), &crt) })
+	if ref := crt.Spec.IssuerRef; ref.Name != "quill" || ref.Kind != "QuillClusterIssuer" || ref.Group != "quill.dev" {
+		t.Errorf("the Ingress's Certificate names issuer %+v, want the QuillClusterIssuer quill", ref)
+	}
+	var secret corev1.Secret
+	if err := env.Client.Get(ctx, ingressCert, &secret); err != nil {
+		t.Fatal(err)
+	}
+	leaf := harness.VerifyChain(t, &secret, x509.ExtKeyUsageServerAuth)
+	if _, ecdsaKey := leaf.PublicKey.(*ecdsa.PublicKey); !ecdsaKey || !slices.Equal(leaf.DNSNames, []string{"web.example.com"}) ||
+		leaf.NotAfter.Sub(leaf.NotBefore).Round(time.Hour) != 720*time.Hour {
+		t.Errorf("the Ingress's certificate: key %T, DNS names %v, lifetime %v; want ECDSA, [web.example.com], 720h",
+			leaf.PublicKey, leaf.DNSNames, leaf.NotAfter.Sub(leaf.NotBefore))
 	}
 	for _, o := range readSample(t, "mtls-certificates.yaml") {
 		apply(o)

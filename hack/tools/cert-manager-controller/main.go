@@ -7,9 +7,10 @@
 // lives in a module the Go module proxy does not serve, and the test machines
 // can reach nothing else, so this small main drives the same exported
 // controller packages from the cert-manager module instead. It deliberately
-// leaves out ACME, Vault, Venafi, the ingress/gateway shims, leader election,
-// the webhook and the health endpoints: tests run one copy, on one throwaway
-// cluster, and only need the built-in SelfSigned and CA issuers next to Quill.
+// leaves out ACME, Vault, Venafi, the gateway shim, leader election, the
+// webhook and the health endpoints: tests run one copy, on one throwaway
+// cluster, and only need the built-in SelfSigned and CA issuers next to
+// Quill, and the ingress shim for the documented Ingress sample.
 package main
 
 import (
@@ -31,6 +32,7 @@ import (
 	"k8s.io/klog/v2"
 
 	controllerpkg "github.com/cert-manager/cert-manager/pkg/controller"
+	ingresses "github.com/cert-manager/cert-manager/pkg/controller/certificate-shim/ingresses"
 	crapprover "github.com/cert-manager/cert-manager/pkg/controller/certificaterequests/approver"
 	crca "github.com/cert-manager/cert-manager/pkg/controller/certificaterequests/ca"
 	crselfsigned "github.com/cert-manager/cert-manager/pkg/controller/certificaterequests/selfsigned"
@@ -67,6 +69,7 @@ var defaultControllers = []string{
 	crselfsigned.CRControllerName,
 	crca.CRControllerName,
 	crapprover.ControllerName,
+	ingresses.ControllerName,
 }
 
 const (
@@ -129,6 +132,13 @@ func run(kubeconfig, clusterResourceNamespace, controllers, metricsAddr string) 
 		KubernetesAPIBurst: apiBurst,
 		IssuerOptions: controllerpkg.IssuerOptions{
 			ClusterResourceNamespace: clusterResourceNamespace,
+		},
+		// Upstream's defaults, for Ingresses that name no issuer kind or
+		// group.
+		IngressShimOptions: controllerpkg.IngressShimOptions{
+			DefaultIssuerKind:                 "Issuer",
+			DefaultIssuerGroup:                "cert-manager.io",
+			DefaultAutoCertificateAnnotations: []string{"kubernetes.io/tls-acme"},
 		},
 		CertificateOptions: controllerpkg.CertificateOptions{
 			// Upstream's defaults: a Certificate's annotations, bar
