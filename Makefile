@@ -57,9 +57,15 @@ verify: generate ## Check formatting, vet, go.mod tidiness and that generated fi
 test-unit: ## Unit tests (no control plane).
 	go test -count=1 ./pkg/... ./api/...
 
+# The packages where goroutines share state on the signing path (the
+# PKCS#11 session pool against SoftHSM2, the CA cache, the ledger index, the
+# OCSP cache, the controllers) run a second time under the race detector.
+RACE_PACKAGES := ./pkg/pkcs11/ ./pkg/castore/ ./pkg/ledger/ ./pkg/ocspserver/ ./pkg/crl/ ./controllers/
+
 .PHONY: test
-test: deps tools build ## All tests: unit, integration (kube-apiserver) and end-to-end (cert-manager). What CI runs.
+test: deps tools build ## All tests: unit, integration (kube-apiserver) and end-to-end (cert-manager), then the concurrent packages under -race. What CI runs.
 	go test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	go test -count=1 -race $(RACE_PACKAGES)
 
 .PHONY: demo
 demo: deps tools build ## Local control plane + cert-manager + Quill: issue certificates and use them for mutual TLS.
