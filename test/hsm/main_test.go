@@ -191,10 +191,12 @@ func (h *hsm) importKey(token string, key crypto.Signer, label, id string) {
 	}
 }
 
-// reinitialise deletes token and creates an empty one with the same label
-// and PINs, as an operator re-initialising an HSM partition would.
+// reinitialise re-initialises token in place (C_InitToken on an
+// initialised token), as an operator re-initialising an HSM partition
+// would: every object on it is erased, the label and PINs stay. Deleting
+// the token's folder and creating a new one instead can fail while the
+// controller's library touches the folder.
 func (h *hsm) reinitialise(token string) {
 	h.t.Helper()
-	h.softhsmTool("softhsm2-util", "--delete-token", "--token", token)
-	h.softhsmTool("softhsm2-util", "--init-token", "--free", "--label", token, "--so-pin", hsmSOPIN, "--pin", hsmPIN)
+	h.softhsmTool("softhsm2-util", "--init-token", "--token", token, "--label", token, "--so-pin", hsmSOPIN, "--pin", hsmPIN)
 }
