@@ -9,8 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,12 +16,10 @@ import (
 	"time"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
-	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/yaml"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
@@ -61,52 +57,6 @@ func kubeconfigAs(t *testing.T, user string) string {
 		t.Fatal(err)
 	}
 	return p
-}
-
-// scrape serves controller-runtime's metrics registry (what
-// quill-controller serves on --metrics-bind-address) on loopback and
-// returns a function reading it.
-func scrape(t *testing.T) func() (string, error) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: promhttp.HandlerFor(crmetrics.Registry, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	return func() (string, error) {
-		resp, err := http.Get("http://" + ln.Addr().String() + "/metrics")
-		if err != nil {
-			return "", err
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		return string(b), err
-	}
-}
-
-// waitMetrics waits until every line in want is in the scraped metrics.
-func waitMetrics(t *testing.T, get func() (string, error), filter string, want ...string) {
-	t.Helper()
-	eventually(t, "the scraped metrics "+strings.Join(want, ", "), func() (bool, error) {
-		body, err := get()
-		if err != nil {
-			return false, err
-		}
-		for _, w := range want {
-			if !strings.Contains(body, w+"\n") {
-				var have []string
-				for _, l := range strings.Split(body, "\n") {
-					if strings.HasPrefix(l, "quill_") && strings.Contains(l, filter) {
-						have = append(have, l)
-					}
-				}
-				return false, fmt.Errorf("missing %s; have:\n%s", w, strings.Join(have, "\n"))
-			}
-		}
-		return true, nil
-	})
 }
 
 // expectedRow is what the report must say about a ledger record, spelt

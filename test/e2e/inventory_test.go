@@ -4,20 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 	"github.com/quill-pki/quill/pkg/issuance"
@@ -97,13 +92,7 @@ func TestInventory(t *testing.T) {
 	}
 
 	// Metrics, scraped as Prometheus would.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: promhttp.HandlerFor(crmetrics.Registry, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
+	get := scrape(t)
 	issuerLabels := func(name string) string { return fmt.Sprintf(`issuer=%q,issuer_kind="QuillIssuer"`, ns+"/"+name) }
 	want := []string{
 		fmt.Sprintf(`quill_certificates_unexpired{`+issuerLabels("classical")+`,key_algorithm="ECDSA-P256",quantum_vulnerable="true"} %d`, classicalN),
@@ -113,23 +102,18 @@ func TestInventory(t *testing.T) {
 		`quill_ca_info{` + issuerLabels("pq") + `,key_algorithm="ML-DSA-65",signature_algorithm="ML-DSA-65"} 1`,
 	}
 	eventually(t, "the scraped metrics to show the inventory", func() (bool, error) {
-		resp, err := http.Get("http://" + ln.Addr().String() + "/metrics")
-		if err != nil {
-			return false, err
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
+		body, err := get()
 		if err != nil {
 			return false, err
 		}
 		var ours []string
-		for _, l := range strings.Split(string(b), "\n") {
+		for _, l := range strings.Split(body, "\n") {
 			if (strings.HasPrefix(l, "quill_certificates_unexpired{") || strings.HasPrefix(l, "quill_ca_info{")) && strings.Contains(l, `"`+ns+"/") {
 				ours = append(ours, l)
 			}
 		}
 		for _, w := range want {
-			if !strings.Contains(string(b), w+"\n") {
+			if !strings.Contains(body, w+"\n") {
 				return false, fmt.Errorf("missing %s; have:\n%s", w, strings.Join(ours, "\n"))
 			}
 		}

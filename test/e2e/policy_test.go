@@ -4,23 +4,17 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 )
@@ -261,46 +255,13 @@ func TestPolicyMetrics(t *testing.T) {
 		withUsages(cmapi.UsageClientAuth, cmapi.UsageDigitalSignature)))
 	waitRequestDenied(t, ns, "refused")
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: promhttp.HandlerFor(crmetrics.Registry, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
-
 	issuer := fmt.Sprintf(`issuer=%q,issuer_kind="QuillIssuer"`, ns+"/metered")
 	signed, _ := signedFor(t, ns, "metered") // one, unless cert-manager replaced a signed request
-	want := []string{
+	waitMetrics(t, scrape(t), ns,
 		fmt.Sprintf(`quill_certificates_issued_total{`+issuer+`,key_algorithm="ECDSA-P256",template="server-auth"} %d`, signed["ok"]),
-		`quill_certificates_denied_total{` + issuer + `,key_algorithm="ECDSA-P256",rule="template extKeyUsages (server-auth)",template="server-auth"} 1`,
+		`quill_certificates_denied_total{`+issuer+`,key_algorithm="ECDSA-P256",rule="template extKeyUsages (server-auth)",template="server-auth"} 1`,
 		fmt.Sprintf(`quill_signing_duration_seconds_count{`+issuer+`} %d`, signed["ok"]),
-		`quill_issuer_ready{` + issuer + `} 1`,
-		`quill_ca_not_after_timestamp_seconds{` + issuer + `} `,
-	}
-	var body string
-	eventually(t, "the scraped metrics to show the run", func() (bool, error) {
-		resp, err := http.Get("http://" + ln.Addr().String() + "/metrics")
-		if err != nil {
-			return false, err
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		if err != nil {
-			return false, err
-		}
-		body = string(b)
-		for _, w := range want {
-			if !strings.Contains(body, w) {
-				var quill []string
-				for _, l := range strings.Split(body, "\n") {
-					if strings.HasPrefix(l, "quill_") && strings.Contains(l, ns) {
-						quill = append(quill, l)
-					}
-				}
-				return false, fmt.Errorf("missing %s; have:\n%s", w, strings.Join(quill, "\n"))
-			}
-		}
-		return true, nil
-	})
+		`quill_issuer_ready{`+issuer+`} 1`,
+		`quill_ca_not_after_timestamp_seconds{`+issuer+`} `,
+	)
 }
