@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Quill's tests and demo use, if any is missing:
 # openssl (the outside verifier of what Quill signs), util-linux's setpriv
-# (ties control-plane processes to the test that started them), gcc (cgo,
-# for PKCS#11), and softhsm2 and opensc (the HSM the PKCS#11 tests run
+# (ties control-plane processes to the test that started them), gcc and
+# libc6-dev (cgo, for PKCS#11; gcc only recommends the C headers, and
+# --no-install-recommends leaves them out), and softhsm2 and opensc (the HSM the PKCS#11 tests run
 # against, and pkcs11-tool). Needs root for apt-get; without root it only
 # says what is missing.
 set -euo pipefail
@@ -11,6 +12,7 @@ need=()
 command -v openssl >/dev/null || need+=(openssl)
 command -v setpriv >/dev/null || need+=(util-linux)
 command -v gcc >/dev/null || need+=(gcc)
+[ -e /usr/include/stdlib.h ] || need+=(libc6-dev)
 [ -e /usr/lib/softhsm/libsofthsm2.so ] || need+=(softhsm2)
 command -v pkcs11-tool >/dev/null || need+=(opensc)
 [ ${#need[@]} -eq 0 ] && exit 0
