@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -36,7 +37,14 @@ const (
 // published ConfigMaps.
 const trustBundleFieldOwner = FieldOwner + "/trust-bundle"
 
-var errBundleName = errors.New("invalid trust bundle ConfigMap name")
+// bundleTakenRetry is how often an issuer whose bundle name another
+// ConfigMap holds looks again: that ConfigMap is not watched.
+const bundleTakenRetry = time.Minute
+
+var (
+	errBundleName  = errors.New("invalid trust bundle ConfigMap name")
+	errBundleTaken = errors.New("trust bundle ConfigMap name taken")
+)
 
 // RBAC for publishing trust bundles.
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update;patch;delete
@@ -141,11 +149,19 @@ func (r *trustBundleReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 
 	var current corev1.ConfigMap
 	err = r.reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &current)
+	owner := metav1.GetControllerOf(&current)
 	switch {
-	case err == nil && current.Data[quillv1.TrustBundleKey] == bundle && current.Labels[quillv1.LabelTrustBundleIssuer] == obj.GetName():
-		// Unchanged: no write, no event.
 	case err != nil && client.IgnoreNotFound(err) != nil:
 		return ctrl.Result{}, err // retry with backoff
+	case err == nil && (owner == nil || owner.UID != obj.GetUID()):
+		// Someone else's ConfigMap (a user's, or another issuer's bundle):
+		// taking it over would make it go when this issuer goes.
+		err := fmt.Errorf("%w: ConfigMap %s/%s exists and is not this issuer's bundle; set spec.trustBundle.configMapName to another name", errBundleTaken, ns, name)
+		r.recorder.Eventf(obj, nil, corev1.EventTypeWarning, eventTrustBundleFailed, eventActionPublish, "%s", err)
+		return ctrl.Result{RequeueAfter: bundleTakenRetry}, nil // a new name brings us back at once; the ConfigMap's deletion, within this
+	case err == nil && current.Data[quillv1.TrustBundleKey] == bundle && current.Labels[quillv1.LabelTrustBundleIssuer] == obj.GetName() &&
+		current.Labels[quillv1.LabelTrustBundleKind] == r.kind():
+		// Unchanged: no write, no event.
 	default:
 		if err := r.apply(ctx, obj, ns, name, bundle); err != nil {
 			return ctrl.Result{}, err // retry with backoff

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -136,5 +137,43 @@ func TestTrustBundleReconcile(t *testing.T) {
 				t.Fatalf("bundle holds %d certificates, want the root", len(got))
 			}
 		})
+	}
+}
+
+// TestTrustBundleLeavesForeignConfigMap: a ConfigMap under the bundle's name
+// that this issuer did not publish is left as it is (taking it over would
+// make it go when the issuer goes), and the issuer gets a warning.
+func TestTrustBundleLeavesForeignConfigMap(t *testing.T) {
+	t.Parallel()
+	ca := newCA(t)
+	theirs := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Namespace: testNamespace, Name: "issuer-ca-bundle"},
+		Data:       map[string]string{"app.conf": "keep me"},
+	}
+	api := newAPI(t, newIssuer(), caSecret(testNamespace, "ca", ca), theirs)
+	rec := events.NewFakeRecorder(10)
+	r := &trustBundleReconciler{
+		client: api, reader: api, clusterNamespace: clusterResourceNamespace,
+		store:    &castore.Store{Reader: api, Metadata: api, Writer: api, Clock: clock.RealClock{}},
+		recorder: rec,
+	}
+	res, err := r.Reconcile(context.Background(), ctrl.Request{NamespacedName: client.ObjectKey{Namespace: testNamespace, Name: "issuer"}})
+	if err != nil || res.RequeueAfter != bundleTakenRetry {
+		t.Fatalf("reconcile: %+v, %v; want a retry after %v", res, err, bundleTakenRetry)
+	}
+	var cm corev1.ConfigMap
+	if err := api.Get(context.Background(), client.ObjectKeyFromObject(theirs), &cm); err != nil {
+		t.Fatal(err)
+	}
+	if len(cm.OwnerReferences) != 0 || len(cm.Labels) != 0 || len(cm.Data) != 1 || cm.Data["app.conf"] != "keep me" {
+		t.Fatalf("the foreign ConfigMap was changed: owners %v, labels %v, data %v", cm.OwnerReferences, cm.Labels, cm.Data)
+	}
+	select {
+	case e := <-rec.Events:
+		if !strings.Contains(e, eventTrustBundleFailed) || !strings.Contains(e, "configMapName") {
+			t.Fatalf("event %q; want a TrustBundleFailed warning naming spec.trustBundle.configMapName", e)
+		}
+	default:
+		t.Fatal("no event")
 	}
 }
