@@ -189,10 +189,15 @@ func (s *Store) opener() HSMOpener {
 	return func(cfg pkcs11.Config) (HSMKey, error) { return pkcs11.Open(cfg) }
 }
 
-// hsmFailure classifies a PKCS#11 error, and remembers a refused PIN so
-// that it is not tried again before one of deps changes.
+// hsmFailure classifies an error from opening a PKCS#11 key, and remembers
+// a refused PIN so that it is not tried again before one of deps changes.
+// An error HSMFault does not know is still the HSM's: the issuer is
+// HSMUnavailable and tries again with backoff.
 func (s *Store) hsmFailure(id string, deps map[types.NamespacedName]string, err error) error {
 	hf := HSMFault(err)
+	if hf == nil {
+		hf = &Error{Reason: quillv1.ReasonHSMUnavailable, Err: err}
+	}
 	if errors.Is(err, pkcs11.ErrPINIncorrect) {
 		s.remember(id, &entry{deps: deps, err: hf})
 	}
@@ -215,7 +220,9 @@ func HSMFault(err error) error {
 		return &Error{Reason: quillv1.ReasonModuleNotAllowed, Err: err}
 	case errors.Is(err, pkcs11.ErrKeyMismatch):
 		return &Error{Reason: quillv1.ReasonKeyMismatch, Err: err}
-	case errors.Is(err, pkcs11.ErrUnsupportedKey):
+	case errors.Is(err, pkcs11.ErrUnsupportedKey), errors.Is(err, pkcs11.ErrInvalidConfig),
+		errors.Is(err, pkcs11.ErrTokenAmbiguous), errors.Is(err, pkcs11.ErrCertificateAmbiguous):
+		// The spec must name the token, key or certificate differently.
 		return &Error{Reason: quillv1.ReasonInvalidConfig, Err: err}
 	case errors.Is(err, pkcs11.ErrModule), errors.Is(err, pkcs11.ErrTokenNotFound), errors.Is(err, pkcs11.ErrKeyNotFound),
 		errors.Is(err, pkcs11.ErrKeyAmbiguous), errors.Is(err, pkcs11.ErrCertificateNotFound), errors.Is(err, pkcs11.ErrUnavailable):

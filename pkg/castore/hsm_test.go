@@ -3,6 +3,7 @@ package castore_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -76,5 +77,46 @@ func TestHSMRefusedPINPresentedOnce(t *testing.T) {
 	}
 	if n := opens.Load(); n != 2 {
 		t.Fatalf("%d PIN presentations after the PIN Secret changed once, want 2", n)
+	}
+}
+
+// TestHSMOpenErrorsAreClassified: whatever opening an HSM key fails with,
+// Load and OpenHSMKey return a classified error, never nothing (a nil
+// authority with no error would crash the signer).
+func TestHSMOpenErrorsAreClassified(t *testing.T) {
+	t.Parallel()
+	ca := newCA(t)
+	pin := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: testNamespace, Name: "hsm-pin"}, Data: map[string][]byte{"pin": []byte("1234")}}
+	tests := []struct {
+		name   string
+		err    error
+		reason string
+	}{
+		{"token-ambiguous", fmt.Errorf("open: %w", pkcs11.ErrTokenAmbiguous), quillv1.ReasonInvalidConfig},
+		{"invalid-config", fmt.Errorf("open: %w", pkcs11.ErrInvalidConfig), quillv1.ReasonInvalidConfig},
+		{"unknown", errors.New("C_GetSlotList: CKR_GENERAL_ERROR"), quillv1.ReasonHSMUnavailable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newStore(t, withObjects(newSecret("hsm-ca", withCA(ca)), pin))
+			f.store.PKCS11Modules = map[string]string{"hsm": "/opt/vendor/libhsm.so"}
+			f.store.HSM = func(pkcs11.Config) (castore.HSMKey, error) { return nil, tt.err }
+			p := &quillv1.PKCS11CA{
+				Module: "hsm", TokenLabel: "Root CA", KeyLabel: "ca-key",
+				PINSecretRef:         quillv1.SecretKeySelector{Name: "hsm-pin"},
+				CertificateSecretRef: &quillv1.SecretReference{Name: "hsm-ca"},
+			}
+			a, err := f.store.Load(context.Background(), testNamespace, quillv1.CASource{PKCS11: p})
+			if a != nil {
+				t.Fatal("Load returned an authority")
+			}
+			checkErr(t, err, wantErr{reason: tt.reason})
+			key, err := f.store.OpenHSMKey(context.Background(), testNamespace, p)
+			if key != nil {
+				t.Fatal("OpenHSMKey returned a key")
+			}
+			checkErr(t, err, wantErr{reason: tt.reason})
+		})
 	}
 }
