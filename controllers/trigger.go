@@ -1,17 +1,18 @@
 package controllers
 
 import (
+	"context"
 	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
@@ -20,52 +21,53 @@ import (
 
 // issuerTrigger enqueues an issuer for a reconciler some time after its
 // ledger records change, once per delay however many changes arrive
-// meanwhile: a burst of issuance or revocation becomes one reconcile. fire
-// runs on the ledger watch's goroutine, so it only starts a timer.
+// meanwhile: a burst of issuance or revocation becomes one reconcile (the
+// work queue keeps one entry per issuer, at the earliest time asked). The
+// ledger index runs on every replica but the reconcilers only on the
+// leader: until a reconciler's queue exists, fire does nothing, and the
+// reconciler's first pass over every issuer covers what it missed.
 type issuerTrigger struct {
 	delay func(ledger.IssuerKey) time.Duration
 
-	mu             sync.Mutex
-	pending        map[ledger.IssuerKey]bool
-	issuers        chan event.GenericEvent
-	clusterIssuers chan event.GenericEvent
+	mu     sync.Mutex
+	queues map[bool]workqueue.TypedRateLimitingInterface[reconcile.Request] // by "cluster issuer"
 }
 
 func newIssuerTrigger(delay func(ledger.IssuerKey) time.Duration) *issuerTrigger {
-	return &issuerTrigger{
-		delay:          delay,
-		pending:        map[ledger.IssuerKey]bool{},
-		issuers:        make(chan event.GenericEvent, 1024),
-		clusterIssuers: make(chan event.GenericEvent, 1024),
-	}
+	return &issuerTrigger{delay: delay, queues: map[bool]workqueue.TypedRateLimitingInterface[reconcile.Request]{}}
 }
 
-// fire schedules a reconcile of k unless one is already scheduled.
+// fire schedules a reconcile of k after its delay, unless one is already
+// scheduled sooner. It runs on the ledger watch's goroutine and does not
+// block.
 func (t *issuerTrigger) fire(k ledger.IssuerKey) {
+	cluster := k.Kind == ledger.KindClusterIssuer
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.pending[k] {
-		return
+	q := t.queues[cluster]
+	t.mu.Unlock()
+	if q == nil {
+		return // not leading: no reconciler to wake
 	}
-	t.pending[k] = true
-	time.AfterFunc(t.delay(k), func() {
-		t.mu.Lock()
-		delete(t.pending, k)
-		t.mu.Unlock()
-		if k.Kind == ledger.KindClusterIssuer {
-			t.clusterIssuers <- event.GenericEvent{Object: &quillv1.QuillClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: k.Name}}}
-		} else {
-			t.issuers <- event.GenericEvent{Object: &quillv1.QuillIssuer{ObjectMeta: metav1.ObjectMeta{Namespace: k.Namespace, Name: k.Name}}}
-		}
-	})
+	q.AddAfter(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: k.Namespace, Name: k.Name}}, t.delay(k))
 }
 
-// source is the trigger's events for the reconciler of one issuer kind.
+// source hands fire the work queue of the reconciler of one issuer kind,
+// for as long as that reconciler runs.
 func (t *issuerTrigger) source(cluster bool) source.Source {
-	if cluster {
-		return source.Channel(t.clusterIssuers, &handler.EnqueueRequestForObject{})
-	}
-	return source.Channel(t.issuers, &handler.EnqueueRequestForObject{})
+	return source.Func(func(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) error {
+		t.mu.Lock()
+		t.queues[cluster] = q
+		t.mu.Unlock()
+		go func() {
+			<-ctx.Done()
+			t.mu.Lock()
+			if t.queues[cluster] == q {
+				delete(t.queues, cluster)
+			}
+			t.mu.Unlock()
+		}()
+		return nil
+	})
 }
 
 // issuerObject is a Quill issuer of either kind as a reconciler reads it:
