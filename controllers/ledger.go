@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"sync"
 	"time"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
@@ -40,6 +41,12 @@ type Ledger struct {
 	// Reader reads a record straight from the API server when a retried
 	// request needs the certificate already signed for it.
 	Reader client.Reader
+
+	// unsure holds, by request UID, the record whose creation failed
+	// without saying whether it happened (a timeout, a lost reply): the
+	// retry must look it up before signing again.
+	mu     sync.Mutex
+	unsure map[types.UID]types.NamespacedName
 }
 
 // issuerKey identifies obj in the ledger.
@@ -55,23 +62,29 @@ func (l *Ledger) recall(ctx context.Context, k ledger.IssuerKey, cr signer.Certi
 	if !l.Index.Synced() {
 		return nil, false, errLedgerNotSynced
 	}
-	rec, ok := l.Index.ByRequest(k, cr.GetUID())
-	if !ok {
+	var name types.NamespacedName
+	if rec, ok := l.Index.ByRequest(k, cr.GetUID()); ok {
+		name = types.NamespacedName{Namespace: rec.Namespace, Name: rec.Name}
+	} else if n, ok := l.unsureOf(cr.GetUID()); ok {
+		name = n
+	} else {
 		return nil, false, nil
 	}
 	var e quillv1.IssuedCertificate
-	if err := l.Reader.Get(ctx, types.NamespacedName{Namespace: rec.Namespace, Name: rec.Name}, &e); err != nil {
+	if err := l.Reader.Get(ctx, name, &e); err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil, false, nil // an administrator removed the record
+			l.resolve(cr.GetUID())
+			return nil, false, nil // never created, or an administrator removed the record
 		}
-		return nil, false, fmt.Errorf("reading ledger record %s: %w", rec.Name, err)
+		return nil, false, fmt.Errorf("reading ledger record %s: %w", name.Name, err)
 	}
+	l.resolve(cr.GetUID())
 	issued, err := a.Recall([]byte(e.Spec.Certificate))
 	if err != nil {
 		// The CA changed since: signing again would give this request a
 		// second certificate, so it fails and the requester starts anew.
 		return nil, false, invalidRequest(fmt.Errorf("this request was already signed (serial %s, ledger record %s/%s) by a CA that is no longer the issuer's; create a new request: %w",
-			e.Spec.SerialNumber, rec.Namespace, rec.Name, err))
+			e.Spec.SerialNumber, name.Namespace, name.Name, err))
 	}
 	return issued, true, nil
 }
@@ -87,7 +100,18 @@ func (l *Ledger) record(ctx context.Context, k ledger.IssuerKey, homeNamespace s
 		return err
 	}
 	if err := l.Writer.Create(ctx, e); err != nil {
-		// AlreadyExists too: a serial collision is retried with a new serial.
+		// A refusal (AlreadyExists too: a serial collision is retried
+		// with a new serial) created nothing. Any other failure may have
+		// created the record all the same.
+		var status apierrors.APIStatus
+		if !errors.As(err, &status) || status.Status().Code >= 500 || status.Status().Code < 400 {
+			l.mu.Lock()
+			if l.unsure == nil {
+				l.unsure = map[types.UID]types.NamespacedName{}
+			}
+			l.unsure[cr.GetUID()] = types.NamespacedName{Namespace: e.Namespace, Name: e.Name}
+			l.mu.Unlock()
+		}
 		return fmt.Errorf("recording serial %s in the issuance ledger: %w", e.Spec.SerialNumber, err)
 	}
 	// Known at once, also across a relist that has not seen it yet: a retry
@@ -98,6 +122,23 @@ func (l *Ledger) record(ctx context.Context, k ledger.IssuerKey, homeNamespace s
 		RequestUID: cr.GetUID(), OriginNamespace: e.Spec.Origin.Namespace, Certificate: e.Spec.Origin.Certificate,
 	}, e.ResourceVersion)
 	return nil
+}
+
+// unsureOf returns the record whose creation for request uid may or may
+// not have happened.
+func (l *Ledger) unsureOf(uid types.UID) (types.NamespacedName, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n, ok := l.unsure[uid]
+	return n, ok
+}
+
+// resolve forgets the doubt about request uid's record: it was read, or is
+// known not to exist.
+func (l *Ledger) resolve(uid types.UID) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.unsure, uid)
 }
 
 // originOf describes the request for the ledger.
