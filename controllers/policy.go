@@ -148,11 +148,22 @@ func (s *Signer) checkPolicy(ctx context.Context, spec *quillv1.IssuerSpec) erro
 	return nil
 }
 
+// templateNotListed is the template label of a request refused for asking
+// for a template its issuer does not allow.
+const templateNotListed = "(not listed)"
+
 // refuse records a refusal (audit line, metric, event on the request) and
 // returns it as a permanent failure with InvalidRequest=True.
 func (s *Signer) refuse(cr signer.CertificateRequestObject, obj issuerapi.Issuer, rec audit.Request, rule string, err error) error {
 	s.Audit.Deny(rec, rule, err.Error())
-	s.Metrics.Deny(metricsIssuer(obj), rec.Template, rec.KeyAlgorithm, rule)
+	template := rec.Template
+	if rule == policy.RuleTemplates && template != "" {
+		// The name the requester asked for is not one the issuer lists:
+		// the audit line keeps it, but as a metric label anyone able to
+		// create a Certificate could make series without end.
+		template = templateNotListed
+	}
+	s.Metrics.Deny(metricsIssuer(obj), template, rec.KeyAlgorithm, rule)
 	reason := quillv1.ReasonInvalidRequest
 	if errors.Is(err, policy.ErrDenied) {
 		reason = quillv1.ReasonPolicyDenied

@@ -73,6 +73,13 @@ func TestSignPolicy(t *testing.T) {
 			wantRule: "spec.templates",
 		},
 		{
+			name:     "template-not-listed-is-not-a-label",
+			issuer:   newIssuer(withTemplates("server-auth")),
+			request:  []crOption{withTemplateAnnotation("made-up-7f3a9c")},
+			wantRule: "spec.templates",
+			template: templateNotListed,
+		},
+		{
 			name:     "template-does-not-fit",
 			issuer:   newIssuer(withTemplates("partner")),
 			request:  []crOption{withTemplateAnnotation("partner"), withUsages(cmapi.UsageServerAuth, cmapi.UsageDigitalSignature)},
