@@ -67,6 +67,8 @@ type issuerResponder struct {
 	resp      *ocspserver.Responder
 	authority *issuance.Authority
 	signerRV  string // responder Secret resourceVersion, "" when signing as the CA
+	validity  time.Duration
+	alg       x509.SignatureAlgorithm
 	checkedAt time.Time
 }
 
@@ -326,16 +328,24 @@ func (s *revocationServer) responder(ctx context.Context, k ledger.IssuerKey) (*
 		}
 		return nil, err
 	}
+	// While the CA or the responder Secret cannot be read, the last good
+	// responder keeps answering (the issuer's status tells what is wrong),
+	// and the next look is a refresh period away, not one API read per
+	// OCSP request.
+	keepLast := func(err error) (*ocspserver.Responder, error) {
+		if ir.resp == nil {
+			return nil, err
+		}
+		ir.checkedAt = now
+		return ir.resp, nil
+	}
 	a, err := s.store.Load(ctx, s.home(k), spec.CA)
 	if err != nil {
-		if ir.resp != nil {
-			return ir.resp, nil // keep answering; the issuer's status tells what is wrong
-		}
-		return nil, err
+		return keepLast(err)
 	}
 	key, cert, rv, err := s.signingIdentity(ctx, k, spec, a)
 	if err != nil {
-		return nil, err
+		return keepLast(err)
 	}
 	validity := DefaultOCSPValidity
 	if d := spec.Revocation.OCSP.ResponseValidity; d != nil {
@@ -348,7 +358,7 @@ func (s *revocationServer) responder(ctx context.Context, k ledger.IssuerKey) (*
 		}
 	}
 	switch {
-	case ir.resp == nil || ir.authority != a:
+	case ir.resp == nil || ir.authority != a || ir.validity != validity || ir.alg != alg:
 		resp, err := ocspserver.New(ocspserver.Config{
 			Issuer: a.Certificate, Source: ledgerSource{index: s.index, k: k}, Key: key, ResponderCert: cert,
 			SignatureAlgorithm: alg, Validity: validity, Now: s.clock.Now,
@@ -357,7 +367,7 @@ func (s *revocationServer) responder(ctx context.Context, k ledger.IssuerKey) (*
 		if err != nil {
 			return nil, fmt.Errorf("OCSP responder for %s: %w", k, err)
 		}
-		ir.resp, ir.authority, ir.signerRV = resp, a, rv
+		ir.resp, ir.authority, ir.signerRV, ir.validity, ir.alg = resp, a, rv, validity, alg
 	case ir.signerRV != rv:
 		if err := ir.resp.SetSigner(key, cert, alg); err != nil {
 			return nil, fmt.Errorf("OCSP responder for %s: %w", k, err)

@@ -1,15 +1,23 @@
 package controllers
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
 	clocktesting "k8s.io/utils/clock/testing"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
+	"github.com/quill-pki/quill/pkg/castore"
 	"github.com/quill-pki/quill/pkg/ledger"
 )
 
@@ -45,5 +53,68 @@ func TestRevocationServerUnknownIssuers(t *testing.T) {
 	}
 	if len(s.responders) != 0 || len(s.crlServers) != 0 {
 		t.Errorf("made-up issuers left %d responders and %d CRL handlers", len(s.responders), len(s.crlServers))
+	}
+}
+
+// TestResponderFollowsSpec: a new OCSP response validity reaches the
+// running responder at its next refresh, and while the CA cannot be read
+// the last good responder keeps answering without an API read per
+// request.
+func TestResponderFollowsSpec(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	iss := newIssuer()
+	api := newAPI(t, iss, caSecret(testNamespace, "ca", newCA(t)))
+	var secretReads atomic.Int32
+	reader := interceptor.NewClient(api, interceptor.Funcs{
+		Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+			if _, ok := obj.(*corev1.Secret); ok {
+				secretReads.Add(1)
+			}
+			return c.Get(ctx, key, obj, opts...)
+		},
+	})
+	clk := clocktesting.NewFakePassiveClock(testNow)
+	s := &revocationServer{
+		cached: api, reader: reader, index: ledger.NewIndex(), clock: clk,
+		store:      &castore.Store{Reader: reader, Clock: clk},
+		responders: map[ledger.IssuerKey]*issuerResponder{},
+	}
+	k := ledger.IssuerKey{Kind: ledger.KindIssuer, Namespace: testNamespace, Name: "issuer"}
+	first, err := s.responder(ctx, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if err := api.Get(ctx, client.ObjectKeyFromObject(iss), iss); err != nil {
+		t.Fatal(err)
+	}
+	iss.Spec.Revocation.OCSP.ResponseValidity = &metav1.Duration{Duration: 10 * time.Minute}
+	if err := api.Update(ctx, iss); err != nil {
+		t.Fatal(err)
+	}
+	clk.SetTime(testNow.Add(responderRefresh + time.Second))
+	second, err := s.responder(ctx, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second == first {
+		t.Fatal("a new response validity did not reach the responder")
+	}
+
+	// The CA Secret goes: the last responder answers, and is looked at
+	// again only after the refresh period.
+	if err := api.Delete(ctx, caSecret(testNamespace, "ca", testCA{})); err != nil {
+		t.Fatal(err)
+	}
+	clk.SetTime(testNow.Add(2 * (responderRefresh + time.Second)))
+	before := secretReads.Load()
+	for range 50 {
+		if r, err := s.responder(ctx, k); err != nil || r != second {
+			t.Fatalf("without its CA: %v, %v; want the last responder", r, err)
+		}
+	}
+	if n := secretReads.Load() - before; n != 1 {
+		t.Fatalf("%d Secret reads for 50 requests while the CA is missing, want 1", n)
 	}
 }
