@@ -185,25 +185,39 @@ func (r *crlReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 	refreshAt := thisUpdate.Add(nextUpdate.Sub(thisUpdate) / 2)
 	fresh := exists && cm.Annotations[annCRLEntries] == entriesDigest && cm.Annotations[annCASHA256] == caHex &&
 		nextUpdate.Sub(thisUpdate) == validity && now.Before(refreshAt)
+	cmName, message := name, ""
+	signedAt := now.UTC().Truncate(time.Second)
+	var der []byte
 	if !fresh {
-		thisUpdate = now.UTC().Truncate(time.Second)
-		nextUpdate = thisUpdate.Add(validity)
-		der, err := p.sign(a, spec, revoked, number, thisUpdate, validity)
-		if err != nil {
-			if hf := castore.HSMFault(err); hf != nil {
-				return ctrl.Result{RequeueAfter: crlRetryWhenCAUnhealthy}, nil
+		if der, err = p.sign(a, spec, revoked, number, signedAt, validity); err != nil {
+			if castore.HSMFault(err) != nil {
+				return ctrl.Result{RequeueAfter: crlRetryWhenCAUnhealthy}, nil // the health check reports it
 			}
+			if !crlRefused(err) {
+				return ctrl.Result{}, err // retry with backoff
+			}
+			// The CA or its configuration rules the CRL out: say so on
+			// the issuer, keep serving what was published (status keeps
+			// describing it), and look again when the CA may have been
+			// replaced. The delegated responder below is still kept.
+			message = "no new CRL is signed: " + err.Error()
 			if errors.Is(err, crl.ErrNoCRLSign) || errors.Is(err, crl.ErrNotCA) {
-				// The CA certificate itself forbids CRLs; say so on the
-				// issuer and look again when it may have been replaced.
-				msg := "no CRL is published: " + err.Error() + "; reissue the CA with the cRLSign key usage (OCSP still answers)"
-				if err := p.recordStatus(ctx, obj, k, status, number.Sub(number, big.NewInt(1)), thisUpdate, nextUpdate, len(revoked), "", msg); err != nil {
-					return ctrl.Result{}, err
-				}
-				return ctrl.Result{RequeueAfter: crlRetryWhenCAUnhealthy}, nil
+				message += "; reissue the CA with the cRLSign key usage"
 			}
-			return ctrl.Result{}, err
+			message += " (OCSP still answers)"
+			if !exists {
+				cmName = ""
+			}
 		}
+	}
+	switch {
+	case fresh || message != "":
+		number.Sub(number, big.NewInt(1)) // the number of the CRL served, if any
+		if message != "" {
+			refreshAt = now.Add(crlRetryWhenCAUnhealthy)
+		}
+	default:
+		thisUpdate, nextUpdate = signedAt, signedAt.Add(validity)
 		ann := map[string]string{
 			annIssuer:        k.String(),
 			annCRLNumber:     number.String(),
@@ -218,8 +232,6 @@ func (r *crlReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 		logf.FromContext(ctx).Info("audit", "action", "crl", "issuer", k.String(), "crlNumber", number.String(),
 			"entries", len(revoked), "bytes", len(der), "nextUpdate", nextUpdate)
 		refreshAt = thisUpdate.Add(validity / 2)
-	} else {
-		number.Sub(number, big.NewInt(1))
 	}
 	if responderKind(spec) == quillv1.OCSPResponderDelegated {
 		rotateAt, err := p.ensureResponder(ctx, home, k, a)
@@ -230,10 +242,21 @@ func (r *crlReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 			refreshAt = rotateAt
 		}
 	}
-	if err := p.recordStatus(ctx, obj, k, status, number, thisUpdate, nextUpdate, len(revoked), name, ""); err != nil {
+	if err := p.recordStatus(ctx, obj, k, status, number, thisUpdate, nextUpdate, len(revoked), cmName, message); err != nil {
 		return ctrl.Result{}, err
 	}
 	return ctrl.Result{RequeueAfter: max(refreshAt.Sub(now), time.Second)}, nil
+}
+
+// crlRefused reports the errors of crl.Build that signing again cannot
+// cure: the CA certificate or the issuer's configuration must change.
+func crlRefused(err error) bool {
+	for _, e := range []error{crl.ErrNoCRLSign, crl.ErrNotCA, crl.ErrInvalidIssuer, crl.ErrKeyMismatch, crl.ErrInvalidParams, crl.ErrInvalidEntry} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // publishedNumber is the CRL number inside the CRL that cm (and its parts)
