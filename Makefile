@@ -7,7 +7,11 @@ export GOFLAGS := -buildvcs=false
 # A Go of 1.21 or later honours GOTOOLCHAIN; hack/ensure-go.sh finds one, or
 # fetches the pinned toolchain with an older Go (installing Debian's when
 # the machine has none), and names the folder to put first on PATH.
-export PATH := $(shell hack/ensure-go.sh):$(PATH)
+GO_BIN_DIR := $(shell hack/ensure-go.sh)
+ifeq ($(GO_BIN_DIR),)
+$(error hack/ensure-go.sh found no Go able to run $(GOTOOLCHAIN); see its message above)
+endif
+export PATH := $(GO_BIN_DIR):$(PATH)
 
 SHELL := /usr/bin/env bash -o pipefail
 BIN := $(CURDIR)/bin
@@ -47,11 +51,16 @@ generate: ## Regenerate deepcopy, CRDs and RBAC from the Go sources, and the cha
 
 .PHONY: verify
 verify: generate ## Check formatting, vet, go.mod tidiness and that generated files are committed.
-	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	@files=$$(git ls-files '*.go') && [ -n "$$files" ] || { echo "verify: git ls-files listed no Go files"; exit 1; }; \
+	unformatted=$$(gofmt -l $$files) || exit 1; \
+	test -z "$$unformatted" || { echo "gofmt needed:"; echo "$$unformatted"; exit 1; }
 	go vet ./...
 	go mod tidy -diff
-	@git diff --exit-code -- api config charts || { echo "generated files are out of date: run make generate and commit"; exit 1; }
-	@test -z "$$(git status --porcelain --untracked-files=all -- api config charts)" || { echo "untracked generated files:"; git status --porcelain -- api config charts; exit 1; }
+	@git diff --quiet -- api config charts; rc=$$?; \
+	[ $$rc -le 1 ] || { echo "verify: git diff failed"; exit 1; }; \
+	[ $$rc -eq 0 ] || { git diff --stat -- api config charts; echo "generated files are out of date: run make generate and commit"; exit 1; }
+	@untracked=$$(git status --porcelain --untracked-files=all -- api config charts) || exit 1; \
+	test -z "$$untracked" || { echo "untracked generated files:"; echo "$$untracked"; exit 1; }
 
 .PHONY: test-unit
 test-unit: ## Unit tests (no control plane).

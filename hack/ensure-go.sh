@@ -41,9 +41,15 @@ echo "ensure-go: $(GOTOOLCHAIN=local "${bootstrap}" version) cannot switch toolc
 tmp=$(mktemp -d)
 trap 'rm -rf "${tmp}"' EXIT
 cd "${tmp}"
-GOFLAGS=-mod=mod GOTOOLCHAIN=local "${bootstrap}" mod init bootstrap >/dev/null 2>&1
-dir=$(GOTOOLCHAIN=local "${bootstrap}" mod download -json "golang.org/toolchain@v0.0.1-${want}.linux-$(dpkg --print-architecture)" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
-[ -n "${dir}" ] || { echo "ensure-go: the module proxy did not serve the ${want} toolchain" >&2; exit 1; }
+if ! out=$(GOFLAGS=-mod=mod GOTOOLCHAIN=local "${bootstrap}" mod init bootstrap 2>&1); then
+	echo "ensure-go: go mod init: ${out}" >&2
+	exit 1
+fi
+# go mod download -json reports a failure in the JSON's Error field.
+module="golang.org/toolchain@v0.0.1-${want}.linux-$(dpkg --print-architecture)"
+json=$(GOTOOLCHAIN=local "${bootstrap}" mod download -json "${module}" 2>&1) || true
+dir=$(sed -n 's/^\t"Dir": "\(.*\)",$/\1/p' <<<"${json}")
+[ -n "${dir}" ] || { echo "ensure-go: could not fetch ${module} from the module proxy: ${json}" >&2; exit 1; }
 # Module zips keep no file modes.
 chmod +x "${dir}/bin/go" "${dir}/bin/gofmt" "${dir}/pkg/tool/"*/* 2>/dev/null || true
 echo "${dir}/bin"

@@ -109,7 +109,12 @@ if [ ! -x "${dir}/openssl" ]; then
 	for deb in "${tmp}"/*.deb; do
 		dpkg -x "${deb}" "${tmp}/root"
 	done
-	multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)
+	# dpkg-architecture (dpkg-dev) is missing on a fresh machine.
+	case ${arch} in
+	amd64) multiarch=x86_64-linux-gnu ;;
+	arm64) multiarch=aarch64-linux-gnu ;;
+	*) multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH) ;;
+	esac
 	# Trixie's loader is found by name rather than a fixed path so that the
 	# script also works on other architectures.
 	loader=$(find "${tmp}/root/usr/lib/${multiarch}" "${tmp}/root/usr/lib64" "${tmp}/root/lib64" -maxdepth 1 -name 'ld-linux*.so.*' 2>/dev/null | head -n1 || true)
@@ -128,14 +133,16 @@ export OPENSSL_CONF="\${r}/etc/ssl/openssl.cnf"
 exec "\${r}/${loader}" --library-path "\${r}/usr/lib/${multiarch}:\${r}/lib/${multiarch}" "\${r}/usr/bin/openssl" "\$@"
 EOF
 	chmod +x "${dir}.tmp/openssl"
+	# A wrapper that cannot run is worse than none: prove it before it
+	# takes the cache's place, so that a broken fetch is fetched again
+	# next time instead of being found and kept.
+	if ! out=$("${dir}.tmp/openssl" version 2>&1) || [[ ${out} != "OpenSSL 3."* ]]; then
+		rm -rf "${dir}.tmp"
+		echo "openssl35: the unpacked openssl does not run: ${out}" >&2
+		exit 1
+	fi
 	rm -rf "${dir}"
 	mv "${dir}.tmp" "${dir}"
-fi
-
-# A wrapper that cannot run is worse than none: prove it before linking it.
-if ! out=$("${dir}/openssl" version 2>&1) || [[ ${out} != "OpenSSL 3."* ]]; then
-	echo "openssl35: the unpacked openssl does not run: ${out}" >&2
-	exit 1
 fi
 ln -sfn "${dir}" "${current}"
 link_and_print "${dir}"
