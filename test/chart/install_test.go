@@ -352,20 +352,23 @@ func ocspStatus(t *testing.T, p *pod, ns, name string) int {
 	return r.Status
 }
 
-// crlOf fetches the CRL pod p serves for ha-root.
-func crlOf(t *testing.T, p *pod) *x509.RevocationList {
-	t.Helper()
+// crlOf fetches the CRL that pod p serves for ha-root; an error (no CRL
+// yet, an HTTP error) is for a wait to retry.
+func crlOf(p *pod) (*x509.RevocationList, error) {
 	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/crl/clusterissuer/ha-root.crl", p.ports["http"]))
 	if err != nil {
-		t.Fatalf("CRL from %s: %v", p.name, err)
+		return nil, fmt.Errorf("CRL from %s: %w", p.name, err)
 	}
 	defer func() { _ = resp.Body.Close() }()
-	body, _ := io.ReadAll(resp.Body)
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("CRL from %s: %w", p.name, err)
+	}
 	crl, err := x509.ParseRevocationList(body)
 	if err != nil {
-		t.Fatalf("CRL from %s (HTTP %d): %v", p.name, resp.StatusCode, err)
+		return nil, fmt.Errorf("CRL from %s (HTTP %d): %w", p.name, resp.StatusCode, err)
 	}
-	return crl
+	return crl, nil
 }
 
 func servesRevocation(t *testing.T, ns, name string, pods ...*pod) {
@@ -379,8 +382,9 @@ func servesRevocation(t *testing.T, ns, name string, pods ...*pod) {
 		}
 		var crl *x509.RevocationList
 		eventually(t, p.name+" serving the CRL", func() (bool, error) {
-			crl = crlOf(t, p)
-			return crl != nil, nil
+			var err error
+			crl, err = crlOf(p)
+			return err == nil, err
 		})
 		numbers = append(numbers, crl.Number.String())
 	}
@@ -401,7 +405,8 @@ func revokeAndCheck(t *testing.T, ns, name string, p *pod) {
 	}
 	eventually(t, "OCSP revoked on "+p.name, func() (bool, error) { return ocspStatus(t, p, ns, name) == ocsp.Revoked, nil })
 	eventually(t, "CRL with the revocation on "+p.name, func() (bool, error) {
-		return len(crlOf(t, p).RevokedCertificateEntries) == 1, nil
+		crl, err := crlOf(p)
+		return err == nil && len(crl.RevokedCertificateEntries) == 1, err
 	})
 }
 

@@ -14,6 +14,7 @@ import (
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
@@ -188,7 +189,7 @@ func TestPolicySubordinateCA(t *testing.T) {
 		s.Templates = []string{quillv1.TemplateSubordinateCAPathLen0}
 		s.Policy = &quillv1.RequestPolicy{
 			CommonNames: []string{"* Issuing CA"},
-			CA: &quillv1.CAPolicy{MaxPathLen: ptrTo(1), NameConstraints: &quillv1.NameConstraints{
+			CA: &quillv1.CAPolicy{MaxPathLen: ptr.To(1), NameConstraints: &quillv1.NameConstraints{
 				Permitted: &quillv1.NameConstraintItems{DNSDomains: []string{ns + ".svc"}},
 			}},
 		}
@@ -229,8 +230,6 @@ func TestPolicySubordinateCA(t *testing.T) {
 		t.Errorf("refusal %q does not name the template's isCA rule", msg)
 	}
 }
-
-func ptrTo[T any](v T) *T { return &v }
 
 // TestPolicyMetrics serves controller-runtime's metrics registry (the one
 // quill-controller exposes on --metrics-bind-address) over HTTP on

@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/hex"
 	"encoding/pem"
 	"math/big"
 	"testing"
@@ -81,14 +80,7 @@ func caSecretData(t *testing.T, opts ...func(*caSpec)) map[string][]byte {
 
 func newNamespace(t *testing.T) string {
 	t.Helper()
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "it-" + hex.EncodeToString(b)}}
-	if err := env.Client.Create(context.Background(), ns); err != nil {
-		t.Fatalf("creating namespace: %v", err)
-	}
-	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), ns) })
-	return ns.Name
+	return env.Namespace(t, "it-")
 }
 
 func createSecret(t *testing.T, ns, name string, data map[string][]byte) *corev1.Secret {
