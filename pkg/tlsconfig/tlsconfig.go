@@ -24,10 +24,11 @@ import (
 // client's supported groups contain no post-quantum key exchange.
 var ErrNoPostQuantumGroup = errors.New("client offers no post-quantum key exchange group")
 
-// postQuantumGroups are the hybrid groups Go's crypto/tls implements, in
-// the order Quill prefers them: X25519MLKEM768 is what browsers, OpenSSL
-// 3.5 and Go clients send first.
-var postQuantumGroups = []tls.CurveID{tls.X25519MLKEM768, tls.SecP256r1MLKEM768, tls.SecP384r1MLKEM1024}
+// postQuantumGroups are the post-quantum groups Go's crypto/tls implements,
+// in the order Quill prefers them: X25519MLKEM768 is what browsers, OpenSSL
+// 3.5 and Go clients send first; pure ML-KEM-1024 comes last, for clients
+// that offer nothing else.
+var postQuantumGroups = []tls.CurveID{tls.X25519MLKEM768, tls.SecP256r1MLKEM768, tls.SecP384r1MLKEM1024, tls.MLKEM1024}
 
 // classicalGroups stay accepted unless RequirePostQuantum is set, so that
 // clients without ML-KEM (older Prometheus, curl on OpenSSL 3.0) still
@@ -41,7 +42,7 @@ func PostQuantumGroups() []tls.CurveID { return slices.Clone(postQuantumGroups) 
 // IsPostQuantum reports whether id is a key exchange group that resists a
 // quantum attacker (a hybrid with ML-KEM, or ML-KEM alone).
 func IsPostQuantum(id tls.CurveID) bool {
-	return slices.Contains(postQuantumGroups, id) || id == tls.MLKEM1024
+	return slices.Contains(postQuantumGroups, id)
 }
 
 // Options configure a server's tls.Config.

@@ -102,6 +102,7 @@ func TestServerNegotiates(t *testing.T) {
 		{name: "p256-client-still-served-by-default", clientCurve: []tls.CurveID{tls.CurveP256}, wantGroup: tls.CurveP256, wantVersion: tls.VersionTLS13},
 		{name: "tls12-client-served-by-default", clientMax: tls.VersionTLS12, wantGroup: tls.X25519, wantVersion: tls.VersionTLS12},
 		{name: "secp256r1mlkem768-client-accepted-when-required", require: true, clientCurve: []tls.CurveID{tls.SecP256r1MLKEM768}, wantGroup: tls.SecP256r1MLKEM768, wantVersion: tls.VersionTLS13},
+		{name: "mlkem1024-only-client-accepted-when-required", require: true, clientCurve: []tls.CurveID{tls.MLKEM1024}, wantGroup: tls.MLKEM1024, wantVersion: tls.VersionTLS13},
 		{name: "hybrid-offered-but-classical-preferred-by-client", require: true, clientCurve: []tls.CurveID{tls.X25519, tls.X25519MLKEM768}, wantGroup: tls.X25519MLKEM768, wantVersion: tls.VersionTLS13},
 		{name: "classical-client-refused-when-required", require: true, clientCurve: []tls.CurveID{tls.X25519, tls.CurveP256}, wantRefused: true},
 		{name: "tls12-client-refused-when-required", require: true, clientMax: tls.VersionTLS12, wantRefused: true},
