@@ -149,6 +149,10 @@ func parsePKCS11URI(ref string, getenv func(string) (string, bool)) (pkcs11.Conf
 	if cfg.KeyLabel == "" && len(cfg.KeyID) == 0 {
 		return cfg, fmt.Errorf("%w: name the key by object=, id= or both", errPKCS11URI)
 	}
+	// A ceremony signs once or twice: copying the key into a session
+	// object (the controller's speed-up for many signatures) would only
+	// add work inside the HSM, and a log line when the HSM refuses it.
+	cfg.DisableSessionCopy = true
 	return cfg, nil
 }
 
