@@ -45,7 +45,7 @@ func (s *servingTLS) bindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&s.certDir, "tls-cert-dir", "",
 		"folder with tls.crt and tls.key for the HTTPS endpoints, reloaded when they change; metrics fall back to a self-signed certificate without it")
 	fs.BoolVar(&s.requirePQ, "tls-require-post-quantum", false,
-		"refuse TLS clients that offer no post-quantum key exchange group (X25519MLKEM768, SecP256r1MLKEM768, SecP384r1MLKEM1024); implies TLS 1.3")
+		"refuse TLS clients that offer no post-quantum key exchange group (X25519MLKEM768, SecP256r1MLKEM768, SecP384r1MLKEM1024, MLKEM1024); implies TLS 1.3")
 }
 
 func (s servingTLS) validate() error {
