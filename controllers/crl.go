@@ -182,6 +182,13 @@ func (r *crlReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 		thisUpdate, _ = time.Parse(time.RFC3339, cm.Annotations[annCRLThisUpdate])
 		nextUpdate, _ = time.Parse(time.RFC3339, cm.Annotations[annCRLNextUpdate])
 	}
+	// A deleted ConfigMap must not restart the numbering either: the last
+	// number recorded on the issuer is a floor.
+	if r := status.Revocation; r != nil {
+		if n, ok := new(big.Int).SetString(r.CRLNumber, 10); ok && n.Cmp(number) >= 0 {
+			number.Add(n, big.NewInt(1))
+		}
+	}
 	refreshAt := thisUpdate.Add(nextUpdate.Sub(thisUpdate) / 2)
 	fresh := exists && cm.Annotations[annCRLEntries] == entriesDigest && cm.Annotations[annCASHA256] == caHex &&
 		nextUpdate.Sub(thisUpdate) == validity && now.Before(refreshAt)

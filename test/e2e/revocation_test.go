@@ -245,6 +245,28 @@ func TestRevocationCRL(t *testing.T) {
 	if after.Number.Cmp(before.Number) <= 0 {
 		t.Errorf("CRL number went from %s to %s", before.Number, after.Number)
 	}
+	// Nor can a deleted one: the issuer's status remembers the number.
+	// (A spec change makes the CRL reconciler look at once.)
+	if err := env.Client.Delete(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ca-crl"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var iss quillv1.QuillIssuer
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "ca"}, &iss); err != nil {
+			return err
+		}
+		iss.Spec.Revocation.CRL.Validity = &metav1.Duration{Duration: 48 * time.Hour}
+		return env.Client.Update(ctx, &iss)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	republished, err := x509.ParseRevocationList(waitCRL(t, ns, "ca", sortedBySerial(alpha, beta)...).BinaryData["crl.der"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if republished.Number.Cmp(after.Number) <= 0 {
+		t.Errorf("CRL number went from %s to %s after its ConfigMap was deleted", after.Number, republished.Number)
+	}
 
 	// A serial the issuer never issued is reported, not invented.
 	waitRevocation(t, revoke(t, ns, "unknown", quillv1.QuillRevocationSpec{
