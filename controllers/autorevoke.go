@@ -105,7 +105,7 @@ func (r *lifecycleReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 			switch {
 			case apierrors.IsNotFound(err):
 				for _, rec := range live {
-					if firstErr = r.revoke(ctx, rec, quillv1.ReasonCessationOfOperation, "certificate-deleted"); firstErr != nil {
+					if _, firstErr = r.revoke(ctx, rec, quillv1.ReasonCessationOfOperation, "certificate-deleted"); firstErr != nil {
 						return
 					}
 				}
@@ -126,7 +126,7 @@ func (r *lifecycleReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 				return
 			}
 			for _, rec := range live[:len(live)-1] {
-				if firstErr = r.revoke(ctx, rec, quillv1.ReasonSuperseded, "superseded"); firstErr != nil {
+				if _, firstErr = r.revoke(ctx, rec, quillv1.ReasonSuperseded, "superseded"); firstErr != nil {
 					return
 				}
 			}

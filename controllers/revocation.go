@@ -52,12 +52,12 @@ type revoker struct {
 }
 
 // revoke records the revocation of rec unless it is already revoked, in
-// which case the first revocation stands. It reports whether rec is revoked
-// afterwards (always, on success).
-func (r *revoker) revoke(ctx context.Context, rec ledger.Record, reason quillv1.RevocationReason, by string) error {
+// which case the first revocation stands. It returns the reason the record
+// holds afterwards: reason, or the first revocation's.
+func (r *revoker) revoke(ctx context.Context, rec ledger.Record, reason quillv1.RevocationReason, by string) (quillv1.RevocationReason, error) {
 	var e quillv1.IssuedCertificate
 	if err := r.reader.Get(ctx, types.NamespacedName{Namespace: rec.Namespace, Name: rec.Name}, &e); err != nil {
-		return fmt.Errorf("reading ledger record %s/%s: %w", rec.Namespace, rec.Name, err)
+		return "", fmt.Errorf("reading ledger record %s/%s: %w", rec.Namespace, rec.Name, err)
 	}
 	if e.Status.Revocation == nil {
 		base := e.DeepCopy()
@@ -69,7 +69,7 @@ func (r *revoker) revoke(ctx context.Context, rec ledger.Record, reason quillv1.
 		// The optimistic lock keeps a concurrent revocation from being
 		// overwritten: the loser re-reads and finds it revoked.
 		if err := r.client.Status().Patch(ctx, &e, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
-			return fmt.Errorf("revoking serial %s: %w", e.Spec.SerialNumber, err)
+			return "", fmt.Errorf("revoking serial %s: %w", e.Spec.SerialNumber, err)
 		}
 		// Counted and logged once: only the revocation that wrote the
 		// record gets here.
@@ -83,7 +83,7 @@ func (r *revoker) revoke(ctx context.Context, rec ledger.Record, reason quillv1.
 	rev := e.Status.Revocation
 	rec.Revoked, rec.RevokedAt, rec.Reason = true, rev.RevokedAt.Time, quillv1.RevocationReasonCodes[rev.Reason]
 	r.index.Put(rec)
-	return nil
+	return rev.Reason, nil
 }
 
 // revocationReconciler carries out QuillRevocations. It runs on the leader
@@ -115,7 +115,7 @@ func (r *revocationReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	if c := meta.FindStatusCondition(rev.Status.Conditions, quillv1.ConditionRevoked); c != nil && c.Status == metav1.ConditionTrue {
 		return ctrl.Result{}, nil // done; the spec is immutable
 	}
-	serials, err := r.carryOut(ctx, &rev)
+	serials, kept, err := r.carryOut(ctx, &rev)
 	var rerr *errRevocation
 	if err != nil && !errors.As(err, &rerr) {
 		return ctrl.Result{}, err // the API server failed; retry with backoff
@@ -125,7 +125,10 @@ func (r *revocationReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	if rerr != nil {
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, rerr.reason, rerr.msg
 	} else {
-		cond.Message = fmt.Sprintf("revoked %d certificate(s) with reason %s", len(serials), rev.Spec.Reason)
+		cond.Message = fmt.Sprintf("revoked %d certificate(s) with reason %s", len(serials)-kept, rev.Spec.Reason)
+		if kept > 0 {
+			cond.Message += fmt.Sprintf("; %d already revoked keep their first reason", kept)
+		}
 	}
 	base := rev.DeepCopy()
 	meta.SetStatusCondition(&rev.Status.Conditions, cond)
@@ -155,13 +158,16 @@ func (r *revocationReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 // namespace for a QuillClusterIssuer) may revoke any of the issuer's
 // certificates; one in another namespace only certificates requested from
 // that namespace.
-func (r *revocationReconciler) carryOut(ctx context.Context, rev *quillv1.QuillRevocation) ([]string, error) {
+//
+// It returns the serials now revoked, and how many of them had been revoked
+// earlier with another reason, which stands.
+func (r *revocationReconciler) carryOut(ctx context.Context, rev *quillv1.QuillRevocation) (serials []string, kept int, err error) {
 	k, home, err := r.issuerOf(ctx, rev)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if !r.index.Synced() {
-		return nil, errLedgerNotSynced
+		return nil, 0, errLedgerNotSynced
 	}
 	privileged := rev.Namespace == home
 	now := r.clock.Now()
@@ -170,11 +176,11 @@ func (r *revocationReconciler) carryOut(ctx context.Context, rev *quillv1.QuillR
 	case rev.Spec.SerialNumber != "":
 		serial, ok := new(big.Int).SetString(strings.ReplaceAll(strings.ToLower(rev.Spec.SerialNumber), ":", ""), 16)
 		if !ok {
-			return nil, &errRevocation{quillv1.ReasonNotFound, fmt.Sprintf("serial number %q is not hex", rev.Spec.SerialNumber)}
+			return nil, 0, &errRevocation{quillv1.ReasonNotFound, fmt.Sprintf("serial number %q is not hex", rev.Spec.SerialNumber)}
 		}
 		rec, ok := r.index.Lookup(k, serial)
 		if !ok {
-			return nil, &errRevocation{quillv1.ReasonNotFound, fmt.Sprintf("%s has not issued serial %s", k, ledger.SerialHex(serial))}
+			return nil, 0, &errRevocation{quillv1.ReasonNotFound, fmt.Sprintf("%s has not issued serial %s", k, ledger.SerialHex(serial))}
 		}
 		targets = append(targets, rec)
 	case rev.Spec.CertificateName != "":
@@ -184,31 +190,35 @@ func (r *revocationReconciler) carryOut(ctx context.Context, rev *quillv1.QuillR
 			}
 		}
 		if len(targets) == 0 {
-			return nil, &errRevocation{quillv1.ReasonNotFound, fmt.Sprintf("%s has issued no unexpired certificate for Certificate %s/%s", k, rev.Namespace, rev.Spec.CertificateName)}
+			return nil, 0, &errRevocation{quillv1.ReasonNotFound, fmt.Sprintf("%s has issued no unexpired certificate for Certificate %s/%s", k, rev.Namespace, rev.Spec.CertificateName)}
 		}
 	case rev.Spec.SecretName != "":
 		rec, err := r.fromSecret(ctx, k, rev.Namespace, rev.Spec.SecretName)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		targets = append(targets, rec)
 	}
 	for _, rec := range targets {
 		if !privileged && rec.OriginNamespace != rev.Namespace {
-			return nil, &errRevocation{quillv1.ReasonForbidden, fmt.Sprintf(
+			return nil, 0, &errRevocation{quillv1.ReasonForbidden, fmt.Sprintf(
 				"serial %s was requested from another namespace; revoke it from namespace %s (the issuer's own) instead",
 				ledger.SerialHex(rec.Serial), home)}
 		}
 	}
 	by := "QuillRevocation " + rev.Namespace + "/" + rev.Name
-	serials := make([]string, 0, len(targets))
+	serials = make([]string, 0, len(targets))
 	for _, rec := range targets {
-		if err := r.revoke(ctx, rec, rev.Spec.Reason, by); err != nil {
-			return nil, err
+		held, err := r.revoke(ctx, rec, rev.Spec.Reason, by)
+		if err != nil {
+			return nil, 0, err
+		}
+		if held != rev.Spec.Reason {
+			kept++
 		}
 		serials = append(serials, ledger.SerialHex(rec.Serial))
 	}
-	return serials, nil
+	return serials, kept, nil
 }
 
 // issuerOf resolves the revocation's issuer and its home namespace.

@@ -213,12 +213,17 @@ func TestRevocationCRL(t *testing.T) {
 		return err == nil && r != nil && r.RevokedCertificates == 1 && r.CRLConfigMap == "ca-crl", err
 	})
 
-	// A second revocation of the same certificate keeps the first reason.
-	waitRevocation(t, revoke(t, ns, "alpha-again", quillv1.QuillRevocationSpec{
+	// A second revocation of the same certificate keeps the first reason,
+	// and says so.
+	again := waitRevocation(t, revoke(t, ns, "alpha-again", quillv1.QuillRevocationSpec{
 		IssuerRef: quillv1.RevocationIssuerRef{Name: "ca", Kind: "QuillIssuer"}, SerialNumber: strings.ToUpper(alpha.SerialNumber.Text(16)), Reason: quillv1.ReasonSuperseded,
 	}), metav1.ConditionTrue, quillv1.ReasonRevoked)
 	if e := ledgerRecord(t, ns, k, alpha); e.Status.Revocation.Reason != quillv1.ReasonKeyCompromise {
 		t.Errorf("a second revocation replaced the reason: %+v", e.Status.Revocation)
+	}
+	if c := meta.FindStatusCondition(again.Status.Conditions, quillv1.ConditionRevoked); c == nil ||
+		c.Message != "revoked 0 certificate(s) with reason superseded; 1 already revoked keep their first reason" {
+		t.Errorf("the second revocation's condition %+v does not say the first reason stands", c)
 	}
 	// An edited ConfigMap cannot send the CRL number backwards.
 	before, err := x509.ParseRevocationList(cm.BinaryData["crl.der"])
