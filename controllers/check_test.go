@@ -452,3 +452,19 @@ func TestCheckStatusPatchFailureIsPlain(t *testing.T) {
 		t.Errorf("%d patch attempts, want 1", n)
 	}
 }
+
+// TestSummariesEqualSeesSignatureAlgorithm: switching an RSA CA to PSS
+// changes only the signature algorithm of its summary, and that must be
+// written to status.
+func TestSummariesEqualSeesSignatureAlgorithm(t *testing.T) {
+	t.Parallel()
+	a := &quillv1.CASummary{Subject: "CN=ca", KeyAlgorithm: "RSA-2048", SignatureAlgorithm: "SHA256-RSA", SHA256Fingerprint: "ab"}
+	b := a.DeepCopy()
+	if !summariesEqual(a, b) {
+		t.Fatal("equal summaries differ")
+	}
+	b.SignatureAlgorithm = "SHA256-RSAPSS"
+	if summariesEqual(a, b) {
+		t.Fatal("summaries differing in signature algorithm compare equal")
+	}
+}

@@ -175,7 +175,9 @@ func (s *Signer) Sign(ctx context.Context, cr signer.CertificateRequestObject, o
 
 	details, err := cr.GetCertificateDetails()
 	if err != nil {
-		return signer.PEMBundle{}, invalidRequest(err)
+		// Bad usages or a bad duration annotation: refused like any
+		// other request, with an audit line and a count.
+		return signer.PEMBundle{}, s.refuse(cr, obj, s.auditRequest(cr, obj), ruleCSR, err)
 	}
 	opts := issuanceOptions(spec, now)
 	req := issuance.Request{
@@ -395,7 +397,8 @@ func summariesEqual(a, b *quillv1.CASummary) bool {
 	if a == nil || b == nil {
 		return a == b
 	}
-	return a.Subject == b.Subject && a.KeyAlgorithm == b.KeyAlgorithm && a.SHA256Fingerprint == b.SHA256Fingerprint &&
+	return a.Subject == b.Subject && a.KeyAlgorithm == b.KeyAlgorithm && a.SignatureAlgorithm == b.SignatureAlgorithm &&
+		a.SHA256Fingerprint == b.SHA256Fingerprint &&
 		(a.NotAfter == nil) == (b.NotAfter == nil) && (a.NotAfter == nil || a.NotAfter.Equal(b.NotAfter))
 }
 
