@@ -116,11 +116,7 @@ func (l *Ledger) record(ctx context.Context, k ledger.IssuerKey, homeNamespace s
 	}
 	// Known at once, also across a relist that has not seen it yet: a retry
 	// of this request must find it.
-	l.Index.PutCreated(ledger.Record{
-		Name: e.Name, Namespace: e.Namespace, Issuer: k, Serial: cert.SerialNumber, IssuedAt: e.Spec.IssuedAt.Time,
-		NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, KeyAlgorithm: e.Spec.KeyAlgorithm, SignatureAlgorithm: e.Spec.SignatureAlgorithm,
-		RequestUID: cr.GetUID(), OriginNamespace: e.Spec.Origin.Namespace, Certificate: e.Spec.Origin.Certificate,
-	}, e.ResourceVersion)
+	l.Index.PutCreated(e)
 	return nil
 }
 

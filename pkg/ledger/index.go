@@ -157,13 +157,17 @@ type createdRecord struct {
 	rv     uint64
 }
 
-// PutCreated is Put for a record this process has just created, with the
-// resourceVersion the API server returned for it. Such a record survives
-// a relist whose list is older than its creation, until the watch
-// delivers it: otherwise a retry of its request in between would find no
-// record and be signed a second time.
-func (ix *Index) PutCreated(r Record, resourceVersion string) {
-	rv, _ := strconv.ParseUint(resourceVersion, 10, 64)
+// PutCreated is Put for a record this process has just created, as the
+// API server returned it (its resourceVersion included). Such a record
+// survives a relist whose list is older than its creation, until the
+// watch delivers it: otherwise a retry of its request in between would
+// find no record and be signed a second time.
+func (ix *Index) PutCreated(e *quillv1.IssuedCertificate) {
+	r, ok := recordOf(e)
+	if !ok {
+		return // a record nobody can look up; the schema prevents it
+	}
+	rv, _ := strconv.ParseUint(e.ResourceVersion, 10, 64)
 	ix.mu.Lock()
 	if ix.created == nil {
 		ix.created = map[string]createdRecord{}

@@ -167,9 +167,10 @@ func TestIndexPutBeforeWatch(t *testing.T) {
 // postdates it without it (someone deleted it), and no longer kept once
 // the watch delivered it.
 func TestIndexCreatedSurvivesStaleRelist(t *testing.T) {
-	created := func(serial int64, uid string) Record {
+	created := func(serial int64, uid, resourceVersion string) *quillv1.IssuedCertificate {
 		e := entry(issuerA, serial, uid, "", t0, t0.Add(time.Hour))
-		return Record{Name: e.Name, Namespace: e.Namespace, Issuer: issuerA, Serial: big.NewInt(serial), RequestUID: types.UID(uid), IssuedAt: t0, NotAfter: t0.Add(time.Hour)}
+		e.ResourceVersion = resourceVersion
+		return e
 	}
 	found := func(ix *Index, uid string) bool {
 		_, ok := ix.ByRequest(issuerA, types.UID(uid))
@@ -177,7 +178,7 @@ func TestIndexCreatedSurvivesStaleRelist(t *testing.T) {
 	}
 	ix := NewIndex()
 	_ = ix.Replace(nil, "5")
-	ix.PutCreated(created(1, "u1"), "10")
+	ix.PutCreated(created(1, "u1", "10"))
 	other := entry(issuerA, 2, "u2", "", t0, t0.Add(time.Hour))
 
 	// A list as of revision 7 has not seen the record created at 10.
@@ -192,14 +193,14 @@ func TestIndexCreatedSurvivesStaleRelist(t *testing.T) {
 	}
 
 	// Delivered by the watch, the record is the list's business again.
-	ix.PutCreated(created(3, "u3"), "20")
+	ix.PutCreated(created(3, "u3", "20"))
 	_ = ix.Add(entry(issuerA, 3, "u3", "", t0, t0.Add(time.Hour)))
 	_ = ix.Replace(nil, "15")
 	if found(ix, "u3") {
 		t.Fatal("a record the watch delivered was kept against a list without it")
 	}
 	// A resourceVersion that is not a number: the list wins.
-	ix.PutCreated(created(4, "u4"), "opaque")
+	ix.PutCreated(created(4, "u4", "opaque"))
 	_ = ix.Replace(nil, "15")
 	if found(ix, "u4") {
 		t.Fatal("a record with a non-numeric resourceVersion was kept against a list without it")
