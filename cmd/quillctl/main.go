@@ -8,11 +8,14 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"regexp"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/quill-pki/quill/pkg/ceremony"
@@ -27,7 +30,13 @@ func main() {
 		getenv: os.LookupEnv,
 		keys:   keyResolver(),
 	}
-	if err := a.command().Execute(); err != nil {
+	// Ctrl-C or SIGTERM cancels the command's context: a command stops
+	// there and removes what it had half written (audit report --out,
+	// bench tls's temporary keys) instead of dying with it in place.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := a.command().ExecuteContext(ctx)
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "quillctl: "+oneLine(err.Error()))
 		os.Exit(1)
 	}

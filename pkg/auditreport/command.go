@@ -182,6 +182,9 @@ func writeFile(cmd *cobra.Command, cl client.Reader, opts Options, format Format
 	}
 	defer os.Remove(tmp.Name()) // after a successful rename there is nothing left to remove
 	n, err := Write(cmd.Context(), cl, opts, format, tmp)
+	if err == nil {
+		err = tmp.Sync() // on disk before it takes the report's name
+	}
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
