@@ -16,6 +16,6 @@ func (a *app) auditCommand() *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	audit.AddCommand(auditreport.Command{Out: a.stdout, Warn: func(m string) { a.warn(m) }, Now: a.now}.Report())
+	audit.AddCommand(auditreport.Command{Out: a.stdout, Warn: func(m string) { a.warn(m) }, Now: a.now, UserAgent: "quillctl/" + versionString()}.Report())
 	return audit
 }

@@ -13,11 +13,10 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
+	"github.com/quill-pki/quill/pkg/auditreport"
 	"github.com/quill-pki/quill/pkg/ledger"
 )
 
@@ -33,7 +32,7 @@ var errCluster = errors.New("reading the cluster")
 const inventorySource = "each issuer's status.inventory, as quill-controller last counted it from the issuer's ledger (it recounts when certificates are issued, revoked or expire, and every few minutes)"
 
 func (a *app) inventoryCommand() *cobra.Command {
-	var kubeconfig, format string
+	var kubeconfig, kubeContext, format string
 	cmd := &cobra.Command{
 		Use:   "inventory",
 		Short: "Crypto-agility inventory: every issuer's CA algorithms and unexpired certificates by algorithm",
@@ -59,7 +58,7 @@ quill-auditor role grants), never the ledger itself.`,
 			if format != formatTable && format != formatJSON {
 				return fmt.Errorf("%w: --format %q: use table or json", errFlags, format)
 			}
-			c, err := kubeClient(kubeconfig)
+			c, err := kubeClient(kubeconfig, kubeContext)
 			if err != nil {
 				return err
 			}
@@ -74,26 +73,15 @@ quill-auditor role grants), never the ledger itself.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file; default: $KUBECONFIG, else ~/.kube/config")
+	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file; default $KUBECONFIG or ~/.kube/config, then the in-cluster service account")
+	f.StringVar(&kubeContext, "context", "", "kubeconfig context to use; default its current context")
 	f.StringVar(&format, "format", formatTable, "output format: table or json")
 	return cmd
 }
 
-// kubeClient connects as kubectl would with the given kubeconfig (or the
-// default loading rules when it is empty).
-func kubeClient(kubeconfig string) (client.Reader, error) {
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	rules.ExplicitPath = kubeconfig
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
-	if err != nil {
-		return nil, fmt.Errorf("%w: kubeconfig: %w", errCluster, err)
-	}
-	cfg.UserAgent = "quillctl/" + versionString()
-	scheme := runtime.NewScheme()
-	if err := quillv1.AddToScheme(scheme); err != nil {
-		return nil, err
-	}
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
+// kubeClient connects as kubectl would, as the audit report does.
+func kubeClient(kubeconfig, kubeContext string) (client.Reader, error) {
+	_, c, err := auditreport.Connect(kubeconfig, kubeContext, "quillctl/"+versionString())
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errCluster, err)
 	}

@@ -31,6 +31,37 @@ type Command struct {
 	Warn func(string)
 	// Now is the clock --since durations count back from.
 	Now func() time.Time
+	// UserAgent names the program to the API server.
+	UserAgent string
+}
+
+// Connect reads a kubeconfig as kubectl does (kubeconfig "" means
+// $KUBECONFIG or ~/.kube/config, then the in-cluster service account;
+// kubeContext "" its current context) and returns it with a client for
+// Quill's and the core types. Client-go's default of 5 requests a second
+// would make a large ledger slow to page through; the client allows 50.
+func Connect(kubeconfig, kubeContext, userAgent string) (clientcmd.ClientConfig, client.Client, error) {
+	loader := clientcmd.NewDefaultClientConfigLoadingRules()
+	loader.ExplicitPath = kubeconfig
+	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(loader, &clientcmd.ConfigOverrides{CurrentContext: kubeContext})
+	cfg, err := cc.ClientConfig()
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading the kubeconfig: %w", err)
+	}
+	cfg.QPS, cfg.Burst = 50, 100
+	cfg.UserAgent = userAgent
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return nil, nil, err
+	}
+	if err := quillv1.AddToScheme(scheme); err != nil {
+		return nil, nil, err
+	}
+	cl, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, nil, fmt.Errorf("connecting to the API server: %w", err)
+	}
+	return cc, cl, nil
 }
 
 // Report returns the `report` command.
@@ -109,9 +140,10 @@ reported from the records it left, with a warning.`,
 					return err
 				}
 			}
-			loader := clientcmd.NewDefaultClientConfigLoadingRules()
-			loader.ExplicitPath = kubeconfig
-			cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(loader, &clientcmd.ConfigOverrides{CurrentContext: kubeContext})
+			cc, cl, err := Connect(kubeconfig, kubeContext, c.UserAgent)
+			if err != nil {
+				return err
+			}
 			if kind == ledger.KindIssuer && namespace == "" {
 				ns, _, err := cc.Namespace()
 				if err != nil {
@@ -122,24 +154,6 @@ reported from the records it left, with a warning.`,
 			opts.Issuer = ledger.IssuerKey{Kind: kind, Name: issuer}
 			if kind == ledger.KindIssuer {
 				opts.Issuer.Namespace = namespace
-			}
-			cfg, err := cc.ClientConfig()
-			if err != nil {
-				return fmt.Errorf("reading the kubeconfig: %w", err)
-			}
-			// Client-go's default of 5 requests a second would make a
-			// large ledger slow to page through.
-			cfg.QPS, cfg.Burst = 50, 100
-			scheme := runtime.NewScheme()
-			if err := clientgoscheme.AddToScheme(scheme); err != nil {
-				return err
-			}
-			if err := quillv1.AddToScheme(scheme); err != nil {
-				return err
-			}
-			cl, err := client.New(cfg, client.Options{Scheme: scheme})
-			if err != nil {
-				return fmt.Errorf("connecting to the API server: %w", err)
 			}
 			if out == "" {
 				_, err := Write(cmd.Context(), cl, opts, Format(format), c.Out)
