@@ -10,6 +10,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -177,16 +178,24 @@ func (s *revocationServer) route(w http.ResponseWriter, req *http.Request) {
 			http.Error(w, "OCSP responder unavailable", http.StatusServiceUnavailable)
 			return
 		}
-		// Hand the responder the part after the issuer, on the escaped
-		// path: base64 in a GET request may contain "/" and "+".
-		prefix := "/ocsp/" + IssuerPath(k)
-		r2 := req.Clone(req.Context())
-		rest, _ := strings.CutPrefix(raw, prefix)
-		if rest == "" {
-			rest = "/"
+		// Hand the responder the part after the issuer, cut from the
+		// escaped path by segments (base64 in a GET request may contain
+		// "/" and "+", and a client may percent-encode any segment).
+		segments := 3 // "", "ocsp", "clusterissuer", <name>
+		if k.Kind == ledger.KindIssuer {
+			segments = 4 // ..., "issuer", <namespace>, <name>
 		}
-		r2.URL.RawPath = rest
-		r2.URL.Path, _ = unescapePath(rest)
+		rest := "/"
+		if parts := strings.SplitN(raw, "/", segments+2); len(parts) == segments+2 {
+			rest += parts[segments+1]
+		}
+		unescaped, err := url.PathUnescape(rest)
+		if err != nil {
+			http.Error(w, "malformed request path", http.StatusBadRequest)
+			return
+		}
+		r2 := req.Clone(req.Context())
+		r2.URL.RawPath, r2.URL.Path = rest, unescaped
 		resp.ServeHTTP(w, r2)
 	default:
 		http.NotFound(w, req)
@@ -204,14 +213,6 @@ func parseIssuerPath(p string) (ledger.IssuerKey, string, bool) {
 		return ledger.IssuerKey{Kind: ledger.KindIssuer, Namespace: parts[1], Name: parts[2]}, strings.Join(parts[3:], "/"), true
 	}
 	return ledger.IssuerKey{}, "", false
-}
-
-func unescapePath(p string) (string, error) {
-	r, err := http.NewRequest(http.MethodGet, "http://x"+p, nil)
-	if err != nil {
-		return p, err
-	}
-	return r.URL.Path, nil
 }
 
 func (s *revocationServer) home(k ledger.IssuerKey) string {

@@ -2,14 +2,19 @@ package controllers
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/base64"
 	"fmt"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/ocsp"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
@@ -116,5 +121,45 @@ func TestResponderFollowsSpec(t *testing.T) {
 	}
 	if n := secretReads.Load() - before; n != 1 {
 		t.Fatalf("%d Secret reads for 50 requests while the CA is missing, want 1", n)
+	}
+}
+
+// TestRouteOCSPGet: a GET request reaches the issuer's responder with its
+// base64 request intact, also when the client percent-encodes a segment
+// of the issuer's path or the request's "/" and "+".
+func TestRouteOCSPGet(t *testing.T) {
+	t.Parallel()
+	ca := newCA(t)
+	api := newAPI(t, newIssuer(), caSecret(testNamespace, "ca", ca))
+	clk := clocktesting.NewFakePassiveClock(testNow)
+	s := &revocationServer{
+		cached: api, reader: api, index: ledger.NewIndex(), clock: clk,
+		store:      &castore.Store{Reader: api, Clock: clk},
+		responders: map[ledger.IssuerKey]*issuerResponder{},
+	}
+	// Serial 0xfbff... makes base64 with "+" and "/" likely; any works.
+	der, err := ocsp.CreateRequest(&x509.Certificate{SerialNumber: new(big.Int).SetBytes([]byte{0xfb, 0xff, 0xbf, 0x3e, 0xff})}, ca.cert, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b64 := base64.StdEncoding.EncodeToString(der)
+	for _, path := range []string{
+		"/ocsp/issuer/" + testNamespace + "/issuer/" + b64,
+		"/ocsp/%69ssuer/" + testNamespace + "/issuer/" + url.PathEscape(b64),
+		"/ocsp/issuer/" + testNamespace + "/%69ssuer/" + strings.NewReplacer("+", "%2B", "/", "%2F").Replace(b64),
+	} {
+		req := httptest.NewRequest(http.MethodGet, path, nil)
+		rec := httptest.NewRecorder()
+		s.route(rec, req)
+		if rec.Code != http.StatusOK {
+			t.Fatalf("GET %s: HTTP %d %s", path, rec.Code, rec.Body)
+		}
+		resp, err := ocsp.ParseResponse(rec.Body.Bytes(), ca.cert)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		if resp.Status != ocsp.Unknown {
+			t.Fatalf("GET %s: status %d for a serial never issued, want unknown", path, resp.Status)
+		}
 	}
 }
