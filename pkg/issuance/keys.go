@@ -53,9 +53,6 @@ var (
 	errUnsupportedKey = errors.New("unsupported key type")
 )
 
-// describeKey names pub and says whether Quill accepts it, for CSR keys and
-// CA keys alike. The name is returned even when the key is refused, so the
-// error message can say what was sent.
 // KeyAlgorithmOf names pub as Quill names key algorithms everywhere, and
 // refuses the keys Quill refuses for CAs and certificates (RSA outside 2048
 // to 8192 bits or with a bad exponent, other curves and key types). Offline
@@ -69,6 +66,9 @@ func SignatureAlgorithmFor(pub crypto.PublicKey, rsaPSS bool) (x509.SignatureAlg
 	return signatureAlgorithmFor(pub, rsaPSS)
 }
 
+// describeKey names pub and says whether Quill accepts it, for CSR keys and
+// CA keys alike. The name is returned even when the key is refused, so the
+// error message can say what was sent.
 func describeKey(pub crypto.PublicKey) (KeyAlgorithm, error) {
 	switch k := pub.(type) {
 	case *rsa.PublicKey:
