@@ -82,10 +82,12 @@ func Start() (*Env, error) {
 	// a panic), they die with it instead of lingering.
 	apiserver, err := deathWrapper(workdir, filepath.Join(bin, "kube-apiserver"))
 	if err != nil {
+		_ = os.RemoveAll(workdir)
 		return nil, err
 	}
 	etcd, err := deathWrapper(workdir, filepath.Join(bin, "etcd"))
 	if err != nil {
+		_ = os.RemoveAll(workdir)
 		return nil, err
 	}
 	e.env = &envtest.Environment{
