@@ -235,7 +235,9 @@ func (e *Env) StartCertManager(args ...string) (stop func() error, err error) {
 // stopProcess sends SIGTERM to a child's process group and waits, then
 // kills it if it has not exited after ten seconds.
 func stopProcess(cmd *exec.Cmd) error {
-	if cmd.Process == nil {
+	if cmd.Process == nil || cmd.ProcessState != nil {
+		// Never started, or already reaped (Kill): its process group id
+		// may belong to someone else by now.
 		return nil
 	}
 	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
