@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -159,12 +160,23 @@ func (h *hsm) logins(token, result string) float64 {
 }
 
 // softhsmTool runs a SoftHSM2 or OpenSC command line tool on this test's
-// tokens.
+// tokens. While the running controller's library rewrites a token's files,
+// another process listing the tokens can miss that token for a moment
+// (pkcs11-tool: "No slot with token named ...", softhsm2-util: "Could not
+// find a slot/token"); that case is tried again, briefly.
 func (h *hsm) softhsmTool(name string, args ...string) {
 	h.t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Env = append(os.Environ(), h.environ...)
-	if out, err := cmd.CombinedOutput(); err != nil {
+	for attempt := 1; ; attempt++ {
+		cmd := exec.Command(name, args...)
+		cmd.Env = append(os.Environ(), h.environ...)
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			return
+		}
+		if hidden := strings.Contains(string(out), "No slot with token") || strings.Contains(string(out), "Could not find a slot/token"); hidden && attempt < 20 {
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
 		h.t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
 	}
 }
