@@ -12,11 +12,14 @@ import (
 	"time"
 )
 
-// Authority is a CA ready to sign. LoadAuthority builds one from a Secret;
-// a controller with a non-software key (an HSM later) may fill the fields
-// itself. Sign runs Check on every call, so a stale Authority fails cleanly
-// rather than issuing. Sign only reads an Authority, so one value may serve
-// concurrent requests if Signer allows it.
+// Authority is a CA ready to sign, and the only thing in Quill that signs:
+// leaves and subordinate CAs (Sign), ceremony subordinates (SignCA), OCSP
+// responder certificates (IssueResponder) and CRLs (SignCRL); SelfSign
+// makes the roots an Authority starts from. LoadAuthority builds one from a
+// Secret; NewAuthority takes a key behind any crypto.Signer (an HSM). Every
+// certificate method runs Check first, so a stale Authority fails cleanly
+// rather than issuing. The methods only read an Authority, so one value may
+// serve concurrent requests if Signer allows it.
 type Authority struct {
 	// Certificate is the issuing CA; it signs what Sign returns.
 	Certificate *x509.Certificate
@@ -64,7 +67,7 @@ func LoadAuthority(tlsCrt, tlsKey, caCrt []byte) (*Authority, error) {
 // LoadAuthority reads them, and signer must hold the key of tlsCrt's first
 // certificate. Its errors are LoadAuthority's.
 func NewAuthority(tlsCrt, caCrt []byte, signer crypto.Signer) (*Authority, error) {
-	bundle, err := parseCertificates(tlsCrt)
+	bundle, err := ParseCertificatesPEM(tlsCrt)
 	if err != nil {
 		return nil, fmt.Errorf("%w: tls.crt: %w", ErrMalformedCA, err)
 	}
@@ -75,7 +78,7 @@ func NewAuthority(tlsCrt, caCrt []byte, signer crypto.Signer) (*Authority, error
 		}
 	}
 	issuing := bundle[0]
-	if !publicKeysEqual(signer.Public(), issuing.PublicKey) {
+	if !PublicKeysEqual(signer.Public(), issuing.PublicKey) {
 		return nil, fmt.Errorf("%w: the key does not belong to %q", ErrKeyMismatch, issuing.Subject)
 	}
 	if alg, err := describeKey(issuing.PublicKey); err != nil {
@@ -86,7 +89,7 @@ func NewAuthority(tlsCrt, caCrt []byte, signer crypto.Signer) (*Authority, error
 	last := bundle[len(bundle)-1]
 	root := last
 	if len(bytes.TrimSpace(caCrt)) > 0 {
-		anchors, err := parseCertificates(caCrt)
+		anchors, err := ParseCertificatesPEM(caCrt)
 		if err != nil {
 			return nil, fmt.Errorf("%w: ca.crt: %w", ErrMalformedCA, err)
 		}
@@ -163,7 +166,7 @@ func (a *Authority) Check(now time.Time) error {
 	}
 	var errs []error
 	c := a.Certificate
-	if !publicKeysEqual(a.Signer.Public(), c.PublicKey) {
+	if !PublicKeysEqual(a.Signer.Public(), c.PublicKey) {
 		errs = append(errs, fmt.Errorf("%w: the signer's public key is not the key of %q", ErrKeyMismatch, c.Subject))
 	}
 	if !c.BasicConstraintsValid || !c.IsCA {
@@ -251,9 +254,4 @@ func fingerprint(der []byte) string {
 		pairs[i] = fmt.Sprintf("%02X", b)
 	}
 	return strings.Join(pairs, ":")
-}
-
-// stamp formats times in messages the way Kubernetes shows them.
-func stamp(t time.Time) string {
-	return t.UTC().Format(time.RFC3339)
 }

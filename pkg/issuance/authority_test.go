@@ -31,7 +31,7 @@ func TestLoadAuthority(t *testing.T) {
 
 	rootCrt, rootKey, _ := secretFiles(t, root)
 	inter2Crt, inter2Key, _ := secretFiles(t, inter2) // inter2, inter1
-	rootPEM := encodeCertificates(root.Certificate)
+	rootPEM := EncodeCertificatesPEM(root.Certificate)
 	rsaCrt, _, _ := secretFiles(t, rsaRoot)
 	pkcs1 := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(rsaRoot.Signer.(*rsa.PrivateKey))})
 	sec1DER, err := x509.MarshalECPrivateKey(root.Signer.(*ecdsa.PrivateKey))
@@ -64,7 +64,7 @@ func TestLoadAuthority(t *testing.T) {
 		{name: "ec-sec1-key-with-parameters", tlsCrt: rootCrt, tlsKey: sec1, want: want{issuing: "Load Root", root: "Load Root"}},
 		{name: "ed25519-pkcs8-key", tlsCrt: edCrt, tlsKey: edKey, want: want{issuing: "Ed25519 Root", root: "Ed25519 Root"}},
 		{name: "ml-dsa-65-seed-only-pkcs8-key", tlsCrt: mlCrt, tlsKey: mlKey, want: want{issuing: "ML-DSA Root", root: "ML-DSA Root"}},
-		{name: "intermediate-and-ca-crt", tlsCrt: concat(encodeCertificates(inter1.Certificate)), tlsKey: mustKeyPEM(t, inter1), caCrt: rootPEM,
+		{name: "intermediate-and-ca-crt", tlsCrt: concat(EncodeCertificatesPEM(inter1.Certificate)), tlsKey: mustKeyPEM(t, inter1), caCrt: rootPEM,
 			want: want{issuing: "Load Intermediate 1", root: "Load Root"}},
 		{name: "chain-and-ca-crt", tlsCrt: inter2Crt, tlsKey: inter2Key, caCrt: rootPEM,
 			want: want{issuing: "Load Intermediate 2", intermediates: []string{"Load Intermediate 1"}, root: "Load Root"}},
@@ -74,15 +74,15 @@ func TestLoadAuthority(t *testing.T) {
 			want: want{issuing: "Load Intermediate 2", intermediates: []string{"Load Intermediate 1"}, root: "Load Root"}},
 		{name: "chain-without-root-or-ca-crt", tlsCrt: inter2Crt, tlsKey: inter2Key,
 			want: want{issuing: "Load Intermediate 2", root: "Load Intermediate 1"}},
-		{name: "ca-crt-rotation-bundle", tlsCrt: inter2Crt, tlsKey: inter2Key, caCrt: concat(encodeCertificates(otherRoot.Certificate), rootPEM),
+		{name: "ca-crt-rotation-bundle", tlsCrt: inter2Crt, tlsKey: inter2Key, caCrt: concat(EncodeCertificatesPEM(otherRoot.Certificate), rootPEM),
 			want: want{issuing: "Load Intermediate 2", intermediates: []string{"Load Intermediate 1"}, root: "Load Root"}},
 
 		{name: "key-mismatch", tlsCrt: rootCrt, tlsKey: otherKey, wantErr: ErrKeyMismatch, wantMsg: []string{"Load Root"}},
-		{name: "chain-out-of-order", tlsCrt: encodeCertificates(inter1.Certificate, inter2.Certificate), tlsKey: mustKeyPEM(t, inter1),
+		{name: "chain-out-of-order", tlsCrt: EncodeCertificatesPEM(inter1.Certificate, inter2.Certificate), tlsKey: mustKeyPEM(t, inter1),
 			wantErr: ErrMalformedCA, wantMsg: []string{"out of order", "certificate 1", "Load Intermediate 1", "Load Intermediate 2"}},
-		{name: "chain-with-gap", tlsCrt: encodeCertificates(inter2.Certificate, root.Certificate), tlsKey: inter2Key,
+		{name: "chain-with-gap", tlsCrt: EncodeCertificatesPEM(inter2.Certificate, root.Certificate), tlsKey: inter2Key,
 			wantErr: ErrMalformedCA, wantMsg: []string{"out of order"}},
-		{name: "ca-crt-unrelated", tlsCrt: inter2Crt, tlsKey: inter2Key, caCrt: encodeCertificates(otherRoot.Certificate),
+		{name: "ca-crt-unrelated", tlsCrt: inter2Crt, tlsKey: inter2Key, caCrt: EncodeCertificatesPEM(otherRoot.Certificate),
 			wantErr: ErrMalformedCA, wantMsg: []string{"ca.crt does not contain", "Load Intermediate 1", "Load Root"}},
 		{name: "corrupt-certificate-pem", tlsCrt: bytes.Replace(rootCrt, []byte("\n"), []byte("\n%%%"), 3), tlsKey: rootKey,
 			wantErr: ErrMalformedCA, wantMsg: []string{"tls.crt", "damaged"}},

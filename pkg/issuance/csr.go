@@ -34,7 +34,7 @@ func ParseCSR(data []byte) (*x509.CertificateRequest, error) {
 // parseCSR decodes exactly one PEM CSR and verifies its self-signature.
 // Errors are not classified; Sign wraps them all in ErrInvalidRequest.
 func parseCSR(data []byte) (*x509.CertificateRequest, error) {
-	blocks, err := pemBlocks(data)
+	blocks, err := DecodePEM(data)
 	if err != nil {
 		return nil, fmt.Errorf("the CSR is not valid PEM: %w", err)
 	}

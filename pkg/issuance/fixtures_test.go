@@ -60,7 +60,7 @@ func freshKey(alg KeyAlgorithm) (crypto.Signer, error) {
 	case ecdsaP224:
 		return ecdsa.GenerateKey(elliptic.P224(), rand.Reader)
 	}
-	return generateKey(alg)
+	return GenerateKey(alg)
 }
 
 // goExtensions lets Go's own encoder produce keyUsage, extKeyUsage and
@@ -313,11 +313,11 @@ func newCA(t testing.TB, opts ...caOption) *Authority {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ski, err := subjectKeyID(spki)
+	ski, err := SubjectKeyID(spki)
 	if err != nil {
 		t.Fatal(err)
 	}
-	serial, err := newSerial(rand.Reader)
+	serial, err := NewSerialNumber(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -384,7 +384,7 @@ func mustSign(t testing.TB, a *Authority, req Request, opts Options) *Issued {
 
 func pemCerts(t testing.TB, data []byte) []*x509.Certificate {
 	t.Helper()
-	certs, err := parseCertificates(data)
+	certs, err := ParseCertificatesPEM(data)
 	if err != nil {
 		t.Fatalf("parse PEM certificates: %v", err)
 	}
@@ -419,12 +419,12 @@ func verifyIssued(t testing.TB, issued *Issued) {
 // CA and its intermediates, tls.key PKCS#8, ca.crt the root.
 func secretFiles(t testing.TB, a *Authority) (tlsCrt, tlsKey, caCrt []byte) {
 	t.Helper()
-	tlsCrt = encodeCertificates(append([]*x509.Certificate{a.Certificate}, a.Intermediates...)...)
+	tlsCrt = EncodeCertificatesPEM(append([]*x509.Certificate{a.Certificate}, a.Intermediates...)...)
 	der, err := x509.MarshalPKCS8PrivateKey(a.Signer)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return tlsCrt, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), encodeCertificates(a.Root)
+	return tlsCrt, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), EncodeCertificatesPEM(a.Root)
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -8,10 +8,7 @@ import (
 	"crypto/mldsa"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/asn1"
 	"errors"
 	"fmt"
 	"strings"
@@ -161,36 +158,48 @@ func signatureAlgorithmFor(pub crypto.PublicKey, rsaPSS bool) (x509.SignatureAlg
 	return x509.UnknownSignatureAlgorithm, fmt.Errorf("%w: no signature algorithm for CA key %T", errUnsupportedKey, pub)
 }
 
-// subjectKeyID derives a key identifier from a DER SubjectPublicKeyInfo by
-// method 1 of RFC 7093: the leftmost 160 bits of the SHA-256 hash of the
-// subjectPublicKey BIT STRING value. SHA-256 rather than RFC 5280's SHA-1
-// keeps SHA-1 out of the CA entirely, and 160 bits keeps identifiers the
-// size every tool expects.
-func subjectKeyID(spkiDER []byte) ([]byte, error) {
-	var spki struct {
-		Algorithm pkix.AlgorithmIdentifier
-		PublicKey asn1.BitString
-	}
-	rest, err := asn1.Unmarshal(spkiDER, &spki)
-	if err != nil {
-		return nil, fmt.Errorf("parse subjectPublicKeyInfo: %w", err)
-	}
-	if len(rest) != 0 {
-		return nil, errors.New("parse subjectPublicKeyInfo: trailing data")
-	}
-	sum := sha256.Sum256(spki.PublicKey.Bytes)
-	return sum[:20], nil
-}
-
-// publicKeysEqual compares two public keys of any supported type; every key
+// PublicKeysEqual compares two public keys of any supported type; every key
 // type in the standard library implements Equal.
-func publicKeysEqual(a, b crypto.PublicKey) bool {
+func PublicKeysEqual(a, b crypto.PublicKey) bool {
 	eq, ok := a.(interface{ Equal(crypto.PublicKey) bool })
 	return ok && eq.Equal(b)
 }
 
-// generateKey makes a fresh private key of alg from crypto/rand.
-func generateKey(alg KeyAlgorithm) (crypto.Signer, error) {
+// KeyAlgorithms lists the algorithms GenerateKey makes, in the order help
+// texts and error messages show them. It is the one list of key algorithm
+// names in Quill; key backends (PKCS#11, KMS) map their own names to these.
+func KeyAlgorithms() []KeyAlgorithm {
+	return []KeyAlgorithm{
+		ECDSAP256, ECDSAP384, ECDSAP521,
+		RSA2048, RSA3072, RSA4096,
+		Ed25519, MLDSA44, MLDSA65, MLDSA87,
+	}
+}
+
+// ParseKeyAlgorithm accepts the names KeyAlgorithms returns, in any letter
+// case, as users type them on a command line or in a configuration. Its
+// errors list the names it accepts.
+func ParseKeyAlgorithm(s string) (KeyAlgorithm, error) {
+	if s == "" {
+		return "", fmt.Errorf("%w: no key algorithm given; use one of %s", errUnsupportedKey, keyAlgorithmNames())
+	}
+	for _, a := range KeyAlgorithms() {
+		if strings.EqualFold(s, string(a)) {
+			return a, nil
+		}
+	}
+	return "", fmt.Errorf("%w: key algorithm %q; use one of %s", errUnsupportedKey, s, keyAlgorithmNames())
+}
+
+// GenerateKey makes a fresh private key of alg from crypto/rand; it is the
+// only place Quill generates keys in software (roots, ceremony keys, OCSP
+// responder keys). alg is read as ParseKeyAlgorithm reads it; an unknown
+// name is refused with an error that lists the names KeyAlgorithms returns.
+func GenerateKey(alg KeyAlgorithm) (crypto.Signer, error) {
+	alg, err := ParseKeyAlgorithm(string(alg))
+	if err != nil {
+		return nil, err
+	}
 	switch alg {
 	case ECDSAP256:
 		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -214,13 +223,15 @@ func generateKey(alg KeyAlgorithm) (crypto.Signer, error) {
 	case MLDSA87:
 		return mldsa.GenerateKey(mldsa.MLDSA87())
 	}
-	return nil, fmt.Errorf("%w: key algorithm %q; use one of %s", errUnsupportedKey, alg, strings.Join(keyAlgorithmNames(), ", "))
+	// KeyAlgorithms lists a name this switch does not handle.
+	return nil, fmt.Errorf("%w: key algorithm %q cannot be generated", errUnsupportedKey, alg)
 }
 
-func keyAlgorithmNames() []string {
-	return []string{
-		string(ECDSAP256), string(ECDSAP384), string(ECDSAP521),
-		string(RSA2048), string(RSA3072), string(RSA4096),
-		string(Ed25519), string(MLDSA44), string(MLDSA65), string(MLDSA87),
+func keyAlgorithmNames() string {
+	algs := KeyAlgorithms()
+	names := make([]string, len(algs))
+	for i, a := range algs {
+		names[i] = string(a)
 	}
+	return strings.Join(names, ", ")
 }

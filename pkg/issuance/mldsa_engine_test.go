@@ -68,7 +68,7 @@ func TestCirclEngineSignsForCrypto509(t *testing.T) {
 func TestFastSignerLeavesOtherKeys(t *testing.T) {
 	t.Parallel()
 	for _, alg := range []KeyAlgorithm{ECDSAP256, RSA2048, Ed25519} {
-		k, err := generateKey(alg)
+		k, err := GenerateKey(alg)
 		if err != nil {
 			t.Fatal(err)
 		}

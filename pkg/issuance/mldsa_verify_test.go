@@ -65,7 +65,7 @@ func issueRaw(t *testing.T, a *Authority, edit func(*x509.Certificate)) *x509.Ce
 
 func mustSerial(t *testing.T) *big.Int {
 	t.Helper()
-	s, err := newSerial(rand.Reader)
+	s, err := NewSerialNumber(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/quill-pki/quill/pkg/crl"
 )
 
 // requireOpenSSL finds the openssl binary. Its absence fails the test rather
@@ -126,10 +129,10 @@ func TestOpenSSLVerifies(t *testing.T) {
 
 			chain := pemCerts(t, issued.ChainPEM)
 			rootFile := writeFile(t, dir, "root.pem", issued.CAPEM)
-			leafFile := writeFile(t, dir, "leaf.pem", encodeCertificates(chain[0]))
+			leafFile := writeFile(t, dir, "leaf.pem", EncodeCertificatesPEM(chain[0]))
 			args := []string{"verify", "-x509_strict", "-purpose", "sslserver", "-attime", strconv.FormatInt(testNow.Unix(), 10), "-CAfile", rootFile}
 			if len(chain) > 1 {
-				args = append(args, "-untrusted", writeFile(t, dir, "chain.pem", encodeCertificates(chain[1:]...)))
+				args = append(args, "-untrusted", writeFile(t, dir, "chain.pem", EncodeCertificatesPEM(chain[1:]...)))
 			}
 			if out := runOpenSSL(t, bin, append(args, leafFile)...); strings.TrimSpace(out) != leafFile+": OK" {
 				t.Errorf("openssl verify: %s", out)
@@ -145,13 +148,88 @@ func TestOpenSSLVerifies(t *testing.T) {
 			)
 
 			if len(chain) > 1 {
-				issuing := writeFile(t, dir, "issuing.pem", encodeCertificates(chain[1]))
+				issuing := writeFile(t, dir, "issuing.pem", EncodeCertificatesPEM(chain[1]))
 				out := runOpenSSL(t, bin, "x509", "-in", issuing, "-noout", "-fingerprint", "-sha256")
 				_, got, _ := strings.Cut(strings.TrimSpace(out), "=")
 				if want := ca.Summary().SHA256Fingerprint; got != want {
 					t.Errorf("openssl fingerprint %q, Summary %q", got, want)
 				}
 			}
+		})
+	}
+}
+
+// TestOpenSSLVerifiesEveryKind has OpenSSL verify, in strict X.509 mode,
+// one certificate of every kind issue makes (a root from SelfSign, a
+// ceremony subordinate from SignCA, a leaf from Sign, a delegated OCSP
+// responder from IssueResponder) and the CRL SignCRL makes.
+func TestOpenSSLVerifiesEveryKind(t *testing.T) {
+	t.Parallel()
+	bin := requireOpenSSL(t)
+	tests := []struct {
+		name string
+		alg  KeyAlgorithm
+	}{
+		{name: "ecdsa-p256", alg: ECDSAP256},
+		{name: "rsa-2048", alg: RSA2048},
+		{name: "ed25519", alg: Ed25519},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			rootKey, subKey := testKey(t, tt.alg, 40), testKey(t, tt.alg, 41)
+			rootIssued, err := SelfSign(rootKey, mustName(t, "OpenSSL Kinds Root "+tt.name),
+				CAProfile{Validity: 365 * 24 * time.Hour, Backdate: time.Hour, MaxPathLen: ptr(1),
+					NameConstraints: &NameConstraints{PermittedDNSDomains: []string{"example.test"}}}, testNow)
+			if err != nil {
+				t.Fatal(err)
+			}
+			root := &Authority{Certificate: rootIssued.Certificate, Root: rootIssued.Certificate, Signer: rootKey}
+			subIssued, err := root.SignCA(rawCSR(t, mustName(t, "OpenSSL Kinds Sub "+tt.name), subKey),
+				CAProfile{Validity: 180 * 24 * time.Hour, Backdate: time.Hour, MaxPathLen: ptr(0)}, testNow)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sub, err := NewAuthority(subIssued.ChainPEM, subIssued.CAPEM, subKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			leaf := mustSign(t, sub, Request{CSR: newCSR(t), KeyUsage: x509.KeyUsageDigitalSignature,
+				ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}, baseOptions())
+			responder, _, err := sub.IssueResponder(0, "", testNow)
+			if err != nil {
+				t.Fatal(err)
+			}
+			crlDER, err := sub.SignCRL(CRLRequest{Entries: []crl.Entry{{Serial: leaf.Certificate.SerialNumber, RevokedAt: testNow, Reason: 4}},
+				Number: big.NewInt(1), ThisUpdate: testNow, Validity: 24 * time.Hour})
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			rootFile := writeFile(t, dir, "root.pem", rootIssued.CAPEM)
+			subFile := writeFile(t, dir, "sub.pem", EncodeCertificatesPEM(sub.Certificate))
+			at := strconv.FormatInt(testNow.Unix(), 10)
+			for _, c := range []struct {
+				name, purpose string
+				cert          *x509.Certificate
+			}{
+				{name: "root", purpose: "any", cert: rootIssued.Certificate},
+				{name: "subordinate", purpose: "crlsign", cert: sub.Certificate},
+				{name: "leaf", purpose: "sslserver", cert: leaf.Certificate},
+				{name: "responder", purpose: "ocsphelper", cert: responder.Certificate},
+			} {
+				file := writeFile(t, dir, c.name+".pem", EncodeCertificatesPEM(c.cert))
+				out := runOpenSSL(t, bin, "verify", "-x509_strict", "-purpose", c.purpose, "-attime", at, "-CAfile", rootFile, "-untrusted", subFile, file)
+				if strings.TrimSpace(out) != file+": OK" {
+					t.Errorf("openssl verify %s: %s", c.name, out)
+				}
+				text := runOpenSSL(t, bin, "x509", "-in", file, "-noout", "-text")
+				containsAll(t, text, "X509v3 Subject Key Identifier", "X509v3 Basic Constraints: critical")
+			}
+			crlFile := writeFile(t, dir, "crl.pem", pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: crlDER}))
+			out := runOpenSSL(t, bin, "crl", "-in", crlFile, "-CAfile", writeFile(t, dir, "chain.pem", concat(EncodeCertificatesPEM(sub.Certificate), rootIssued.CAPEM)), "-noout", "-text")
+			containsAll(t, out, "verify OK", "Serial Number: "+strings.ToUpper(leaf.Certificate.SerialNumber.Text(16)))
 		})
 	}
 }

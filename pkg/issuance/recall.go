@@ -20,7 +20,7 @@ var mustStapleExtension = pkix.Extension{
 // signature. It fails when certPEM is not exactly one certificate or was not
 // signed by this CA's key.
 func (a *Authority) Recall(certPEM []byte) (*Issued, error) {
-	certs, err := parseCertificates(certPEM)
+	certs, err := ParseCertificatesPEM(certPEM)
 	if err != nil {
 		return nil, fmt.Errorf("recorded certificate: %w", err)
 	}

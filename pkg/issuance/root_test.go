@@ -52,7 +52,7 @@ func TestNewSelfSignedRoot(t *testing.T) {
 			if want := x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature; c.KeyUsage != want {
 				t.Errorf("key usage = %v", keyUsageNames(c.KeyUsage))
 			}
-			if ski, _ := subjectKeyID(c.RawSubjectPublicKeyInfo); len(c.SubjectKeyId) != 20 || string(ski) != string(c.SubjectKeyId) {
+			if ski, _ := SubjectKeyID(c.RawSubjectPublicKeyInfo); len(c.SubjectKeyId) != 20 || string(ski) != string(c.SubjectKeyId) {
 				t.Errorf("SKI = %x, want %x", c.SubjectKeyId, ski)
 			}
 			if !c.NotBefore.Equal(testNow.Add(-time.Hour)) || !c.NotAfter.Equal(testNow.Add(validity)) {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/url"
 	"time"
@@ -253,20 +252,8 @@ func (a *Authority) Sign(req Request, opts Options) (*Issued, error) {
 		notes = append(notes, note)
 	}
 
-	serial, err := newSerial(opts.rand())
-	if err != nil {
-		return nil, fmt.Errorf("generate serial number: %w", err)
-	}
-	ski, err := subjectKeyID(csr.RawSubjectPublicKeyInfo)
-	if err != nil {
-		return nil, invalidf("the CSR's public key: %w", err)
-	}
-	sigAlg, err := signatureAlgorithmFor(a.Certificate.PublicKey, opts.RSAPSS)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrMalformedCA, err)
-	}
+	spki := csr.RawSubjectPublicKeyInfo
 	template := &x509.Certificate{
-		SerialNumber:          serial,
 		RawSubject:            csr.RawSubject,
 		NotBefore:             notBefore,
 		NotAfter:              notAfter,
@@ -280,11 +267,9 @@ func (a *Authority) Sign(req Request, opts Options) (*Issued, error) {
 		IPAddresses:           csr.IPAddresses,
 		URIs:                  csr.URIs,
 		EmailAddresses:        csr.EmailAddresses,
-		SubjectKeyId:          ski,
 		CRLDistributionPoints: opts.CRLDistributionPoints,
 		OCSPServer:            opts.OCSPServers,
 		IssuingCertificateURL: opts.IssuingCertificateURLs,
-		SignatureAlgorithm:    sigAlg,
 	}
 	if opts.MustStaple {
 		template.ExtraExtensions = append(template.ExtraExtensions, mustStapleExtension)
@@ -296,23 +281,11 @@ func (a *Authority) Sign(req Request, opts Options) (*Issued, error) {
 		template.PermittedEmailAddresses, template.ExcludedEmailAddresses = nc.PermittedEmailAddresses, nc.ExcludedEmailAddresses
 		template.PermittedURIDomains, template.ExcludedURIDomains = nc.PermittedURIDomains, nc.ExcludedURIDomains
 	}
-	// Set explicitly: Go derives it from the parent only when issuer and
-	// subject names differ, and a requester may well reuse the CA's name.
-	if len(a.Certificate.SubjectKeyId) > 0 {
-		template.AuthorityKeyId = a.Certificate.SubjectKeyId
-	} else {
+	if len(a.Certificate.SubjectKeyId) == 0 {
 		notes = append(notes, "the issuing CA has no subject key identifier, so the certificate has no authority key identifier; reissue the CA to fix this")
 	}
-
-	der, err := x509.CreateCertificate(opts.rand(), template, a.Certificate, csr.PublicKey, a.Signer)
+	cert, err := issue(a, nil, certRequest{tmpl: template, spki: spki, pub: csr.PublicKey, now: now, rsaPSS: opts.RSAPSS, rand: opts.rand()})
 	if err != nil {
-		return nil, fmt.Errorf("sign certificate: %w", err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, fmt.Errorf("self-check: the signed certificate does not parse: %w", err)
-	}
-	if err := a.verify(cert); err != nil {
 		return nil, err
 	}
 
@@ -324,11 +297,11 @@ func (a *Authority) Sign(req Request, opts Options) (*Issued, error) {
 // bundle is what a requester receives for cert: the chain without the root,
 // and the root.
 func (a *Authority) bundle(cert *x509.Certificate) *Issued {
-	issued := &Issued{Certificate: cert, CAPEM: encodeCertificates(a.Root)}
+	issued := &Issued{Certificate: cert, CAPEM: EncodeCertificatesPEM(a.Root)}
 	if a.issuerIsRoot() {
-		issued.ChainPEM = encodeCertificates(cert)
+		issued.ChainPEM = EncodeCertificatesPEM(cert)
 	} else {
-		issued.ChainPEM = encodeCertificates(append([]*x509.Certificate{cert, a.Certificate}, a.Intermediates...)...)
+		issued.ChainPEM = EncodeCertificatesPEM(append([]*x509.Certificate{cert, a.Certificate}, a.Intermediates...)...)
 	}
 	return issued
 }
@@ -346,7 +319,7 @@ func (a *Authority) validity(requested time.Duration, opts Options) (notBefore, 
 		return notBefore, notAfter, "", invalidf("duration %s is below the minimum of %s", d, MinCertificateDuration)
 	}
 	if opts.MaxDuration > 0 && d > opts.MaxDuration {
-		return notBefore, notAfter, "", invalidf("duration %s exceeds this issuer's maximum of %s; ask for %s or less", humanDuration(d), humanDuration(opts.MaxDuration), humanDuration(opts.MaxDuration))
+		return notBefore, notAfter, "", invalidf("duration %s exceeds this issuer's maximum of %s; ask for %s or less", HumanDuration(d), HumanDuration(opts.MaxDuration), HumanDuration(opts.MaxDuration))
 	}
 	// X.509 times have one-second resolution; truncating here makes the
 	// template equal the encoded certificate.
@@ -366,7 +339,7 @@ func (a *Authority) validity(requested time.Duration, opts Options) (notBefore, 
 				ErrCAExpired, limit.Subject, stamp(limit.NotAfter), left, MinCertificateDuration)
 		}
 		note = fmt.Sprintf("validity clamped to the CA's notAfter %s: the requested %s would outlive CA %q; the certificate is valid for %s",
-			stamp(notAfter), humanDuration(d), limit.Subject, humanDuration(notAfter.Sub(notBefore)))
+			stamp(notAfter), HumanDuration(d), limit.Subject, HumanDuration(notAfter.Sub(notBefore)))
 	}
 	return notBefore, notAfter, note, nil
 }
@@ -478,30 +451,4 @@ func (a *Authority) verifyX509(cert *x509.Certificate) error {
 		return invalidf("the CA chain's name constraints do not permit the requested names (the signed certificate was discarded): %w", err)
 	}
 	return fmt.Errorf("self-check: the signed certificate does not verify up to %q, so it was discarded: %w", a.Root.Subject, err)
-}
-
-// newSerial returns a serial of exactly 159 random-looking bits: 160 random
-// bits with the top bit cleared, so the DER INTEGER stays positive within
-// the 20 octets RFC 5280 allows, and the next bit set, so every serial has
-// the same length. That leaves 158 bits of entropy, above the 64 the CA/B
-// Forum requires and the 128 Quill promises.
-func newSerial(r io.Reader) (*big.Int, error) {
-	b := make([]byte, 20)
-	if _, err := io.ReadFull(r, b); err != nil {
-		return nil, err
-	}
-	b[0] = b[0]&0x7f | 0x40
-	return new(big.Int).SetBytes(b), nil
-}
-
-// humanDuration prints whole days as days, the unit people ask for.
-func humanDuration(d time.Duration) string {
-	const day = 24 * time.Hour
-	if d >= day && d%day == 0 {
-		if d == day {
-			return "1 day"
-		}
-		return fmt.Sprintf("%d days", d/day)
-	}
-	return d.String()
 }

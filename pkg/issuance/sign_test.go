@@ -67,7 +67,7 @@ func TestSignKeyTypes(t *testing.T) {
 			if cert.SignatureAlgorithm != tt.wantSig {
 				t.Errorf("signature algorithm = %s, want %s", cert.SignatureAlgorithm, tt.wantSig)
 			}
-			if !publicKeysEqual(leafKey.Public(), cert.PublicKey) {
+			if !PublicKeysEqual(leafKey.Public(), cert.PublicKey) {
 				t.Error("certificate does not carry the CSR's public key")
 			}
 			if alg, err := describeKey(cert.PublicKey); err != nil || alg != tt.leafKey {
@@ -140,7 +140,7 @@ func TestSignRejectsInvalidRequests(t *testing.T) {
 		{name: "damaged-base64", req: func(t testing.TB) Request {
 			return leafUsages(bytes.Replace(good(t), []byte("\n"), []byte("\n!!!!"), 2))
 		}, wantMsg: []string{"damaged"}},
-		{name: "wrong-block-type", req: func(testing.TB) Request { return leafUsages(encodeCertificates(root.Certificate)) }, wantMsg: []string{`"CERTIFICATE"`, `want "CERTIFICATE REQUEST"`}},
+		{name: "wrong-block-type", req: func(testing.TB) Request { return leafUsages(EncodeCertificatesPEM(root.Certificate)) }, wantMsg: []string{`"CERTIFICATE"`, `want "CERTIFICATE REQUEST"`}},
 		{name: "private-key-block", req: func(testing.TB) Request {
 			return leafUsages(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte{1}}))
 		}, wantMsg: []string{"private key", "never send private keys"}},
@@ -814,7 +814,7 @@ func ExampleAuthority_Sign() {
 	if err != nil {
 		panic(err)
 	}
-	key, _ := generateKey(Ed25519)
+	key, _ := GenerateKey(Ed25519)
 	der, _ := x509.CreateCertificateRequest(nil, &x509.CertificateRequest{DNSNames: []string{"app.example.test"}}, key)
 	issued, err := ca.Sign(Request{
 		CSR:      pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}),
