@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/x509"
+	"encoding/asn1"
 	"errors"
 	"slices"
 	"testing"
@@ -11,6 +12,10 @@ import (
 
 	"github.com/quill-pki/quill/pkg/issuance"
 )
+
+// responderBackdate is how far IssueResponder backdates a responder
+// certificate for clock skew.
+const responderBackdate = 5 * time.Minute
 
 func TestNewDelegatedResponder(t *testing.T) {
 	t.Parallel()
@@ -53,14 +58,17 @@ func TestNewDelegatedResponder(t *testing.T) {
 			}
 			var nocheck bool
 			for _, e := range cert.Extensions {
-				if e.Id.Equal(oidOCSPNoCheck) {
+				if e.Id.Equal(asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 48, 1, 5}) {
 					nocheck = bytes.Equal(e.Value, []byte{0x05, 0x00}) && !e.Critical
 				}
 			}
 			if !nocheck {
 				t.Error("no id-pkix-ocsp-nocheck extension with a NULL value")
 			}
-			if !cert.NotBefore.Equal(testNow.Add(-clockSkew)) || !cert.NotAfter.Equal(testNow.Add(48*time.Hour)) {
+			if s := cert.SerialNumber; s.Sign() <= 0 || s.BitLen() != 159 {
+				t.Errorf("serial %X is not the 159-bit serial every Quill certificate has", s)
+			}
+			if !cert.NotBefore.Equal(testNow.Add(-responderBackdate)) || !cert.NotAfter.Equal(testNow.Add(48*time.Hour)) {
 				t.Errorf("validity %s to %s", cert.NotBefore, cert.NotAfter)
 			}
 			// Clients check the chain with the OCSPSigning purpose.
@@ -123,7 +131,7 @@ func TestNewDelegatedResponderRefuses(t *testing.T) {
 func TestNeedsRotation(t *testing.T) {
 	t.Parallel()
 	ca := newTestCA(t, issuance.ECDSAP256, 0)
-	cert, _, err := NewDelegatedResponder(ca.cert, ca.key, 3*time.Hour-clockSkew, testNow, "")
+	cert, _, err := NewDelegatedResponder(ca.cert, ca.key, 3*time.Hour-responderBackdate, testNow, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/quill-pki/quill/pkg/issuance"
 	"github.com/quill-pki/quill/pkg/ocspserver"
 )
 
@@ -41,7 +42,7 @@ type dataset struct {
 }
 
 // makeDataset creates an ECDSA P-256 CA, a delegated responder (ECDSA
-// P-256, issued by ocspserver.NewDelegatedResponder) that both responders
+// P-256, issued by issuance.Authority.IssueResponder) that both responders
 // sign with, and n issued certificates of which every tenth is revoked,
 // written as an openssl ca database.
 func makeDataset(dir string, n int) (*dataset, error) {
@@ -67,10 +68,11 @@ func makeDataset(dir string, n int) (*dataset, error) {
 	if err != nil {
 		return nil, err
 	}
-	signer, signerKey, err := ocspserver.NewDelegatedResponder(ca, caKey, 24*time.Hour, now, "")
+	responder, signerKey, err := (&issuance.Authority{Certificate: ca, Root: ca, Signer: caKey}).IssueResponder(24*time.Hour, "", now)
 	if err != nil {
 		return nil, err
 	}
+	signer := responder.Certificate
 	keyDER, err := x509.MarshalPKCS8PrivateKey(signerKey)
 	if err != nil {
 		return nil, err

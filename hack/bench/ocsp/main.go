@@ -4,7 +4,7 @@
 //	go run ./hack/bench/ocsp [-certs 10000] [-clients 1,8,32] [-duration 5s] [-rate 2000] [-multi 2]
 //
 // It generates an ECDSA P-256 CA, a delegated responder certificate with an
-// ECDSA P-256 key (ocspserver.NewDelegatedResponder) and -certs issued
+// ECDSA P-256 key (issuance.Authority.IssueResponder) and -certs issued
 // serials, every tenth revoked, written as an openssl ca database. Then it
 // starts, each in its own process:
 //
