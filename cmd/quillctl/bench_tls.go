@@ -21,7 +21,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/quill-pki/quill/pkg/ceremony"
 	"github.com/quill-pki/quill/pkg/issuance"
 	"github.com/quill-pki/quill/pkg/tlsconfig"
 )
@@ -151,7 +150,7 @@ func issueChain(algs [3]issuance.KeyAlgorithm) (chainPEM, keyPEM, rootPEM []byte
 		return nil, nil, nil, err
 	}
 	sign := func(alg issuance.KeyAlgorithm, cn string, isCA bool) (*issuance.Issued, []byte, error) {
-		key, err := ceremony.GenerateKey(alg)
+		key, err := issuance.GenerateKey(alg)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -176,7 +175,7 @@ func issueChain(algs [3]issuance.KeyAlgorithm) (chainPEM, keyPEM, rootPEM []byte
 		if err != nil {
 			return nil, nil, err
 		}
-		keyPEM, err := ceremony.MarshalPrivateKeyPEM(key)
+		keyPEM, err := issuance.MarshalPrivateKeyPEM(key)
 		return issued, keyPEM, err
 	}
 	inter, interKey, err := sign(algs[1], "quillctl bench intermediate", true)

@@ -131,7 +131,7 @@ func (a *app) initCommand() *cobra.Command {
 					return err
 				}
 			} else {
-				if opts.KeyAlgorithm, err = ceremony.ParseKeyAlgorithm(keyAlg); err != nil {
+				if opts.KeyAlgorithm, err = issuance.ParseKeyAlgorithm(keyAlg); err != nil {
 					return err
 				}
 				opts.OutKey = outKey
@@ -425,7 +425,7 @@ func withHint(err error) error {
 }
 
 func algorithms() string {
-	algs := ceremony.KeyAlgorithms()
+	algs := issuance.KeyAlgorithms()
 	names := make([]string, len(algs))
 	for i, a := range algs {
 		names[i] = string(a)
@@ -441,7 +441,7 @@ func (a *app) requestKey(keyRef, generate string) (ceremony.KeySource, issuance.
 		src, err := a.keys.Open(keyRef)
 		return src, "", "", err
 	}
-	alg, err := ceremony.ParseKeyAlgorithm(generate)
+	alg, err := issuance.ParseKeyAlgorithm(generate)
 	if err != nil {
 		return nil, "", "", err
 	}

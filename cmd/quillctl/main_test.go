@@ -22,7 +22,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
-	"github.com/quill-pki/quill/pkg/ceremony"
 	"github.com/quill-pki/quill/pkg/issuance"
 )
 
@@ -246,14 +245,14 @@ func loadPair(certPath, keyPath string) (*x509.Certificate, crypto.Signer, error
 	if err != nil {
 		return nil, nil, err
 	}
-	key, err := ceremony.ParsePrivateKeyPEM(keyPEM)
+	key, err := issuance.ParsePrivateKeyPEM(keyPEM)
 	return cert, key, err
 }
 
 // writeIssued writes name.crt and name.key: a CA certificate signed by
 // parent, changed by edit.
 func writeIssued(dir, name string, parent *x509.Certificate, parentKey crypto.Signer, edit func(*x509.Certificate)) error {
-	key, err := ceremony.GenerateKey(issuance.ECDSAP256)
+	key, err := issuance.GenerateKey(issuance.ECDSAP256)
 	if err != nil {
 		return err
 	}
@@ -272,7 +271,7 @@ func writeIssued(dir, name string, parent *x509.Certificate, parentKey crypto.Si
 	if err != nil {
 		return err
 	}
-	keyPEM, err := ceremony.MarshalPrivateKeyPEM(key)
+	keyPEM, err := issuance.MarshalPrivateKeyPEM(key)
 	if err != nil {
 		return err
 	}

@@ -91,7 +91,7 @@ func readCSR(path string) (*x509.CertificateRequest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errBadCSR, err)
 	}
-	blocks, err := decodePEM(data)
+	blocks, err := issuance.DecodePEM(data)
 	if err != nil {
 		return nil, fmt.Errorf("%w %s: %w", errBadCSR, path, err)
 	}

@@ -64,7 +64,7 @@ func TestNewCSR(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !publicKeysEqual(key.Public(), csr.PublicKey) {
+			if !issuance.PublicKeysEqual(key.Public(), csr.PublicKey) {
 				t.Error("the request is not for the key")
 			}
 			if fi, _ := os.Stat(keyPath); fi.Mode().Perm() != 0o600 {

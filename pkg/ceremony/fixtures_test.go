@@ -16,6 +16,11 @@ import (
 	"github.com/quill-pki/quill/pkg/issuance"
 )
 
+// caKeyUsage is what pkg/issuance gives every CA certificate a ceremony
+// makes: signing certificates and CRLs, and digitalSignature for OCSP
+// responses signed by the CA itself.
+const caKeyUsage = x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature
+
 // testNow is the clock of every test; nothing here reads the real one.
 var testNow = time.Date(2030, time.June, 1, 12, 0, 0, 0, time.UTC)
 
@@ -32,7 +37,7 @@ var keyCache sync.Map
 func testKey(t testing.TB, alg issuance.KeyAlgorithm, slot int) crypto.Signer {
 	t.Helper()
 	gen, _ := keyCache.LoadOrStore(keySlot{alg, slot}, sync.OnceValues(func() (crypto.Signer, error) {
-		return GenerateKey(alg)
+		return issuance.GenerateKey(alg)
 	}))
 	k, err := gen.(func() (crypto.Signer, error))()
 	if err != nil {
@@ -86,7 +91,7 @@ func withKey(k crypto.Signer) certOption {
 // P-256 key unless withKey says otherwise.
 func newCert(t testing.TB, cn string, parent *testCert, opts ...certOption) *testCert {
 	t.Helper()
-	serial, err := newSerial()
+	serial, err := issuance.NewSerialNumber(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +116,11 @@ func newCert(t testing.TB, cn string, parent *testCert, opts ...certOption) *tes
 		}
 		p.key = k
 	}
-	ski, err := subjectKeyID(p.key.Public())
+	spki, err := x509.MarshalPKIXPublicKey(p.key.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ski, err := issuance.SubjectKeyID(spki)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,11 +137,11 @@ func newCert(t testing.TB, cn string, parent *testCert, opts ...certOption) *tes
 	if err != nil {
 		t.Fatal(err)
 	}
-	keyPEM, err := MarshalPrivateKeyPEM(p.key)
+	keyPEM, err := issuance.MarshalPrivateKeyPEM(p.key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testCert{cert: cert, key: p.key, certPEM: encodeCertificatesPEM(cert), keyPEM: keyPEM}
+	return &testCert{cert: cert, key: p.key, certPEM: issuance.EncodeCertificatesPEM(cert), keyPEM: keyPEM}
 }
 
 func writeTestFile(t testing.TB, dir, name string, data []byte) string {

@@ -118,7 +118,7 @@ func Import(o ImportOptions) (*Imported, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", issuance.ErrMalformedCA, err)
 		}
-		extra, err := parseCertificatesPEM(data)
+		extra, err := issuance.ParseCertificatesPEM(data)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: %w", issuance.ErrMalformedCA, o.CA, err)
 		}
@@ -136,9 +136,9 @@ func Import(o ImportOptions) (*Imported, error) {
 		return nil, fmt.Errorf("%s: %w", source, err)
 	}
 	root := chain[len(chain)-1]
-	tlsCrt := encodeCertificatesPEM(chain[:max(1, len(chain)-1)]...)
-	caCrt := encodeCertificatesPEM(root)
-	tlsKey, err := MarshalPrivateKeyPEM(signer)
+	tlsCrt := issuance.EncodeCertificatesPEM(chain[:max(1, len(chain)-1)]...)
+	caCrt := issuance.EncodeCertificatesPEM(root)
+	tlsKey, err := issuance.MarshalPrivateKeyPEM(signer)
 	if err != nil {
 		return nil, err
 	}
@@ -161,7 +161,7 @@ func Import(o ImportOptions) (*Imported, error) {
 	}
 	for _, c := range chain {
 		if left := c.NotAfter.Sub(o.Now); left < 30*24*time.Hour {
-			warnings = append(warnings, fmt.Sprintf("%q expires at %s, in %s", c.Subject, stamp(c.NotAfter), humanDuration(left.Round(time.Minute))))
+			warnings = append(warnings, fmt.Sprintf("%q expires at %s, in %s", c.Subject, stamp(c.NotAfter), issuance.HumanDuration(left.Round(time.Minute))))
 		}
 	}
 	secret := &corev1.Secret{
@@ -180,7 +180,7 @@ func Import(o ImportOptions) (*Imported, error) {
 // checkIssuing checks what makes cert unusable as an issuing CA whatever
 // its chain: a key that is not its own, no cA flag, no keyCertSign.
 func checkIssuing(cert *x509.Certificate, key crypto.Signer) error {
-	if !publicKeysEqual(key.Public(), cert.PublicKey) {
+	if !issuance.PublicKeysEqual(key.Public(), cert.PublicKey) {
 		return fmt.Errorf("%w: the private key is not the key of %q", issuance.ErrKeyMismatch, cert.Subject)
 	}
 	if !cert.BasicConstraintsValid || !cert.IsCA {
@@ -203,7 +203,7 @@ func readPFX(path, password string) (*x509.Certificate, []*x509.Certificate, cry
 	switch trimmed := bytes.TrimSpace(data); {
 	case len(trimmed) == 0:
 		return nil, nil, nil, fmt.Errorf("%w %s: the file is empty", errBadPFX, path)
-	case bytes.HasPrefix(trimmed, pemBegin):
+	case bytes.HasPrefix(trimmed, []byte("-----BEGIN ")):
 		return nil, nil, nil, fmt.Errorf("%w %s: it is PEM, not PKCS#12; import PEM files with --cert and --key", errBadPFX, path)
 	}
 	key, cert, cas, err := pkcs12.DecodeChain(data, password)
@@ -241,7 +241,7 @@ func readPEMPair(certPath, keyPath string) (*x509.Certificate, []*x509.Certifica
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("%w: %w", issuance.ErrMalformedCA, err)
 	}
-	certs, err := parseCertificatesPEM(data)
+	certs, err := issuance.ParseCertificatesPEM(data)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("%w: %s: %w", issuance.ErrMalformedCA, certPath, err)
 	}

@@ -103,11 +103,11 @@ func TestImport(t *testing.T) {
 			if !bytes.Equal(s.Data[keyCACrt], tt.wantRoot.certPEM) {
 				t.Errorf("ca.crt is not the root")
 			}
-			key, err := ParsePrivateKeyPEM(s.Data[corev1.TLSPrivateKeyKey])
+			key, err := issuance.ParsePrivateKeyPEM(s.Data[corev1.TLSPrivateKeyKey])
 			if err != nil || !strings.HasPrefix(string(s.Data[corev1.TLSPrivateKeyKey]), "-----BEGIN PRIVATE KEY-----") {
 				t.Fatalf("tls.key is not a PKCS#8 PEM key: %v", err)
 			}
-			if !publicKeysEqual(key.Public(), tt.wantTLSCrt[0].key.Public()) {
+			if !issuance.PublicKeysEqual(key.Public(), tt.wantTLSCrt[0].key.Public()) {
 				t.Error("tls.key is not the CA's key")
 			}
 			a, err := issuance.LoadAuthority(s.Data[corev1.TLSCertKey], s.Data[corev1.TLSPrivateKeyKey], s.Data[keyCACrt])

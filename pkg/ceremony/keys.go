@@ -2,14 +2,6 @@ package ceremony
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/mldsa"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -134,7 +126,7 @@ func (k FileKey) Signer() (crypto.Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errKeyFile, err)
 	}
-	s, err := ParsePrivateKeyPEM(data)
+	s, err := issuance.ParsePrivateKeyPEM(data)
 	if err != nil {
 		return nil, fmt.Errorf("%w %s: %w", errKeyFile, k.Path, err)
 	}
@@ -158,162 +150,6 @@ func (k SoftwareKey) Signer() (crypto.Signer, error) {
 }
 
 func (k SoftwareKey) String() string { return "generated key" }
-
-// KeyAlgorithms lists the algorithms GenerateKey accepts, in the order
-// help texts show them.
-func KeyAlgorithms() []issuance.KeyAlgorithm {
-	return []issuance.KeyAlgorithm{
-		issuance.ECDSAP256, issuance.ECDSAP384, issuance.ECDSAP521,
-		issuance.RSA2048, issuance.RSA3072, issuance.RSA4096,
-		issuance.Ed25519, issuance.MLDSA44, issuance.MLDSA65, issuance.MLDSA87,
-	}
-}
-
-// ParseKeyAlgorithm accepts the names KeyAlgorithms returns, in any letter
-// case.
-func ParseKeyAlgorithm(s string) (issuance.KeyAlgorithm, error) {
-	for _, a := range KeyAlgorithms() {
-		if strings.EqualFold(s, string(a)) {
-			return a, nil
-		}
-	}
-	return "", fmt.Errorf("%w: key algorithm %q; use one of %s", errUnsupportedKey, s, algorithmNames())
-}
-
-func algorithmNames() string {
-	algs := KeyAlgorithms()
-	names := make([]string, len(algs))
-	for i, a := range algs {
-		names[i] = string(a)
-	}
-	return strings.Join(names, ", ")
-}
-
-// checkAlgorithm says why GenerateKey cannot make alg, or nothing.
-func checkAlgorithm(alg issuance.KeyAlgorithm) error {
-	if alg == "" {
-		return fmt.Errorf("%w: no algorithm given for the new key; use one of %s", errUnsupportedKey, algorithmNames())
-	}
-	if !slices.Contains(KeyAlgorithms(), alg) {
-		return fmt.Errorf("%w: key algorithm %q; use one of %s", errUnsupportedKey, alg, algorithmNames())
-	}
-	return nil
-}
-
-// GenerateKey makes a new software key of alg from crypto/rand.
-func GenerateKey(alg issuance.KeyAlgorithm) (crypto.Signer, error) {
-	switch alg {
-	case issuance.ECDSAP256:
-		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	case issuance.ECDSAP384:
-		return ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	case issuance.ECDSAP521:
-		return ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
-	case issuance.RSA2048:
-		return rsa.GenerateKey(rand.Reader, 2048)
-	case issuance.RSA3072:
-		return rsa.GenerateKey(rand.Reader, 3072)
-	case issuance.RSA4096:
-		return rsa.GenerateKey(rand.Reader, 4096)
-	case issuance.Ed25519:
-		_, k, err := ed25519.GenerateKey(rand.Reader)
-		return k, err
-	case issuance.MLDSA44:
-		return mldsa.GenerateKey(mldsa.MLDSA44())
-	case issuance.MLDSA65:
-		return mldsa.GenerateKey(mldsa.MLDSA65())
-	case issuance.MLDSA87:
-		return mldsa.GenerateKey(mldsa.MLDSA87())
-	}
-	return nil, checkAlgorithm(alg)
-}
-
-// MarshalPrivateKeyPEM encodes key as a PEM "PRIVATE KEY" (PKCS#8) block,
-// the form Quill's Secrets hold. ML-DSA keys are written seed-only.
-func MarshalPrivateKeyPEM(key crypto.Signer) ([]byte, error) {
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, fmt.Errorf("%w: encode %T as PKCS#8: %w", errUnsupportedKey, key, err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
-}
-
-// ParsePrivateKeyPEM reads the one unencrypted private key of a PEM file.
-// An "EC PARAMETERS" block, as `openssl ecparam -genkey` writes first, is
-// skipped; anything else besides the key is refused.
-func ParsePrivateKeyPEM(data []byte) (crypto.Signer, error) {
-	blocks, err := decodePEM(data)
-	if err != nil {
-		return nil, err
-	}
-	var keys []*pem.Block
-	for _, b := range blocks {
-		if b.Type != "EC PARAMETERS" {
-			keys = append(keys, b)
-		}
-	}
-	if len(keys) != 1 {
-		return nil, fmt.Errorf("%w: want exactly one private key, found %d PEM blocks", errBadPEM, len(keys))
-	}
-	b := keys[0]
-	var key any
-	switch b.Type {
-	case "PRIVATE KEY":
-		key, err = x509.ParsePKCS8PrivateKey(b.Bytes)
-	case "RSA PRIVATE KEY":
-		if len(b.Headers) != 0 {
-			return nil, fmt.Errorf("%w: the key is encrypted; decrypt it first (openssl pkey -in KEY -out PLAIN)", errUnsupportedKey)
-		}
-		key, err = x509.ParsePKCS1PrivateKey(b.Bytes)
-	case "EC PRIVATE KEY":
-		if len(b.Headers) != 0 {
-			return nil, fmt.Errorf("%w: the key is encrypted; decrypt it first (openssl pkey -in KEY -out PLAIN)", errUnsupportedKey)
-		}
-		key, err = x509.ParseECPrivateKey(b.Bytes)
-	case "ENCRYPTED PRIVATE KEY":
-		return nil, fmt.Errorf("%w: the key is encrypted; decrypt it first (openssl pkey -in KEY -out PLAIN)", errUnsupportedKey)
-	default:
-		return nil, fmt.Errorf("%w: PEM block %q is not a private key", errBadPEM, b.Type)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", errBadPEM, err)
-	}
-	s, ok := key.(crypto.Signer)
-	if !ok {
-		return nil, fmt.Errorf("%w: a %T cannot sign", errUnsupportedKey, key)
-	}
-	if _, err := keyAlgorithmOf(s.Public()); err != nil {
-		return nil, err
-	}
-	return s, nil
-}
-
-// keyAlgorithmOf names pub and refuses the keys Quill's issuers refuse
-// (issuance.KeyAlgorithmOf), so that a ceremony never makes a CA an issuer
-// would not load.
-func keyAlgorithmOf(pub crypto.PublicKey) (issuance.KeyAlgorithm, error) {
-	alg, err := issuance.KeyAlgorithmOf(pub)
-	if err != nil {
-		return "", fmt.Errorf("%w: %w", errUnsupportedKey, err)
-	}
-	return alg, nil
-}
-
-// signatureAlgorithm picks the algorithm a key signs certificates and CSRs
-// with: the choice pkg/issuance makes (PKCS#1 v1.5 for RSA), so a hand-made
-// root and the certificates Quill issues under it look alike.
-func signatureAlgorithm(pub crypto.PublicKey) (x509.SignatureAlgorithm, error) {
-	if _, err := keyAlgorithmOf(pub); err != nil {
-		return x509.UnknownSignatureAlgorithm, err
-	}
-	return issuance.SignatureAlgorithmFor(pub, false)
-}
-
-// publicKeysEqual compares public keys of any standard library type.
-func publicKeysEqual(a, b crypto.PublicKey) bool {
-	eq, ok := a.(interface{ Equal(crypto.PublicKey) bool })
-	return ok && eq.Equal(b)
-}
 
 // openSigner asks src for its key and checks that the key is of a type
 // Quill accepts. The caller closes src (closeKey) when it has signed.
@@ -368,13 +204,13 @@ func (k keyChoice) signerFor(replace bool, outs ...string) (crypto.Signer, []byt
 		return nil, nil, nil, err
 	}
 	if k.Key == nil {
-		signer, err := GenerateKey(k.Algorithm)
+		signer, err := issuance.GenerateKey(k.Algorithm)
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, nil, nil, fmt.Errorf("%w: %w", errUnsupportedKey, err)
 		}
-		keyPEM, err := MarshalPrivateKeyPEM(signer)
+		keyPEM, err := issuance.MarshalPrivateKeyPEM(signer)
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, nil, nil, fmt.Errorf("%w: %w", errUnsupportedKey, err)
 		}
 		return signer, keyPEM, func() {}, nil
 	}

@@ -1,26 +1,14 @@
 package ceremony
 
 import (
-	"crypto"
-	"crypto/rand"
-	"crypto/sha256"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/asn1"
 	"errors"
 	"fmt"
-	"math/big"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/quill-pki/quill/pkg/issuance"
 )
-
-// caKeyUsage is what every CA certificate made here asserts: signing
-// certificates and CRLs, and digitalSignature for OCSP responses signed by
-// the CA itself.
-const caKeyUsage = x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature
 
 // backdate is how far before the ceremony a new CA certificate starts: the
 // machines that will trust it keep their own clocks, and a certificate
@@ -41,27 +29,30 @@ type Constraints struct {
 	ExcludedDNS  []string
 }
 
-// apply validates c and sets its fields on tmpl.
-func (c Constraints) apply(tmpl *x509.Certificate) error {
-	tmpl.MaxPathLen = -1
+// profile validates c and returns the CA profile pkg/issuance signs a new
+// root or subordinate with: valid for validity, backdated for clock skew.
+func (c Constraints) profile(validity time.Duration) (issuance.CAProfile, error) {
+	p := issuance.CAProfile{Validity: validity, Backdate: backdate}
 	if c.PathLen != nil {
 		if *c.PathLen < 0 {
-			return fmt.Errorf("%w: path length %d is negative", errBadProfile, *c.PathLen)
+			return p, fmt.Errorf("%w: path length %d is negative", errBadProfile, *c.PathLen)
 		}
-		tmpl.MaxPathLen = *c.PathLen
-		tmpl.MaxPathLenZero = *c.PathLen == 0
+		p.MaxPathLen = c.PathLen
 	}
-	var err error
-	if tmpl.PermittedDNSDomains, err = dnsConstraints(c.PermittedDNS); err != nil {
-		return err
+	permitted, err := dnsConstraints(c.PermittedDNS)
+	if err != nil {
+		return p, err
 	}
-	if tmpl.ExcludedDNSDomains, err = dnsConstraints(c.ExcludedDNS); err != nil {
-		return err
+	excluded, err := dnsConstraints(c.ExcludedDNS)
+	if err != nil {
+		return p, err
 	}
-	// RFC 5280 4.2.1.10: conforming CAs mark name constraints critical, so
-	// a verifier that cannot enforce them refuses the chain.
-	tmpl.PermittedDNSDomainsCritical = len(tmpl.PermittedDNSDomains)+len(tmpl.ExcludedDNSDomains) > 0
-	return nil
+	// pkg/issuance marks them critical (RFC 5280 4.2.1.10), so a verifier
+	// that cannot enforce them refuses the chain.
+	if len(permitted)+len(excluded) > 0 {
+		p.NameConstraints = &issuance.NameConstraints{PermittedDNSDomains: permitted, ExcludedDNSDomains: excluded}
+	}
+	return p, nil
 }
 
 // dnsConstraints checks DNS name constraint subtrees and writes them in
@@ -105,38 +96,6 @@ func checkDNSSubtree(n string) error {
 	return nil
 }
 
-// newSerial returns a random positive serial of exactly 159 bits: the top
-// bit of 160 random bits is cleared so the DER INTEGER stays within RFC
-// 5280's 20 octets without a sign byte, and the next one set so that every
-// serial has the same length.
-func newSerial() (*big.Int, error) {
-	b := make([]byte, 20)
-	if _, err := rand.Read(b); err != nil {
-		return nil, fmt.Errorf("serial number: %w", err)
-	}
-	b[0] = b[0]&0x7f | 0x40
-	return new(big.Int).SetBytes(b), nil
-}
-
-// subjectKeyID is method 1 of RFC 7093: the first 160 bits of the SHA-256
-// of the subjectPublicKey bits, as pkg/issuance derives it for the
-// certificates it signs.
-func subjectKeyID(pub crypto.PublicKey) ([]byte, error) {
-	der, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", errUnsupportedKey, err)
-	}
-	var spki struct {
-		Algorithm pkix.AlgorithmIdentifier
-		PublicKey asn1.BitString
-	}
-	if _, err := asn1.Unmarshal(der, &spki); err != nil {
-		return nil, fmt.Errorf("%w: %w", errUnsupportedKey, err)
-	}
-	sum := sha256.Sum256(spki.PublicKey.Bytes)
-	return sum[:20], nil
-}
-
 // maxDays keeps a day count within time.Duration.
 const maxDays = 100_000
 
@@ -167,13 +126,3 @@ func checkValidity(d time.Duration) error {
 }
 
 func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
-
-// humanDuration writes whole days as days, the unit CA lifetimes are
-// thought in, and anything else to the second.
-func humanDuration(d time.Duration) string {
-	const day = 24 * time.Hour
-	if d >= day && d%day == 0 {
-		return fmt.Sprintf("%d days", d/day)
-	}
-	return d.Round(time.Second).String()
-}

@@ -78,21 +78,3 @@ func TestDNSConstraints(t *testing.T) {
 		})
 	}
 }
-
-func TestNewSerial(t *testing.T) {
-	t.Parallel()
-	seen := map[string]bool{}
-	for range 200 {
-		s, err := newSerial()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if s.BitLen() != 159 || s.Sign() <= 0 {
-			t.Fatalf("serial %X has %d bits, want a positive 159-bit number", s, s.BitLen())
-		}
-		if seen[s.String()] {
-			t.Fatalf("serial %X repeated", s)
-		}
-		seen[s.String()] = true
-	}
-}

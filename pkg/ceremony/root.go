@@ -1,7 +1,6 @@
 package ceremony
 
 import (
-	"crypto/rand"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -48,7 +47,8 @@ type InitOptions struct {
 	Now time.Time
 }
 
-// Init creates a self-signed root CA: basicConstraints cA=TRUE (critical)
+// Init creates a self-signed root CA through issuance.SelfSign, the path
+// every certificate Quill makes takes: basicConstraints cA=TRUE (critical)
 // with the optional path length, keyUsage keyCertSign, cRLSign and
 // digitalSignature, a subject key identifier, the optional name
 // constraints (critical) and a random 159-bit serial.
@@ -63,13 +63,8 @@ func Init(o InitOptions) (*Result, error) {
 	if err := checkValidity(o.Validity); err != nil {
 		return nil, err
 	}
-	tmpl := &x509.Certificate{
-		RawSubject:            rawSubject,
-		KeyUsage:              caKeyUsage,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	if err := o.Constraints.apply(tmpl); err != nil {
+	profile, err := o.Constraints.profile(o.Validity)
+	if err != nil {
 		return nil, err
 	}
 	if o.OutCert == "" {
@@ -82,33 +77,13 @@ func Init(o InitOptions) (*Result, error) {
 	}
 	defer release()
 
-	now := o.Now.UTC().Truncate(time.Second)
-	tmpl.NotBefore = now.Add(-backdate)
-	tmpl.NotAfter = now.Add(o.Validity)
-	if tmpl.SerialNumber, err = newSerial(); err != nil {
-		return nil, err
-	}
-	if tmpl.SubjectKeyId, err = subjectKeyID(signer.Public()); err != nil {
-		return nil, err
-	}
-	if tmpl.SignatureAlgorithm, err = signatureAlgorithm(signer.Public()); err != nil {
-		return nil, err
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, signer.Public(), signer)
+	root, err := issuance.SelfSign(signer, rawSubject, profile, o.Now)
 	if err != nil {
 		return nil, fmt.Errorf("sign the root certificate: %w", err)
 	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, fmt.Errorf("self-check: the new root does not parse: %w", err)
-	}
-	// A root that cannot vouch for itself would surface only when the
-	// first subordinate fails to verify; catch a faulty signer here.
-	if err := cert.CheckSignatureFrom(cert); err != nil {
-		return nil, fmt.Errorf("self-check: the new root's signature does not verify: %w", err)
-	}
+	cert := root.Certificate
 
-	files := []Output{{Path: o.OutCert, Data: encodeCertificatesPEM(cert), Mode: 0o644}}
+	files := []Output{{Path: o.OutCert, Data: root.ChainPEM, Mode: 0o644}}
 	if keyPEM != nil {
 		files = append([]Output{{Path: o.OutKey, Data: keyPEM, Mode: 0o600}}, files...)
 	}

@@ -120,7 +120,7 @@ func TestInit(t *testing.T) {
 			if len(wantPermitted)+len(wantExcluded) > 0 && !c.PermittedDNSDomainsCritical {
 				t.Error("name constraints are not critical")
 			}
-			if ski, _ := subjectKeyID(c.PublicKey); !bytes.Equal(c.SubjectKeyId, ski) {
+			if ski, _ := issuance.SubjectKeyID(c.RawSubjectPublicKeyInfo); !bytes.Equal(c.SubjectKeyId, ski) {
 				t.Errorf("subject key identifier %X, want %X", c.SubjectKeyId, ski)
 			}
 			if c.SerialNumber.BitLen() != 159 {
@@ -212,7 +212,7 @@ func TestInitReplace(t *testing.T) {
 		t.Fatal(err)
 	}
 	keyPEM, _ := os.ReadFile(o.OutKey)
-	if _, err := ParsePrivateKeyPEM(keyPEM); err != nil {
+	if _, err := issuance.ParsePrivateKeyPEM(keyPEM); err != nil {
 		t.Fatalf("the key was not replaced: %v", err)
 	}
 	if fi, _ := os.Stat(o.OutKey); fi.Mode().Perm() != 0o600 {
@@ -235,7 +235,7 @@ func TestInitWithTokenKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !publicKeysEqual(res.Certificate.PublicKey, key.key.Public()) {
+	if !issuance.PublicKeysEqual(res.Certificate.PublicKey, key.key.Public()) {
 		t.Error("the root does not carry the token's key")
 	}
 	if !closed {

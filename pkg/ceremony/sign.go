@@ -2,7 +2,6 @@ package ceremony
 
 import (
 	"bytes"
-	"crypto/rand"
 	"crypto/x509"
 	"encoding/asn1"
 	"fmt"
@@ -41,7 +40,9 @@ type SignOptions struct {
 	Now time.Time
 }
 
-// Sign issues a subordinate CA certificate for the request in o.CSR.
+// Sign issues a subordinate CA certificate for the request in o.CSR,
+// through issuance.Authority.SignCA, the path every certificate Quill makes
+// takes.
 //
 // The certificate takes the request's subject and public key and nothing
 // else from it: it gets basicConstraints cA=TRUE with the optional path
@@ -59,12 +60,8 @@ func Sign(o SignOptions) (*Result, error) {
 	if err := checkValidity(o.Validity); err != nil {
 		return nil, err
 	}
-	tmpl := &x509.Certificate{
-		KeyUsage:              caKeyUsage,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	if err := o.Constraints.apply(tmpl); err != nil {
+	profile, err := o.Constraints.profile(o.Validity)
+	if err != nil {
 		return nil, err
 	}
 	chain, err := readIssuerChain(o.CACert)
@@ -103,63 +100,16 @@ func Sign(o SignOptions) (*Result, error) {
 	if ignored := requestedExtensions(csr); len(ignored) > 0 {
 		warnings = append(warnings, fmt.Sprintf("the request's extensions (%s) were ignored: a subordinate gets the CA profile set by the signer's options", strings.Join(ignored, ", ")))
 	}
-	now := o.Now.UTC().Truncate(time.Second)
-	tmpl.NotBefore = now.Add(-backdate)
-	tmpl.NotAfter = now.Add(o.Validity)
-	for _, c := range chain {
-		// Starting before an issuer does is harmless to verifiers but
-		// reads as a mistake; never precede the chain.
-		if c.NotBefore.After(tmpl.NotBefore) {
-			tmpl.NotBefore = c.NotBefore
-		}
-	}
-	limit := chain[0]
-	for _, c := range chain {
-		if c.NotAfter.Before(limit.NotAfter) {
-			limit = c
-		}
-	}
-	if tmpl.NotAfter.After(limit.NotAfter) {
-		tmpl.NotAfter = limit.NotAfter
-		if left := tmpl.NotAfter.Sub(now); left < issuance.MinCertificateDuration {
-			return nil, fmt.Errorf("%w: %q expires at %s, which leaves no room for a subordinate", issuance.ErrCAExpired, limit.Subject, stamp(limit.NotAfter))
-		}
-		warnings = append(warnings, fmt.Sprintf("validity shortened to end with %q at %s: a subordinate cannot outlive its issuer (requested %s, got %s)",
-			limit.Subject, stamp(limit.NotAfter), humanDuration(o.Validity), humanDuration(tmpl.NotAfter.Sub(now))))
-	}
-
-	tmpl.RawSubject = csr.RawSubject
-	if tmpl.SerialNumber, err = newSerial(); err != nil {
-		return nil, err
-	}
-	if tmpl.SubjectKeyId, err = subjectKeyID(csr.PublicKey); err != nil {
-		return nil, err
-	}
-	// Set explicitly rather than left to Go, which copies it only when
-	// subject and issuer names differ.
-	if len(issuer.SubjectKeyId) > 0 {
-		tmpl.AuthorityKeyId = issuer.SubjectKeyId
-	} else {
-		warnings = append(warnings, fmt.Sprintf("%q has no subject key identifier, so the subordinate has no authority key identifier", issuer.Subject))
-	}
-	if tmpl.SignatureAlgorithm, err = signatureAlgorithm(issuer.PublicKey); err != nil {
-		return nil, err
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, issuer, csr.PublicKey, signer)
+	issued, err := authority.SignCA(csr, profile, o.Now)
 	if err != nil {
-		return nil, fmt.Errorf("sign the subordinate: %w", err)
+		return nil, err
 	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, fmt.Errorf("self-check: the subordinate does not parse: %w", err)
-	}
-	if err := verifyChain(cert, chain, now); err != nil {
-		return nil, fmt.Errorf("self-check: the subordinate does not verify up to %q, so it was discarded: %w", chain[len(chain)-1].Subject, err)
-	}
+	warnings = append(warnings, issued.Notes...)
+	cert := issued.Certificate
 
-	out := encodeCertificatesPEM(cert)
+	out := issuance.EncodeCertificatesPEM(cert)
 	if o.Chain {
-		out = append(out, encodeCertificatesPEM(chain...)...)
+		out = append(out, issuance.EncodeCertificatesPEM(chain...)...)
 	}
 	files := []Output{{Path: o.Out, Data: out, Mode: 0o644}}
 	if err := WriteFiles(o.Replace, files...); err != nil {
@@ -174,7 +124,7 @@ func readIssuerChain(path string) ([]*x509.Certificate, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", issuance.ErrMalformedCA, err)
 	}
-	chain, err := parseCertificatesPEM(data)
+	chain, err := issuance.ParseCertificatesPEM(data)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", issuance.ErrMalformedCA, path, err)
 	}

@@ -91,7 +91,7 @@ func TestSign(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			certs, err := parseCertificatesPEM(out)
+			certs, err := issuance.ParseCertificatesPEM(out)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -120,7 +120,7 @@ func TestSign(t *testing.T) {
 			if !bytes.Equal(c.AuthorityKeyId, tt.issuer.cert.SubjectKeyId) {
 				t.Errorf("authority key identifier %X, want the issuer's %X", c.AuthorityKeyId, tt.issuer.cert.SubjectKeyId)
 			}
-			if ski, _ := subjectKeyID(c.PublicKey); !bytes.Equal(c.SubjectKeyId, ski) {
+			if ski, _ := issuance.SubjectKeyID(c.RawSubjectPublicKeyInfo); !bytes.Equal(c.SubjectKeyId, ski) {
 				t.Error("wrong subject key identifier")
 			}
 			if c.SerialNumber.BitLen() != 159 {
@@ -141,7 +141,7 @@ func TestSign(t *testing.T) {
 				t.Errorf("warnings %q, want %q", warnings, tt.wantWarning)
 			}
 			// The subordinate must work as a Quill CA with the request's key.
-			a, err := issuance.LoadAuthority(concat(encodeCertificatesPEM(certs[0]), bundle), mustPEM(t, testKey(t, issuance.ECDSAP256, 1)), nil)
+			a, err := issuance.LoadAuthority(concat(issuance.EncodeCertificatesPEM(certs[0]), bundle), mustPEM(t, testKey(t, issuance.ECDSAP256, 1)), nil)
 			if err != nil {
 				t.Fatalf("LoadAuthority: %v", err)
 			}

@@ -23,7 +23,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quill-pki/quill/pkg/ceremony"
 	"github.com/quill-pki/quill/pkg/issuance"
 )
 
@@ -148,7 +147,7 @@ func NewChain(rootAlg, intermediateAlg, leafAlg issuance.KeyAlgorithm) (Chain, e
 // NewCSR generates a key of alg and a CSR for subject and dnsNames signed
 // with it, returning both PEM (the key as PKCS#8, seed-only for ML-DSA).
 func NewCSR(alg issuance.KeyAlgorithm, subject pkix.Name, dnsNames []string) (csrPEM, keyPEM []byte, err error) {
-	key, err := ceremony.GenerateKey(alg)
+	key, err := issuance.GenerateKey(alg)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -160,7 +159,7 @@ func NewCSR(alg issuance.KeyAlgorithm, subject pkix.Name, dnsNames []string) (cs
 	if err != nil {
 		return nil, nil, err
 	}
-	keyPEM, err = ceremony.MarshalPrivateKeyPEM(key)
+	keyPEM, err = issuance.MarshalPrivateKeyPEM(key)
 	if err != nil {
 		return nil, nil, err
 	}
