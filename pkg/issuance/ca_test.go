@@ -276,6 +276,7 @@ func TestIssueResponderRefuses(t *testing.T) {
 		{name: "unknown-key-algorithm", ca: ca, now: testNow, keyAlg: "DSA-1024", want: ErrInvalidOptions},
 		{name: "ca-expired", ca: ca, now: ca.Certificate.NotAfter.Add(time.Second), want: ErrCAExpired},
 		{name: "negative-validity", ca: ca, now: testNow, valid: -time.Hour, want: ErrInvalidOptions},
+		{name: "chain-forbids-ocsp-signing", ca: newCA(t, withCACN("Responder TLS Only"), withCAExtKeyUsage(x509.ExtKeyUsageServerAuth)), now: testNow, want: ErrInvalidRequest},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

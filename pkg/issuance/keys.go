@@ -15,13 +15,14 @@ import (
 )
 
 // KeyAlgorithm names a public key type and size the way Quill reports it in
-// issuer status and accepts it in NewSelfSignedRoot: "ECDSA-P256",
+// issuer status and accepts it in GenerateKey and NewSelfSignedRoot: "ECDSA-P256",
 // "RSA-3072", "Ed25519", "ML-DSA-65". RSA keys of sizes other than the
 // constants below are reported as "RSA-<bits>".
 type KeyAlgorithm string
 
-// The key algorithms NewSelfSignedRoot can generate. Sign accepts CSR keys of
-// all of these and, for RSA, any size from 2048 to 8192 bits.
+// The key algorithms GenerateKey makes, as KeyAlgorithms lists them. Sign
+// accepts CSR keys of all of these and, for RSA, any size from 2048 to 8192
+// bits.
 const (
 	ECDSAP256 KeyAlgorithm = "ECDSA-P256"
 	ECDSAP384 KeyAlgorithm = "ECDSA-P384"

@@ -44,9 +44,11 @@ var oidOCSPNoCheck = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 48, 1, 5}
 //
 // Errors wrap the sentinels of Check when the CA cannot sign at now,
 // ErrMalformedCA when the CA certificate has no subject key identifier
-// (responses could not name their issuer's key), and ErrInvalidOptions
-// for a negative validity or an unknown keyAlgorithm; a failing signer
-// gives a plain error.
+// (responses could not name their issuer's key), ErrInvalidOptions for a
+// negative validity or an unknown keyAlgorithm, and ErrInvalidRequest when
+// a CA in the chain restricts extended key usages without allowing
+// OCSPSigning (clients would refuse the responder); a failing signer gives
+// a plain error.
 func (a *Authority) IssueResponder(validity time.Duration, keyAlgorithm KeyAlgorithm, now time.Time) (*Issued, crypto.Signer, error) {
 	if err := a.Check(now); err != nil {
 		return nil, nil, fmt.Errorf("the issuing CA cannot sign: %w", err)

@@ -45,7 +45,7 @@ func NewDelegatedResponder(ca *x509.Certificate, caKey crypto.Signer, validity t
 // reported as such even when the key does not match it either, as before.
 func responderError(err error) error {
 	for _, s := range []error{issuance.ErrMalformedCA, issuance.ErrNotCA, issuance.ErrNoCertSign,
-		issuance.ErrCAExpired, issuance.ErrCANotYetValid, issuance.ErrInvalidOptions} {
+		issuance.ErrCAExpired, issuance.ErrCANotYetValid, issuance.ErrInvalidOptions, issuance.ErrInvalidRequest} {
 		if errors.Is(err, s) {
 			return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 		}
