@@ -19,9 +19,9 @@ import (
 	"time"
 
 	"github.com/quill-pki/quill/pkg/ceremony"
-	// The key backends quillctl offers (pkg/kms): each import registers
-	// one, and keyResolver picks them up.
-	_ "github.com/quill-pki/quill/pkg/kms/pkcs11kms"
+	// The key backends quillctl offers (pkg/kms/backends lists them);
+	// keyResolver picks them up from the registry.
+	_ "github.com/quill-pki/quill/pkg/kms/backends"
 )
 
 func main() {

@@ -66,8 +66,8 @@
 // Write one package under pkg/kms (say pkg/kms/cloudkms) that defines its
 // Ref type (unless it reuses one of this package's), implements Backend and
 // whichever capabilities it has, maps its errors with Mark, and calls
-// Register(scheme, backend) in init. Then add one blank import of it where
-// the binaries register backends (cmd/controller/cgo.go and nocgo.go,
-// cmd/quillctl/main.go). castore needs one more case in its spec.ca
-// mapping only if the backend gets its own field in the API.
+// Register(scheme, backend) in init. Then add one blank import of it to
+// pkg/kms/backends, which both binaries import: quillctl can use the new
+// keys at once. For issuers, castore's spec.ca mapping (sourceOf) needs one
+// more case once the API has a field that names such keys.
 package kms
