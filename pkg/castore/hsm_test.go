@@ -263,3 +263,26 @@ func TestHSMModuleNotAllowed(t *testing.T) {
 	_, err = f.store.OpenHSMKey(context.Background(), testNamespace, p)
 	checkErr(t, err, wantErr{reason: quillv1.ReasonModuleNotAllowed})
 }
+
+// TestHSMBadKeyID: a keyID that is not hex (the schema refuses it; an
+// object written past the schema may not) is InvalidConfig, and the
+// Secrets the issuer names are still watched.
+func TestHSMBadKeyID(t *testing.T) {
+	t.Parallel()
+	f := newStore(t)
+	withHSM(f, func(kms.Ref, kms.Options) (kms.Key, error) {
+		t.Error("a key with an invalid keyID was opened")
+		return nil, kms.ErrInvalidRef
+	})
+	p := &quillv1.PKCS11CA{
+		Module: "hsm", TokenLabel: "Root CA", KeyID: "not-hex",
+		PINSecretRef:     quillv1.SecretKeySelector{Name: "pin"},
+		CertificateLabel: "ca",
+	}
+	src := quillv1.CASource{PKCS11: p}
+	_, err := f.store.Load(context.Background(), testNamespace, src)
+	checkErr(t, err, wantErr{reason: quillv1.ReasonInvalidConfig, contains: []string{"keyID"}})
+	if got := castore.SecretNames(src); !slices.Equal(got, []string{"pin"}) {
+		t.Errorf("SecretNames = %q, want the PIN Secret", got)
+	}
+}
