@@ -19,6 +19,9 @@ import (
 	"time"
 
 	"github.com/quill-pki/quill/pkg/ceremony"
+	// The key backends quillctl offers (pkg/kms/backends lists them);
+	// keyResolver picks them up from the registry.
+	_ "github.com/quill-pki/quill/pkg/kms/backends"
 )
 
 func main() {
@@ -28,7 +31,7 @@ func main() {
 		stderr: os.Stderr,
 		now:    time.Now,
 		getenv: os.LookupEnv,
-		keys:   keyResolver(),
+		keys:   keyResolver(os.LookupEnv),
 	}
 	// Ctrl-C or SIGTERM cancels the command's context: a command stops
 	// there and removes what it had half written (audit report --out,

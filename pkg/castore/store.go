@@ -1,7 +1,8 @@
 // Package castore turns an issuer's spec.ca into an issuance.Authority: it
-// reads the CA Secret, creates the bootstrap root once, opens HSM keys, and
-// keeps parsed authorities so that signing does not cost an API request per
-// certificate.
+// maps spec.ca to a key reference once (sourceOf), reads the CA Secret,
+// creates the bootstrap root once, opens keys held in a backend (an HSM)
+// through pkg/kms, and keeps parsed authorities so that signing does not
+// cost an API request per certificate.
 package castore
 
 import (
@@ -21,6 +22,7 @@ import (
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 	"github.com/quill-pki/quill/pkg/issuance"
+	"github.com/quill-pki/quill/pkg/kms"
 	"github.com/quill-pki/quill/pkg/pkcs11"
 )
 
@@ -50,7 +52,6 @@ func (e *Error) Unwrap() error { return e.Err }
 var (
 	errSecretNotFound = errors.New("secret not found")
 	errMissingKey     = errors.New("secret lacks a required key")
-	errNoSource       = errors.New("spec.ca names no CA source")
 )
 
 // Store resolves CA sources. It is safe for concurrent use; one Store serves
@@ -68,11 +69,13 @@ type Store struct {
 	// Clock dates bootstrap roots.
 	Clock clock.PassiveClock
 	// PKCS11Modules is the allow-list of PKCS#11 libraries: the name an
-	// issuer's spec.ca.pkcs11.module gives, mapped to the library path.
+	// issuer's spec.ca.pkcs11.module gives, mapped to the library path
+	// (kms.Options.Modules).
 	PKCS11Modules map[string]string
-	// HSM opens PKCS#11 keys; nil means the real PKCS#11 backend. Tests
-	// replace it to count or refuse openings.
-	HSM HSMOpener
+	// Keys opens keys held in a backend; nil means kms.Default, filled by
+	// the backend packages the binary imports. Tests give a Registry of
+	// their own to count or refuse openings.
+	Keys *kms.Registry
 	// PKCS11Login, when set, is told of every C_Login made for an issuer's
 	// key: the module's allow-list name, the token's label or serial, and
 	// the result. quill-controller counts them in quill_pkcs11_logins_total.
@@ -131,10 +134,15 @@ type entry struct {
 // when the CA material or its configuration is at fault, and plain (retry)
 // when the API server failed.
 func (s *Store) Load(ctx context.Context, namespace string, src quillv1.CASource) (*issuance.Authority, error) {
-	id, err := cacheID(namespace, src)
+	so, err := sourceOf(namespace, src)
 	if err != nil {
 		return nil, err
 	}
+	return s.load(ctx, so)
+}
+
+func (s *Store) load(ctx context.Context, so source) (*issuance.Authority, error) {
+	id := so.id()
 	seen := s.cached(id)
 	if e := s.current(ctx, id); e != nil {
 		return e.authority, e.err
@@ -147,40 +155,44 @@ func (s *Store) Load(ctx context.Context, namespace string, src quillv1.CASource
 			return e.authority, e.err
 		}
 	}
-	switch {
-	case src.PKCS11 != nil:
-		return s.loadPKCS11(ctx, id, namespace, src.PKCS11)
-	default:
-		key := types.NamespacedName{Namespace: namespace, Name: SecretNames(src)[0]}
-		secret, err := s.readSecret(ctx, key)
-		if err != nil {
-			return nil, err
-		}
-		a, err := parseSecret(key, secret)
-		if err != nil {
-			return nil, err
-		}
-		s.remember(id, &entry{deps: map[types.NamespacedName]string{key: secret.ResourceVersion}, authority: a})
-		return a, nil
+	if !so.inSecret() {
+		return s.loadBackendKey(ctx, id, so)
 	}
+	key := types.NamespacedName{Namespace: so.namespace, Name: so.secrets[0]}
+	secret, err := s.readSecret(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	a, err := parseSecret(key, secret)
+	if err != nil {
+		return nil, err
+	}
+	s.remember(id, &entry{deps: map[types.NamespacedName]string{key: secret.ResourceVersion}, authority: a})
+	return a, nil
 }
 
 // Ensure is Load for the issuer health check: for a bootstrap source whose
 // Secret does not exist yet it generates the root CA and creates the Secret.
 // Creation is atomic on the API server, so concurrent controllers cannot
 // produce two keys: the loser of the race reads the winner's Secret. An
-// existing Secret is never replaced, even when it is unusable. For an HSM
-// key it also proves the key can sign.
+// existing Secret is never replaced, even when it is unusable. For a key
+// held in a backend (an HSM) it also proves the key can sign.
 func (s *Store) Ensure(ctx context.Context, namespace string, src quillv1.CASource, owner string) (*issuance.Authority, error) {
-	a, err := s.Load(ctx, namespace, src)
-	if src.PKCS11 != nil && err == nil {
-		return a, probe(a)
+	so, err := sourceOf(namespace, src)
+	if err != nil {
+		return nil, err
+	}
+	a, err := s.load(ctx, so)
+	if err == nil {
+		if key, ok := a.Signer.(kms.Key); ok {
+			return a, probeFault(key.Probe(ctx))
+		}
 	}
 	var caErr *Error
-	if src.Bootstrap == nil || !errors.As(err, &caErr) || caErr.Reason != quillv1.ReasonSecretNotFound {
+	if so.bootstrap == nil || !errors.As(err, &caErr) || caErr.Reason != quillv1.ReasonSecretNotFound {
 		return a, err
 	}
-	b := src.Bootstrap
+	b := so.bootstrap
 	validity := 10 * 365 * 24 * time.Hour
 	if b.Validity != nil {
 		validity = b.Validity.Duration
@@ -213,10 +225,8 @@ func (s *Store) Ensure(ctx context.Context, namespace string, src quillv1.CASour
 	}
 	// Read back rather than trusting what we generated: on AlreadyExists the
 	// Secret that won is someone else's.
-	if id, err := cacheID(namespace, src); err == nil {
-		s.forget(id)
-	}
-	return s.Load(ctx, namespace, src)
+	s.forget(so.id())
+	return s.load(ctx, so)
 }
 
 // current returns the cached entry for id if the metadata of every Secret
@@ -301,49 +311,17 @@ func parseSecret(key types.NamespacedName, secret *corev1.Secret) (*issuance.Aut
 // authorityError classifies an issuance.LoadAuthority/NewAuthority error.
 func authorityError(key types.NamespacedName, err error) error {
 	reason := quillv1.ReasonSecretInvalid
-	if errors.Is(err, issuance.ErrKeyMismatch) {
+	if errors.Is(err, issuance.ErrKeyMismatch) || errors.Is(err, kms.ErrKeyMismatch) {
 		reason = quillv1.ReasonKeyMismatch
 	}
 	return &Error{Reason: reason, Err: fmt.Errorf("secret %s: %w", key, err)}
 }
 
-// cacheID identifies a CA source in a namespace for the cache.
-func cacheID(namespace string, src quillv1.CASource) (string, error) {
-	switch {
-	case src.SecretRef != nil:
-		return "secret/" + namespace + "/" + src.SecretRef.Name, nil
-	case src.Bootstrap != nil:
-		return "secret/" + namespace + "/" + src.Bootstrap.SecretName, nil
-	case src.PKCS11 != nil:
-		p := src.PKCS11
-		cert := p.CertificateLabel
-		if p.CertificateSecretRef != nil {
-			cert = "secret:" + p.CertificateSecretRef.Name
-		}
-		return fmt.Sprintf("pkcs11/%s/%s/%q/%q/%q/%q/%q/%s/%q", namespace, p.Module, p.TokenLabel, p.TokenSerial,
-			p.KeyLabel, p.KeyID, p.PINSecretRef.Name, p.PINSecretRef.Key, cert), nil
-	}
-	// The schema requires exactly one source; this guards objects written
-	// before the schema or by a client that skipped validation.
-	return "", &Error{Reason: quillv1.ReasonInvalidConfig, Err: errNoSource}
-}
-
 // SecretNames lists the Secrets src reads, in its issuer's namespace, for
 // watches that map Secret events back to issuers. The CA Secret comes first.
 func SecretNames(src quillv1.CASource) []string {
-	switch {
-	case src.SecretRef != nil:
-		return []string{src.SecretRef.Name}
-	case src.Bootstrap != nil:
-		return []string{src.Bootstrap.SecretName}
-	case src.PKCS11 != nil:
-		names := []string{}
-		if r := src.PKCS11.CertificateSecretRef; r != nil {
-			names = append(names, r.Name)
-		}
-		return append(names, src.PKCS11.PINSecretRef.Name)
-	}
-	return []string{""}
+	so, _ := sourceOf("", src)
+	return so.secrets
 }
 
 // SecretName returns the name of the CA Secret src refers to (the PIN

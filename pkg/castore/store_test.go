@@ -611,3 +611,33 @@ func TestErrorUnwraps(t *testing.T) {
 		t.Error("*castore.Error does not unwrap to its cause")
 	}
 }
+
+func TestSecretNames(t *testing.T) {
+	t.Parallel()
+	hsm := func(certSecret, certLabel string) quillv1.CASource {
+		p := &quillv1.PKCS11CA{Module: "hsm", TokenLabel: "t", KeyLabel: "k", PINSecretRef: quillv1.SecretKeySelector{Name: "pin"}, CertificateLabel: certLabel}
+		if certSecret != "" {
+			p.CertificateSecretRef = &quillv1.SecretReference{Name: certSecret}
+		}
+		return quillv1.CASource{PKCS11: p}
+	}
+	tests := []struct {
+		name string
+		src  quillv1.CASource
+		want []string
+	}{
+		{name: "secret-ref", src: secretRef("my-ca"), want: []string{"my-ca"}},
+		{name: "bootstrap", src: bootstrap("root-ca"), want: []string{"root-ca"}},
+		{name: "hsm-certificate-in-secret", src: hsm("hsm-ca", ""), want: []string{"hsm-ca", "pin"}},
+		{name: "hsm-certificate-on-token", src: hsm("", "ca"), want: []string{"pin"}},
+		{name: "no-source", src: quillv1.CASource{}, want: []string{""}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := castore.SecretNames(tt.src); !slices.Equal(got, tt.want) {
+				t.Errorf("SecretNames = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

@@ -14,11 +14,10 @@ import (
 	"github.com/quill-pki/quill/pkg/issuance"
 )
 
-// KeySource is where a CA ceremony gets a private key from. Today that is a
-// PEM file (FileKey) or a key generated in memory (SoftwareKey); a hardware
-// token (PKCS#11) is meant to plug in here as a third implementation,
-// registered under its URI scheme in a KeyResolver, without any operation
-// in this package changing.
+// KeySource is where a CA ceremony gets a private key from: a PEM file
+// (FileKey), a key generated in memory (SoftwareKey), or a key in a pkg/kms
+// backend such as a PKCS#11 token, which quillctl registers under its URI
+// scheme in a KeyResolver. No operation in this package knows which.
 //
 // An implementation may also implement io.Closer (a token session, say);
 // the operations close every KeySource they are handed once they are done

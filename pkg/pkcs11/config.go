@@ -177,8 +177,9 @@ func (c Config) maxSessions() int {
 	return c.MaxSessions
 }
 
-// Algorithm names a key type and size GenerateKey can create, spelled as
-// Quill reports CA keys everywhere else (issuance.KeyAlgorithm).
+// Algorithm names a key type and size GenerateKey can create. These are
+// this package's own names (it imports nothing of Quill's); Quill's names
+// live in pkg/issuance, and pkg/kms/pkcs11kms maps them to these.
 type Algorithm string
 
 // The algorithms GenerateKey accepts.

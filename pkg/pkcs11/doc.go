@@ -1,7 +1,8 @@
 // Package pkcs11 signs with private keys that never leave a hardware
 // security module, reached through a PKCS#11 library (SoftHSM2 in tests, a
-// network or PCIe HSM in production). It is the HSM backend of Quill's CA
-// signer and of the quillctl ceremony commands.
+// network or PCIe HSM in production). pkg/kms/pkcs11kms drives it as the
+// PKCS#11 backend of Quill's key seam (pkg/kms), for the CA signer and the
+// quillctl ceremony commands alike.
 //
 // Open finds one private key on one token and returns a *Key, a
 // crypto.Signer that crypto/x509 can use directly. GenerateKey creates a key
