@@ -116,3 +116,7 @@ bench-crl: ## CRL build benchmark: pkg/crl vs openssl ca -gencrl at 10k and 100k
 .PHONY: bench-ledger
 bench-ledger: deps tools build ## What the issuance ledger costs end to end (Quill with and without it, one run).
 	go run ./hack/bench/issuance -n $(BENCH_N) -rounds 3 -pkcs11=false -ledger
+
+.PHONY: bench-tls
+bench-tls: ## TLS handshake benchmark: classical, hybrid ML-KEM and ML-DSA chains issued by Quill, on loopback (docs/benchmarks.md).
+	go run ./hack/bench/tls

@@ -36,7 +36,6 @@ func (a *app) command() *cobra.Command {
                        print the Secret for spec.ca.secretRef
   quillctl csr         request a server or client certificate for a key
                        (ML-DSA keys, which cert-manager cannot generate)
-  quillctl bench tls   measure classical, hybrid and post-quantum TLS
   quillctl audit report
                        write an issuer's audit report (CSV or JSON) from
                        its ledger in the cluster
@@ -64,7 +63,7 @@ failed command writes nothing.`,
 	}
 	ca.AddCommand(a.initCommand(), a.csrCommand(), a.signCommand(), a.importCommand())
 	root.AddCommand(ca, a.hsmCommand(), a.versionCommand())
-	root.AddCommand(a.leafCSRCommand(), a.benchCommand())
+	root.AddCommand(a.leafCSRCommand())
 	root.AddCommand(a.auditCommand())
 	root.AddCommand(a.inventoryCommand())
 	return root

@@ -31,8 +31,8 @@ func main() {
 		keys:   keyResolver(),
 	}
 	// Ctrl-C or SIGTERM cancels the command's context: a command stops
-	// there and removes what it had half written (audit report --out,
-	// bench tls's temporary keys) instead of dying with it in place.
+	// there and removes what it had half written (audit report --out)
+	// instead of dying with it in place.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := a.command().ExecuteContext(ctx)
 	stop()
