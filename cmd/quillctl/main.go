@@ -1,7 +1,9 @@
 // Command quillctl runs the ceremonies around a Quill CA that happen
 // outside the cluster: creating an offline root, requesting and signing a
-// subordinate CA, and turning CA material (a PFX, or PEM files) into the
-// Secret a QuillIssuer or QuillClusterIssuer reads.
+// subordinate CA, preparing CA keys on a PKCS#11 token, and turning CA
+// material (a PFX, or PEM files) into the Secret a QuillIssuer or
+// QuillClusterIssuer reads. It also reads back what Quill recorded in a
+// cluster: an issuer's audit report and the crypto inventory.
 //
 // Every failure prints one line, "quillctl: <message>", on stderr and
 // exits with status 1, having written nothing.
