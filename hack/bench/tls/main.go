@@ -156,7 +156,9 @@ func run(ctx context.Context, handshakes, requests int) error {
 }
 
 // issueChain makes root → intermediate → leaf for "localhost" with Quill's
-// signing code, and returns the leaf's chain, its key and the root.
+// signing code, and returns the leaf's chain, its key and the root. The
+// CA names have the length of those the benchmark used in quillctl, so that
+// byte counts stay comparable with the figures in docs/benchmarks.md.
 func issueChain(algs [3]issuance.KeyAlgorithm) (chainPEM, keyPEM, rootPEM []byte, err error) {
 	now := time.Now()
 	opts := issuance.Options{Now: now}
