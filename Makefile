@@ -87,7 +87,7 @@ clean: ## Remove bin/ links and _out/ (the tool cache in ~/.cache/quill stays).
 BENCH_N ?= 200
 
 .PHONY: bench-issuance
-bench-issuance: deps tools build ## Issuance benchmark: CA issuer vs Quill vs Quill with an HSM key (docs/benchmarks.md).
+bench-issuance: deps tools build ## Issuance benchmark: CA issuer vs Quill (every certificate in its ledger) vs Quill with an HSM key (docs/benchmarks.md).
 	go run ./hack/bench/issuance -n $(BENCH_N)
 
 # The version stamped into the image binary (and the chart's appVersion on release).
@@ -113,6 +113,6 @@ bench-ocsp: ## OCSP responder benchmark: Quill vs openssl ocsp at 1, 8 and 32 cl
 bench-crl: ## CRL build benchmark: pkg/crl vs openssl ca -gencrl at 10k and 100k entries (docs/benchmarks.md).
 	go run ./hack/bench/crl
 
-.PHONY: bench-ledger
-bench-ledger: deps tools build ## What the issuance ledger costs end to end (Quill with and without it, one run).
-	go run ./hack/bench/issuance -n $(BENCH_N) -rounds 3 -pkcs11=false -ledger
+.PHONY: bench-tls
+bench-tls: ## TLS handshake benchmark: classical, hybrid ML-KEM and ML-DSA chains issued by Quill, on loopback (docs/benchmarks.md).
+	go run ./hack/bench/tls

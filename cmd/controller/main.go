@@ -52,7 +52,6 @@ func run() error {
 		burst          int
 		revAddr        string
 		revBaseURL     string
-		noLedger       bool
 	)
 	// --kubeconfig is registered by controller-runtime's config package.
 	flag.StringVar(&clusterNS, "cluster-resource-namespace", "quill-system",
@@ -70,7 +69,6 @@ func run() error {
 	flag.StringVar(&revAddr, "revocation-bind-address", ":8082", "address of the CRL and OCSP HTTP endpoint, served by every replica; 0 disables it")
 	flag.StringVar(&revBaseURL, "revocation-base-url", "",
 		"URL at which clients reach the CRL/OCSP endpoint (e.g. http://quill.quill-system.svc:8082); embedded in certificates of issuers that set no URLs of their own")
-	flag.BoolVar(&noLedger, "disable-ledger", false, "do not record issued certificates (benchmarks only: unrecorded certificates cannot be revoked, and no CRL or OCSP is served)")
 	modules := map[string]string{}
 	flag.Func("pkcs11-module", "allow a PKCS#11 library for spec.ca.pkcs11.module, as name=/absolute/path.so (repeatable)", func(v string) error {
 		name, path, ok := strings.Cut(v, "=")
@@ -155,7 +153,6 @@ func run() error {
 		RevocationBindAddress:    revAddr,
 		RevocationTLSConfig:      revTLS,
 		RevocationBaseURL:        strings.TrimSuffix(revBaseURL, "/"),
-		DisableLedger:            noLedger,
 	}); err != nil {
 		return fmt.Errorf("setting up controllers: %w", err)
 	}

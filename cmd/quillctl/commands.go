@@ -36,16 +36,18 @@ func (a *app) command() *cobra.Command {
                        print the Secret for spec.ca.secretRef
   quillctl csr         request a server or client certificate for a key
                        (ML-DSA keys, which cert-manager cannot generate)
-  quillctl bench tls   measure classical, hybrid and post-quantum TLS
+  quillctl hsm keygen  generate a CA key pair on a PKCS#11 token
+  quillctl hsm store-cert
+                       store a CA certificate on the token beside its key
   quillctl audit report
                        write an issuer's audit report (CSV or JSON) from
                        its ledger in the cluster
   quillctl inventory   list every issuer's CA algorithms and unexpired
                        certificates by algorithm, quantum-vulnerable share
 
-Keys are PEM files (PKCS#8, PKCS#1 or SEC1); generated keys are written as
-PKCS#8 with mode 0600. Outputs are never overwritten without --force, and a
-failed command writes nothing.`,
+Keys are PEM files (PKCS#8, PKCS#1 or SEC1) or pkcs11: URIs (RFC 7512);
+generated software keys are written as PKCS#8 with mode 0600. Outputs are
+never overwritten without --force, and a failed command writes nothing.`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}
@@ -64,7 +66,7 @@ failed command writes nothing.`,
 	}
 	ca.AddCommand(a.initCommand(), a.csrCommand(), a.signCommand(), a.importCommand())
 	root.AddCommand(ca, a.hsmCommand(), a.versionCommand())
-	root.AddCommand(a.leafCSRCommand(), a.benchCommand())
+	root.AddCommand(a.leafCSRCommand())
 	root.AddCommand(a.auditCommand())
 	root.AddCommand(a.inventoryCommand())
 	return root

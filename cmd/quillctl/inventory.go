@@ -16,7 +16,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
-	"github.com/quill-pki/quill/pkg/auditreport"
 	"github.com/quill-pki/quill/pkg/ledger"
 )
 
@@ -81,7 +80,7 @@ quill-auditor role grants), never the ledger itself.`,
 
 // kubeClient connects as kubectl would, as the audit report does.
 func kubeClient(kubeconfig, kubeContext string) (client.Reader, error) {
-	_, c, err := auditreport.Connect(kubeconfig, kubeContext, "quillctl/"+versionString())
+	_, c, err := connect(kubeconfig, kubeContext)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errCluster, err)
 	}

@@ -1,7 +1,9 @@
 // Command quillctl runs the ceremonies around a Quill CA that happen
 // outside the cluster: creating an offline root, requesting and signing a
-// subordinate CA, and turning CA material (a PFX, or PEM files) into the
-// Secret a QuillIssuer or QuillClusterIssuer reads.
+// subordinate CA, preparing CA keys on a PKCS#11 token, and turning CA
+// material (a PFX, or PEM files) into the Secret a QuillIssuer or
+// QuillClusterIssuer reads. It also reads back what Quill recorded in a
+// cluster: an issuer's audit report and the crypto inventory.
 //
 // Every failure prints one line, "quillctl: <message>", on stderr and
 // exits with status 1, having written nothing.
@@ -34,8 +36,8 @@ func main() {
 		keys:   keyResolver(os.LookupEnv),
 	}
 	// Ctrl-C or SIGTERM cancels the command's context: a command stops
-	// there and removes what it had half written (audit report --out,
-	// bench tls's temporary keys) instead of dying with it in place.
+	// there and removes what it had half written (audit report --out)
+	// instead of dying with it in place.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := a.command().ExecuteContext(ctx)
 	stop()

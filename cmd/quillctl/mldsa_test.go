@@ -9,13 +9,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quill-pki/quill/hack/openssl35"
 	"github.com/quill-pki/quill/pkg/issuance"
-	"github.com/quill-pki/quill/test/pq"
 )
 
-func openssl35(t *testing.T, dir string, args ...string) string {
+// runOpenSSL35 runs OpenSSL 3.5, the outside verifier of ML-DSA, in dir;
+// its absence fails the test.
+func runOpenSSL35(t *testing.T, dir string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(pq.OpenSSL35(t), args...)
+	bin, err := openssl35.Find()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -37,13 +43,13 @@ func TestMLDSACeremony(t *testing.T) {
 	if !strings.Contains(r.stdout, "signature:   ML-DSA-65") {
 		t.Errorf("ca csr printed:\n%s", r.stdout)
 	}
-	openssl35(t, dir, "req", "-in", "issuing.csr", "-noout", "-verify")
+	runOpenSSL35(t, dir, "req", "-in", "issuing.csr", "-noout", "-verify")
 	mustRun(t, dir, nil, "ca", "sign", "--ca-cert", "root.crt", "--ca-key", "root.key", "--csr", "issuing.csr",
 		"--validity", "43800h", "--path-len", "0", "--out", "issuing.crt")
-	if out := openssl35(t, dir, "verify", "-x509_strict", "-CAfile", "root.crt", "issuing.crt"); strings.TrimSpace(out) != "issuing.crt: OK" {
+	if out := runOpenSSL35(t, dir, "verify", "-x509_strict", "-CAfile", "root.crt", "issuing.crt"); strings.TrimSpace(out) != "issuing.crt: OK" {
 		t.Errorf("openssl verify: %s", out)
 	}
-	text := openssl35(t, dir, "x509", "-in", "issuing.crt", "-noout", "-text")
+	text := runOpenSSL35(t, dir, "x509", "-in", "issuing.crt", "-noout", "-text")
 	for _, want := range []string{"Signature Algorithm: ML-DSA-87", "Public Key Algorithm: ML-DSA-65", "CA:TRUE, pathlen:0"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("issuing CA lacks %q:\n%s", want, text)
@@ -51,7 +57,7 @@ func TestMLDSACeremony(t *testing.T) {
 	}
 	// Both keys are seed-only PKCS#8, readable by OpenSSL.
 	for _, key := range []string{"root.key", "issuing.key"} {
-		if out := openssl35(t, dir, "asn1parse", "-in", key); !strings.Contains(out, "l=  34 prim: OCTET STRING      [HEX DUMP]:8020") {
+		if out := runOpenSSL35(t, dir, "asn1parse", "-in", key); !strings.Contains(out, "l=  34 prim: OCTET STRING      [HEX DUMP]:8020") {
 			t.Errorf("%s is not a seed-only ML-DSA key:\n%s", key, out)
 		}
 	}
@@ -71,7 +77,7 @@ func TestMLDSACeremony(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(dir, "leaf.key")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("leaf.key mode %v (%v)", fi.Mode().Perm(), err)
 	}
-	reqText := openssl35(t, dir, "req", "-in", "leaf.csr", "-noout", "-verify", "-text")
+	reqText := runOpenSSL35(t, dir, "req", "-in", "leaf.csr", "-noout", "-verify", "-text")
 	for _, want := range []string{"verify OK", "ML-DSA-44", "DNS:app.example.com", "IP Address:10.0.0.7", "URI:spiffe://example.com/app"} {
 		if !strings.Contains(reqText, want) {
 			t.Errorf("leaf request lacks %q:\n%s", want, reqText)
@@ -89,7 +95,7 @@ func TestMLDSACeremony(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "leaf.crt"), issued.ChainPEM, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if out := openssl35(t, dir, "verify", "-x509_strict", "-purpose", "sslserver", "-CAfile", "root.crt", "-untrusted", "issuing.crt", "leaf.crt"); strings.TrimSpace(out) != "leaf.crt: OK" {
+	if out := runOpenSSL35(t, dir, "verify", "-x509_strict", "-purpose", "sslserver", "-CAfile", "root.crt", "-untrusted", "issuing.crt", "leaf.crt"); strings.TrimSpace(out) != "leaf.crt: OK" {
 		t.Errorf("openssl verify of the leaf: %s", out)
 	}
 }

@@ -12,13 +12,15 @@ import (
 	"time"
 )
 
-// Targets from the issue Quill's benchmark answers.
+// Targets from the issues Quill's benchmark answers. The ledger's cost is
+// judged by the first two: Quill records every certificate before it
+// returns it, and must still be at least as fast as the CA issuer, which
+// records nothing.
 const (
 	targetThroughputRatio = 1.0 // Quill certs/s ≥ this × the CA issuer's
 	targetP99Ratio        = 1.0 // Quill p99 ≤ this × the CA issuer's
 	targetExtraRequests   = 1.0 // Quill requests per Certificate ≤ the CA issuer's + this
 	targetPKCS11Ratio     = 0.9 // Quill (PKCS#11) certs/s ≥ this × Quill's with the key in a Secret
-	targetLedgerRatio     = 0.9 // Quill certs/s ≥ this × Quill's without the ledger (the ledger costs ≤ 10%)
 )
 
 // label is a kind's name in column headings and differences.
@@ -28,8 +30,6 @@ func (k issuerKind) label() string {
 		return "Quill"
 	case kindPKCS11:
 		return "PKCS#11"
-	case kindNoLedger:
-		return "NoLedger"
 	}
 	return "CA"
 }
@@ -46,9 +46,6 @@ func comparisons(kinds []issuerKind) []comparison {
 	c := []comparison{{base: kindCA, other: kindQuill}}
 	if slices.Contains(kinds, kindPKCS11) {
 		c = append(c, comparison{base: kindQuill, other: kindPKCS11})
-	}
-	if slices.Contains(kinds, kindNoLedger) {
-		c = append(c, comparison{base: kindNoLedger, other: kindQuill})
 	}
 	return c
 }
@@ -107,7 +104,7 @@ func report(w io.Writer, o options, env environment, idle *idleSample, results [
 	thr := q.certsPerSecond / ca.certsPerSecond
 	p99 := q.p99.Seconds() / ca.p99.Seconds()
 	extra := q.perCert - ca.perCert
-	fmt.Fprintf(w, "\nQuill / CA issuer (medians of %d rounds):\n", o.rounds)
+	fmt.Fprintf(w, "\nQuill, every certificate in the ledger / CA issuer (medians of %d rounds):\n", o.rounds)
 	fmt.Fprintf(w, "  certs/s             x%.2f   target >= x%.1f   %s\n", thr, targetThroughputRatio, verdict(thr >= targetThroughputRatio))
 	fmt.Fprintf(w, "  p99 time to Ready   x%.2f   target <= x%.1f   %s\n", p99, targetP99Ratio, verdict(p99 <= targetP99Ratio))
 	fmt.Fprintf(w, "  p50 time to Ready   x%.2f\n", q.p50.Seconds()/ca.p50.Seconds())
@@ -125,17 +122,6 @@ func report(w io.Writer, o options, env environment, idle *idleSample, results [
 		fmt.Fprintf(w, "  p50 time to Ready   x%.2f\n", p.p50.Seconds()/q.p50.Seconds())
 		fmt.Fprintf(w, "  requests per cert   %+.2f\n", p.perCert-q.perCert)
 		perRound(w, results, o.rounds, comparison{base: kindQuill, other: kindPKCS11})
-	}
-
-	if o.ledger {
-		nl := meds[kindNoLedger]
-		lthr := q.certsPerSecond / nl.certsPerSecond
-		fmt.Fprintf(w, "\nQuill / Quill (no ledger), every certificate recorded / none (medians of %d rounds):\n", o.rounds)
-		fmt.Fprintf(w, "  certs/s             x%.2f   target >= x%.1f   %s\n", lthr, targetLedgerRatio, verdict(lthr >= targetLedgerRatio))
-		fmt.Fprintf(w, "  p99 time to Ready   x%.2f\n", q.p99.Seconds()/nl.p99.Seconds())
-		fmt.Fprintf(w, "  p50 time to Ready   x%.2f\n", q.p50.Seconds()/nl.p50.Seconds())
-		fmt.Fprintf(w, "  requests per cert   %+.2f\n", q.perCert-nl.perCert)
-		perRound(w, results, o.rounds, comparison{base: kindNoLedger, other: kindQuill})
 	}
 
 	cpuTable(w, results)
