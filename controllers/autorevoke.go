@@ -35,26 +35,23 @@ const lifecyclePeriod = time.Minute
 type lifecycleReconciler struct {
 	revoker
 	clusterNamespace string
-	cluster          bool
+	kind             quillv1.GenericIssuer
 }
 
 func (r *lifecycleReconciler) setup(mgr ctrl.Manager) error {
-	name, obj := "lifecycle-issuer", client.Object(&quillv1.QuillIssuer{})
-	if r.cluster {
-		name, obj = "lifecycle-clusterissuer", &quillv1.QuillClusterIssuer{}
-	}
+	kind := r.kind.ID().Kind
 	// A new certificate may supersede another: look again a moment after
 	// the ledger changes (the delay gathers a burst of issuance into one
 	// walk).
 	trigger := newIssuerTrigger(func(ledger.IssuerKey) time.Duration { return time.Second })
 	r.index.Subscribe(func(c ledger.Change) {
-		if (c.Issuer.Kind == ledger.KindClusterIssuer) == r.cluster {
+		if c.Issuer.Kind == kind {
 			trigger.fire(c.Issuer)
 		}
 	})
 	cert := &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: cmapi.SchemeGroupVersion.String(), Kind: cmapi.CertificateKind}}
-	return ctrl.NewControllerManagedBy(mgr).Named(name).For(obj, specChanges).
-		WatchesRawSource(trigger.source(r.cluster)).
+	return ctrl.NewControllerManagedBy(mgr).Named("lifecycle-"+controllerSuffix(r.kind)).For(r.kind, specChanges).
+		WatchesRawSource(trigger.source(r.kind)).
 		WatchesMetadata(cert, handler.Funcs{DeleteFunc: func(_ context.Context, e event.TypedDeleteEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 			for _, req := range r.issuersOf(e.Object.GetNamespace(), e.Object.GetName()) {
 				q.Add(req)
@@ -68,20 +65,20 @@ func (r *lifecycleReconciler) setup(mgr ctrl.Manager) error {
 func (r *lifecycleReconciler) issuersOf(namespace, name string) []reconcile.Request {
 	var reqs []reconcile.Request
 	for _, k := range r.index.Issuers() {
-		if (k.Kind == ledger.KindClusterIssuer) != r.cluster || len(r.index.ForCertificate(k, namespace, name)) == 0 {
+		if k.Kind != r.kind.ID().Kind || len(r.index.ForCertificate(k, namespace, name)) == 0 {
 			continue
 		}
-		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: k.Namespace, Name: k.Name}})
+		reqs = append(reqs, reconcile.Request{NamespacedName: k.NamespacedName()})
 	}
 	return reqs
 }
 
 func (r *lifecycleReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	iss := newIssuerObject(r.cluster, req.NamespacedName, r.clusterNamespace)
-	if err := r.client.Get(ctx, req.NamespacedName, iss.obj); err != nil {
+	obj, k := issuerAt(r.kind, req.NamespacedName)
+	if err := r.client.Get(ctx, req.NamespacedName, obj); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	k, pol := iss.key, iss.spec.Revocation
+	pol := obj.GetSpec().Revocation
 	if !pol.RevokeOnCertificateDeletion && pol.RevokeSupersededAfter == nil {
 		return ctrl.Result{}, nil
 	}

@@ -231,8 +231,8 @@ func checkCAStatusPatch(t *testing.T, p patchCall, iss issuerapi.Issuer, want wa
 	if p.opts.Force == nil || !*p.opts.Force {
 		t.Error("status patch does not force ownership")
 	}
-	if p.body["apiVersion"] != quillv1.GroupVersion.String() || p.body["kind"] != kindOf(iss) {
-		t.Errorf("patch is for %v %v, want %s %s", p.body["apiVersion"], p.body["kind"], quillv1.GroupVersion, kindOf(iss))
+	if p.body["apiVersion"] != quillv1.GroupVersion.String() || p.body["kind"] != iss.(quillv1.GenericIssuer).ID().Kind {
+		t.Errorf("patch is for %v %v, want %s %s", p.body["apiVersion"], p.body["kind"], quillv1.GroupVersion, iss.(quillv1.GenericIssuer).ID().Kind)
 	}
 	md, _ := p.body["metadata"].(map[string]any)
 	if md["name"] != iss.GetName() || md["namespace"] != iss.GetNamespace() {

@@ -103,14 +103,14 @@ func (p *crlPublisher) setup(mgr ctrl.Manager) error {
 			p.trigger.fire(c.Issuer)
 		}
 	})
-	if err := ctrl.NewControllerManagedBy(mgr).Named("crl-issuer").For(&quillv1.QuillIssuer{}, specOrCAChanges).
-		WatchesRawSource(p.trigger.source(false)).
-		Complete(&crlReconciler{p: p, cluster: false}); err != nil {
-		return err
+	for _, kind := range quillv1.IssuerKinds() {
+		if err := ctrl.NewControllerManagedBy(mgr).Named("crl-"+controllerSuffix(kind)).For(kind, specOrCAChanges).
+			WatchesRawSource(p.trigger.source(kind)).
+			Complete(&crlReconciler{p: p, kind: kind}); err != nil {
+			return err
+		}
 	}
-	return ctrl.NewControllerManagedBy(mgr).Named("crl-clusterissuer").For(&quillv1.QuillClusterIssuer{}, specOrCAChanges).
-		WatchesRawSource(p.trigger.source(true)).
-		Complete(&crlReconciler{p: p, cluster: true})
+	return nil
 }
 
 // batchDelay is how long after a change of k's revoked set its new CRL is
@@ -125,14 +125,14 @@ func (p *crlPublisher) batchDelay(k ledger.IssuerKey) time.Duration {
 }
 
 type crlReconciler struct {
-	p       *crlPublisher
-	cluster bool
+	p    *crlPublisher
+	kind quillv1.GenericIssuer
 }
 
 func (r *crlReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	p := r.p
-	iss := newIssuerObject(r.cluster, req.NamespacedName, p.clusterNamespace)
-	obj, spec, status, k, home := iss.obj, iss.spec, iss.status, iss.key, iss.home
+	obj, k := issuerAt(r.kind, req.NamespacedName)
+	spec, status, home := obj.GetSpec(), obj.GetStatus(), k.HomeNamespace(p.clusterNamespace)
 	if err := p.client.Get(ctx, req.NamespacedName, obj); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}

@@ -19,6 +19,7 @@ import (
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	cmapplyconfigurations "github.com/cert-manager/cert-manager/pkg/client/applyconfigurations"
+	issuerapi "github.com/cert-manager/issuer-lib/api/v1alpha1"
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -290,7 +291,7 @@ func newClusterIssuer(opts ...issuerOption) *quillv1.QuillClusterIssuer {
 
 // foreignIssuer is an issuer kind Quill does not know.
 type foreignIssuer struct {
-	*quillv1.QuillIssuer
+	issuerapi.Issuer // only issuer-lib's view: not a quillv1.GenericIssuer
 }
 
 // --- request fixtures ---

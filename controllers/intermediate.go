@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	cmutil "github.com/cert-manager/cert-manager/pkg/api/util"
@@ -64,28 +63,18 @@ type intermediateReconciler struct {
 	client           client.Client
 	store            *castore.Store
 	clusterNamespace string
-	cluster          bool
-	clock            clock.PassiveClock
-	recorder         events.EventRecorder
-}
-
-func (r *intermediateReconciler) kind() string {
-	if r.cluster {
-		return "QuillClusterIssuer"
-	}
-	return "QuillIssuer"
+	// kind is an object of the issuer kind this reconciler serves.
+	kind     quillv1.GenericIssuer
+	clock    clock.PassiveClock
+	recorder events.EventRecorder
 }
 
 func (r *intermediateReconciler) setup(mgr ctrl.Manager) error {
-	var obj client.Object = &quillv1.QuillIssuer{}
-	if r.cluster {
-		obj = &quillv1.QuillClusterIssuer{}
-	}
 	return ctrl.NewControllerManagedBy(mgr).
-		Named("quill-intermediate-"+r.kind()).
-		For(obj, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
-			spec, _, _ := r.specOf(o)
-			return spec != nil && spec.CA.PKCS11 != nil && spec.CA.PKCS11.IssuedBy != nil
+		Named("quill-intermediate-"+r.kind.ID().Kind).
+		For(r.kind, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
+			iss, ok := o.(quillv1.GenericIssuer)
+			return ok && iss.GetSpec().CA.PKCS11 != nil && iss.GetSpec().CA.PKCS11.IssuedBy != nil
 		}))).
 		Watches(&cmapi.CertificateRequest{}, handler.EnqueueRequestsFromMapFunc(r.requestsToIssuer)).
 		Complete(r)
@@ -94,42 +83,22 @@ func (r *intermediateReconciler) setup(mgr ctrl.Manager) error {
 // requestsToIssuer maps a CertificateRequest this reconciler sent back to
 // the issuer that sent it.
 func (r *intermediateReconciler) requestsToIssuer(_ context.Context, o client.Object) []reconcile.Request {
-	rest, ok := strings.CutPrefix(o.GetAnnotations()[annotationIntermediateFor], r.kind()+"/")
-	if !ok || rest == "" {
+	id, ok := quillv1.ParseIssuerID(o.GetAnnotations()[annotationIntermediateFor])
+	if !ok || id.Kind != r.kind.ID().Kind {
 		return nil // not sent by an issuer of this kind
 	}
-	if r.cluster {
-		return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: rest}}}
-	}
-	ns, name, ok := strings.Cut(rest, "/")
-	if !ok {
-		return nil
-	}
-	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: ns, Name: name}}}
-}
-
-func (r *intermediateReconciler) specOf(o client.Object) (*quillv1.IssuerSpec, string, string) {
-	switch iss := o.(type) {
-	case *quillv1.QuillIssuer:
-		return &iss.Spec, iss.Namespace, "QuillIssuer/" + iss.Namespace + "/" + iss.Name
-	case *quillv1.QuillClusterIssuer:
-		return &iss.Spec, r.clusterNamespace, "QuillClusterIssuer/" + iss.Name
-	}
-	return nil, "", ""
+	return []reconcile.Request{{NamespacedName: id.NamespacedName()}}
 }
 
 // Reconcile makes sure the issuer's HSM key has a current CA certificate,
 // requesting one when there is none or the one there is due for renewal.
 func (r *intermediateReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	var obj client.Object = &quillv1.QuillIssuer{}
-	if r.cluster {
-		obj = &quillv1.QuillClusterIssuer{}
-	}
+	obj, id := issuerAt(r.kind, req.NamespacedName)
 	if err := r.client.Get(ctx, req.NamespacedName, obj); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err) // deleted: nothing to renew
 	}
-	spec, ns, owner := r.specOf(obj)
-	p := spec.CA.PKCS11
+	ns, owner := id.HomeNamespace(r.clusterNamespace), id.String()
+	p := obj.GetSpec().CA.PKCS11
 	if p == nil || p.IssuedBy == nil || p.CertificateSecretRef == nil {
 		return ctrl.Result{}, nil // not an HSM-backed intermediate
 	}
@@ -240,10 +209,7 @@ func (r *intermediateReconciler) request(ctx context.Context, obj client.Object,
 		}
 		return fmt.Errorf("signing the CSR with the HSM key: %w", err)
 	}
-	kind := p.IssuedBy.Kind
-	if kind == "" {
-		kind = "QuillClusterIssuer"
-	}
+	kind := p.IssuedBy.ParentKind()
 	cr := &cmapi.CertificateRequest{
 		ObjectMeta: metav1.ObjectMeta{
 			GenerateName: obj.GetName() + "-ca-",

@@ -51,32 +51,31 @@ func (p *inventoryPublisher) setup(mgr ctrl.Manager) error {
 	p.index.Subscribe(func(c ledger.Change) { p.trigger.fire(c.Issuer) })
 	// Issuer events bring status.ca changes into quill_ca_info and count a
 	// new issuer's certificates at once.
-	if err := ctrl.NewControllerManagedBy(mgr).Named("inventory-issuer").For(&quillv1.QuillIssuer{}, specOrCAChanges).
-		WatchesRawSource(p.trigger.source(false)).
-		Complete(&inventoryReconciler{p: p, cluster: false}); err != nil {
-		return err
+	for _, kind := range quillv1.IssuerKinds() {
+		if err := ctrl.NewControllerManagedBy(mgr).Named("inventory-"+controllerSuffix(kind)).For(kind, specOrCAChanges).
+			WatchesRawSource(p.trigger.source(kind)).
+			Complete(&inventoryReconciler{p: p, kind: kind}); err != nil {
+			return err
+		}
 	}
-	return ctrl.NewControllerManagedBy(mgr).Named("inventory-clusterissuer").For(&quillv1.QuillClusterIssuer{}, specOrCAChanges).
-		WatchesRawSource(p.trigger.source(true)).
-		Complete(&inventoryReconciler{p: p, cluster: true})
+	return nil
 }
 
 type inventoryReconciler struct {
-	p       *inventoryPublisher
-	cluster bool
+	p    *inventoryPublisher
+	kind quillv1.GenericIssuer
 }
 
 func (r *inventoryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	p := r.p
-	iss := newIssuerObject(r.cluster, req.NamespacedName, "")
-	obj, status, k := iss.obj, iss.status, iss.key
-	mi := metrics.Issuer{Kind: k.Kind, Namespace: k.Namespace, Name: k.Name}
+	obj, k := issuerAt(r.kind, req.NamespacedName)
+	status := obj.GetStatus()
 	if err := p.client.Get(ctx, req.NamespacedName, obj); err != nil {
 		if client.IgnoreNotFound(err) == nil {
 			// A deleted CA must not look like one about to expire or
 			// down: its gauges go (its counters stay, as history).
-			p.metrics.ForgetInventory(mi)
-			p.metrics.ForgetIssuer(mi)
+			p.metrics.ForgetInventory(k)
+			p.metrics.ForgetIssuer(k)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err) // deleted: done; else retry with backoff
 	}
@@ -90,7 +89,7 @@ func (r *inventoryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if ca := status.CA; ca != nil {
 		caKey, caSig = ca.KeyAlgorithm, ca.SignatureAlgorithm
 	}
-	p.metrics.SetInventory(mi, unexpiredSeries(inv), caKey, caSig)
+	p.metrics.SetInventory(k, unexpiredSeries(inv), caKey, caSig)
 	if want := inventoryStatus(inv); !equality.Semantic.DeepEqual(status.Inventory, want) {
 		if err := p.recordStatus(ctx, obj, k, want); err != nil {
 			return ctrl.Result{}, err // retry with backoff

@@ -72,7 +72,7 @@ func TestInventoryReconciler(t *testing.T) {
 	if err := m.Register(reg); err != nil {
 		t.Fatal(err)
 	}
-	r := &inventoryReconciler{p: &inventoryPublisher{client: api, index: ix, metrics: m, clock: clk}}
+	r := &inventoryReconciler{p: &inventoryPublisher{client: api, index: ix, metrics: m, clock: clk}, kind: &quillv1.QuillIssuer{}}
 	req := ctrl.Request{NamespacedName: types.NamespacedName{Namespace: testNamespace, Name: "pq"}}
 	reconcile := func() ctrl.Result {
 		t.Helper()

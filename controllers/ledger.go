@@ -10,7 +10,6 @@ import (
 	"time"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
-	issuerapi "github.com/cert-manager/issuer-lib/api/v1alpha1"
 	"github.com/cert-manager/issuer-lib/controllers/signer"
 	certificatesv1 "k8s.io/api/certificates/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -47,11 +46,6 @@ type Ledger struct {
 	// retry must look it up before signing again.
 	mu     sync.Mutex
 	unsure map[types.UID]types.NamespacedName
-}
-
-// issuerKey identifies obj in the ledger.
-func issuerKey(obj issuerapi.Issuer) ledger.IssuerKey {
-	return ledger.IssuerKey{Kind: kindOf(obj), Namespace: obj.GetNamespace(), Name: obj.GetName()}
 }
 
 // recall returns what was signed for cr earlier, if anything. A request is
@@ -146,11 +140,11 @@ func originOf(cr signer.CertificateRequestObject) ledger.Origin {
 	}
 	switch r := copier.DeepCopyObject().(type) {
 	case *cmapi.CertificateRequest:
-		o.Kind = "CertificateRequest"
+		o.Kind = quillv1.OriginKindCertificateRequest
 		o.Requester = r.Spec.Username
 		o.Certificate = r.Annotations[cmapi.CertificateNameKey]
 	case *certificatesv1.CertificateSigningRequest:
-		o.Kind = "CertificateSigningRequest"
+		o.Kind = quillv1.OriginKindCertificateSigningRequest
 		o.Namespace = ""
 		o.Requester = r.Spec.Username
 	}
@@ -167,7 +161,7 @@ func RevocationURLs(base string, k ledger.IssuerKey) (crlURL, ocspURL string) {
 // IssuerPath is the issuer's part of the revocation URLs:
 // "clusterissuer/<name>" or "issuer/<namespace>/<name>".
 func IssuerPath(k ledger.IssuerKey) string {
-	if k.Kind == ledger.KindClusterIssuer {
+	if k.IsCluster() {
 		return "clusterissuer/" + url.PathEscape(k.Name)
 	}
 	return "issuer/" + url.PathEscape(k.Namespace) + "/" + url.PathEscape(k.Name)

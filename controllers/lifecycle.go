@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	issuerapi "github.com/cert-manager/issuer-lib/api/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -21,7 +20,7 @@ import (
 // only be deleted after one user disabled it and by another. Issuers whose
 // key lives in an HSM have no key Secret. It reads only Secret metadata and writes
 // only when the label is missing.
-func (s *Signer) markKeySecret(ctx context.Context, obj issuerapi.Issuer, namespace string, src quillv1.CASource) error {
+func (s *Signer) markKeySecret(ctx context.Context, obj quillv1.GenericIssuer, namespace string, src quillv1.CASource) error {
 	if s.KeySecretReader == nil || s.KeySecretWriter == nil {
 		return nil
 	}
@@ -51,7 +50,7 @@ func (s *Signer) markKeySecret(ctx context.Context, obj issuerapi.Issuer, namesp
 	}
 	patched.Labels[quillv1.LabelCAKey] = "true"
 	if _, ok := patched.Annotations[quillv1.AnnotationCAKeyOf]; !ok {
-		patched.Annotations[quillv1.AnnotationCAKeyOf] = ownerName(obj)
+		patched.Annotations[quillv1.AnnotationCAKeyOf] = obj.ID().String()
 	}
 	if err := s.KeySecretWriter.Patch(ctx, patched, client.MergeFrom(meta)); err != nil {
 		return fmt.Errorf("labelling CA Secret %s/%s: %w", namespace, name, err)

@@ -10,7 +10,6 @@ import (
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
-	issuerapi "github.com/cert-manager/issuer-lib/api/v1alpha1"
 	"github.com/cert-manager/issuer-lib/controllers/signer"
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -22,7 +21,6 @@ import (
 	"github.com/quill-pki/quill/pkg/audit"
 	"github.com/quill-pki/quill/pkg/castore"
 	"github.com/quill-pki/quill/pkg/issuance"
-	"github.com/quill-pki/quill/pkg/metrics"
 	"github.com/quill-pki/quill/pkg/policy"
 )
 
@@ -57,9 +55,10 @@ type vetted struct {
 // templates and policy. Refusals come back already recorded (audit line,
 // metric, event) and classified as permanent with InvalidRequest=True;
 // problems with the issuer's own templates are IssuerErrors.
-func (s *Signer) vet(ctx context.Context, cr signer.CertificateRequestObject, obj issuerapi.Issuer, spec *quillv1.IssuerSpec,
+func (s *Signer) vet(ctx context.Context, cr signer.CertificateRequestObject, obj quillv1.GenericIssuer,
 	details signer.CertificateDetails, duration time.Duration,
 ) (*vetted, error) {
+	spec := obj.GetSpec()
 	// Latency is measured on the real monotonic clock: it is an
 	// observation of this process, not a decision that tests must steer.
 	v := &vetted{started: time.Now()}
@@ -154,7 +153,7 @@ const templateNotListed = "(not listed)"
 
 // refuse records a refusal (audit line, metric, event on the request) and
 // returns it as a permanent failure with InvalidRequest=True.
-func (s *Signer) refuse(cr signer.CertificateRequestObject, obj issuerapi.Issuer, rec audit.Request, rule string, err error) error {
+func (s *Signer) refuse(cr signer.CertificateRequestObject, obj quillv1.GenericIssuer, rec audit.Request, rule string, err error) error {
 	s.Audit.Deny(rec, rule, err.Error())
 	template := rec.Template
 	if rule == policy.RuleTemplates && template != "" {
@@ -163,7 +162,7 @@ func (s *Signer) refuse(cr signer.CertificateRequestObject, obj issuerapi.Issuer
 		// create a Certificate could make series without end.
 		template = templateNotListed
 	}
-	s.Metrics.Deny(metricsIssuer(obj), template, rec.KeyAlgorithm, rule)
+	s.Metrics.Deny(obj.ID(), template, rec.KeyAlgorithm, rule)
 	reason := quillv1.ReasonInvalidRequest
 	if errors.Is(err, policy.ErrDenied) {
 		reason = quillv1.ReasonPolicyDenied
@@ -178,8 +177,8 @@ func (s *Signer) refuse(cr signer.CertificateRequestObject, obj issuerapi.Issuer
 }
 
 // issued records a signed certificate.
-func (s *Signer) issued(cr signer.CertificateRequestObject, obj issuerapi.Issuer, v *vetted, cert *x509.Certificate) {
-	s.Metrics.Issue(metricsIssuer(obj), v.record.Template, v.record.KeyAlgorithm, time.Since(v.started))
+func (s *Signer) issued(cr signer.CertificateRequestObject, obj quillv1.GenericIssuer, v *vetted, cert *x509.Certificate) {
+	s.Metrics.Issue(obj.ID(), v.record.Template, v.record.KeyAlgorithm, time.Since(v.started))
 	s.Audit.Issue(v.record, cert)
 	tmpl := "no template"
 	if v.record.Template != "" {
@@ -201,14 +200,14 @@ func (s *Signer) event(cr signer.CertificateRequestObject, eventType, reason, ms
 }
 
 // auditRequest describes a request for audit lines.
-func (s *Signer) auditRequest(cr signer.CertificateRequestObject, obj issuerapi.Issuer) audit.Request {
-	r := audit.Request{Issuer: ownerName(obj), Namespace: cr.GetNamespace(), Name: cr.GetName()}
+func (s *Signer) auditRequest(cr signer.CertificateRequestObject, obj quillv1.GenericIssuer) audit.Request {
+	r := audit.Request{Issuer: obj.ID(), Namespace: cr.GetNamespace(), Name: cr.GetName()}
 	if c, ok := cr.(interface{ DeepCopyObject() runtime.Object }); ok {
 		switch o := c.DeepCopyObject().(type) {
 		case *cmapi.CertificateRequest:
-			r.Kind, r.Requester = "CertificateRequest", o.Spec.Username
+			r.Kind, r.Requester = quillv1.OriginKindCertificateRequest, o.Spec.Username
 		case *certificatesv1.CertificateSigningRequest:
-			r.Kind, r.Requester = "CertificateSigningRequest", o.Spec.Username
+			r.Kind, r.Requester = quillv1.OriginKindCertificateSigningRequest, o.Spec.Username
 		}
 	}
 	return r
@@ -217,14 +216,14 @@ func (s *Signer) auditRequest(cr signer.CertificateRequestObject, obj issuerapi.
 // checkState is the lifecycle part of the issuer health check: it logs a
 // change of spec.state once (status.state remembers the last one acted
 // on) and refuses a Disabled issuer for good, until its spec changes.
-func (s *Signer) checkState(obj issuerapi.Issuer, spec *quillv1.IssuerSpec, status *quillv1.IssuerStatus) error {
-	state := effectiveState(spec)
+func (s *Signer) checkState(obj quillv1.GenericIssuer) error {
+	state, status := effectiveState(obj.GetSpec()), obj.GetStatus()
 	if last := status.State; last != state && (last != "" || state != quillv1.StateActive) {
 		by := ""
 		if state == quillv1.StateDisabled {
 			by = obj.GetAnnotations()[quillv1.AnnotationDisabledBy]
 		}
-		s.Audit.StateChange(ownerName(obj), string(last), string(state), by)
+		s.Audit.StateChange(obj.ID(), string(last), string(state), by)
 		if s.Recorder != nil {
 			msg := fmt.Sprintf("state changed from %q to %s", last, state)
 			if by != "" {
@@ -244,10 +243,6 @@ func effectiveState(spec *quillv1.IssuerSpec) quillv1.IssuerState {
 		return quillv1.StateActive
 	}
 	return spec.State
-}
-
-func metricsIssuer(obj issuerapi.Issuer) metrics.Issuer {
-	return metrics.Issuer{Kind: kindOf(obj), Namespace: obj.GetNamespace(), Name: obj.GetName()}
 }
 
 // effectiveDuration is what policy compares with its limits: the requested

@@ -73,9 +73,9 @@ func (r *revoker) revoke(ctx context.Context, rec ledger.Record, reason quillv1.
 		}
 		// Counted and logged once: only the revocation that wrote the
 		// record gets here.
-		r.metrics.Revoke(metrics.Issuer{Kind: rec.Issuer.Kind, Namespace: rec.Issuer.Namespace, Name: rec.Issuer.Name}, e.Spec.Template, e.Spec.KeyAlgorithm, string(reason))
+		r.metrics.Revoke(rec.Issuer, e.Spec.Template, e.Spec.KeyAlgorithm, string(reason))
 		r.audit.Revoke(audit.Revocation{
-			Issuer: rec.Issuer.String(), Serial: e.Spec.SerialNumber, Subject: e.Spec.Subject,
+			Issuer: rec.Issuer, Serial: e.Spec.SerialNumber, Subject: e.Spec.Subject,
 			Namespace: e.Spec.Origin.Namespace, Certificate: e.Spec.Origin.Certificate,
 			Reason: string(reason), RevokedAt: e.Status.Revocation.RevokedAt.Time, By: by,
 		})
@@ -223,19 +223,21 @@ func (r *revocationReconciler) carryOut(ctx context.Context, rev *quillv1.QuillR
 
 // issuerOf resolves the revocation's issuer and its home namespace.
 func (r *revocationReconciler) issuerOf(ctx context.Context, rev *quillv1.QuillRevocation) (ledger.IssuerKey, string, error) {
-	ref := rev.Spec.IssuerRef
-	if ref.Kind == ledger.KindClusterIssuer {
-		err := r.client.Get(ctx, types.NamespacedName{Name: ref.Name}, &quillv1.QuillClusterIssuer{})
-		if apierrors.IsNotFound(err) {
-			return ledger.IssuerKey{}, "", &errRevocation{quillv1.ReasonIssuerNotFound, fmt.Sprintf("QuillClusterIssuer %s not found", ref.Name)}
-		}
-		return ledger.IssuerKey{Kind: ledger.KindClusterIssuer, Name: ref.Name}, r.clusterNamespace, err
-	}
-	err := r.client.Get(ctx, types.NamespacedName{Namespace: rev.Namespace, Name: ref.Name}, &quillv1.QuillIssuer{})
+	k := rev.Spec.IssuerRef.IDIn(rev.Namespace)
+	err := r.client.Get(ctx, k.NamespacedName(), k.NewObject())
 	if apierrors.IsNotFound(err) {
-		return ledger.IssuerKey{}, "", &errRevocation{quillv1.ReasonIssuerNotFound, fmt.Sprintf("QuillIssuer %s/%s not found", rev.Namespace, ref.Name)}
+		return ledger.IssuerKey{}, "", &errRevocation{quillv1.ReasonIssuerNotFound, fmt.Sprintf("%s not found", issuerNotFoundName(k))}
 	}
-	return ledger.IssuerKey{Kind: ledger.KindIssuer, Namespace: rev.Namespace, Name: ref.Name}, rev.Namespace, err
+	return k, k.HomeNamespace(r.clusterNamespace), err
+}
+
+// issuerNotFoundName is how the IssuerNotFound message names k:
+// "QuillIssuer namespace/name" or "QuillClusterIssuer name".
+func issuerNotFoundName(k ledger.IssuerKey) string {
+	if k.Namespace == "" {
+		return k.Kind + " " + k.Name
+	}
+	return k.Kind + " " + k.Namespace + "/" + k.Name
 }
 
 // fromSecret finds the ledger record of the certificate a Secret holds.

@@ -181,9 +181,9 @@ func (s *revocationServer) route(w http.ResponseWriter, req *http.Request) {
 		// Hand the responder the part after the issuer, cut from the
 		// escaped path by segments (base64 in a GET request may contain
 		// "/" and "+", and a client may percent-encode any segment).
-		segments := 3 // "", "ocsp", "clusterissuer", <name>
-		if k.Kind == ledger.KindIssuer {
-			segments = 4 // ..., "issuer", <namespace>, <name>
+		segments := 4 // "", "ocsp", "issuer", <namespace>, <name>
+		if k.IsCluster() {
+			segments = 3 // ..., "clusterissuer", <name>
 		}
 		rest := "/"
 		if parts := strings.SplitN(raw, "/", segments+2); len(parts) == segments+2 {
@@ -208,18 +208,15 @@ func parseIssuerPath(p string) (ledger.IssuerKey, string, bool) {
 	parts := strings.SplitN(p, "/", 4)
 	switch {
 	case len(parts) >= 2 && parts[0] == "clusterissuer" && parts[1] != "":
-		return ledger.IssuerKey{Kind: ledger.KindClusterIssuer, Name: parts[1]}, strings.Join(parts[2:], "/"), true
+		return ledger.IssuerKey{Kind: quillv1.ClusterIssuerKind, Name: parts[1]}, strings.Join(parts[2:], "/"), true
 	case len(parts) >= 3 && parts[0] == "issuer" && parts[1] != "" && parts[2] != "":
-		return ledger.IssuerKey{Kind: ledger.KindIssuer, Namespace: parts[1], Name: parts[2]}, strings.Join(parts[3:], "/"), true
+		return ledger.IssuerKey{Kind: quillv1.IssuerKind, Namespace: parts[1], Name: parts[2]}, strings.Join(parts[3:], "/"), true
 	}
 	return ledger.IssuerKey{}, "", false
 }
 
 func (s *revocationServer) home(k ledger.IssuerKey) string {
-	if k.Kind == ledger.KindClusterIssuer {
-		return s.clusterNamespace
-	}
-	return k.Namespace
+	return k.HomeNamespace(s.clusterNamespace)
 }
 
 // crlHandler serves k's CRL from its ConfigMap, or is nil while k has
@@ -380,17 +377,10 @@ func (s *revocationServer) responder(ctx context.Context, k ledger.IssuerKey) (*
 }
 
 func (s *revocationServer) issuerSpec(ctx context.Context, k ledger.IssuerKey) (*quillv1.IssuerSpec, error) {
-	var err error
-	if k.Kind == ledger.KindClusterIssuer {
-		var iss quillv1.QuillClusterIssuer
-		if err = s.cached.Get(ctx, types.NamespacedName{Name: k.Name}, &iss); err == nil {
-			return &iss.Spec, nil
-		}
-	} else {
-		var iss quillv1.QuillIssuer
-		if err = s.cached.Get(ctx, types.NamespacedName{Namespace: k.Namespace, Name: k.Name}, &iss); err == nil {
-			return &iss.Spec, nil
-		}
+	iss := k.NewObject()
+	err := s.cached.Get(ctx, k.NamespacedName(), iss)
+	if err == nil {
+		return iss.GetSpec(), nil
 	}
 	if apierrors.IsNotFound(err) {
 		return nil, &notServed{k}

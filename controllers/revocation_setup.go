@@ -8,6 +8,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 	"github.com/quill-pki/quill/pkg/audit"
 	"github.com/quill-pki/quill/pkg/castore"
 	"github.com/quill-pki/quill/pkg/ledger"
@@ -42,8 +43,8 @@ func setupRevocation(mgr ctrl.Manager, opts Options, store *castore.Store, s *Si
 	if err := (&revocationReconciler{revoker: rv, clusterNamespace: opts.ClusterResourceNamespace, recorder: recorder}).setup(mgr); err != nil {
 		return err
 	}
-	for _, cluster := range []bool{false, true} {
-		if err := (&lifecycleReconciler{revoker: rv, clusterNamespace: opts.ClusterResourceNamespace, cluster: cluster}).setup(mgr); err != nil {
+	for _, kind := range quillv1.IssuerKinds() {
+		if err := (&lifecycleReconciler{revoker: rv, clusterNamespace: opts.ClusterResourceNamespace, kind: kind}).setup(mgr); err != nil {
 			return err
 		}
 	}
@@ -76,6 +77,6 @@ func countLedger(index *ledger.Index, m *metrics.Metrics) {
 	index.Subscribe(func(c ledger.Change) {
 		mu.Lock()
 		defer mu.Unlock()
-		m.LedgerSize(metrics.Issuer{Kind: c.Issuer.Kind, Namespace: c.Issuer.Namespace, Name: c.Issuer.Name}, index.Count(c.Issuer))
+		m.LedgerSize(c.Issuer, index.Count(c.Issuer))
 	})
 }

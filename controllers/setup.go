@@ -10,7 +10,6 @@ import (
 	"github.com/cert-manager/issuer-lib/controllers"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -126,17 +125,17 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if err := (&deniedReconciler{client: mgr.GetClient(), clock: opts.Clock, recorder: recorder}).setup(mgr); err != nil {
 		return err
 	}
-	for _, cluster := range []bool{false, true} {
+	for _, kind := range quillv1.IssuerKinds() {
 		if err := (&intermediateReconciler{
 			client: mgr.GetClient(), store: store, clusterNamespace: opts.ClusterResourceNamespace,
-			cluster: cluster, clock: opts.Clock, recorder: recorder,
+			kind: kind, clock: opts.Clock, recorder: recorder,
 		}).setup(mgr); err != nil {
 			return err
 		}
 	}
-	for _, cluster := range []bool{false, true} {
+	for _, kind := range quillv1.IssuerKinds() {
 		if err := (&trustBundleReconciler{
-			client: mgr.GetClient(), reader: mgr.GetAPIReader(), store: store, clusterNamespace: opts.ClusterResourceNamespace, cluster: cluster, recorder: recorder,
+			client: mgr.GetClient(), reader: mgr.GetAPIReader(), store: store, clusterNamespace: opts.ClusterResourceNamespace, kind: kind, recorder: recorder,
 			secrets: &secretWatch{client: mgr.GetClient(), clusterNamespace: opts.ClusterResourceNamespace},
 		}).setup(mgr); err != nil {
 			return err
@@ -168,45 +167,35 @@ type secretWatch struct {
 }
 
 func (w *secretWatch) add(_ context.Context, gvk schema.GroupVersionKind, _ ctrl.Manager, b *builder.Builder) error {
-	switch gvk.Kind {
-	case "QuillIssuer", "QuillClusterIssuer":
-	default:
+	kind := quillv1.IssuerID{Kind: gvk.Kind}.NewObject()
+	if gvk.Group != quillv1.GroupVersion.Group || kind == nil {
 		return nil // request controllers need no Secret events
 	}
-	secret := &corev1.Secret{}
-	cluster := gvk.Kind == "QuillClusterIssuer"
-	b.WatchesMetadata(secret, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
-		return w.issuersReading(ctx, cluster, o.GetNamespace(), o.GetName())
+	b.WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+		return w.issuersReading(ctx, kind, o.GetNamespace(), o.GetName())
 	}))
 	return nil
 }
 
 // issuersReading lists the issuers of one kind that read the Secret
 // namespace/name (CA, certificate or PIN Secret).
-func (w *secretWatch) issuersReading(ctx context.Context, cluster bool, namespace, name string) []reconcile.Request {
-	var reqs []reconcile.Request
-	if cluster {
+func (w *secretWatch) issuersReading(ctx context.Context, kind quillv1.GenericIssuer, namespace, name string) []reconcile.Request {
+	var opts []client.ListOption
+	if kind.ID().IsCluster() {
 		if namespace != w.clusterNamespace {
 			return nil
 		}
-		var list quillv1.QuillClusterIssuerList
-		if err := w.client.List(ctx, &list); err != nil {
-			return nil
-		}
-		for _, iss := range list.Items {
-			if slices.Contains(castore.SecretNames(iss.Spec.CA), name) {
-				reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: iss.Name}})
-			}
-		}
-		return reqs
+	} else {
+		opts = append(opts, client.InNamespace(namespace))
 	}
-	var list quillv1.QuillIssuerList
-	if err := w.client.List(ctx, &list, client.InNamespace(namespace)); err != nil {
+	list := kind.NewList()
+	if err := w.client.List(ctx, list, opts...); err != nil {
 		return nil
 	}
-	for _, iss := range list.Items {
-		if slices.Contains(castore.SecretNames(iss.Spec.CA), name) {
-			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: iss.Namespace, Name: iss.Name}})
+	var reqs []reconcile.Request
+	for _, iss := range list.Issuers() {
+		if slices.Contains(castore.SecretNames(iss.GetSpec().CA), name) {
+			reqs = append(reqs, reconcile.Request{NamespacedName: iss.ID().NamespacedName()})
 		}
 	}
 	return reqs

@@ -76,17 +76,15 @@ type Signer struct {
 	KeySecretWriter client.Writer
 }
 
-// specOf returns an issuer's spec and status and the namespace its Secrets
-// live in: its own for a QuillIssuer, the cluster resource namespace for a
-// QuillClusterIssuer (the tenancy rule).
-func (s *Signer) specOf(obj issuerapi.Issuer) (*quillv1.IssuerSpec, *quillv1.IssuerStatus, string, error) {
-	switch o := obj.(type) {
-	case *quillv1.QuillIssuer:
-		return &o.Spec, &o.Status, o.Namespace, nil
-	case *quillv1.QuillClusterIssuer:
-		return &o.Spec, &o.Status, s.ClusterResourceNamespace, nil
+// issuerOf is obj as a Quill issuer, its spec, and the namespace its
+// Secrets live in: its own for a QuillIssuer, the cluster resource
+// namespace for a QuillClusterIssuer (the tenancy rule).
+func (s *Signer) issuerOf(obj issuerapi.Issuer) (quillv1.GenericIssuer, *quillv1.IssuerSpec, string, error) {
+	iss, ok := obj.(quillv1.GenericIssuer)
+	if !ok {
+		return nil, nil, "", fmt.Errorf("%w %T", errUnknownIssuerKind, obj)
 	}
-	return nil, nil, "", fmt.Errorf("%w %T", errUnknownIssuerKind, obj)
+	return iss, iss.GetSpec(), iss.ID().HomeNamespace(s.ClusterResourceNamespace), nil
 }
 
 // Check is the issuer health check issuer-lib runs when an issuer changes
@@ -96,18 +94,19 @@ func (s *Signer) specOf(obj issuerapi.Issuer) (*quillv1.IssuerSpec, *quillv1.Iss
 // recorded in status (the CAValid condition with a precise reason, and the
 // CA summary); any failure also leaves Ready False, and requests wait.
 func (s *Signer) Check(ctx context.Context, obj issuerapi.Issuer) error {
-	spec, status, ns, err := s.specOf(obj)
+	iss, spec, ns, err := s.issuerOf(obj)
 	if err != nil {
 		return signer.PermanentError{Err: err}
 	}
-	a, err := s.Store.Ensure(ctx, ns, spec.CA, ownerName(obj))
+	status := iss.GetStatus()
+	a, err := s.Store.Ensure(ctx, ns, spec.CA, iss.ID().String())
 	var caErr *castore.Error
 	if err != nil && !errors.As(err, &caErr) {
 		return err // retry with backoff: the API server failed, not the CA
 	}
 	now := s.Clock.Now()
 	if err == nil {
-		if lerr := s.markKeySecret(ctx, obj, ns, spec.CA); lerr != nil {
+		if lerr := s.markKeySecret(ctx, iss, ns, spec.CA); lerr != nil {
 			return lerr // retry with backoff: the API server failed
 		}
 		err = checkAuthority(a, now)
@@ -127,13 +126,13 @@ func (s *Signer) Check(ctx context.Context, obj issuerapi.Issuer) error {
 			err = perr
 		}
 	}
-	stateErr := s.checkState(obj, spec, status)
+	stateErr := s.checkState(iss)
 	var notAfter time.Time
 	if a != nil {
 		notAfter = a.Summary().NotAfter
 	}
-	s.Metrics.IssuerChecked(metricsIssuer(obj), err == nil && stateErr == nil, notAfter)
-	if werr := s.recordCAStatus(ctx, obj, status, a, err); werr != nil {
+	s.Metrics.IssuerChecked(iss.ID(), err == nil && stateErr == nil, notAfter)
+	if werr := s.recordCAStatus(ctx, iss, status, a, err); werr != nil {
 		if err != nil {
 			// Ready must still show what is wrong with the CA.
 			return fmt.Errorf("%w (recording it in status failed: %v)", err, werr) // retry with backoff
@@ -151,7 +150,7 @@ func (s *Signer) Check(ctx context.Context, obj issuerapi.Issuer) error {
 // become unusable is an IssuerError, which makes issuer-lib re-run Check
 // (turning the issuer not Ready) and keep the request Pending.
 func (s *Signer) Sign(ctx context.Context, cr signer.CertificateRequestObject, obj issuerapi.Issuer) (signer.PEMBundle, error) {
-	spec, _, ns, err := s.specOf(obj)
+	iss, spec, ns, err := s.issuerOf(obj)
 	if err != nil {
 		return signer.PEMBundle{}, signer.PermanentError{Err: err}
 	}
@@ -177,7 +176,7 @@ func (s *Signer) Sign(ctx context.Context, cr signer.CertificateRequestObject, o
 	if err != nil {
 		// Bad usages or a bad duration annotation: refused like any
 		// other request, with an audit line and a count.
-		return signer.PEMBundle{}, s.refuse(cr, obj, s.auditRequest(cr, obj), ruleCSR, err)
+		return signer.PEMBundle{}, s.refuse(cr, iss, s.auditRequest(cr, iss), ruleCSR, err)
 	}
 	opts := issuanceOptions(spec, now)
 	req := issuance.Request{
@@ -188,7 +187,7 @@ func (s *Signer) Sign(ctx context.Context, cr signer.CertificateRequestObject, o
 		KeyUsage:    details.KeyUsage,
 		ExtKeyUsage: details.ExtKeyUsage,
 	}
-	k := issuerKey(obj)
+	k := iss.ID()
 	if s.Ledger != nil {
 		recalled, ok, err := s.Ledger.recall(ctx, k, cr, a)
 		if err != nil {
@@ -209,7 +208,7 @@ func (s *Signer) Sign(ctx context.Context, cr signer.CertificateRequestObject, o
 	}
 	// Templates and policy decide before anything is signed; a refusal is
 	// final and already recorded.
-	v, err := s.vet(ctx, cr, obj, spec, details, effectiveDuration(req.Duration, opts))
+	v, err := s.vet(ctx, cr, iss, details, effectiveDuration(req.Duration, opts))
 	if err != nil {
 		return signer.PEMBundle{}, err
 	}
@@ -226,7 +225,7 @@ func (s *Signer) Sign(ctx context.Context, cr signer.CertificateRequestObject, o
 		}
 		switch {
 		case errors.Is(err, issuance.ErrInvalidRequest):
-			return signer.PEMBundle{}, s.refuse(cr, obj, v.record, ruleCSR, err)
+			return signer.PEMBundle{}, s.refuse(cr, iss, v.record, ruleCSR, err)
 		case errors.Is(err, issuance.ErrInvalidOptions):
 			return signer.PEMBundle{}, signer.IssuerError{Err: &castore.Error{Reason: quillv1.ReasonInvalidConfig, Err: err}}
 		case errors.Is(err, issuance.ErrCAExpired), errors.Is(err, issuance.ErrCANotYetValid):
@@ -250,7 +249,7 @@ func (s *Signer) Sign(ctx context.Context, cr signer.CertificateRequestObject, o
 			s.Recorder.Eventf(c.DeepCopyObject(), nil, corev1.EventTypeWarning, eventIssuanceAdjusted, eventActionSign, "%s", joinNotes(v.decision.Notes, issued.Notes))
 		}
 	}
-	s.issued(cr, obj, v, issued.Certificate)
+	s.issued(cr, iss, v, issued.Certificate)
 	return signer.PEMBundle{ChainPEM: issued.ChainPEM, CAPEM: issued.CAPEM}, nil
 }
 
@@ -335,7 +334,7 @@ func issuanceOptions(spec *quillv1.IssuerSpec, now time.Time) issuance.Options {
 // Quill's own field manager, and only when something changed, so a steady
 // issuer costs no writes. a may be nil when no CA could be read; checkErr is
 // nil for a usable CA, else a *castore.Error.
-func (s *Signer) recordCAStatus(ctx context.Context, obj issuerapi.Issuer, status *quillv1.IssuerStatus, a *issuance.Authority, checkErr error) error {
+func (s *Signer) recordCAStatus(ctx context.Context, obj quillv1.GenericIssuer, status *quillv1.IssuerStatus, a *issuance.Authority, checkErr error) error {
 	cond := metav1.Condition{
 		Type:               quillv1.ConditionCAValid,
 		Status:             metav1.ConditionTrue,
@@ -354,11 +353,11 @@ func (s *Signer) recordCAStatus(ctx context.Context, obj issuerapi.Issuer, statu
 			Subject:            sum.Subject,
 			NotAfter:           &metav1.Time{Time: sum.NotAfter.UTC().Truncate(time.Second)},
 			KeyAlgorithm:       string(sum.KeyAlgorithm),
-			SignatureAlgorithm: a.SignatureAlgorithmName(rsaPSSOf(obj)),
+			SignatureAlgorithm: a.SignatureAlgorithmName(obj.GetSpec().Issuance.RSASignatureScheme == quillv1.RSASignatureSchemePSS),
 			SHA256Fingerprint:  sum.SHA256Fingerprint,
 		}
 	}
-	state := effectiveState(specOfObject(obj))
+	state := effectiveState(obj.GetSpec())
 	prev := meta.FindStatusCondition(status.Conditions, quillv1.ConditionCAValid)
 	if prev != nil && prev.Status == cond.Status && prev.Reason == cond.Reason && prev.Message == cond.Message &&
 		prev.ObservedGeneration == cond.ObservedGeneration && summariesEqual(status.CA, summary) && status.State == state {
@@ -374,7 +373,7 @@ func (s *Signer) recordCAStatus(ctx context.Context, obj issuerapi.Issuer, statu
 	}
 	patch := map[string]any{
 		"apiVersion": quillv1.GroupVersion.String(),
-		"kind":       kindOf(obj),
+		"kind":       obj.ID().Kind,
 		"metadata":   map[string]any{"name": obj.GetName(), "namespace": obj.GetNamespace()},
 		"status":     st,
 	}
@@ -382,11 +381,7 @@ func (s *Signer) recordCAStatus(ctx context.Context, obj issuerapi.Issuer, statu
 	if err != nil {
 		return fmt.Errorf("encoding CA status: %w", err)
 	}
-	target, ok := obj.DeepCopyObject().(client.Object)
-	if !ok {
-		return fmt.Errorf("%w %T", errUnknownIssuerKind, obj)
-	}
-	if err := s.StatusWriter.Status().Patch(ctx, target, client.RawPatch(types.ApplyPatchType, body),
+	if err := s.StatusWriter.Status().Patch(ctx, obj.DeepCopyIssuer(), client.RawPatch(types.ApplyPatchType, body),
 		client.ForceOwnership, client.FieldOwner(s.FieldOwner)); err != nil {
 		return fmt.Errorf("recording CA status: %w", err)
 	}
@@ -400,33 +395,4 @@ func summariesEqual(a, b *quillv1.CASummary) bool {
 	return a.Subject == b.Subject && a.KeyAlgorithm == b.KeyAlgorithm && a.SignatureAlgorithm == b.SignatureAlgorithm &&
 		a.SHA256Fingerprint == b.SHA256Fingerprint &&
 		(a.NotAfter == nil) == (b.NotAfter == nil) && (a.NotAfter == nil || a.NotAfter.Equal(b.NotAfter))
-}
-
-// specOfObject is the spec of a Quill issuer object.
-func specOfObject(obj issuerapi.Issuer) *quillv1.IssuerSpec {
-	switch o := obj.(type) {
-	case *quillv1.QuillIssuer:
-		return &o.Spec
-	case *quillv1.QuillClusterIssuer:
-		return &o.Spec
-	}
-	return &quillv1.IssuerSpec{}
-}
-
-// kindOf is the API kind of a Quill issuer object, whose TypeMeta may be
-// empty when it came from a typed client.
-func kindOf(obj issuerapi.Issuer) string {
-	if _, ok := obj.(*quillv1.QuillClusterIssuer); ok {
-		return "QuillClusterIssuer"
-	}
-	return "QuillIssuer"
-}
-
-// ownerName identifies an issuer in the bootstrap Secret's annotation.
-func ownerName(obj issuerapi.Issuer) string {
-	kind := kindOf(obj)
-	if obj.GetNamespace() == "" {
-		return kind + "/" + obj.GetName()
-	}
-	return kind + "/" + obj.GetNamespace() + "/" + obj.GetName()
 }

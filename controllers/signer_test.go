@@ -585,27 +585,3 @@ func TestIssuanceOptions(t *testing.T) {
 		})
 	}
 }
-
-func TestKindAndOwnerName(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name      string
-		issuer    issuerapi.Issuer
-		wantKind  string
-		wantOwner string
-	}{
-		{name: "issuer", issuer: newIssuer(), wantKind: "QuillIssuer", wantOwner: "QuillIssuer/team-a/issuer"},
-		{name: "cluster-issuer", issuer: newClusterIssuer(), wantKind: "QuillClusterIssuer", wantOwner: "QuillClusterIssuer/cluster-issuer"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			if got := kindOf(tt.issuer); got != tt.wantKind {
-				t.Errorf("kindOf = %q, want %q", got, tt.wantKind)
-			}
-			if got := ownerName(tt.issuer); got != tt.wantOwner {
-				t.Errorf("ownerName = %q, want %q", got, tt.wantOwner)
-			}
-		})
-	}
-}

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,39 +31,39 @@ type issuerTrigger struct {
 	delay func(ledger.IssuerKey) time.Duration
 
 	mu     sync.Mutex
-	queues map[bool]workqueue.TypedRateLimitingInterface[reconcile.Request] // by "cluster issuer"
+	queues map[string]workqueue.TypedRateLimitingInterface[reconcile.Request] // by issuer kind
 }
 
 func newIssuerTrigger(delay func(ledger.IssuerKey) time.Duration) *issuerTrigger {
-	return &issuerTrigger{delay: delay, queues: map[bool]workqueue.TypedRateLimitingInterface[reconcile.Request]{}}
+	return &issuerTrigger{delay: delay, queues: map[string]workqueue.TypedRateLimitingInterface[reconcile.Request]{}}
 }
 
 // fire schedules a reconcile of k after its delay, unless one is already
 // scheduled sooner. It runs on the ledger watch's goroutine and does not
 // block.
 func (t *issuerTrigger) fire(k ledger.IssuerKey) {
-	cluster := k.Kind == ledger.KindClusterIssuer
 	t.mu.Lock()
-	q := t.queues[cluster]
+	q := t.queues[k.Kind]
 	t.mu.Unlock()
 	if q == nil {
 		return // not leading: no reconciler to wake
 	}
-	q.AddAfter(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: k.Namespace, Name: k.Name}}, t.delay(k))
+	q.AddAfter(reconcile.Request{NamespacedName: k.NamespacedName()}, t.delay(k))
 }
 
-// source hands fire the work queue of the reconciler of one issuer kind,
-// for as long as that reconciler runs.
-func (t *issuerTrigger) source(cluster bool) source.Source {
+// source hands fire the work queue of the reconciler of one issuer kind
+// (an object of that kind), for as long as that reconciler runs.
+func (t *issuerTrigger) source(kind quillv1.GenericIssuer) source.Source {
+	k := kind.ID().Kind
 	return source.Func(func(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) error {
 		t.mu.Lock()
-		t.queues[cluster] = q
+		t.queues[k] = q
 		t.mu.Unlock()
 		go func() {
 			<-ctx.Done()
 			t.mu.Lock()
-			if t.queues[cluster] == q {
-				delete(t.queues, cluster)
+			if t.queues[k] == q {
+				delete(t.queues, k)
 			}
 			t.mu.Unlock()
 		}()
@@ -70,27 +71,10 @@ func (t *issuerTrigger) source(cluster bool) source.Source {
 	})
 }
 
-// issuerObject is a Quill issuer of either kind as a reconciler reads it:
-// obj to Get into, and views of its spec, status, ledger key and home
-// namespace (its own, or the cluster resource namespace for a
-// QuillClusterIssuer).
-type issuerObject struct {
-	obj    client.Object
-	spec   *quillv1.IssuerSpec
-	status *quillv1.IssuerStatus
-	key    ledger.IssuerKey
-	home   string
-}
-
-func newIssuerObject(cluster bool, name types.NamespacedName, clusterNamespace string) issuerObject {
-	if cluster {
-		iss := &quillv1.QuillClusterIssuer{}
-		return issuerObject{obj: iss, spec: &iss.Spec, status: &iss.Status, home: clusterNamespace,
-			key: ledger.IssuerKey{Kind: ledger.KindClusterIssuer, Name: name.Name}}
-	}
-	iss := &quillv1.QuillIssuer{}
-	return issuerObject{obj: iss, spec: &iss.Spec, status: &iss.Status, home: name.Namespace,
-		key: ledger.IssuerKey{Kind: ledger.KindIssuer, Namespace: name.Namespace, Name: name.Name}}
+// issuerAt is an empty issuer of kind (an object of that kind, as
+// quillv1.IssuerKinds returns) to read into, and its identity at key.
+func issuerAt(kind quillv1.GenericIssuer, key types.NamespacedName) (quillv1.GenericIssuer, ledger.IssuerKey) {
+	return kind.ID().NewObject(), quillv1.IDOf(kind, key)
 }
 
 // specChanges passes issuer events that change the spec (and creations and
@@ -111,11 +95,14 @@ var specOrCAChanges = builder.WithPredicates(predicate.Or(predicate.GenerationCh
 }))
 
 func caOf(o client.Object) *quillv1.CASummary {
-	switch iss := o.(type) {
-	case *quillv1.QuillIssuer:
-		return iss.Status.CA
-	case *quillv1.QuillClusterIssuer:
-		return iss.Status.CA
+	if iss, ok := o.(quillv1.GenericIssuer); ok {
+		return iss.GetStatus().CA
 	}
 	return nil
+}
+
+// controllerSuffix names a reconciler's issuer kind in its controller name
+// ("issuer", "clusterissuer"), which metrics and logs show.
+func controllerSuffix(kind quillv1.GenericIssuer) string {
+	return strings.ToLower(strings.TrimPrefix(kind.ID().Kind, "Quill"))
 }

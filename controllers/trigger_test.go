@@ -8,6 +8,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 	"github.com/quill-pki/quill/pkg/ledger"
 )
 
@@ -33,10 +34,10 @@ func TestIssuerTrigger(t *testing.T) {
 		return q
 	}
 	nsQueue, clQueue := newQueue(), newQueue()
-	if err := tr.source(false).Start(ctx, nsQueue); err != nil {
+	if err := tr.source(&quillv1.QuillIssuer{}).Start(ctx, nsQueue); err != nil {
 		t.Fatal(err)
 	}
-	if err := tr.source(true).Start(ctx, clQueue); err != nil {
+	if err := tr.source(&quillv1.QuillClusterIssuer{}).Start(ctx, clQueue); err != nil {
 		t.Fatal(err)
 	}
 	if n := nsQueue.Len(); n != 0 {

@@ -64,38 +64,25 @@ type trustBundleReconciler struct {
 	store            *castore.Store
 	secrets          *secretWatch
 	clusterNamespace string
-	cluster          bool
-	recorder         events.EventRecorder
-}
-
-func (r *trustBundleReconciler) kind() string {
-	if r.cluster {
-		return "QuillClusterIssuer"
-	}
-	return "QuillIssuer"
-}
-
-func (r *trustBundleReconciler) newIssuer() client.Object {
-	if r.cluster {
-		return &quillv1.QuillClusterIssuer{}
-	}
-	return &quillv1.QuillIssuer{}
+	// kind is an object of the issuer kind this reconciler serves.
+	kind     quillv1.GenericIssuer
+	recorder events.EventRecorder
 }
 
 func (r *trustBundleReconciler) setup(mgr ctrl.Manager) error {
 	published := predicate.NewPredicateFuncs(func(o client.Object) bool {
-		return o.GetLabels()[quillv1.LabelTrustBundleKind] == r.kind()
+		return o.GetLabels()[quillv1.LabelTrustBundleKind] == r.kind.ID().Kind
 	})
 	return ctrl.NewControllerManagedBy(mgr).
-		Named("quill-trust-bundle-"+r.kind()).
+		Named("quill-trust-bundle-"+r.kind.ID().Kind).
 		// The bundle follows the spec and the CA, not the status writes of
 		// the other reconcilers.
-		For(r.newIssuer(), specOrCAChanges).
+		For(r.kind, specOrCAChanges).
 		// Metadata only: the bundles' contents need not sit in the cache,
 		// and a changed or deleted bundle is simply written again.
 		WatchesMetadata(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(r.bundleToIssuer), builder.WithPredicates(published)).
 		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
-			return r.secrets.issuersReading(ctx, r.cluster, o.GetNamespace(), o.GetName())
+			return r.secrets.issuersReading(ctx, r.kind, o.GetNamespace(), o.GetName())
 		})).
 		Complete(r)
 }
@@ -107,28 +94,18 @@ func (r *trustBundleReconciler) bundleToIssuer(_ context.Context, o client.Objec
 	if name == "" {
 		return nil
 	}
-	key := client.ObjectKey{Name: name}
-	if !r.cluster {
-		key.Namespace = o.GetNamespace()
-	}
-	return []reconcile.Request{{NamespacedName: key}}
+	id := quillv1.IDOf(r.kind, client.ObjectKey{Namespace: o.GetNamespace(), Name: name})
+	return []reconcile.Request{{NamespacedName: id.NamespacedName()}}
 }
 
 // Reconcile writes the issuer's trust bundle ConfigMap and removes bundles
 // it published under a previous name.
 func (r *trustBundleReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	obj := r.newIssuer()
+	obj, id := issuerAt(r.kind, req.NamespacedName)
 	if err := r.client.Get(ctx, req.NamespacedName, obj); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err) // deleted: the owner reference removes its bundle
 	}
-	var spec *quillv1.IssuerSpec
-	ns := r.clusterNamespace
-	switch iss := obj.(type) {
-	case *quillv1.QuillIssuer:
-		spec, ns = &iss.Spec, iss.Namespace
-	case *quillv1.QuillClusterIssuer:
-		spec = &iss.Spec
-	}
+	spec, ns := obj.GetSpec(), id.HomeNamespace(r.clusterNamespace)
 	name, err := bundleName(obj.GetName(), spec.TrustBundle)
 	if err != nil {
 		r.recorder.Eventf(obj, nil, corev1.EventTypeWarning, eventTrustBundleFailed, eventActionPublish, "%s", err)
@@ -160,7 +137,7 @@ func (r *trustBundleReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		r.recorder.Eventf(obj, nil, corev1.EventTypeWarning, eventTrustBundleFailed, eventActionPublish, "%s", err)
 		return ctrl.Result{RequeueAfter: bundleTakenRetry}, nil // a new name brings us back at once; the ConfigMap's deletion, within this
 	case err == nil && current.Data[quillv1.TrustBundleKey] == bundle && current.Labels[quillv1.LabelTrustBundleIssuer] == obj.GetName() &&
-		current.Labels[quillv1.LabelTrustBundleKind] == r.kind():
+		current.Labels[quillv1.LabelTrustBundleKind] == r.kind.ID().Kind:
 		// Unchanged: no write, no event.
 	default:
 		if err := r.apply(ctx, obj, ns, name, bundle); err != nil {
@@ -175,10 +152,10 @@ func (r *trustBundleReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 // apply writes the bundle with server-side apply, owned by the issuer so
 // that it goes when the issuer goes.
 func (r *trustBundleReconciler) apply(ctx context.Context, issuer client.Object, ns, name, bundle string) error {
-	gvk := quillv1.GroupVersion.WithKind(r.kind())
+	gvk := quillv1.GroupVersion.WithKind(r.kind.ID().Kind)
 	cm := corev1ac.ConfigMap(name, ns).
 		WithLabels(map[string]string{
-			quillv1.LabelTrustBundleKind:   r.kind(),
+			quillv1.LabelTrustBundleKind:   r.kind.ID().Kind,
 			quillv1.LabelTrustBundleIssuer: issuer.GetName(),
 		}).
 		WithOwnerReferences(metav1ac.OwnerReference().
@@ -199,7 +176,7 @@ func (r *trustBundleReconciler) removeStale(ctx context.Context, issuer, ns, kee
 	var list metav1.PartialObjectMetadataList
 	list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ConfigMapList"))
 	if err := r.client.List(ctx, &list, client.InNamespace(ns), client.MatchingLabels{
-		quillv1.LabelTrustBundleKind:   r.kind(),
+		quillv1.LabelTrustBundleKind:   r.kind.ID().Kind,
 		quillv1.LabelTrustBundleIssuer: issuer,
 	}); err != nil {
 		return err

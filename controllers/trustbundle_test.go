@@ -92,21 +92,21 @@ func TestTrustBundleReconcile(t *testing.T) {
 	tests := []struct {
 		name      string
 		objs      []client.Object
-		cluster   bool
+		kind      quillv1.GenericIssuer
 		key       client.ObjectKey
 		wantNS    string
 		wantName  string
 		wantNoMap bool
 	}{
-		{name: "namespaced", objs: []client.Object{newIssuer(), caSecret(testNamespace, "ca", ca)},
+		{name: "namespaced", kind: &quillv1.QuillIssuer{}, objs: []client.Object{newIssuer(), caSecret(testNamespace, "ca", ca)},
 			key: client.ObjectKey{Namespace: testNamespace, Name: "issuer"}, wantNS: testNamespace, wantName: "issuer-ca-bundle"},
-		{name: "cluster-uses-cluster-resource-namespace", cluster: true,
+		{name: "cluster-uses-cluster-resource-namespace", kind: &quillv1.QuillClusterIssuer{},
 			objs: []client.Object{newClusterIssuer(), caSecret(clusterResourceNamespace, "ca", ca)},
 			key:  client.ObjectKey{Name: "cluster-issuer"}, wantNS: clusterResourceNamespace, wantName: "cluster-issuer-ca-bundle"},
-		{name: "cluster-ignores-secret-in-other-namespace", cluster: true,
+		{name: "cluster-ignores-secret-in-other-namespace", kind: &quillv1.QuillClusterIssuer{},
 			objs: []client.Object{newClusterIssuer(), caSecret(testNamespace, "ca", ca)},
 			key:  client.ObjectKey{Name: "cluster-issuer"}, wantNS: clusterResourceNamespace, wantName: "cluster-issuer-ca-bundle", wantNoMap: true},
-		{name: "missing-secret-publishes-nothing", objs: []client.Object{newIssuer()},
+		{name: "missing-secret-publishes-nothing", kind: &quillv1.QuillIssuer{}, objs: []client.Object{newIssuer()},
 			key: client.ObjectKey{Namespace: testNamespace, Name: "issuer"}, wantNS: testNamespace, wantName: "issuer-ca-bundle", wantNoMap: true},
 	}
 	for _, tt := range tests {
@@ -114,7 +114,7 @@ func TestTrustBundleReconcile(t *testing.T) {
 			t.Parallel()
 			api := newAPI(t, tt.objs...)
 			r := &trustBundleReconciler{
-				client: api, reader: api, cluster: tt.cluster, clusterNamespace: clusterResourceNamespace,
+				client: api, reader: api, kind: tt.kind, clusterNamespace: clusterResourceNamespace,
 				store:    &castore.Store{Reader: api, Metadata: api, Writer: api, Clock: clock.RealClock{}},
 				recorder: events.NewFakeRecorder(10),
 			}
@@ -153,7 +153,7 @@ func TestTrustBundleLeavesForeignConfigMap(t *testing.T) {
 	api := newAPI(t, newIssuer(), caSecret(testNamespace, "ca", ca), theirs)
 	rec := events.NewFakeRecorder(10)
 	r := &trustBundleReconciler{
-		client: api, reader: api, clusterNamespace: clusterResourceNamespace,
+		client: api, reader: api, clusterNamespace: clusterResourceNamespace, kind: &quillv1.QuillIssuer{},
 		store:    &castore.Store{Reader: api, Metadata: api, Writer: api, Clock: clock.RealClock{}},
 		recorder: rec,
 	}

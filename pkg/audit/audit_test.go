@@ -17,6 +17,8 @@ import (
 	"github.com/go-logr/zapr"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 )
 
 // jsonLogger is a production-style zap logger writing JSON into buf, as
@@ -53,12 +55,12 @@ func TestAuditLines(t *testing.T) {
 
 	var buf bytes.Buffer
 	l := jsonLogger(&buf)
-	req := Request{Issuer: "QuillIssuer/team-a/ca", Kind: "CertificateRequest", Namespace: "team-a", Name: "web-1",
+	req := Request{Issuer: quillv1.IssuerID{Kind: quillv1.IssuerKind, Namespace: "team-a", Name: "ca"}, Kind: "CertificateRequest", Namespace: "team-a", Name: "web-1",
 		Requester: "system:serviceaccount:cert-manager:cert-manager", Template: "server-auth", KeyAlgorithm: "ECDSA-P256", CSR: csr}
 	l.Issue(req, cert)
 	l.Deny(req, "spec.policy.dnsNames", `DNS name "x" is not allowed`)
-	l.StateChange("QuillClusterIssuer/root", "Active", "Disabled", "alice")
-	l.Revoke(Revocation{Issuer: "QuillIssuer/team-a/ca", Serial: "abcdef", Subject: "CN=web", Namespace: "team-a", Certificate: "web",
+	l.StateChange(quillv1.IssuerID{Kind: quillv1.ClusterIssuerKind, Name: "root"}, "Active", "Disabled", "alice")
+	l.Revoke(Revocation{Issuer: quillv1.IssuerID{Kind: quillv1.IssuerKind, Namespace: "team-a", Name: "ca"}, Serial: "abcdef", Subject: "CN=web", Namespace: "team-a", Certificate: "web",
 		Reason: "keyCompromise", RevokedAt: time.Date(2026, 3, 1, 12, 30, 0, 0, time.FixedZone("CET", 3600)), By: "QuillRevocation team-a/leak"})
 
 	got := lines(t, &buf)
@@ -95,6 +97,6 @@ func TestAuditLines(t *testing.T) {
 func TestZeroLoggerDiscards(t *testing.T) {
 	t.Parallel()
 	Logger{}.Deny(Request{}, "r", "x")
-	Logger{}.StateChange("i", "a", "b", "")
+	Logger{}.StateChange(quillv1.IssuerID{}, "a", "b", "")
 	Logger{}.Revoke(Revocation{})
 }
