@@ -25,6 +25,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
+	"github.com/quill-pki/quill/pkg/audit"
 	"github.com/quill-pki/quill/pkg/castore"
 	"github.com/quill-pki/quill/pkg/crl"
 	"github.com/quill-pki/quill/pkg/issuance"
@@ -89,6 +90,9 @@ type crlPublisher struct {
 	clusterNamespace string
 	clock            clock.PassiveClock
 	baseURL          string
+	// audit logs each delegated responder certificate signed; the zero
+	// value logs nothing.
+	audit audit.Logger
 
 	mu      sync.Mutex
 	delays  map[ledger.IssuerKey]time.Duration
@@ -464,7 +468,10 @@ const delegatedResponderValidity = 7 * 24 * time.Hour
 
 // ensureResponder keeps a delegated OCSP responder certificate, issued by
 // the issuer's current CA, in the issuer's responder Secret, and returns
-// when it next needs rotating.
+// when it next needs rotating. Like every certificate signed with the CA
+// key, a new responder certificate is recorded in the ledger before it is
+// stored (a failure discards it and the reconcile is retried) and gets an
+// audit line.
 func (p *crlPublisher) ensureResponder(ctx context.Context, home string, k ledger.IssuerKey, a *issuance.Authority) (time.Time, error) {
 	now := p.clock.Now()
 	name := OCSPResponderSecretName(k.Name)
@@ -494,6 +501,9 @@ func (p *crlPublisher) ensureResponder(ctx context.Context, home string, k ledge
 	if err != nil {
 		return time.Time{}, err
 	}
+	if err := p.recordResponder(ctx, home, name, k, cert, now); err != nil {
+		return time.Time{}, err // retry with backoff; this certificate is discarded
+	}
 	sec = corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: home, Name: name, ResourceVersion: sec.ResourceVersion,
 			Annotations: map[string]string{annIssuer: k.String()}},
@@ -511,6 +521,22 @@ func (p *crlPublisher) ensureResponder(ctx context.Context, home string, k ledge
 	if err != nil {
 		return time.Time{}, fmt.Errorf("storing the delegated OCSP responder: %w", err)
 	}
-	logf.FromContext(ctx).Info("audit", "action", "ocsp-responder-issued", "issuer", k.String(), "serial", ledger.SerialHex(cert.SerialNumber), "notAfter", cert.NotAfter)
+	keyAlg, _ := issuance.KeyAlgorithmOf(cert.PublicKey)
+	p.audit.IssueResponder(k, home, name, string(keyAlg), cert)
 	return cert.NotBefore.Add(cert.NotAfter.Sub(cert.NotBefore) * 2 / 3), nil
+}
+
+// recordResponder writes the ledger record of a delegated responder
+// certificate, kept in the Secret home/secret, before the certificate is
+// used.
+func (p *crlPublisher) recordResponder(ctx context.Context, home, secret string, k ledger.IssuerKey, cert *x509.Certificate, now time.Time) error {
+	e, err := ledger.NewEntry(k, home, cert, now, ledger.Origin{Kind: quillv1.OriginKindOCSPResponder, Namespace: home, Name: secret})
+	if err != nil {
+		return err
+	}
+	if err := p.client.Create(ctx, e); err != nil {
+		return fmt.Errorf("recording OCSP responder serial %s in the issuance ledger: %w", e.Spec.SerialNumber, err)
+	}
+	p.index.PutCreated(e)
+	return nil
 }

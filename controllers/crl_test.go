@@ -8,14 +8,23 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"math/big"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr/funcr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
+	"github.com/quill-pki/quill/pkg/audit"
+	"github.com/quill-pki/quill/pkg/issuance"
+	"github.com/quill-pki/quill/pkg/ledger"
 )
 
 // testCRL signs a CRL with n entries.
@@ -128,5 +137,76 @@ func TestCRLPublishParts(t *testing.T) {
 		if !apierrors.IsNotFound(err) {
 			t.Errorf("part %d after the CRL shrank: %v, want NotFound", i, err)
 		}
+	}
+}
+
+// TestEnsureResponderRecordsLedgerAndAudit: a delegated OCSP responder
+// certificate is signed with the CA key, so, like every certificate Quill
+// signs, it is in the ledger (origin OCSPResponder, naming its Secret) and
+// gets an audit=true issue line; a current responder is not signed again.
+func TestEnsureResponderRecordsLedgerAndAudit(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	ca := newCA(t)
+	a, err := issuance.LoadAuthority(ca.certPEM, ca.keyPEM, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := newAPI(t)
+	index := ledger.NewIndex()
+	var lines []map[string]any
+	logger := funcr.NewJSON(func(obj string) {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(obj), &m); err != nil {
+			t.Errorf("audit line is not JSON: %q", obj)
+		}
+		lines = append(lines, m)
+	}, funcr.Options{})
+	p := &crlPublisher{client: api, reader: api, index: index, clock: clocktesting.NewFakePassiveClock(testNow), audit: audit.Logger{Log: logger}}
+	k := quillv1.IssuerID{Kind: quillv1.IssuerKind, Namespace: testNamespace, Name: "hsm"}
+
+	if _, err := p.ensureResponder(ctx, testNamespace, k, a); err != nil {
+		t.Fatalf("ensureResponder: %v", err)
+	}
+	var sec corev1.Secret
+	if err := api.Get(ctx, client.ObjectKey{Namespace: testNamespace, Name: OCSPResponderSecretName("hsm")}, &sec); err != nil {
+		t.Fatalf("responder Secret: %v", err)
+	}
+	cert := parseCert(t, sec.Data[corev1.TLSCertKey])
+
+	var list quillv1.IssuedCertificateList
+	if err := api.List(ctx, &list, client.InNamespace(testNamespace)); err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Items) != 1 {
+		t.Fatalf("%d ledger records, want the responder's", len(list.Items))
+	}
+	e := list.Items[0]
+	if e.Spec.SerialNumber != ledger.SerialHex(cert.SerialNumber) || e.Spec.IssuerRef.ID() != k ||
+		e.Spec.Origin.Kind != quillv1.OriginKindOCSPResponder || e.Spec.Origin.Name != OCSPResponderSecretName("hsm") ||
+		e.Spec.Origin.Namespace != testNamespace {
+		t.Errorf("ledger record = %+v, want serial %s of %s with origin OCSPResponder %s/%s", e.Spec,
+			ledger.SerialHex(cert.SerialNumber), k, testNamespace, OCSPResponderSecretName("hsm"))
+	}
+	if _, ok := index.Lookup(k, cert.SerialNumber); !ok {
+		t.Error("the index does not know the responder certificate: OCSP would answer unknown for it")
+	}
+	if len(lines) != 1 {
+		t.Fatalf("%d audit lines, want 1: %v", len(lines), lines)
+	}
+	l := lines[0]
+	if l["audit"] != true || l["action"] != audit.ActionIssue || l["issuer"] != k.String() ||
+		l["requestKind"] != quillv1.OriginKindOCSPResponder || l["serial"] != hex.EncodeToString(cert.SerialNumber.Bytes()) {
+		t.Errorf("audit line = %v, want an audit=true issue line for the responder of %s", l, k)
+	}
+
+	if _, err := p.ensureResponder(ctx, testNamespace, k, a); err != nil {
+		t.Fatalf("second ensureResponder: %v", err)
+	}
+	if err := api.List(ctx, &list, client.InNamespace(testNamespace)); err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Items) != 1 || len(lines) != 1 {
+		t.Errorf("a current responder was signed again: %d records, %d audit lines", len(list.Items), len(lines))
 	}
 }

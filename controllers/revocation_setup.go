@@ -39,7 +39,7 @@ func setupRevocation(mgr ctrl.Manager, opts Options, store *castore.Store, s *Si
 	s.RevocationBaseURL = opts.RevocationBaseURL
 	countLedger(index, opts.Metrics)
 	rv := revoker{client: mgr.GetClient(), reader: mgr.GetAPIReader(), index: index, clock: opts.Clock,
-		metrics: opts.Metrics, audit: audit.Logger{Log: mgr.GetLogger().WithName("audit")}}
+		metrics: opts.Metrics, audit: audit.Logger{Log: opts.AuditLog}}
 	if err := (&revocationReconciler{revoker: rv, clusterNamespace: opts.ClusterResourceNamespace, recorder: recorder}).setup(mgr); err != nil {
 		return err
 	}
@@ -62,6 +62,7 @@ func setupRevocation(mgr ctrl.Manager, opts Options, store *castore.Store, s *Si
 	return (&crlPublisher{
 		client: mgr.GetClient(), reader: mgr.GetAPIReader(), store: store, index: index,
 		clusterNamespace: opts.ClusterResourceNamespace, clock: opts.Clock, baseURL: opts.RevocationBaseURL,
+		audit: rv.audit,
 	}).setup(mgr)
 }
 

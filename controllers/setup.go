@@ -7,6 +7,7 @@ import (
 	"time"
 
 	issuerapi "github.com/cert-manager/issuer-lib/api/v1alpha1"
+	"github.com/go-logr/logr"
 	"github.com/cert-manager/issuer-lib/controllers"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -63,6 +64,9 @@ type Options struct {
 	// DisableLedger stops recording issued certificates. Only the ledger
 	// benchmark sets it: unrecorded certificates cannot be revoked.
 	DisableLedger bool
+	// AuditLog receives the audit lines (pkg/audit); the zero value means
+	// the manager's logger, named "audit". Tests set it to read them.
+	AuditLog logr.Logger
 	// Metrics records Quill's quill_ metrics; nil means a set registered
 	// with controller-runtime's registry, served on the manager's metrics
 	// endpoint.
@@ -103,6 +107,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 			opts.Metrics.PKCS11Login(module, token, string(r))
 		},
 	}
+	if opts.AuditLog.GetSink() == nil {
+		opts.AuditLog = mgr.GetLogger().WithName("audit")
+	}
 	recorder := mgr.GetEventRecorder(FieldOwner)
 	s := &Signer{
 		Store:                    store,
@@ -113,7 +120,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		Recorder:                 recorder,
 		Templates:                mgr.GetClient(),
 		Metrics:                  opts.Metrics,
-		Audit:                    audit.Logger{Log: mgr.GetLogger().WithName("audit")},
+		Audit:                    audit.Logger{Log: opts.AuditLog},
 		KeySecretReader:          mgr.GetAPIReader(),
 		KeySecretWriter:          mgr.GetClient(),
 	}
