@@ -7,8 +7,8 @@ import (
 	"time"
 
 	issuerapi "github.com/cert-manager/issuer-lib/api/v1alpha1"
-	"github.com/go-logr/logr"
 	"github.com/cert-manager/issuer-lib/controllers"
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/utils/clock"
