@@ -155,7 +155,6 @@ func run() error {
 		RevocationBindAddress:    revAddr,
 		RevocationTLSConfig:      revTLS,
 		RevocationBaseURL:        strings.TrimSuffix(revBaseURL, "/"),
-		DisableLedger:            noLedger,
 	}); err != nil {
 		return fmt.Errorf("setting up controllers: %w", err)
 	}

@@ -1,6 +1,6 @@
 // Package audit writes Quill's audit trail as structured log lines: one
 // line per certificate issued (for a request, or for Quill's own use such as
-// a delegated OCSP responder), request denied, certificate revoked and CA
+// a delegated OCSP responder), request denied, certificate revoked, CRL signed and CA
 // state change, through
 // the controller's logr logger (JSON with quill-controller's default
 // production logging). Every line carries audit=true and an action, so a
@@ -24,6 +24,7 @@ const (
 	ActionDeny        = "deny"
 	ActionRevoke      = "revoke"
 	ActionStateChange = "ca-state-change"
+	ActionCRL         = "crl"
 )
 
 // Logger writes audit lines. The zero value discards them.
@@ -123,6 +124,13 @@ func (l Logger) Revoke(r Revocation) {
 	l.Log.Info("certificate revoked", "audit", true, "action", ActionRevoke, "issuer", r.Issuer.String(), "serial", r.Serial,
 		"subject", r.Subject, "namespace", r.Namespace, "certificate", r.Certificate, "reason", r.Reason,
 		"revokedAt", r.RevokedAt.UTC().Format(time.RFC3339), "by", r.By)
+}
+
+// SignCRL logs a CRL signed and published for issuer: its number, how many
+// entries it lists, its size in bytes and its nextUpdate.
+func (l Logger) SignCRL(issuer quillv1.IssuerID, number string, entries, bytes int, nextUpdate time.Time) {
+	l.Log.Info("CRL signed", "audit", true, "action", ActionCRL, "issuer", issuer.String(), "crlNumber", number,
+		"entries", entries, "bytes", bytes, "nextUpdate", nextUpdate.UTC().Format(time.RFC3339))
 }
 
 // StateChange logs an issuer's spec.state moving from one state to another;
