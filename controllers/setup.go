@@ -7,12 +7,14 @@
 //   - revocation: QuillRevocations, automatic revocation, CRL publishing and
 //     delegated OCSP responder certificates;
 //   - revocationhttp: the CRL and OCSP HTTP server and its router;
+//   - revocationdata: the names of what revocation publishes (CRL
+//     ConfigMaps, responder Secrets, URLs), shared by the three above;
 //   - trustbundle, intermediate, inventory: CA bundles, HSM-backed
 //     intermediates' certificates, and the crypto-agility inventory.
 //
 // What they share sits under internal/: issuers (reconciler plumbing),
-// classify (errors to reasons and retry behaviour), revocationdata (the
-// names of what revocation publishes) and fixture (unit-test fixtures).
+// classify (errors to reasons and retry behaviour) and fixture (unit-test
+// fixtures).
 package controllers
 
 import (

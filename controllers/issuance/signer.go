@@ -27,7 +27,7 @@ import (
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 	"github.com/quill-pki/quill/controllers/internal/classify"
-	"github.com/quill-pki/quill/controllers/internal/revocationdata"
+	"github.com/quill-pki/quill/controllers/revocationdata"
 	"github.com/quill-pki/quill/pkg/audit"
 	"github.com/quill-pki/quill/pkg/castore"
 	"github.com/quill-pki/quill/pkg/issuance"

@@ -22,7 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
-	"github.com/quill-pki/quill/controllers/internal/revocationdata"
+	"github.com/quill-pki/quill/controllers/revocationdata"
 	"github.com/quill-pki/quill/pkg/audit"
 	"github.com/quill-pki/quill/pkg/issuance"
 	"github.com/quill-pki/quill/pkg/ledger"

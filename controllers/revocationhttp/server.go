@@ -34,7 +34,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
-	"github.com/quill-pki/quill/controllers/internal/revocationdata"
+	"github.com/quill-pki/quill/controllers/revocationdata"
 	"github.com/quill-pki/quill/pkg/castore"
 	"github.com/quill-pki/quill/pkg/issuance"
 	"github.com/quill-pki/quill/pkg/ledger"
