@@ -25,6 +25,8 @@ const (
 // Both kinds also satisfy issuer-lib's Issuer interface (GetConditions,
 // GetIssuerTypeIdentifier), which the issuance controllers hand to
 // cert-manager/issuer-lib.
+//
+// +kubebuilder:object:generate=false
 type GenericIssuer interface {
 	client.Object
 	// GetConditions returns the issuer's status conditions.
@@ -47,6 +49,8 @@ type GenericIssuer interface {
 }
 
 // GenericIssuerList is a list of issuers of one kind.
+//
+// +kubebuilder:object:generate=false
 type GenericIssuerList interface {
 	client.ObjectList
 	// Issuers returns pointers to the list's items.
