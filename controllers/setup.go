@@ -1,35 +1,50 @@
+// Package controllers wires Quill's controllers into a manager. Each
+// concern lives in its own package:
+//
+//   - issuance: issuer-lib's Check and Sign (health check, policy and
+//     templates, signing, the ledger record of each certificate) and
+//     denied requests;
+//   - revocation: QuillRevocations, automatic revocation, CRL publishing and
+//     delegated OCSP responder certificates;
+//   - revocationhttp: the CRL and OCSP HTTP server and its router;
+//   - revocationdata: the names of what revocation publishes (CRL
+//     ConfigMaps, responder Secrets, URLs), shared by the three above;
+//   - trustbundle, intermediate, inventory: CA bundles, HSM-backed
+//     intermediates' certificates, and the crypto-agility inventory.
+//
+// What they share sits under internal/: issuers (reconciler plumbing),
+// classify (errors to reasons and retry behaviour) and fixture (unit-test
+// fixtures).
 package controllers
 
 import (
 	"context"
 	"crypto/tls"
-	"slices"
 	"time"
 
-	issuerapi "github.com/cert-manager/issuer-lib/api/v1alpha1"
-	"github.com/cert-manager/issuer-lib/controllers"
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/types"
+	"github.com/go-logr/logr"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
-	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
-	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
+	"github.com/quill-pki/quill/controllers/intermediate"
+	"github.com/quill-pki/quill/controllers/internal/issuers"
+	"github.com/quill-pki/quill/controllers/inventory"
+	"github.com/quill-pki/quill/controllers/issuance"
+	"github.com/quill-pki/quill/controllers/revocation"
+	"github.com/quill-pki/quill/controllers/revocationhttp"
+	"github.com/quill-pki/quill/controllers/trustbundle"
 	"github.com/quill-pki/quill/pkg/audit"
 	"github.com/quill-pki/quill/pkg/castore"
+	"github.com/quill-pki/quill/pkg/ledger"
 	"github.com/quill-pki/quill/pkg/metrics"
 	"github.com/quill-pki/quill/pkg/pkcs11"
 )
 
 // FieldOwner is the server-side apply field manager of everything Quill's
 // controllers write.
-const FieldOwner = "quill.dev"
+const FieldOwner = issuers.FieldOwner
 
 // Options configure the controllers; cmd/controller fills them from flags.
 type Options struct {
@@ -61,29 +76,18 @@ type Options struct {
 	// RevocationTLSConfig, when set, serves CRL and OCSP over HTTPS with
 	// it instead of plain HTTP.
 	RevocationTLSConfig *tls.Config
-	// DisableLedger stops recording issued certificates. Only the ledger
-	// benchmark sets it: unrecorded certificates cannot be revoked.
-	DisableLedger bool
+	// AuditLog receives the audit lines (pkg/audit); the zero value means
+	// the manager's logger, named "audit". Tests set it to read them.
+	AuditLog logr.Logger
 	// Metrics records Quill's quill_ metrics; nil means a set registered
 	// with controller-runtime's registry, served on the manager's metrics
 	// endpoint.
 	Metrics *metrics.Metrics
 }
 
-// RBAC for the issuer-lib reconcilers and the CA store.
-// +kubebuilder:rbac:groups=quill.dev,resources=quillissuers;quillclusterissuers,verbs=get;list;watch
-// +kubebuilder:rbac:groups=quill.dev,resources=quillissuers/status;quillclusterissuers/status,verbs=get;patch;update
-// +kubebuilder:rbac:groups=cert-manager.io,resources=certificaterequests,verbs=get;list;watch;create;delete
-// +kubebuilder:rbac:groups=cert-manager.io,resources=certificaterequests/status,verbs=get;patch;update
-// +kubebuilder:rbac:groups=certificates.k8s.io,resources=certificatesigningrequests,verbs=get;list;watch
-// +kubebuilder:rbac:groups=certificates.k8s.io,resources=certificatesigningrequests/status,verbs=get;patch;update
-// +kubebuilder:rbac:groups=certificates.k8s.io,resources=signers,verbs=sign,resourceNames=quillissuers.quill.dev/*;quillclusterissuers.quill.dev/*
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update
-// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch
-
-// Setup registers Quill's issuer and request controllers with mgr.
+// Setup registers Quill's controllers with mgr. The ledger index and the
+// CRL/OCSP server run on every replica; everything that signs or writes
+// runs on the leader.
 func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
@@ -94,6 +98,10 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 			return err
 		}
 	}
+	if opts.AuditLog.GetSink() == nil {
+		opts.AuditLog = mgr.GetLogger().WithName("audit")
+	}
+	auditLog := audit.Logger{Log: opts.AuditLog}
 	store := &castore.Store{
 		Reader:        mgr.GetAPIReader(),
 		Metadata:      mgr.GetCache(),
@@ -105,109 +113,58 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		},
 	}
 	recorder := mgr.GetEventRecorder(FieldOwner)
-	s := &Signer{
+	secrets := &issuers.SecretWatch{Client: mgr.GetClient(), ClusterNamespace: opts.ClusterResourceNamespace}
+
+	// The ledger index, fed by its own watch, on every replica.
+	watcher, err := client.NewWithWatch(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper()})
+	if err != nil {
+		return err
+	}
+	index := ledger.NewIndex()
+	if err := mgr.Add(issuers.Runnable(func(ctx context.Context) error { return index.Run(ctx, watcher) })); err != nil {
+		return err
+	}
+
+	s := &issuance.Signer{
 		Store:                    store,
 		StatusWriter:             mgr.GetClient(),
 		ClusterResourceNamespace: opts.ClusterResourceNamespace,
 		FieldOwner:               FieldOwner + "/ca-status",
 		Clock:                    opts.Clock,
 		Recorder:                 recorder,
+		Ledger:                   &issuance.Ledger{Index: index, Writer: mgr.GetClient(), Reader: mgr.GetAPIReader()},
+		RevocationBaseURL:        opts.RevocationBaseURL,
 		Templates:                mgr.GetClient(),
 		Metrics:                  opts.Metrics,
-		Audit:                    audit.Logger{Log: mgr.GetLogger().WithName("audit")},
+		Audit:                    auditLog,
 		KeySecretReader:          mgr.GetAPIReader(),
 		KeySecretWriter:          mgr.GetClient(),
 	}
-	if !opts.DisableLedger {
-		if err := setupRevocation(mgr, opts, store, s, recorder); err != nil {
-			return err
-		}
-	}
-	if err := (&deniedReconciler{client: mgr.GetClient(), clock: opts.Clock, recorder: recorder}).setup(mgr); err != nil {
+	if err := revocation.Setup(mgr, revocation.Config{
+		Index: index, Store: store, ClusterResourceNamespace: opts.ClusterResourceNamespace, BaseURL: opts.RevocationBaseURL,
+		Clock: opts.Clock, Recorder: recorder, Metrics: opts.Metrics, Audit: auditLog,
+	}); err != nil {
 		return err
 	}
-	for _, cluster := range []bool{false, true} {
-		if err := (&intermediateReconciler{
-			client: mgr.GetClient(), store: store, clusterNamespace: opts.ClusterResourceNamespace,
-			cluster: cluster, clock: opts.Clock, recorder: recorder,
-		}).setup(mgr); err != nil {
+	if opts.RevocationBindAddress != "" && opts.RevocationBindAddress != "0" {
+		if err := mgr.Add(revocationhttp.New(revocationhttp.Config{
+			Addr: opts.RevocationBindAddress, TLSConfig: opts.RevocationTLSConfig, Reader: mgr.GetAPIReader(), Cached: mgr.GetClient(),
+			Watcher: watcher, Store: store, Index: index, ClusterResourceNamespace: opts.ClusterResourceNamespace, Clock: opts.Clock,
+		})); err != nil {
 			return err
 		}
 	}
-	for _, cluster := range []bool{false, true} {
-		if err := (&trustBundleReconciler{
-			client: mgr.GetClient(), reader: mgr.GetAPIReader(), store: store, clusterNamespace: opts.ClusterResourceNamespace, cluster: cluster, recorder: recorder,
-			secrets: &secretWatch{client: mgr.GetClient(), clusterNamespace: opts.ClusterResourceNamespace},
-		}).setup(mgr); err != nil {
-			return err
-		}
+	if err := inventory.Setup(mgr, index, opts.Metrics, opts.Clock); err != nil {
+		return err
 	}
-	return (&controllers.CombinedController{
-		IssuerTypes:                    []issuerapi.Issuer{&quillv1.QuillIssuer{}},
-		ClusterIssuerTypes:             []issuerapi.Issuer{&quillv1.QuillClusterIssuer{}},
-		FieldOwner:                     FieldOwner,
-		MaxRetryDuration:               opts.MaxRetryDuration,
-		Check:                          s.Check,
-		Sign:                           s.Sign,
-		EventRecorder:                  recorder,
-		Clock:                          opts.Clock,
-		SetCAOnCertificateRequest:      true,
-		DisableKubernetesCSRController: opts.DisableKubernetesCSRs,
-		PreSetupWithManager:            (&secretWatch{client: mgr.GetClient(), clusterNamespace: opts.ClusterResourceNamespace}).add,
-		ControllerOptions:              controller.Options{MaxConcurrentReconciles: opts.MaxConcurrentReconciles},
-	}).SetupWithManager(ctx, mgr)
-}
-
-// secretWatch re-runs an issuer's health check when the Secret it reads
-// changes, so that a replaced, repaired or deleted CA shows in Ready without
-// waiting for a signing failure. It watches Secret metadata only, so Secret
-// contents are never cached in the controller's memory.
-type secretWatch struct {
-	client           client.Reader
-	clusterNamespace string
-}
-
-func (w *secretWatch) add(_ context.Context, gvk schema.GroupVersionKind, _ ctrl.Manager, b *builder.Builder) error {
-	switch gvk.Kind {
-	case "QuillIssuer", "QuillClusterIssuer":
-	default:
-		return nil // request controllers need no Secret events
+	if err := intermediate.Setup(mgr, store, opts.ClusterResourceNamespace, opts.Clock, recorder); err != nil {
+		return err
 	}
-	secret := &corev1.Secret{}
-	cluster := gvk.Kind == "QuillClusterIssuer"
-	b.WatchesMetadata(secret, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
-		return w.issuersReading(ctx, cluster, o.GetNamespace(), o.GetName())
-	}))
-	return nil
-}
-
-// issuersReading lists the issuers of one kind that read the Secret
-// namespace/name (CA, certificate or PIN Secret).
-func (w *secretWatch) issuersReading(ctx context.Context, cluster bool, namespace, name string) []reconcile.Request {
-	var reqs []reconcile.Request
-	if cluster {
-		if namespace != w.clusterNamespace {
-			return nil
-		}
-		var list quillv1.QuillClusterIssuerList
-		if err := w.client.List(ctx, &list); err != nil {
-			return nil
-		}
-		for _, iss := range list.Items {
-			if slices.Contains(castore.SecretNames(iss.Spec.CA), name) {
-				reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: iss.Name}})
-			}
-		}
-		return reqs
+	if err := trustbundle.Setup(mgr, store, secrets, opts.ClusterResourceNamespace, recorder); err != nil {
+		return err
 	}
-	var list quillv1.QuillIssuerList
-	if err := w.client.List(ctx, &list, client.InNamespace(namespace)); err != nil {
-		return nil
-	}
-	for _, iss := range list.Items {
-		if slices.Contains(castore.SecretNames(iss.Spec.CA), name) {
-			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: iss.Namespace, Name: iss.Name}})
-		}
-	}
-	return reqs
+	return s.Setup(ctx, mgr, issuance.Config{
+		MaxRetryDuration: opts.MaxRetryDuration, MaxConcurrentReconciles: opts.MaxConcurrentReconciles,
+		DisableKubernetesCSRs: opts.DisableKubernetesCSRs, Secrets: secrets, Clock: opts.Clock, Recorder: recorder,
+	})
 }

@@ -85,10 +85,24 @@ type LedgerIssuerRef struct {
 	Namespace string `json:"namespace,omitempty"`
 }
 
+// Origin kinds of ledger records: what a certificate was signed for.
+const (
+	// OriginKindCertificateRequest: a cert-manager CertificateRequest.
+	OriginKindCertificateRequest = "CertificateRequest"
+	// OriginKindCertificateSigningRequest: a Kubernetes
+	// CertificateSigningRequest.
+	OriginKindCertificateSigningRequest = "CertificateSigningRequest"
+	// OriginKindOCSPResponder: the issuer's own delegated OCSP responder,
+	// which the controller signs with the CA key; the origin's namespace
+	// and name are those of the Secret holding it.
+	OriginKindOCSPResponder = "OCSPResponder"
+)
+
 // LedgerOrigin says where a signed certificate was requested.
 type LedgerOrigin struct {
-	// Kind is CertificateRequest or CertificateSigningRequest.
-	// +kubebuilder:validation:Enum=CertificateRequest;CertificateSigningRequest
+	// Kind is CertificateRequest or CertificateSigningRequest, or
+	// OCSPResponder for the issuer's delegated OCSP responder certificate.
+	// +kubebuilder:validation:Enum=CertificateRequest;CertificateSigningRequest;OCSPResponder
 	Kind string `json:"kind"`
 	// Namespace of the CertificateRequest; empty for a Kubernetes CSR.
 	// +optional

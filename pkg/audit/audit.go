@@ -1,5 +1,6 @@
 // Package audit writes Quill's audit trail as structured log lines: one
-// line per certificate issued, request denied, certificate revoked and CA
+// line per certificate issued (for a request, or for Quill's own use such as
+// a delegated OCSP responder), request denied, certificate revoked, CRL signed and CA
 // state change, through
 // the controller's logr logger (JSON with quill-controller's default
 // production logging). Every line carries audit=true and an action, so a
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+
+	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 )
 
 // Actions, the value of the "action" field.
@@ -21,6 +24,7 @@ const (
 	ActionDeny        = "deny"
 	ActionRevoke      = "revoke"
 	ActionStateChange = "ca-state-change"
+	ActionCRL         = "crl"
 )
 
 // Logger writes audit lines. The zero value discards them.
@@ -31,10 +35,13 @@ type Logger struct {
 
 // Request describes the request an audit line is about.
 type Request struct {
-	// Issuer is Kind/name or Kind/namespace/name.
-	Issuer string
+	// Issuer signed (or refused) the request; lines show it as
+	// Kind/name or Kind/namespace/name.
+	Issuer quillv1.IssuerID
 	// Kind and Name of the request object (CertificateRequest or
-	// CertificateSigningRequest); Namespace is empty for the latter.
+	// CertificateSigningRequest, or OCSPResponder for a responder
+	// certificate, named after its Secret); Namespace is empty for a
+	// CertificateSigningRequest.
 	Kind, Namespace, Name string
 	// Requester is the user who created the request, from its spec.
 	Requester string
@@ -48,7 +55,7 @@ type Request struct {
 
 func (r Request) keysAndValues() []any {
 	kv := []any{
-		"issuer", r.Issuer, "requestKind", r.Kind, "namespace", r.Namespace, "request", r.Name,
+		"issuer", r.Issuer.String(), "requestKind", r.Kind, "namespace", r.Namespace, "request", r.Name,
 		"requester", r.Requester, "template", r.Template, "keyAlgorithm", r.KeyAlgorithm,
 	}
 	if r.CSR != nil {
@@ -75,6 +82,16 @@ func (l Logger) Issue(r Request, cert *x509.Certificate) {
 	l.Log.Info("certificate issued", kv...)
 }
 
+// IssueResponder logs a delegated OCSP responder certificate the
+// controller signed with issuer's CA key and stored in the Secret
+// namespace/secret; keyAlgorithm names the responder's own key. It is an issue line like any other, with request kind
+// OCSPResponder, so that every certificate signed with a CA key is in the
+// audit trail.
+func (l Logger) IssueResponder(issuer quillv1.IssuerID, namespace, secret, keyAlgorithm string, cert *x509.Certificate) {
+	l.Issue(Request{Issuer: issuer, Kind: quillv1.OriginKindOCSPResponder, Namespace: namespace, Name: secret,
+		KeyAlgorithm: keyAlgorithm}, cert)
+}
+
 // Deny logs a request refused for good: by rule, for reason.
 func (l Logger) Deny(r Request, rule, reason string) {
 	kv := append([]any{"audit", true, "action", ActionDeny}, r.keysAndValues()...)
@@ -84,8 +101,8 @@ func (l Logger) Deny(r Request, rule, reason string) {
 
 // Revocation describes a certificate newly revoked in the ledger.
 type Revocation struct {
-	// Issuer is Kind/name or Kind/namespace/name.
-	Issuer string
+	// Issuer signed the certificate.
+	Issuer quillv1.IssuerID
 	// Serial is the certificate's serial number in lowercase hex.
 	Serial  string
 	Subject string
@@ -104,14 +121,21 @@ type Revocation struct {
 // Revoke logs a certificate revoked. It is called once per certificate,
 // when the ledger first records its revocation.
 func (l Logger) Revoke(r Revocation) {
-	l.Log.Info("certificate revoked", "audit", true, "action", ActionRevoke, "issuer", r.Issuer, "serial", r.Serial,
+	l.Log.Info("certificate revoked", "audit", true, "action", ActionRevoke, "issuer", r.Issuer.String(), "serial", r.Serial,
 		"subject", r.Subject, "namespace", r.Namespace, "certificate", r.Certificate, "reason", r.Reason,
 		"revokedAt", r.RevokedAt.UTC().Format(time.RFC3339), "by", r.By)
+}
+
+// SignCRL logs a CRL signed and published for issuer: its number, how many
+// entries it lists, its size in bytes and its nextUpdate.
+func (l Logger) SignCRL(issuer quillv1.IssuerID, number string, entries, bytes int, nextUpdate time.Time) {
+	l.Log.Info("CRL signed", "audit", true, "action", ActionCRL, "issuer", issuer.String(), "crlNumber", number,
+		"entries", entries, "bytes", bytes, "nextUpdate", nextUpdate.UTC().Format(time.RFC3339))
 }
 
 // StateChange logs an issuer's spec.state moving from one state to another;
 // by is the user the quill.dev/disabled-by annotation names ("" when
 // enabling or when absent).
-func (l Logger) StateChange(issuer, from, to, by string) {
-	l.Log.Info("CA state changed", "audit", true, "action", ActionStateChange, "issuer", issuer, "from", from, "to", to, "disabledBy", by)
+func (l Logger) StateChange(issuer quillv1.IssuerID, from, to, by string) {
+	l.Log.Info("CA state changed", "audit", true, "action", ActionStateChange, "issuer", issuer.String(), "from", from, "to", to, "disabledBy", by)
 }

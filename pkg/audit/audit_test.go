@@ -17,6 +17,8 @@ import (
 	"github.com/go-logr/zapr"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 )
 
 // jsonLogger is a production-style zap logger writing JSON into buf, as
@@ -53,17 +55,19 @@ func TestAuditLines(t *testing.T) {
 
 	var buf bytes.Buffer
 	l := jsonLogger(&buf)
-	req := Request{Issuer: "QuillIssuer/team-a/ca", Kind: "CertificateRequest", Namespace: "team-a", Name: "web-1",
+	req := Request{Issuer: quillv1.IssuerID{Kind: quillv1.IssuerKind, Namespace: "team-a", Name: "ca"}, Kind: "CertificateRequest", Namespace: "team-a", Name: "web-1",
 		Requester: "system:serviceaccount:cert-manager:cert-manager", Template: "server-auth", KeyAlgorithm: "ECDSA-P256", CSR: csr}
 	l.Issue(req, cert)
 	l.Deny(req, "spec.policy.dnsNames", `DNS name "x" is not allowed`)
-	l.StateChange("QuillClusterIssuer/root", "Active", "Disabled", "alice")
-	l.Revoke(Revocation{Issuer: "QuillIssuer/team-a/ca", Serial: "abcdef", Subject: "CN=web", Namespace: "team-a", Certificate: "web",
+	l.StateChange(quillv1.IssuerID{Kind: quillv1.ClusterIssuerKind, Name: "root"}, "Active", "Disabled", "alice")
+	l.Revoke(Revocation{Issuer: quillv1.IssuerID{Kind: quillv1.IssuerKind, Namespace: "team-a", Name: "ca"}, Serial: "abcdef", Subject: "CN=web", Namespace: "team-a", Certificate: "web",
 		Reason: "keyCompromise", RevokedAt: time.Date(2026, 3, 1, 12, 30, 0, 0, time.FixedZone("CET", 3600)), By: "QuillRevocation team-a/leak"})
+	l.IssueResponder(quillv1.IssuerID{Kind: quillv1.ClusterIssuerKind, Name: "hsm"}, "quill-system", "hsm-ocsp-responder", "ECDSA-P256", cert)
+	l.SignCRL(quillv1.IssuerID{Kind: quillv1.ClusterIssuerKind, Name: "hsm"}, "7", 3, 512, time.Date(2026, 3, 2, 13, 0, 0, 0, time.FixedZone("CET", 3600)))
 
 	got := lines(t, &buf)
-	if len(got) != 4 {
-		t.Fatalf("%d lines; want 4", len(got))
+	if len(got) != 6 {
+		t.Fatalf("%d lines; want 6", len(got))
 	}
 	checks := []struct {
 		line  int
@@ -78,6 +82,10 @@ func TestAuditLines(t *testing.T) {
 		{3, "audit", true}, {3, "action", "revoke"}, {3, "logger", "audit"}, {3, "issuer", "QuillIssuer/team-a/ca"},
 		{3, "serial", "abcdef"}, {3, "subject", "CN=web"}, {3, "namespace", "team-a"}, {3, "certificate", "web"},
 		{3, "reason", "keyCompromise"}, {3, "revokedAt", "2026-03-01T11:30:00Z"}, {3, "by", "QuillRevocation team-a/leak"},
+		{4, "audit", true}, {4, "action", "issue"}, {4, "issuer", "QuillClusterIssuer/hsm"}, {4, "requestKind", "OCSPResponder"},
+		{4, "namespace", "quill-system"}, {4, "request", "hsm-ocsp-responder"}, {4, "keyAlgorithm", "ECDSA-P256"}, {4, "serial", "abcdef"},
+		{5, "audit", true}, {5, "action", "crl"}, {5, "issuer", "QuillClusterIssuer/hsm"}, {5, "crlNumber", "7"},
+		{5, "entries", float64(3)}, {5, "bytes", float64(512)}, {5, "nextUpdate", "2026-03-02T12:00:00Z"},
 	}
 	for _, c := range checks {
 		if got[c.line][c.field] != c.want {
@@ -95,6 +103,6 @@ func TestAuditLines(t *testing.T) {
 func TestZeroLoggerDiscards(t *testing.T) {
 	t.Parallel()
 	Logger{}.Deny(Request{}, "r", "x")
-	Logger{}.StateChange("i", "a", "b", "")
+	Logger{}.StateChange(quillv1.IssuerID{}, "a", "b", "")
 	Logger{}.Revoke(Revocation{})
 }

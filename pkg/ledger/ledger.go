@@ -25,8 +25,8 @@ import (
 
 // Issuer kinds as they appear in IssuerKey.Kind.
 const (
-	KindIssuer        = "QuillIssuer"
-	KindClusterIssuer = "QuillClusterIssuer"
+	KindIssuer        = quillv1.IssuerKind
+	KindClusterIssuer = quillv1.ClusterIssuerKind
 )
 
 // Labels Quill puts on ledger records so that people can select them with
@@ -37,31 +37,13 @@ const (
 	LabelRevoked    = "quill.dev/revoked"
 )
 
-// IssuerKey identifies an issuer. Namespace is empty for a
-// QuillClusterIssuer.
-type IssuerKey struct {
-	Kind      string
-	Namespace string
-	Name      string
-}
-
-// String is "QuillClusterIssuer/name" or "QuillIssuer/namespace/name".
-func (k IssuerKey) String() string {
-	if k.Namespace == "" {
-		return k.Kind + "/" + k.Name
-	}
-	return k.Kind + "/" + k.Namespace + "/" + k.Name
-}
-
-// Ref is the key as it is stored in a record.
-func (k IssuerKey) Ref() quillv1.LedgerIssuerRef {
-	return quillv1.LedgerIssuerRef{Kind: k.Kind, Namespace: k.Namespace, Name: k.Name}
-}
+// IssuerKey identifies an issuer in the ledger. It is the API's issuer
+// identity, so the ledger, metrics and audit lines name an issuer the same
+// way.
+type IssuerKey = quillv1.IssuerID
 
 // KeyOf is the key a record's issuerRef names.
-func KeyOf(ref quillv1.LedgerIssuerRef) IssuerKey {
-	return IssuerKey{Kind: ref.Kind, Namespace: ref.Namespace, Name: ref.Name}
-}
+func KeyOf(ref quillv1.LedgerIssuerRef) IssuerKey { return ref.ID() }
 
 // SerialHex is the canonical spelling of a serial number in the ledger:
 // lowercase hex without leading zeros or separators.
@@ -76,7 +58,7 @@ const maxNameLen = 253
 // fit are replaced by a digest.
 func EntryName(k IssuerKey, serial *big.Int) string {
 	prefix := "qi"
-	if k.Kind == KindClusterIssuer {
+	if k.IsCluster() {
 		prefix = "qci"
 	}
 	s := fmt.Sprintf("%040x", serial)

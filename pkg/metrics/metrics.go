@@ -4,7 +4,7 @@
 //
 // Series are labelled by issuer with two labels: issuer_kind (QuillIssuer
 // or QuillClusterIssuer) and issuer (namespace/name, or name for a cluster
-// issuer); IssuerLabels builds them. To add a metric, add a field to
+// issuer); issuerLabels builds them. To add a metric, add a field to
 // Metrics, build it in New, list its address in Register, and give it a
 // nil-safe recording method.
 package metrics
@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 )
 
 // Label names.
@@ -36,26 +38,21 @@ const (
 	LabelResult = "result"
 )
 
-// Issuer identifies an issuer in metric labels.
-type Issuer struct {
-	// Kind is QuillIssuer or QuillClusterIssuer.
-	Kind string
-	// Namespace is empty for a cluster issuer.
-	Namespace string
-	Name      string
-}
+// Issuer identifies an issuer in metric labels: the API's issuer identity,
+// the one the ledger and audit lines use too.
+type Issuer = quillv1.IssuerID
 
-// Label is the issuer label's value: namespace/name, or name.
-func (i Issuer) Label() string {
+// issuerLabel is the issuer label's value: namespace/name, or name.
+func issuerLabel(i Issuer) string {
 	if i.Namespace == "" {
 		return i.Name
 	}
 	return i.Namespace + "/" + i.Name
 }
 
-// IssuerLabels are the labels every per-issuer series carries.
-func (i Issuer) IssuerLabels() prometheus.Labels {
-	return prometheus.Labels{LabelIssuerKind: i.Kind, LabelIssuer: i.Label()}
+// issuerLabels are the labels every per-issuer series carries.
+func issuerLabels(i Issuer) prometheus.Labels {
+	return prometheus.Labels{LabelIssuerKind: i.Kind, LabelIssuer: issuerLabel(i)}
 }
 
 // Metrics holds Quill's collectors. A nil *Metrics records nothing, so
@@ -200,8 +197,8 @@ func (m *Metrics) Issue(i Issuer, template, keyAlgorithm string, took time.Durat
 	if m == nil {
 		return
 	}
-	m.Issued.WithLabelValues(i.Kind, i.Label(), template, keyAlgorithm).Inc()
-	m.SigningDuration.WithLabelValues(i.Kind, i.Label()).Observe(took.Seconds())
+	m.Issued.WithLabelValues(i.Kind, issuerLabel(i), template, keyAlgorithm).Inc()
+	m.SigningDuration.WithLabelValues(i.Kind, issuerLabel(i)).Observe(took.Seconds())
 }
 
 // PKCS11Login records one C_Login to token (a label or serial) of the
@@ -218,7 +215,7 @@ func (m *Metrics) Deny(i Issuer, template, keyAlgorithm, rule string) {
 	if m == nil {
 		return
 	}
-	m.Denied.WithLabelValues(i.Kind, i.Label(), template, keyAlgorithm, rule).Inc()
+	m.Denied.WithLabelValues(i.Kind, issuerLabel(i), template, keyAlgorithm, rule).Inc()
 }
 
 // IssuerChecked records the outcome of an issuer's health check: whether it
@@ -231,9 +228,9 @@ func (m *Metrics) IssuerChecked(i Issuer, ready bool, caNotAfter time.Time) {
 	if ready {
 		v = 1
 	}
-	m.IssuerReady.WithLabelValues(i.Kind, i.Label()).Set(v)
+	m.IssuerReady.WithLabelValues(i.Kind, issuerLabel(i)).Set(v)
 	if !caNotAfter.IsZero() {
-		m.CANotAfter.WithLabelValues(i.Kind, i.Label()).Set(float64(caNotAfter.Unix()))
+		m.CANotAfter.WithLabelValues(i.Kind, issuerLabel(i)).Set(float64(caNotAfter.Unix()))
 	}
 }
 
@@ -243,8 +240,8 @@ func (m *Metrics) ForgetIssuer(i Issuer) {
 	if m == nil {
 		return
 	}
-	m.IssuerReady.Delete(i.IssuerLabels())
-	m.CANotAfter.Delete(i.IssuerLabels())
+	m.IssuerReady.Delete(issuerLabels(i))
+	m.CANotAfter.Delete(issuerLabels(i))
 }
 
 // Revoke records one certificate newly revoked with reason (the RFC 5280
@@ -254,7 +251,7 @@ func (m *Metrics) Revoke(i Issuer, template, keyAlgorithm, reason string) {
 	if m == nil {
 		return
 	}
-	m.Revoked.WithLabelValues(i.Kind, i.Label(), template, keyAlgorithm, reason).Inc()
+	m.Revoked.WithLabelValues(i.Kind, issuerLabel(i), template, keyAlgorithm, reason).Inc()
 }
 
 // LedgerSize sets how many ledger records the issuer has. An issuer with
@@ -265,10 +262,10 @@ func (m *Metrics) LedgerSize(i Issuer, n int) {
 		return
 	}
 	if n == 0 {
-		m.LedgerEntries.Delete(i.IssuerLabels())
+		m.LedgerEntries.Delete(issuerLabels(i))
 		return
 	}
-	m.LedgerEntries.WithLabelValues(i.Kind, i.Label()).Set(float64(n))
+	m.LedgerEntries.WithLabelValues(i.Kind, issuerLabel(i)).Set(float64(n))
 }
 
 // UnexpiredCount is one quill_certificates_unexpired series of an issuer.
@@ -287,7 +284,7 @@ func (m *Metrics) SetInventory(i Issuer, counts []UnexpiredCount, caKeyAlgorithm
 	}
 	var series []prometheus.Labels
 	for _, c := range counts {
-		l := i.IssuerLabels()
+		l := issuerLabels(i)
 		l[LabelKeyAlgorithm] = c.KeyAlgorithm
 		l[LabelQuantumVulnerable] = strconv.FormatBool(c.QuantumVulnerable)
 		m.CertificatesUnexpired.With(l).Set(float64(c.Certificates))
@@ -295,7 +292,7 @@ func (m *Metrics) SetInventory(i Issuer, counts []UnexpiredCount, caKeyAlgorithm
 	}
 	var ca prometheus.Labels
 	if caKeyAlgorithm != "" || caSignatureAlgorithm != "" {
-		ca = i.IssuerLabels()
+		ca = issuerLabels(i)
 		ca[LabelKeyAlgorithm] = caKeyAlgorithm
 		ca[LabelSignatureAlgorithm] = caSignatureAlgorithm
 		m.CAInfo.With(ca).Set(1)
@@ -327,8 +324,8 @@ func (m *Metrics) ForgetInventory(i Issuer) {
 	if m == nil {
 		return
 	}
-	m.CertificatesUnexpired.DeletePartialMatch(i.IssuerLabels())
-	m.CAInfo.DeletePartialMatch(i.IssuerLabels())
+	m.CertificatesUnexpired.DeletePartialMatch(issuerLabels(i))
+	m.CAInfo.DeletePartialMatch(issuerLabels(i))
 	m.inventoryMu.Lock()
 	delete(m.inventorySeries, i)
 	m.inventoryMu.Unlock()

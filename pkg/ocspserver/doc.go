@@ -1,14 +1,16 @@
 // Package ocspserver is Quill's OCSP responder (RFC 6960, with the RFC 5019
 // HTTP profile) and the HTTP side of its CRL distribution point.
 //
-// It talks to no API server. The controller builds one Responder per
-// issuer from the CA certificate, a signing key and a Source (the ledger's
-// view of which serials exist and which are revoked), mounts them and the
-// issuers' CRLHandlers on a Mux, and serves the Mux with NewServer on every
-// replica. When the ledger changes it calls Invalidate (or InvalidateAll);
-// when a delegated responder certificate is due for rotation
-// (NeedsRotation) it issues a new one with NewDelegatedResponder and
-// installs it with SetSigner.
+// It talks to no API server and routes nothing. The controller's HTTP
+// server (controllers/revocationhttp) builds one Responder per issuer from
+// the CA certificate, a signing key and a Source (the ledger's view of which
+// serials exist and which are revoked) and one CRLHandler per issuer, routes
+// /ocsp/<issuer>/... and /crl/<issuer>.crl to them itself, and serves its
+// router with NewServer on every replica. When the ledger changes it calls
+// Invalidate (or InvalidateAll); when the delegated responder Secret
+// changes it installs the new signer with SetSigner. The CRL publisher
+// issues delegated responder certificates with NewDelegatedResponder when
+// NeedsRotation says so.
 //
 // Answers:
 //

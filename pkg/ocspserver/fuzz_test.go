@@ -98,10 +98,7 @@ func FuzzHandler(f *testing.F) {
 	}
 	f.Add([]byte("/%zz"), true)
 	r := ca.responder(f, func(c *Config) { c.CacheEntries = 256 })
-	mux := NewMux()
-	if err := mux.Handle(testPrefix, r); err != nil {
-		f.Fatal(err)
-	}
+	mux := stripped(testPrefix, r)
 	f.Fuzz(func(t *testing.T, data []byte, get bool) {
 		var req *http.Request
 		if get {

@@ -54,9 +54,10 @@ const (
 //     nextUpdate; a strong ETag), and If-None-Match gets 304. POST answers,
 //     answers with a nonce and error answers carry Cache-Control no-store.
 //
-// The Responder can be the handler at "/" itself or sit behind Mux, which
-// strips the prefix. Do not put http.ServeMux in front of it: ServeMux
-// redirects paths with "//", which base64 contains.
+// The Responder can be the handler at "/" itself or sit behind a router
+// that strips its prefix from both Path and RawPath, as the controller's
+// does (controllers/revocationhttp). Do not put http.ServeMux in front of
+// it: ServeMux redirects paths with "//", which base64 contains.
 func (r *Responder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	var der []byte
 	switch req.Method {
@@ -166,92 +167,6 @@ func etagMatches(header, etag string) bool {
 		}
 	}
 	return false
-}
-
-// Mux routes requests to the handler whose prefix the path starts with, or
-// that is the path plus a trailing slash, and hands it the request with the
-// prefix stripped (as http.StripPrefix does), so one server can answer OCSP and serve CRLs for many issuers at
-// paths such as /ocsp/{kind}/{namespace}/{name}/. Handlers can be added and
-// removed while it serves. Unlike http.ServeMux it does not clean paths,
-// which would break base64 in OCSP GET requests.
-type Mux struct {
-	mu       sync.RWMutex
-	handlers map[string]http.Handler
-}
-
-// NewMux returns an empty Mux; unmatched paths get 404.
-func NewMux() *Mux {
-	return &Mux{handlers: make(map[string]http.Handler)}
-}
-
-// Handle routes paths under prefix to h, replacing any handler for the same
-// prefix. prefix must start and end with "/", and no prefix may be a prefix
-// of another, so that every path has at most one handler.
-func (m *Mux) Handle(prefix string, h http.Handler) error {
-	if len(prefix) < 2 || prefix[0] != '/' || prefix[len(prefix)-1] != '/' {
-		return fmt.Errorf("%w: mux prefix %q must start and end with /", ErrInvalidConfig, prefix)
-	}
-	if h == nil {
-		return fmt.Errorf("%w: nil handler for %q", ErrInvalidConfig, prefix)
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for p := range m.handlers {
-		if p != prefix && (strings.HasPrefix(p, prefix) || strings.HasPrefix(prefix, p)) {
-			return fmt.Errorf("%w: mux prefix %q overlaps %q", ErrInvalidConfig, prefix, p)
-		}
-	}
-	m.handlers[prefix] = h
-	return nil
-}
-
-// Remove drops the handler for prefix, if any.
-func (m *Mux) Remove(prefix string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	delete(m.handlers, prefix)
-}
-
-// ServeHTTP dispatches req on its unescaped path.
-func (m *Mux) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	path := req.URL.Path
-	m.mu.RLock()
-	var (
-		prefix string
-		h      http.Handler
-	)
-	// Prefixes do not overlap, so the first one found at a "/" boundary is
-	// the only one; this costs one map lookup per path segment rather than
-	// one comparison per issuer.
-	for i := 1; i < len(path) && h == nil; i++ {
-		if path[i] == '/' {
-			prefix = path[:i+1]
-			h = m.handlers[prefix]
-		}
-	}
-	if h == nil {
-		// The prefix itself without its trailing slash, as an OCSP URL
-		// embedded in certificates usually is and POST requests use it.
-		h = m.handlers[path+"/"]
-		prefix = path
-	}
-	m.mu.RUnlock()
-	if h == nil {
-		httpError(w, http.StatusNotFound)
-		return
-	}
-	r2 := new(http.Request)
-	*r2 = *req
-	u := *req.URL
-	r2.URL = &u
-	u.Path = "/" + path[len(prefix):]
-	// The prefix is plain ASCII without escapes, so RawPath (when set)
-	// starts with it too.
-	u.RawPath = ""
-	if rp, ok := strings.CutPrefix(req.URL.RawPath, prefix); ok {
-		u.RawPath = "/" + rp
-	}
-	h.ServeHTTP(w, r2)
 }
 
 // CRLGetter returns the current DER CRL of an issuer and its thisUpdate and

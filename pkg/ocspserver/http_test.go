@@ -21,23 +21,20 @@ import (
 
 const testPrefix = "/ocsp/QuillIssuer/team-a/issuing/"
 
-// httpFixture serves one CA's responder and CRL through a Mux on loopback.
+// httpFixture serves one CA's responder and CRL on loopback, each under its
+// prefix as the controller's router mounts them.
 type httpFixture struct {
 	ca     *testCA
 	r      *Responder
 	srv    *httptest.Server
-	mux    *Mux
 	crl    atomic.Pointer[[]byte]
 	client *http.Client
 }
 
 func newHTTPFixture(t *testing.T) *httpFixture {
 	t.Helper()
-	f := &httpFixture{ca: newTestCA(t, issuance.ECDSAP256, 0), mux: NewMux()}
+	f := &httpFixture{ca: newTestCA(t, issuance.ECDSAP256, 0)}
 	f.r = f.ca.responder(t)
-	if err := f.mux.Handle(testPrefix, f.r); err != nil {
-		t.Fatal(err)
-	}
 	crlGetter := func() ([]byte, time.Time, time.Time, bool) {
 		p := f.crl.Load()
 		if p == nil {
@@ -45,10 +42,16 @@ func newHTTPFixture(t *testing.T) *httpFixture {
 		}
 		return *p, testNow, testNow.Add(2 * time.Hour), true
 	}
-	if err := f.mux.Handle("/crl/QuillIssuer/team-a/issuing/", CRLHandler(crlGetter, func() time.Time { return testNow.Add(30 * time.Minute) })); err != nil {
-		t.Fatal(err)
-	}
-	f.srv = httptest.NewServer(f.mux)
+	const crlPrefix = "/crl/QuillIssuer/team-a/issuing/"
+	ocspHandler := stripped(testPrefix, f.r)
+	crlHandler := stripped(crlPrefix, CRLHandler(crlGetter, func() time.Time { return testNow.Add(30 * time.Minute) }))
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, crlPrefix) {
+			crlHandler.ServeHTTP(w, r)
+			return
+		}
+		ocspHandler.ServeHTTP(w, r)
+	}))
 	t.Cleanup(f.srv.Close)
 	f.client = f.srv.Client()
 	return f
@@ -276,62 +279,34 @@ func TestCRLHandler(t *testing.T) {
 	}
 }
 
-func TestMux(t *testing.T) {
-	t.Parallel()
-	m := NewMux()
-	h := http.NotFoundHandler()
-	for _, bad := range []string{"", "/", "ocsp/", "/ocsp"} {
-		if err := m.Handle(bad, h); err == nil {
-			t.Errorf("Handle(%q) accepted", bad)
-		}
-	}
-	if err := m.Handle("/ocsp/a/", h); err != nil {
-		t.Fatal(err)
-	}
-	for _, overlap := range []string{"/ocsp/", "/ocsp/a/b/"} {
-		if err := m.Handle(overlap, h); err == nil {
-			t.Errorf("Handle(%q) accepted beside /ocsp/a/", overlap)
-		}
-	}
-	if err := m.Handle("/ocsp/a/", h); err != nil {
-		t.Errorf("replacing a handler: %v", err)
-	}
-	var gotPath, gotRaw string
-	if err := m.Handle("/ocsp/b/", http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
-		gotPath, gotRaw = r.URL.Path, r.URL.RawPath
-	})); err != nil {
-		t.Fatal(err)
-	}
-	req := httptest.NewRequest(http.MethodGet, "/ocsp/b/MEow%2FSDBG//x+y=", nil)
-	m.ServeHTTP(httptest.NewRecorder(), req)
-	if gotPath != "/MEow/SDBG//x+y=" || gotRaw != "/MEow%2FSDBG//x+y=" {
-		t.Errorf("stripped path %q raw %q", gotPath, gotRaw)
-	}
-	// The prefix without its slash is the handler's root: OCSP URLs in
-	// certificates are usually written that way, and POST goes there.
-	gotPath = ""
-	m.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, "/ocsp/b", nil))
-	if gotPath != "/" {
-		t.Errorf("POST to the prefix without slash reached %q", gotPath)
-	}
-	rec := httptest.NewRecorder()
-	gotPath = ""
-	m.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/ocsp/bb", nil))
-	if rec.Code != http.StatusNotFound || gotPath != "" {
-		t.Errorf("/ocsp/bb: %d, reached %q", rec.Code, gotPath)
-	}
-	m.Remove("/ocsp/b/")
-	rec = httptest.NewRecorder()
-	m.ServeHTTP(rec, req)
-	if rec.Code != http.StatusNotFound {
-		t.Errorf("after Remove: %d", rec.Code)
-	}
-}
-
 func TestNewServer(t *testing.T) {
 	t.Parallel()
-	s := NewServer("127.0.0.1:0", NewMux())
+	s := NewServer("127.0.0.1:0", http.NotFoundHandler())
 	if s.ReadHeaderTimeout <= 0 || s.ReadTimeout <= 0 || s.WriteTimeout <= 0 || s.IdleTimeout <= 0 || s.MaxHeaderBytes <= MaxGETPathBytes {
 		t.Errorf("server limits not set: %+v", s)
 	}
+}
+
+// stripped serves h under prefix (ending in "/") as the controller's router
+// (controllers/revocationhttp) hands requests to a responder: the prefix
+// goes from both Path and RawPath, paths are not cleaned, and the prefix
+// without its slash is h's root; anything else is 404.
+func stripped(prefix string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		path := r.URL.Path
+		if path+"/" == prefix {
+			path = prefix
+		}
+		rest, ok := strings.CutPrefix(path, prefix)
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		r2 := r.Clone(r.Context())
+		r2.URL.Path, r2.URL.RawPath = "/"+rest, ""
+		if rp, ok := strings.CutPrefix(r.URL.RawPath, prefix); ok {
+			r2.URL.RawPath = "/" + rp
+		}
+		h.ServeHTTP(w, r2)
+	})
 }

@@ -49,10 +49,7 @@ func TestOpenSSLClient(t *testing.T) {
 					c.Key, c.ResponderCert, c.SignatureAlgorithm = key, cert, 0
 				}
 			})
-			mux := NewMux()
-			if err := mux.Handle(testPrefix, r); err != nil {
-				t.Fatal(err)
-			}
+			mux := stripped(testPrefix, r)
 			srv := httptest.NewServer(mux)
 			defer srv.Close()
 			dir := t.TempDir()

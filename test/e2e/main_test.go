@@ -56,6 +56,7 @@ func startControllers(e *harness.Env) (func(), error) {
 		ClusterResourceNamespace: clusterResourceNamespace,
 		MaxRetryDuration:         30 * time.Second,
 		MaxConcurrentReconciles:  4,
+		AuditLog:                 audited.logger(),
 	}, logLevel(), func(mgr ctrl.Manager) error {
 		return ctrl.NewControllerManagedBy(mgr).Named("e2e-approver").For(&cmapi.CertificateRequest{}).
 			Complete(&policyApprover{client: mgr.GetClient()})

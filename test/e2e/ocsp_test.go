@@ -6,6 +6,7 @@ import (
 	"crypto"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"io"
 	"math/big"
 	"net/http"
@@ -23,6 +24,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
+	"github.com/quill-pki/quill/pkg/audit"
+	"github.com/quill-pki/quill/pkg/ledger"
 )
 
 // ocspQuery asks the responder at url about cert with golang.org/x/crypto/ocsp.
@@ -123,6 +126,9 @@ func testRevocationOCSP(t *testing.T, kind quillv1.OCSPResponderKind) {
 	}
 	if r.Certificate != nil && !bytes.Equal(r.Certificate.RawIssuer, caCert.RawSubject) {
 		t.Errorf("delegated responder issued by %s", r.Certificate.Issuer)
+	}
+	if r.Certificate != nil {
+		checkResponderRecorded(t, ns, "ca", r.Certificate)
 	}
 	if r := ocspQuery(t, wantOCSP, good, caCert); r.Status != ocsp.Good {
 		t.Errorf("good certificate: status %d", r.Status)
@@ -264,4 +270,38 @@ func TestDisabledIssuerKeepsRevocation(t *testing.T) {
 	eventually(t, "OCSP revoked from a Disabled issuer", func() (bool, error) {
 		return ocspQuery(t, leaf.OCSPServer[0], leaf, caCert).Status == ocsp.Revoked, nil
 	})
+}
+
+// checkResponderRecorded: the delegated responder certificate that signed
+// an OCSP answer, signed with the CA key like every other certificate of
+// the issuer, is in the ledger (origin OCSPResponder) and in the audit
+// trail (an audit=true issue line).
+func checkResponderRecorded(t *testing.T, ns, issuer string, responder *x509.Certificate) {
+	t.Helper()
+	var list quillv1.IssuedCertificateList
+	if err := env.Client.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	serial := ledger.SerialHex(responder.SerialNumber)
+	found := false
+	for _, e := range list.Items {
+		if e.Spec.SerialNumber != serial {
+			continue
+		}
+		found = true
+		if e.Spec.Origin.Kind != quillv1.OriginKindOCSPResponder || e.Spec.IssuerRef.Name != issuer || e.Spec.IssuerRef.Kind != quillv1.IssuerKind {
+			t.Errorf("ledger record of the responder certificate: issuer %+v, origin %+v; want %s's, origin OCSPResponder", e.Spec.IssuerRef, e.Spec.Origin, issuer)
+		}
+	}
+	if !found {
+		t.Errorf("the delegated responder certificate (serial %s) is not in the ledger of namespace %s (%d records)", serial, ns, len(list.Items))
+	}
+	id := quillv1.IssuerID{Kind: quillv1.IssuerKind, Namespace: ns, Name: issuer}
+	hexSerial := hex.EncodeToString(responder.SerialNumber.Bytes())
+	if _, ok := audited.find(func(l map[string]any) bool {
+		return l["audit"] == true && l["action"] == audit.ActionIssue && l["issuer"] == id.String() &&
+			l["requestKind"] == quillv1.OriginKindOCSPResponder && l["serial"] == hexSerial
+	}); !ok {
+		t.Errorf("no audit=true issue line for the delegated responder certificate (serial %s) of %s", hexSerial, id)
+	}
 }

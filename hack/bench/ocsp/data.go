@@ -25,6 +25,7 @@ import (
 // Files both responders read, in the benchmark's directory.
 const (
 	fileCA      = "ca.pem"
+	fileCAKey   = "ca.key"
 	fileSigner  = "responder.pem"
 	fileKey     = "responder.key"
 	fileIndex   = "index.txt"
@@ -77,6 +78,10 @@ func makeDataset(dir string, n int) (*dataset, error) {
 	if err != nil {
 		return nil, err
 	}
+	caKeyDER, err := x509.MarshalPKCS8PrivateKey(caKey)
+	if err != nil {
+		return nil, err
+	}
 	ds := &dataset{ca: ca, signer: signer, revoked: map[string]bool{}, notAfter: now.Add(90 * 24 * time.Hour)}
 	var idx strings.Builder
 	for i := range n + n/100 {
@@ -102,6 +107,7 @@ func makeDataset(dir string, n int) (*dataset, error) {
 		fileCA:     pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw}),
 		fileSigner: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: signer.Raw}),
 		fileKey:    pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
+		fileCAKey:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: caKeyDER}),
 		fileIndex:  []byte(idx.String()),
 	}
 	for name, data := range files {

@@ -8,9 +8,13 @@
 // serials, every tenth revoked, written as an openssl ca database. Then it
 // starts, each in its own process:
 //
-//   - Quill: this program re-run with -serve-quill, an ocspserver.Responder
-//     over that database behind ocspserver.Mux and ocspserver.NewServer,
-//     responses valid for an hour, default cache;
+//   - Quill: this program re-run with -serve-quill, serving the controller's
+//     own CRL/OCSP handler (controllers/revocationhttp: the router, the
+//     per-issuer responders and their cache) with ocspserver.NewServer,
+//     over an in-memory API server holding a QuillClusterIssuer with that
+//     CA and delegated responder, and a ledger index holding a record per
+//     issued serial; requests go to the issuer's OCSP URL as certificates
+//     carry it, responses valid for an hour;
 //   - OpenSSL: `openssl ocsp -index index.txt -rsigner responder.pem -rkey
 //     responder.key -CA ca.pem -nmin 60 -multi N -port P`, signing every
 //     response, from N worker processes (-multi, default the number of
