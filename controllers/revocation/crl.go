@@ -349,17 +349,20 @@ func (p *crlPublisher) publishedNumber(ctx context.Context, cm *corev1.ConfigMap
 	return crl.Number
 }
 
-// sign builds the CRL with the issuer's signature scheme.
+// sign builds the CRL with the issuer's signature scheme, through the CA's
+// one signing path.
 func (p *crlPublisher) sign(a *issuance.Authority, spec *quillv1.IssuerSpec, revoked []ledger.Record, number *big.Int, thisUpdate time.Time, validity time.Duration) ([]byte, error) {
 	entries := make([]crl.Entry, len(revoked))
 	for i, r := range revoked {
 		entries[i] = crl.Entry{Serial: r.Serial, RevokedAt: r.RevokedAt, Reason: r.Reason, NotAfter: r.NotAfter}
 	}
-	sigAlg, err := issuance.SignatureAlgorithmFor(a.Certificate.PublicKey, spec.Issuance.RSASignatureScheme == quillv1.RSASignatureSchemePSS)
-	if err != nil {
-		return nil, err
-	}
-	return crl.Build(a.Certificate, a.Signer, entries, crl.Params{Number: number, ThisUpdate: thisUpdate, Validity: validity, SignatureAlgorithm: sigAlg})
+	return a.SignCRL(issuance.CRLRequest{
+		Entries:    entries,
+		Number:     number,
+		ThisUpdate: thisUpdate,
+		Validity:   validity,
+		RSAPSS:     spec.Issuance.RSASignatureScheme == quillv1.RSASignatureSchemePSS,
+	})
 }
 
 // digestEntries fingerprints a sorted revoked set, so an unchanged set is
@@ -493,10 +496,6 @@ func (p *crlPublisher) recordStatus(ctx context.Context, run *crlRun) error {
 	return nil
 }
 
-// delegatedResponderValidity is the lifetime of a delegated OCSP responder
-// certificate; it is replaced after two thirds of it.
-const delegatedResponderValidity = 7 * 24 * time.Hour
-
 // ensureResponder keeps a delegated OCSP responder certificate, issued by
 // the issuer's current CA, in the issuer's responder Secret, and returns
 // when it next needs rotating. Like every certificate signed with the CA
@@ -521,13 +520,14 @@ func (p *crlPublisher) ensureResponder(ctx context.Context, home string, k ledge
 			return cert.NotBefore.Add(life * 2 / 3), nil
 		}
 	}
-	cert, key, err := ocspserver.NewDelegatedResponder(a.Certificate, a.Signer, delegatedResponderValidity, now, issuance.ECDSAP256)
+	issued, key, err := a.IssueResponder(issuance.DefaultResponderValidity, issuance.ECDSAP256, now)
 	if err != nil {
 		if hf := castore.HSMFault(err); hf != nil {
 			return now.Add(crlRetryWhenCAUnhealthy), nil
 		}
 		return time.Time{}, fmt.Errorf("issuing the delegated OCSP responder: %w", err)
 	}
+	cert := issued.Certificate
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		return time.Time{}, err

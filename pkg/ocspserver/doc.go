@@ -9,8 +9,9 @@
 // router with NewServer on every replica. When the ledger changes it calls
 // Invalidate (or InvalidateAll); when the delegated responder Secret
 // changes it installs the new signer with SetSigner. The CRL publisher
-// issues delegated responder certificates with NewDelegatedResponder when
-// NeedsRotation says so.
+// has the CA issue a delegated responder certificate
+// (issuance.Authority.IssueResponder, recorded in the ledger like every
+// certificate Quill signs) when NeedsRotation says so.
 //
 // Answers:
 //

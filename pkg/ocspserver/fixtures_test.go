@@ -391,3 +391,14 @@ func parseBasic(t testing.TB, der []byte) basicParts {
 		signature: basic.Sig.RightAlign(), respExts: tbs.Exts, certs: basic.Certs, version: tbs.Version,
 	}
 }
+
+// newDelegated issues a delegated responder certificate from ca through the
+// one path production takes, issuance.Authority.IssueResponder.
+func newDelegated(ca *testCA, validity time.Duration, now time.Time) (*x509.Certificate, crypto.Signer, error) {
+	a := &issuance.Authority{Certificate: ca.cert, Root: ca.cert, Signer: ca.key}
+	issued, key, err := a.IssueResponder(validity, "", now)
+	if err != nil {
+		return nil, nil, err
+	}
+	return issued.Certificate, key, nil
+}

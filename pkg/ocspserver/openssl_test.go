@@ -42,7 +42,7 @@ func TestOpenSSLClient(t *testing.T) {
 			r := ca.responder(t, func(c *Config) {
 				c.Now, c.SignatureAlgorithm = time.Now, tt.sigAlg
 				if tt.delegated {
-					cert, key, err := NewDelegatedResponder(ca.cert, ca.key, time.Hour, now, "")
+					cert, key, err := newDelegated(ca, time.Hour, now)
 					if err != nil {
 						t.Fatal(err)
 					}

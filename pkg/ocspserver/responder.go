@@ -81,7 +81,7 @@ type Config struct {
 	// delegated responder's key otherwise; required.
 	Key crypto.Signer
 	// ResponderCert is the delegated responder certificate (see
-	// NewDelegatedResponder), issued by Issuer with the OCSPSigning extended
+	// issuance.Authority.IssueResponder), issued by Issuer with the OCSPSigning extended
 	// key usage; it is sent in every response so clients can check it. Nil
 	// signs as the CA.
 	ResponderCert *x509.Certificate

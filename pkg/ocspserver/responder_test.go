@@ -41,7 +41,7 @@ func TestResponsesVerifyWithXCrypto(t *testing.T) {
 			var respCert *x509.Certificate
 			r := ca.responder(t, func(c *Config) {
 				if tt.delegated {
-					cert, key, err := NewDelegatedResponder(ca.cert, ca.key, 0, testNow, "")
+					cert, key, err := newDelegated(ca, 0, testNow)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -321,7 +321,7 @@ func TestConcurrentUse(t *testing.T) {
 		})
 	}
 	wg.Go(func() {
-		cert, key, err := NewDelegatedResponder(ca.cert, ca.key, time.Hour, testNow, "")
+		cert, key, err := newDelegated(ca, time.Hour, testNow)
 		if err != nil {
 			t.Error(err)
 			return
@@ -361,7 +361,7 @@ func TestResponderExpiry(t *testing.T) {
 	t.Parallel()
 	ca := newTestCA(t, issuance.ECDSAP256, 0)
 	clock := newClock(testNow)
-	cert, key, err := NewDelegatedResponder(ca.cert, ca.key, time.Hour, testNow, "")
+	cert, key, err := newDelegated(ca, time.Hour, testNow)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -388,11 +388,11 @@ func TestNewRefusesBadConfig(t *testing.T) {
 	t.Parallel()
 	ca := newTestCA(t, issuance.ECDSAP256, 0)
 	other := newTestCA(t, issuance.ECDSAP256, 3)
-	delegated, dkey, err := NewDelegatedResponder(ca.cert, ca.key, time.Hour, testNow, "")
+	delegated, dkey, err := newDelegated(ca, time.Hour, testNow)
 	if err != nil {
 		t.Fatal(err)
 	}
-	foreign, fkey, err := NewDelegatedResponder(other.cert, other.key, time.Hour, testNow, "")
+	foreign, fkey, err := newDelegated(other, time.Hour, testNow)
 	if err != nil {
 		t.Fatal(err)
 	}
