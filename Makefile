@@ -69,7 +69,7 @@ test-unit: ## Unit tests (no control plane).
 # The packages where goroutines share state on the signing path (the
 # PKCS#11 session pool against SoftHSM2, the CA cache, the ledger index, the
 # OCSP cache, the controllers) run a second time under the race detector.
-RACE_PACKAGES := ./pkg/pkcs11/ ./pkg/castore/ ./pkg/ledger/ ./pkg/ocspserver/ ./pkg/crl/ ./controllers/
+RACE_PACKAGES := ./pkg/pkcs11/ ./pkg/kms/... ./pkg/castore/ ./pkg/ledger/ ./pkg/ocspserver/ ./pkg/crl/ ./controllers/...
 
 .PHONY: test
 test: deps tools build ## All tests: unit, integration (kube-apiserver) and end-to-end (cert-manager), then the concurrent packages under -race. What CI runs.
