@@ -39,6 +39,9 @@ find "${r}/usr/share/ca-certificates" -name '*.crt' -print0 | sort -z | xargs -0
 	>"${r}/etc/ssl/certs/ca-certificates.crt"
 [ -s "${r}/etc/ssl/certs/ca-certificates.crt" ] || fail "empty CA bundle"
 rm -rf "${r}/usr/share/man" "${r}/usr/share/lintian" "${r}/usr/share/info"
+# Scripts no one can run here: base-files' motd snippet, documentation
+# examples.
+rm -rf "${r}/etc/update-motd.d" "${r}"/usr/share/doc/*/examples
 cat >"${r}/etc/passwd" <<-'PASSWD'
 	root:x:0:0:root:/root:/sbin/nologin
 	nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin
