@@ -103,7 +103,7 @@ test: image-binary
 IMAGE ?= quill-controller:$(VERSION)
 
 .PHONY: image
-image: deps ## Build the Dockerfile with buildah FROM local Debian stand-ins for its base images (cached), tag it $(IMAGE) and check it.
+image: deps ## Build the Dockerfile with buildah FROM local Debian stand-ins for its base images (cached), tag it IMAGE (quill-controller:VERSION) and check it.
 	@hack/images/image.sh $(IMAGE) $(VERSION) >/dev/null
 
 # CI builds the image and test/image runs it under podman as the chart does.
