@@ -83,9 +83,18 @@ else
 	buildah bud --runtime "${oci_runtime}" --network host --pull=never --quiet \
 		"${args[@]}" "${volumes[@]}" \
 		--tag "${ref}" --file Dockerfile . >&2
-	# Drop the images of older keys (in use ones stay).
-	for old in $(podman images --format '{{.Repository}}:{{.Tag}}' --filter reference=localhost/quill/controller); do
-		[ "${old}" = "${ref}" ] || podman rmi "${old}" >/dev/null 2>&1 || true
+	# Drop the images of older keys, with the default IMAGE tags they carry
+	# (one a user tagged otherwise stays).
+	current=$(podman image inspect --format '{{.Id}}' "${ref}")
+	for id in $(podman images --no-trunc --format '{{.ID}}' --filter reference=localhost/quill/controller | sort -u); do
+		[ "${id#sha256:}" != "${current#sha256:}" ] || continue
+		for tag in $(podman image inspect --format '{{join .RepoTags " "}}' "${id}" 2>/dev/null); do
+			case ${tag} in
+			localhost/quill/controller:* | localhost/quill-controller:*) podman untag "${id}" "${tag}" || true ;;
+			esac
+		done
+		[ -n "$(podman image inspect --format '{{join .RepoTags " "}}' "${id}" 2>/dev/null)" ] ||
+			podman rmi "${id}" >/dev/null 2>&1 || true
 	done
 	log "built ${ref} in $((SECONDS - start))s"
 fi
