@@ -1,6 +1,11 @@
 # quill-controller image. Build from the repository root:
 #   docker build --build-arg VERSION=v0.1.0 -t quill-controller:v0.1.0 .
 #
+# `make image` builds this file with buildah on machines without a registry
+# (CI), FROM local stand-ins for the two base images made from Debian 12
+# packages by hack/images/base-images.sh, and checks the result; test/image
+# runs that image under podman the way the chart runs it.
+#
 # The binary is built with cgo: PKCS#11 libraries (SoftHSM, vendor HSM
 # clients) are loaded with dlopen, so it links glibc and the runtime image
 # is a glibc distroless one. Builder and runtime are the same Debian release
@@ -14,6 +19,12 @@ FROM ${GO_IMAGE} AS build
 # A machine's own Go ignores go.mod's toolchain line; pin it as every other
 # entry point of this repository does.
 ENV GOTOOLCHAIN=go1.27.3 GOFLAGS=-buildvcs=false
+# Where modules come from, when the default proxy is not reachable
+# (--build-arg GOPROXY=...); unset, go uses its defaults.
+ARG GOPROXY
+ARG GOSUMDB
+ARG GOPRIVATE
+ARG GONOSUMDB
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download

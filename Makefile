@@ -97,8 +97,17 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo deve
 image-binary: ## Build quill-controller as the Dockerfile does (cgo, glibc, version stamp) into bin/ and check it.
 	hack/image-binary.sh $(BIN)/quill-controller-image $(VERSION)
 
-# CI builds and checks the image's binary too (there is no Docker engine).
+# CI builds and checks the image's binary too.
 test: image-binary
+
+IMAGE ?= quill-controller:$(VERSION)
+
+.PHONY: image
+image: deps ## Build the Dockerfile with buildah FROM local Debian stand-ins for its base images (cached), tag it IMAGE (quill-controller:VERSION) and check it.
+	@hack/images/image.sh $(IMAGE) $(VERSION) >/dev/null
+
+# CI builds the image and test/image runs it under podman as the chart does.
+test: image
 
 .PHONY: chart-lint
 chart-lint: ## helm lint the chart (make test also lints it, dry-runs it and runs it end to end).
