@@ -13,56 +13,20 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"errors"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/quill-pki/quill/hack/openssl35"
 	"github.com/quill-pki/quill/pkg/issuance"
 )
 
-// OpenSSL35Env names the environment variable that points at an OpenSSL 3.5
-// (or later) binary; without it, bin/openssl35 in the repository (written by
-// hack/openssl35.sh, which `make deps` runs) is used.
-const OpenSSL35Env = "QUILL_OPENSSL35"
-
-// ErrNoOpenSSL35 says neither QUILL_OPENSSL35 nor bin/openssl35 gives a
-// usable OpenSSL 3.5.
-var ErrNoOpenSSL35 = errors.New("OpenSSL 3.5 not found: run hack/openssl35.sh (make deps does) or set " + OpenSSL35Env)
-
-// FindOpenSSL35 returns the path of an OpenSSL of version 3.5 or later, run
-// once to check its version.
-func FindOpenSSL35() (string, error) {
-	path := os.Getenv(OpenSSL35Env)
-	if path == "" {
-		_, file, _, ok := runtime.Caller(0)
-		if !ok {
-			return "", ErrNoOpenSSL35
-		}
-		path = filepath.Join(filepath.Dir(file), "..", "..", "bin", "openssl35")
-	}
-	out, err := exec.Command(path, "version").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("%w (%s: %v)", ErrNoOpenSSL35, path, err)
-	}
-	var major, minor int
-	if _, err := fmt.Sscanf(string(out), "OpenSSL %d.%d", &major, &minor); err != nil || major < 3 || (major == 3 && minor < 5) {
-		return "", fmt.Errorf("%w (%s says %q)", ErrNoOpenSSL35, path, strings.TrimSpace(string(out)))
-	}
-	return path, nil
-}
-
-// OpenSSL35 is FindOpenSSL35 for tests: its absence fails the test rather
-// than skipping it, since a run that left out the outside verifier would
-// claim more than it checked.
+// OpenSSL35 is hack/openssl35.Find for tests: its absence fails the test
+// rather than skipping it, since a run that left out the outside verifier
+// would claim more than it checked.
 func OpenSSL35(t testing.TB) string {
 	t.Helper()
-	path, err := FindOpenSSL35()
+	path, err := openssl35.Find()
 	if err != nil {
 		t.Fatal(err)
 	}
