@@ -32,6 +32,7 @@ import (
 	"github.com/quill-pki/quill/pkg/castore"
 	"github.com/quill-pki/quill/pkg/crl"
 	"github.com/quill-pki/quill/pkg/issuance"
+	"github.com/quill-pki/quill/pkg/kms"
 	"github.com/quill-pki/quill/pkg/ledger"
 	"github.com/quill-pki/quill/pkg/ocspserver"
 )
@@ -323,7 +324,7 @@ func (p *crlPublisher) rotateResponder(ctx context.Context, run *crlRun) error {
 // crlRefused reports the errors of crl.Build that signing again cannot
 // cure: the CA certificate or the issuer's configuration must change.
 func crlRefused(err error) bool {
-	for _, e := range []error{crl.ErrNoCRLSign, crl.ErrNotCA, crl.ErrInvalidIssuer, crl.ErrKeyMismatch, crl.ErrInvalidParams, crl.ErrInvalidEntry} {
+	for _, e := range []error{crl.ErrNoCRLSign, crl.ErrNotCA, crl.ErrInvalidIssuer, kms.ErrKeyMismatch, crl.ErrInvalidParams, crl.ErrInvalidEntry} {
 		if errors.Is(err, e) {
 			return true
 		}

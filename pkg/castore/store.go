@@ -311,7 +311,7 @@ func parseSecret(key types.NamespacedName, secret *corev1.Secret) (*issuance.Aut
 // authorityError classifies an issuance.LoadAuthority/NewAuthority error.
 func authorityError(key types.NamespacedName, err error) error {
 	reason := quillv1.ReasonSecretInvalid
-	if errors.Is(err, issuance.ErrKeyMismatch) || errors.Is(err, kms.ErrKeyMismatch) {
+	if errors.Is(err, kms.ErrKeyMismatch) {
 		reason = quillv1.ReasonKeyMismatch
 	}
 	return &Error{Reason: reason, Err: fmt.Errorf("secret %s: %w", key, err)}
