@@ -21,7 +21,6 @@ import (
 	"github.com/quill-pki/quill/pkg/castore"
 	"github.com/quill-pki/quill/pkg/kms"
 	"github.com/quill-pki/quill/pkg/kms/pkcs11kms"
-	"github.com/quill-pki/quill/pkg/pkcs11"
 )
 
 // fakeHSM is a PKCS#11 backend whose Open the test decides; Check is the
@@ -199,7 +198,7 @@ func TestHSMLoad(t *testing.T) {
 			f := newStore(t, withObjects(newSecret("hsm-ca", withCA(ca)), pin))
 			f.store.PKCS11Modules = map[string]string{"hsm": "/opt/vendor/libhsm.so"}
 			var logins []string
-			f.store.PKCS11Login = func(module, token string, r pkcs11.LoginResult) {
+			f.store.PKCS11Login = func(module, token string, r kms.LoginResult) {
 				logins = append(logins, module+"/"+token+"/"+string(r))
 			}
 			var probes, closes atomic.Int32

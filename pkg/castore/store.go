@@ -23,7 +23,6 @@ import (
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 	"github.com/quill-pki/quill/pkg/issuance"
 	"github.com/quill-pki/quill/pkg/kms"
-	"github.com/quill-pki/quill/pkg/pkcs11"
 )
 
 // Secret keys of cert-manager's TLS Secret layout, which Quill reads and the
@@ -79,7 +78,7 @@ type Store struct {
 	// PKCS11Login, when set, is told of every C_Login made for an issuer's
 	// key: the module's allow-list name, the token's label or serial, and
 	// the result. quill-controller counts them in quill_pkcs11_logins_total.
-	PKCS11Login func(module, token string, result pkcs11.LoginResult)
+	PKCS11Login func(module, token string, result kms.LoginResult)
 
 	mu      sync.Mutex
 	entries map[string]*entry
