@@ -21,6 +21,7 @@ import (
 	"github.com/quill-pki/quill/pkg/castore"
 	"github.com/quill-pki/quill/pkg/kms"
 	"github.com/quill-pki/quill/pkg/kms/pkcs11kms"
+	"github.com/quill-pki/quill/pkg/kms/softkey"
 )
 
 // fakeHSM is a PKCS#11 backend whose Open the test decides; Check is the
@@ -39,6 +40,7 @@ func (f fakeHSM) Open(_ context.Context, ref kms.Ref, opts kms.Options) (kms.Key
 func withHSM(f *storeFixture, open func(ref kms.Ref, opts kms.Options) (kms.Key, error)) {
 	f.store.Keys = &kms.Registry{}
 	f.store.Keys.Register(kms.SchemePKCS11, fakeHSM{open: open})
+	f.store.Keys.Register(kms.SchemeSecret, softkey.Backend{})
 }
 
 // TestHSMRefusedPINPresentedOnce: reconcilers that load an HSM-backed CA at

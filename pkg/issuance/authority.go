@@ -57,11 +57,25 @@ type Authority struct {
 // kms.ErrKeyMismatch. LoadAuthority does not judge validity dates or CA flags;
 // Check does.
 func LoadAuthority(tlsCrt, tlsKey, caCrt []byte) (*Authority, error) {
-	signer, err := parsePrivateKey(tlsKey)
+	signer, err := SigningKeyFromPEM(tlsKey)
 	if err != nil {
 		return nil, fmt.Errorf("%w: tls.key: %w", ErrMalformedCA, err)
 	}
-	return NewAuthority(tlsCrt, caCrt, fastSigner(signer))
+	return NewAuthority(tlsCrt, caCrt, signer)
+}
+
+// SigningKeyFromPEM parses a CA's PEM private key as LoadAuthority does
+// and returns the signer an Authority should hold: for an ML-DSA key, one
+// that signs with the faster engine (mldsa_engine.go); any other key as
+// ParsePrivateKeyPEM's parser returns it. pkg/kms/softkey opens Secret-held
+// CA keys with it. Its errors are the parser's, without a sentinel: callers
+// say which key failed and wrap ErrMalformedCA.
+func SigningKeyFromPEM(keyPEM []byte) (crypto.Signer, error) {
+	signer, err := parsePrivateKey(keyPEM)
+	if err != nil {
+		return nil, err
+	}
+	return fastSigner(signer), nil
 }
 
 // NewAuthority is LoadAuthority for a key that is not in the Secret, such as
