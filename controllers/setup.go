@@ -37,9 +37,9 @@ import (
 	"github.com/quill-pki/quill/controllers/trustbundle"
 	"github.com/quill-pki/quill/pkg/audit"
 	"github.com/quill-pki/quill/pkg/castore"
+	"github.com/quill-pki/quill/pkg/kms"
 	"github.com/quill-pki/quill/pkg/ledger"
 	"github.com/quill-pki/quill/pkg/metrics"
-	"github.com/quill-pki/quill/pkg/pkcs11"
 )
 
 // FieldOwner is the server-side apply field manager of everything Quill's
@@ -108,7 +108,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		Writer:        mgr.GetClient(),
 		Clock:         opts.Clock,
 		PKCS11Modules: opts.PKCS11Modules,
-		PKCS11Login: func(module, token string, r pkcs11.LoginResult) {
+		PKCS11Login: func(module, token string, r kms.LoginResult) {
 			opts.Metrics.PKCS11Login(module, token, string(r))
 		},
 	}

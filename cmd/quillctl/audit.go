@@ -11,8 +11,8 @@ import (
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 	"github.com/quill-pki/quill/pkg/auditreport"
-	"github.com/quill-pki/quill/pkg/ledger"
 )
 
 // errOutputExists: --out names an existing file and --force was not given.
@@ -87,11 +87,11 @@ reported from the records it left, with a warning.`,
 				return fmt.Errorf("%w: --chunk-size must be positive", auditreport.ErrInvalid)
 			}
 			switch kind {
-			case ledger.KindClusterIssuer:
+			case quillv1.ClusterIssuerKind:
 				if cmd.Flags().Changed("namespace") {
 					return fmt.Errorf("%w: --namespace applies to --kind QuillIssuer; a QuillClusterIssuer's ledger is in --cluster-resource-namespace", auditreport.ErrInvalid)
 				}
-			case ledger.KindIssuer:
+			case quillv1.IssuerKind:
 			default:
 				return fmt.Errorf("%w: --kind %q: use QuillIssuer or QuillClusterIssuer", auditreport.ErrInvalid, kind)
 			}
@@ -113,15 +113,15 @@ reported from the records it left, with a warning.`,
 			if err != nil {
 				return err
 			}
-			if kind == ledger.KindIssuer && namespace == "" {
+			if kind == quillv1.IssuerKind && namespace == "" {
 				ns, _, err := cc.Namespace()
 				if err != nil {
 					return fmt.Errorf("reading the kubeconfig: %w", err)
 				}
 				namespace = ns
 			}
-			opts.Issuer = ledger.IssuerKey{Kind: kind, Name: issuer}
-			if kind == ledger.KindIssuer {
+			opts.Issuer = quillv1.IssuerID{Kind: kind, Name: issuer}
+			if kind == quillv1.IssuerKind {
 				opts.Issuer.Namespace = namespace
 			}
 			if out == "" {
@@ -138,7 +138,7 @@ reported from the records it left, with a warning.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&issuer, "issuer", "", "name of the issuer")
-	f.StringVar(&kind, "kind", ledger.KindClusterIssuer, "kind of the issuer: QuillIssuer or QuillClusterIssuer")
+	f.StringVar(&kind, "kind", quillv1.ClusterIssuerKind, "kind of the issuer: QuillIssuer or QuillClusterIssuer")
 	f.StringVarP(&namespace, "namespace", "n", "", "namespace of a QuillIssuer; default the kubeconfig context's")
 	f.StringVar(&clusterNS, "cluster-resource-namespace", "quill-system", "namespace holding QuillClusterIssuers' ledgers: the controller's --cluster-resource-namespace")
 	f.StringVar(&since, "since", "", `only certificates issued or revoked since then: an RFC 3339 time ("2026-01-31T00:00:00Z") or a duration back from now ("24h", "30d")`)

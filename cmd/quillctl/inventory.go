@@ -153,11 +153,11 @@ func readInventory(ctx context.Context, c client.Reader) (*inventoryReport, erro
 	}
 	for i := range cluster.Items {
 		iss := &cluster.Items[i]
-		add(ledger.KindClusterIssuer, "", iss.Name, &iss.Status)
+		add(quillv1.ClusterIssuerKind, "", iss.Name, &iss.Status)
 	}
 	for i := range namespaced.Items {
 		iss := &namespaced.Items[i]
-		add(ledger.KindIssuer, iss.Namespace, iss.Name, &iss.Status)
+		add(quillv1.IssuerKind, iss.Namespace, iss.Name, &iss.Status)
 	}
 	sort.Slice(r.Issuers, func(i, j int) bool { return issuerLabel(r.Issuers[i]) < issuerLabel(r.Issuers[j]) })
 
@@ -211,7 +211,7 @@ func sortedCounts(m map[string]*quillv1.AlgorithmCount) []quillv1.AlgorithmCount
 // issuerLabel is how an issuer is named in the table: Kind/name or
 // Kind/namespace/name.
 func issuerLabel(ii issuerInventory) string {
-	return ledger.IssuerKey{Kind: ii.Kind, Namespace: ii.Namespace, Name: ii.Name}.String()
+	return quillv1.IssuerID{Kind: ii.Kind, Namespace: ii.Namespace, Name: ii.Name}.String()
 }
 
 func writeInventoryJSON(w io.Writer, r *inventoryReport) error {

@@ -51,7 +51,7 @@ type inventoryPublisher struct {
 func (p *inventoryPublisher) setup(mgr ctrl.Manager) error {
 	// Any change of the ledger (issued, revoked, deleted, or everything
 	// after a relist) may change the counts.
-	p.trigger = issuers.NewTrigger(func(ledger.IssuerKey) time.Duration { return inventoryBatchDelay })
+	p.trigger = issuers.NewTrigger(func(quillv1.IssuerID) time.Duration { return inventoryBatchDelay })
 	p.index.Subscribe(func(c ledger.Change) { p.trigger.Fire(c.Issuer) })
 	// Issuer events bring status.ca changes into quill_ca_info and count a
 	// new issuer's certificates at once.
@@ -108,7 +108,7 @@ func (r *inventoryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 }
 
 // recordStatus writes status.inventory under its own field manager.
-func (p *inventoryPublisher) recordStatus(ctx context.Context, obj client.Object, k ledger.IssuerKey, want *quillv1.InventoryStatus) error {
+func (p *inventoryPublisher) recordStatus(ctx context.Context, obj client.Object, k quillv1.IssuerID, want *quillv1.InventoryStatus) error {
 	patch := map[string]any{
 		"apiVersion": quillv1.GroupVersion.String(),
 		"kind":       k.Kind,

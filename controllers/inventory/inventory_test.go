@@ -44,7 +44,7 @@ func (w countingWriter) Patch(ctx context.Context, obj client.Object, patch clie
 	return w.SubResourceWriter.Patch(ctx, obj, patch, opts...)
 }
 
-func ledgerRecord(k ledger.IssuerKey, serial int64, keyAlg, sigAlg string, notAfter time.Time) ledger.Record {
+func ledgerRecord(k quillv1.IssuerID, serial int64, keyAlg, sigAlg string, notAfter time.Time) ledger.Record {
 	return ledger.Record{
 		Name: fmt.Sprintf("qi.%s.%040x", k.Name, serial), Namespace: k.Namespace, Issuer: k, Serial: big.NewInt(serial),
 		IssuedAt: testNow.Add(-time.Hour), NotBefore: testNow.Add(-time.Hour), NotAfter: notAfter,
@@ -64,7 +64,7 @@ func TestInventoryReconciler(t *testing.T) {
 	}
 	var patches atomic.Int32
 	api := countingStatus{Client: newAPI(t, iss), patches: &patches}
-	k := ledger.IssuerKey{Kind: ledger.KindIssuer, Namespace: testNamespace, Name: "pq"}
+	k := quillv1.IssuerID{Kind: quillv1.IssuerKind, Namespace: testNamespace, Name: "pq"}
 	ix := ledger.NewIndex()
 	clk := clocktesting.NewFakePassiveClock(testNow)
 	reg := prometheus.NewRegistry()
@@ -166,7 +166,7 @@ quill_certificates_unexpired{issuer="team-a/pq",issuer_kind="QuillIssuer",key_al
 	}
 
 	// The issuer is deleted: its gauges go, the health check's included.
-	m.IssuerChecked(metrics.Issuer{Kind: "QuillIssuer", Namespace: testNamespace, Name: "pq"}, true, testNow.Add(time.Hour))
+	m.IssuerChecked(quillv1.IssuerID{Kind: quillv1.IssuerKind, Namespace: testNamespace, Name: "pq"}, true, testNow.Add(time.Hour))
 	if n := testutil.CollectAndCount(m.IssuerReady) + testutil.CollectAndCount(m.CANotAfter); n != 2 {
 		t.Fatalf("%d readiness and expiry series before the deletion, want 2", n)
 	}

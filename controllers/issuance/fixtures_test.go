@@ -96,7 +96,7 @@ func newCertificateRequest(t testing.TB, name string, opts ...crOption) *cmapi.C
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: testNamespace},
 		Spec: cmapi.CertificateRequestSpec{
 			Request:   newCSR(t),
-			IssuerRef: cmmeta.IssuerReference{Name: "issuer", Kind: "QuillIssuer", Group: quillv1.GroupVersion.Group},
+			IssuerRef: cmmeta.IssuerReference{Name: "issuer", Kind: quillv1.IssuerKind, Group: quillv1.GroupVersion.Group},
 		},
 	}
 	for _, o := range opts {

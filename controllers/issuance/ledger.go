@@ -47,7 +47,7 @@ type Ledger struct {
 // signed at most once: when the signed result was recorded but never
 // reached the request (the controller died, or the status write failed),
 // the retry gets the recorded certificate back.
-func (l *Ledger) recall(ctx context.Context, k ledger.IssuerKey, cr signer.CertificateRequestObject, a *issuance.Authority) (*issuance.Issued, bool, error) {
+func (l *Ledger) recall(ctx context.Context, k quillv1.IssuerID, cr signer.CertificateRequestObject, a *issuance.Authority) (*issuance.Issued, bool, error) {
 	if !l.Index.Synced() {
 		// Before the index has read the whole ledger, "no record for this
 		// request" might only mean "not read yet", and signing again would
@@ -84,7 +84,7 @@ func (l *Ledger) recall(ctx context.Context, k ledger.IssuerKey, cr signer.Certi
 // record writes the ledger record of cert before anyone receives it. An
 // error means the certificate must be discarded: it was never published, so
 // the ledger still knows every certificate in circulation.
-func (l *Ledger) record(ctx context.Context, k ledger.IssuerKey, homeNamespace string, cert *x509.Certificate, issuedAt time.Time, cr signer.CertificateRequestObject, template string) error {
+func (l *Ledger) record(ctx context.Context, k quillv1.IssuerID, homeNamespace string, cert *x509.Certificate, issuedAt time.Time, cr signer.CertificateRequestObject, template string) error {
 	origin := originOf(cr)
 	origin.Template = template
 	e, err := ledger.NewEntry(k, homeNamespace, cert, issuedAt, origin)

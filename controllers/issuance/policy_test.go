@@ -115,7 +115,7 @@ func TestSignPolicy(t *testing.T) {
 				if err != nil {
 					t.Fatalf("refused: %v", err)
 				}
-				if got := testutil.ToFloat64(m.Issued.WithLabelValues("QuillIssuer", testNamespace+"/issuer", tt.template, "ECDSA-P256")); got != 1 {
+				if got := testutil.ToFloat64(m.Issued.WithLabelValues(quillv1.IssuerKind, testNamespace+"/issuer", tt.template, "ECDSA-P256")); got != 1 {
 					t.Errorf("issued counter = %v, want 1", got)
 				}
 				return
@@ -134,7 +134,7 @@ func TestSignPolicy(t *testing.T) {
 			if len(evs) != 1 || !strings.HasPrefix(evs[0], "Warning PolicyDenied refused by "+tt.wantRule) {
 				t.Errorf("events %q; want one PolicyDenied naming the rule", evs)
 			}
-			if got := testutil.ToFloat64(m.Denied.WithLabelValues("QuillIssuer", testNamespace+"/issuer", tt.template, "ECDSA-P256", tt.wantRule)); got != 1 {
+			if got := testutil.ToFloat64(m.Denied.WithLabelValues(quillv1.IssuerKind, testNamespace+"/issuer", tt.template, "ECDSA-P256", tt.wantRule)); got != 1 {
 				t.Errorf("denied counter = %v, want 1", got)
 			}
 		})

@@ -31,6 +31,7 @@ import (
 	"github.com/quill-pki/quill/pkg/audit"
 	"github.com/quill-pki/quill/pkg/castore"
 	"github.com/quill-pki/quill/pkg/issuance"
+	"github.com/quill-pki/quill/pkg/kms"
 	"github.com/quill-pki/quill/pkg/metrics"
 )
 
@@ -260,7 +261,7 @@ func checkAuthority(a *issuance.Authority, now time.Time) error {
 	switch {
 	case errors.Is(err, issuance.ErrCAExpired), errors.Is(err, issuance.ErrCANotYetValid):
 		reason = quillv1.ReasonCAExpired
-	case errors.Is(err, issuance.ErrKeyMismatch):
+	case errors.Is(err, kms.ErrKeyMismatch):
 		reason = quillv1.ReasonKeyMismatch
 	}
 	return classify.New(classify.IssuerFault, reason, err)

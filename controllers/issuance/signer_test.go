@@ -24,6 +24,7 @@ import (
 	"github.com/quill-pki/quill/controllers/internal/classify"
 	"github.com/quill-pki/quill/pkg/castore"
 	"github.com/quill-pki/quill/pkg/issuance"
+	"github.com/quill-pki/quill/pkg/kms"
 )
 
 // outcome is how Sign or Check should fail, as issuer-lib reads it.
@@ -466,7 +467,7 @@ func TestCheckAuthority(t *testing.T) {
 		{name: "not-yet-valid", a: load(notYet), want: quillv1.ReasonCAExpired, sentinel: issuance.ErrCANotYetValid},
 		{name: "not-a-ca", a: load(leafCA), want: quillv1.ReasonNotACA, sentinel: issuance.ErrNotCA},
 		{name: "no-cert-sign", a: load(noCertSign), want: quillv1.ReasonNotACA, sentinel: issuance.ErrNoCertSign},
-		{name: "key-mismatch", a: mismatched, want: quillv1.ReasonKeyMismatch, sentinel: issuance.ErrKeyMismatch},
+		{name: "key-mismatch", a: mismatched, want: quillv1.ReasonKeyMismatch, sentinel: kms.ErrKeyMismatch},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

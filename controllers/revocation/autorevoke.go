@@ -44,7 +44,7 @@ func (r *lifecycleReconciler) setup(mgr ctrl.Manager) error {
 	// A new certificate may supersede another: look again a moment after
 	// the ledger changes (the delay gathers a burst of issuance into one
 	// walk).
-	trigger := issuers.NewTrigger(func(ledger.IssuerKey) time.Duration { return time.Second })
+	trigger := issuers.NewTrigger(func(quillv1.IssuerID) time.Duration { return time.Second })
 	r.index.Subscribe(func(c ledger.Change) {
 		if c.Issuer.Kind == kind {
 			trigger.Fire(c.Issuer)

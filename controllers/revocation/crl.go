@@ -32,6 +32,7 @@ import (
 	"github.com/quill-pki/quill/pkg/castore"
 	"github.com/quill-pki/quill/pkg/crl"
 	"github.com/quill-pki/quill/pkg/issuance"
+	"github.com/quill-pki/quill/pkg/kms"
 	"github.com/quill-pki/quill/pkg/ledger"
 	"github.com/quill-pki/quill/pkg/ocspserver"
 )
@@ -80,14 +81,14 @@ type crlPublisher struct {
 	audit audit.Logger
 
 	mu      sync.Mutex
-	delays  map[ledger.IssuerKey]time.Duration
+	delays  map[quillv1.IssuerID]time.Duration
 	trigger *issuers.Trigger
 }
 
 var errNameTaken = errors.New("name taken")
 
 func (p *crlPublisher) setup(mgr ctrl.Manager) error {
-	p.delays = map[ledger.IssuerKey]time.Duration{}
+	p.delays = map[quillv1.IssuerID]time.Duration{}
 	p.trigger = issuers.NewTrigger(p.batchDelay)
 	p.index.Subscribe(func(c ledger.Change) {
 		if c.RevocationChanged {
@@ -106,7 +107,7 @@ func (p *crlPublisher) setup(mgr ctrl.Manager) error {
 
 // batchDelay is how long after a change of k's revoked set its new CRL is
 // signed: the issuer's batch delay, as its last reconcile saw it.
-func (p *crlPublisher) batchDelay(k ledger.IssuerKey) time.Duration {
+func (p *crlPublisher) batchDelay(k quillv1.IssuerID) time.Duration {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if d, ok := p.delays[k]; ok {
@@ -124,7 +125,7 @@ type crlReconciler struct {
 // the order of the steps of Reconcile.
 type crlRun struct {
 	obj  quillv1.GenericIssuer
-	k    ledger.IssuerKey
+	k    quillv1.IssuerID
 	home string
 	a    *issuance.Authority
 	now  time.Time
@@ -189,7 +190,7 @@ func (r *crlReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 
 // rememberBatchDelay keeps the issuer's batch delay for the trigger, which
 // runs without reading the issuer.
-func (p *crlPublisher) rememberBatchDelay(k ledger.IssuerKey, spec *quillv1.IssuerSpec) {
+func (p *crlPublisher) rememberBatchDelay(k quillv1.IssuerID, spec *quillv1.IssuerSpec) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.delays[k] = crlBatchDelay(spec)
@@ -323,7 +324,7 @@ func (p *crlPublisher) rotateResponder(ctx context.Context, run *crlRun) error {
 // crlRefused reports the errors of crl.Build that signing again cannot
 // cure: the CA certificate or the issuer's configuration must change.
 func crlRefused(err error) bool {
-	for _, e := range []error{crl.ErrNoCRLSign, crl.ErrNotCA, crl.ErrInvalidIssuer, crl.ErrKeyMismatch, crl.ErrInvalidParams, crl.ErrInvalidEntry} {
+	for _, e := range []error{crl.ErrNoCRLSign, crl.ErrNotCA, crl.ErrInvalidIssuer, kms.ErrKeyMismatch, crl.ErrInvalidParams, crl.ErrInvalidEntry} {
 		if errors.Is(err, e) {
 			return true
 		}
@@ -502,7 +503,7 @@ func (p *crlPublisher) recordStatus(ctx context.Context, run *crlRun) error {
 // key, a new responder certificate is recorded in the ledger before it is
 // stored (a failure discards it and the reconcile is retried) and gets an
 // audit line.
-func (p *crlPublisher) ensureResponder(ctx context.Context, home string, k ledger.IssuerKey, a *issuance.Authority) (time.Time, error) {
+func (p *crlPublisher) ensureResponder(ctx context.Context, home string, k quillv1.IssuerID, a *issuance.Authority) (time.Time, error) {
 	now := p.clock.Now()
 	name := revocationdata.OCSPResponderSecretName(k.Name)
 	var sec corev1.Secret
@@ -560,7 +561,7 @@ func (p *crlPublisher) ensureResponder(ctx context.Context, home string, k ledge
 // recordResponder writes the ledger record of a delegated responder
 // certificate, kept in the Secret home/secret, before the certificate is
 // used.
-func (p *crlPublisher) recordResponder(ctx context.Context, home, secret string, k ledger.IssuerKey, cert *x509.Certificate, now time.Time) error {
+func (p *crlPublisher) recordResponder(ctx context.Context, home, secret string, k quillv1.IssuerID, cert *x509.Certificate, now time.Time) error {
 	e, err := ledger.NewEntry(k, home, cert, now, ledger.Origin{Kind: quillv1.OriginKindOCSPResponder, Namespace: home, Name: secret})
 	if err != nil {
 		return err

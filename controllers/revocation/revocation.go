@@ -223,18 +223,18 @@ func (r *revocationReconciler) carryOut(ctx context.Context, rev *quillv1.QuillR
 }
 
 // issuerOf resolves the revocation's issuer and its home namespace.
-func (r *revocationReconciler) issuerOf(ctx context.Context, rev *quillv1.QuillRevocation) (ledger.IssuerKey, string, error) {
+func (r *revocationReconciler) issuerOf(ctx context.Context, rev *quillv1.QuillRevocation) (quillv1.IssuerID, string, error) {
 	k := rev.Spec.IssuerRef.IDIn(rev.Namespace)
 	err := r.client.Get(ctx, k.NamespacedName(), k.NewObject())
 	if apierrors.IsNotFound(err) {
-		return ledger.IssuerKey{}, "", refused(quillv1.ReasonIssuerNotFound, fmt.Sprintf("%s not found", issuerNotFoundName(k)))
+		return quillv1.IssuerID{}, "", refused(quillv1.ReasonIssuerNotFound, fmt.Sprintf("%s not found", issuerNotFoundName(k)))
 	}
 	return k, k.HomeNamespace(r.clusterNamespace), err
 }
 
 // issuerNotFoundName is how the IssuerNotFound message names k:
 // "QuillIssuer namespace/name" or "QuillClusterIssuer name".
-func issuerNotFoundName(k ledger.IssuerKey) string {
+func issuerNotFoundName(k quillv1.IssuerID) string {
 	if k.Namespace == "" {
 		return k.Kind + " " + k.Name
 	}
@@ -242,7 +242,7 @@ func issuerNotFoundName(k ledger.IssuerKey) string {
 }
 
 // fromSecret finds the ledger record of the certificate a Secret holds.
-func (r *revocationReconciler) fromSecret(ctx context.Context, k ledger.IssuerKey, namespace, name string) (ledger.Record, error) {
+func (r *revocationReconciler) fromSecret(ctx context.Context, k quillv1.IssuerID, namespace, name string) (ledger.Record, error) {
 	var sec corev1.Secret
 	if err := r.reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &sec); err != nil {
 		if apierrors.IsNotFound(err) {

@@ -23,7 +23,7 @@ func TestCountLedger(t *testing.T) {
 	}
 	ix := ledger.NewIndex()
 	countLedger(ix, m)
-	k := ledger.IssuerKey{Kind: ledger.KindClusterIssuer, Name: "root"}
+	k := quillv1.IssuerID{Kind: quillv1.ClusterIssuerKind, Name: "root"}
 	gauge := func() float64 { return testutil.ToFloat64(m.LedgerEntries.WithLabelValues(k.Kind, "root")) }
 	entry := func(serial int64) *quillv1.IssuedCertificate {
 		s := big.NewInt(serial)

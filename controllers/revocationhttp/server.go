@@ -82,8 +82,8 @@ type Server struct {
 
 	crls       cache.Store
 	mu         sync.Mutex
-	responders map[ledger.IssuerKey]*issuerResponder
-	crlServers map[ledger.IssuerKey]http.Handler
+	responders map[quillv1.IssuerID]*issuerResponder
+	crlServers map[quillv1.IssuerID]http.Handler
 }
 
 type issuerResponder struct {
@@ -103,8 +103,8 @@ func New(cfg Config) *Server {
 	s := &Server{
 		addr: cfg.Addr, tlsConfig: cfg.TLSConfig, reader: cfg.Reader, cached: cfg.Cached, watcher: cfg.Watcher,
 		store: cfg.Store, index: cfg.Index, clusterNamespace: cfg.ClusterResourceNamespace, clock: cfg.Clock,
-		responders: map[ledger.IssuerKey]*issuerResponder{},
-		crlServers: map[ledger.IssuerKey]http.Handler{},
+		responders: map[quillv1.IssuerID]*issuerResponder{},
+		crlServers: map[quillv1.IssuerID]http.Handler{},
 		crls:       cache.NewStore(cache.MetaNamespaceKeyFunc),
 	}
 	s.index.Subscribe(s.invalidate)
@@ -246,14 +246,14 @@ func (s *Server) route(w http.ResponseWriter, req *http.Request) {
 	}
 }
 
-func (s *Server) home(k ledger.IssuerKey) string {
+func (s *Server) home(k quillv1.IssuerID) string {
 	return k.HomeNamespace(s.clusterNamespace)
 }
 
 // crlHandler serves k's CRL from its ConfigMap, or is nil while k has
 // published none. Handlers are kept only for issuers that published a CRL,
 // so requests naming made-up issuers cost no memory.
-func (s *Server) crlHandler(k ledger.IssuerKey) http.Handler {
+func (s *Server) crlHandler(k quillv1.IssuerID) http.Handler {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if h, ok := s.crlServers[k]; ok {
@@ -303,14 +303,14 @@ func (s *Server) crlHandler(k ledger.IssuerKey) http.Handler {
 }
 
 // notServed is an issuer that does not exist.
-type notServed struct{ k ledger.IssuerKey }
+type notServed struct{ k quillv1.IssuerID }
 
 func (e *notServed) Error() string { return e.k.String() + " not found" }
 
 // ledgerSource answers the responder's lookups from the index.
 type ledgerSource struct {
 	index *ledger.Index
-	k     ledger.IssuerKey
+	k     quillv1.IssuerID
 }
 
 func (l ledgerSource) Lookup(serial *big.Int) (ocspserver.Status, bool) {
@@ -326,7 +326,7 @@ func (l ledgerSource) Lookup(serial *big.Int) (ocspserver.Status, bool) {
 //
 // Only existing issuers get an entry, and a deleted issuer's entry goes at
 // its next check, so requests naming made-up issuers cost no memory.
-func (s *Server) responder(ctx context.Context, k ledger.IssuerKey) (*ocspserver.Responder, error) {
+func (s *Server) responder(ctx context.Context, k quillv1.IssuerID) (*ocspserver.Responder, error) {
 	s.mu.Lock()
 	ir := s.responders[k]
 	s.mu.Unlock()
@@ -407,7 +407,7 @@ func (s *Server) responder(ctx context.Context, k ledger.IssuerKey) (*ocspserver
 	return ir.resp, nil
 }
 
-func (s *Server) issuerSpec(ctx context.Context, k ledger.IssuerKey) (*quillv1.IssuerSpec, error) {
+func (s *Server) issuerSpec(ctx context.Context, k quillv1.IssuerID) (*quillv1.IssuerSpec, error) {
 	iss := k.NewObject()
 	err := s.cached.Get(ctx, k.NamespacedName(), iss)
 	if err == nil {
@@ -423,7 +423,7 @@ func (s *Server) issuerSpec(ctx context.Context, k ledger.IssuerKey) (*quillv1.I
 // that signs k's OCSP answers; rv identifies the responder Secret's
 // version. Until the leader has issued a usable delegated responder,
 // answers are signed by the CA.
-func (s *Server) signingIdentity(ctx context.Context, k ledger.IssuerKey, spec *quillv1.IssuerSpec, a *issuance.Authority) (crypto.Signer, *x509.Certificate, string, error) {
+func (s *Server) signingIdentity(ctx context.Context, k quillv1.IssuerID, spec *quillv1.IssuerSpec, a *issuance.Authority) (crypto.Signer, *x509.Certificate, string, error) {
 	if revocationdata.ResponderKind(spec) != quillv1.OCSPResponderDelegated {
 		return a.Signer, nil, "", nil
 	}

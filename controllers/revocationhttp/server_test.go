@@ -83,7 +83,7 @@ func TestResponderFollowsSpec(t *testing.T) {
 		Cached: api, Reader: reader, Index: ledger.NewIndex(), Clock: clk,
 		Store: &castore.Store{Reader: reader, Clock: clk},
 	})
-	k := ledger.IssuerKey{Kind: quillv1.IssuerKind, Namespace: testNamespace, Name: "issuer"}
+	k := quillv1.IssuerID{Kind: quillv1.IssuerKind, Namespace: testNamespace, Name: "issuer"}
 	first, err := s.responder(ctx, k)
 	if err != nil {
 		t.Fatal(err)

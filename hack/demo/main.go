@@ -126,7 +126,7 @@ func run(out string) (err error) {
 			SecretName: "demo-issuing-ca",
 			Duration:   &metav1.Duration{Duration: 5 * 365 * 24 * time.Hour},
 			PrivateKey: &cmapi.CertificatePrivateKey{Algorithm: cmapi.ECDSAKeyAlgorithm, Size: 256},
-			IssuerRef:  cmmeta.IssuerReference{Group: "quill.dev", Kind: "QuillClusterIssuer", Name: "demo-root"},
+			IssuerRef:  cmmeta.IssuerReference{Group: "quill.dev", Kind: quillv1.ClusterIssuerKind, Name: "demo-root"},
 		},
 	}); err != nil {
 		return err
@@ -151,7 +151,7 @@ func run(out string) (err error) {
 	}
 
 	step("issuing a server and a client certificate from demo-issuing")
-	issuing := cmmeta.IssuerReference{Group: "quill.dev", Kind: "QuillClusterIssuer", Name: "demo-issuing"}
+	issuing := cmmeta.IssuerReference{Group: "quill.dev", Kind: quillv1.ClusterIssuerKind, Name: "demo-issuing"}
 	for _, crt := range []*cmapi.Certificate{
 		{
 			ObjectMeta: metav1.ObjectMeta{Namespace: demoNS, Name: "server"},

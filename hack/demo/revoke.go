@@ -33,7 +33,7 @@ func revokeClient(ctx context.Context, c client.Client, out string, server, clie
 	rev := &quillv1.QuillRevocation{
 		ObjectMeta: metav1.ObjectMeta{Namespace: demoNS, Name: "client-key-compromised"},
 		Spec: quillv1.QuillRevocationSpec{
-			IssuerRef:       quillv1.RevocationIssuerRef{Kind: "QuillClusterIssuer", Name: "demo-issuing"},
+			IssuerRef:       quillv1.RevocationIssuerRef{Kind: quillv1.ClusterIssuerKind, Name: "demo-issuing"},
 			CertificateName: "client",
 			Reason:          quillv1.ReasonKeyCompromise,
 		},

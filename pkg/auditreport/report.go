@@ -52,7 +52,7 @@ const DefaultChunkSize = 500
 type Options struct {
 	// Issuer names the issuer: Kind QuillIssuer (with Namespace) or
 	// QuillClusterIssuer.
-	Issuer ledger.IssuerKey
+	Issuer quillv1.IssuerID
 	// ClusterResourceNamespace holds the ledger of cluster issuers, as the
 	// controller's --cluster-resource-namespace.
 	ClusterResourceNamespace string
@@ -69,7 +69,7 @@ type Options struct {
 
 // homeNamespace is where the issuer's ledger records live.
 func (o Options) homeNamespace() string {
-	if o.Issuer.Kind == ledger.KindClusterIssuer {
+	if o.Issuer.Kind == quillv1.ClusterIssuerKind {
 		return o.ClusterResourceNamespace
 	}
 	return o.Issuer.Namespace
@@ -77,14 +77,14 @@ func (o Options) homeNamespace() string {
 
 func (o Options) validate() error {
 	switch o.Issuer.Kind {
-	case ledger.KindClusterIssuer:
+	case quillv1.ClusterIssuerKind:
 		if o.ClusterResourceNamespace == "" {
 			return fmt.Errorf("%w: a QuillClusterIssuer's ledger needs the cluster resource namespace", ErrInvalid)
 		}
 		if o.Issuer.Namespace != "" {
 			return fmt.Errorf("%w: a QuillClusterIssuer has no namespace (its ledger is in the cluster resource namespace %s)", ErrInvalid, o.ClusterResourceNamespace)
 		}
-	case ledger.KindIssuer:
+	case quillv1.IssuerKind:
 		if o.Issuer.Namespace == "" {
 			return fmt.Errorf("%w: a QuillIssuer needs its namespace", ErrInvalid)
 		}
@@ -160,7 +160,7 @@ func checkIssuer(ctx context.Context, c client.Reader, opts Options) error {
 	k := opts.Issuer
 	var obj client.Object = &quillv1.QuillClusterIssuer{}
 	what := "QuillClusterIssuer " + k.Name
-	if k.Kind == ledger.KindIssuer {
+	if k.Kind == quillv1.IssuerKind {
 		obj, what = &quillv1.QuillIssuer{}, "QuillIssuer "+k.Namespace+"/"+k.Name
 	}
 	err := c.Get(ctx, types.NamespacedName{Namespace: k.Namespace, Name: k.Name}, obj)
@@ -222,8 +222,8 @@ func listError(err error, opts Options) error {
 }
 
 // belongs reports whether e is a record of issuer k.
-func belongs(e *quillv1.IssuedCertificate, k ledger.IssuerKey) bool {
-	return ledger.KeyOf(e.Spec.IssuerRef) == k
+func belongs(e *quillv1.IssuedCertificate, k quillv1.IssuerID) bool {
+	return e.Spec.IssuerRef.ID() == k
 }
 
 // inPeriod reports whether e was issued or revoked at or after since.

@@ -24,7 +24,7 @@ import (
 )
 
 var (
-	root   = ledger.IssuerKey{Kind: ledger.KindClusterIssuer, Name: "root"}
+	root   = quillv1.IssuerID{Kind: quillv1.ClusterIssuerKind, Name: "root"}
 	t0     = time.Date(2026, 3, 1, 12, 0, 0, 123456000, time.UTC)
 	scheme = func() *runtime.Scheme {
 		s := runtime.NewScheme()
@@ -36,7 +36,7 @@ var (
 )
 
 // entry builds a ledger record of issuer k issued at t0+offset.
-func entry(k ledger.IssuerKey, home string, serial int64, offset time.Duration, opts ...func(*quillv1.IssuedCertificate)) *quillv1.IssuedCertificate {
+func entry(k quillv1.IssuerID, home string, serial int64, offset time.Duration, opts ...func(*quillv1.IssuedCertificate)) *quillv1.IssuedCertificate {
 	s := big.NewInt(serial)
 	e := &quillv1.IssuedCertificate{
 		ObjectMeta: metav1.ObjectMeta{Namespace: home, Name: ledger.EntryName(k, s),
@@ -108,7 +108,7 @@ func TestRowAndCSV(t *testing.T) {
 func TestJSON(t *testing.T) {
 	t.Parallel()
 	iss := &quillv1.QuillIssuer{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "ca"}}
-	k := ledger.IssuerKey{Kind: ledger.KindIssuer, Namespace: "team-a", Name: "ca"}
+	k := quillv1.IssuerID{Kind: quillv1.IssuerKind, Namespace: "team-a", Name: "ca"}
 	for _, tt := range []struct {
 		name string
 		objs []client.Object
@@ -151,8 +151,8 @@ func TestJSON(t *testing.T) {
 // since the cut-off.
 func TestSelection(t *testing.T) {
 	t.Parallel()
-	other := ledger.IssuerKey{Kind: ledger.KindClusterIssuer, Name: "other"}
-	nsIssuer := ledger.IssuerKey{Kind: ledger.KindIssuer, Namespace: "quill-system", Name: "root"}
+	other := quillv1.IssuerID{Kind: quillv1.ClusterIssuerKind, Name: "other"}
+	nsIssuer := quillv1.IssuerID{Kind: quillv1.IssuerKind, Namespace: "quill-system", Name: "root"}
 	c := newClient(
 		&quillv1.QuillClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: "root"}},
 		entry(root, "quill-system", 1, -48*time.Hour),                                // old
@@ -216,9 +216,9 @@ func TestErrors(t *testing.T) {
 		{name: "ledger-forbidden", client: fake.NewClientBuilder().WithScheme(scheme).WithObjects(issuer).WithInterceptorFuncs(interceptor.Funcs{List: listForbidden}).Build(),
 			opts: base, format: FormatCSV, want: ErrNoAccess},
 		{name: "bad-format", client: newClient(issuer), opts: base, format: "xml", want: ErrInvalid},
-		{name: "bad-kind", client: newClient(issuer), opts: Options{Issuer: ledger.IssuerKey{Kind: "Issuer", Name: "x"}}, format: FormatCSV, want: ErrInvalid},
-		{name: "issuer-without-namespace", client: newClient(issuer), opts: Options{Issuer: ledger.IssuerKey{Kind: ledger.KindIssuer, Name: "x"}}, format: FormatCSV, want: ErrInvalid},
-		{name: "cluster-issuer-with-namespace", client: newClient(issuer), opts: Options{Issuer: ledger.IssuerKey{Kind: ledger.KindClusterIssuer, Namespace: "a", Name: "x"}, ClusterResourceNamespace: "q"}, format: FormatCSV, want: ErrInvalid},
+		{name: "bad-kind", client: newClient(issuer), opts: Options{Issuer: quillv1.IssuerID{Kind: "Issuer", Name: "x"}}, format: FormatCSV, want: ErrInvalid},
+		{name: "issuer-without-namespace", client: newClient(issuer), opts: Options{Issuer: quillv1.IssuerID{Kind: quillv1.IssuerKind, Name: "x"}}, format: FormatCSV, want: ErrInvalid},
+		{name: "cluster-issuer-with-namespace", client: newClient(issuer), opts: Options{Issuer: quillv1.IssuerID{Kind: quillv1.ClusterIssuerKind, Namespace: "a", Name: "x"}, ClusterResourceNamespace: "q"}, format: FormatCSV, want: ErrInvalid},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()

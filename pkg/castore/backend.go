@@ -14,7 +14,6 @@ import (
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 	"github.com/quill-pki/quill/pkg/issuance"
 	"github.com/quill-pki/quill/pkg/kms"
-	"github.com/quill-pki/quill/pkg/pkcs11"
 )
 
 var (
@@ -130,7 +129,7 @@ func (s *Store) credentials(ctx context.Context, so source) (kms.Ref, kms.Option
 		opts.Modules = map[string]string{}
 	}
 	if report := s.PKCS11Login; report != nil {
-		opts.OnLogin = func(r kms.LoginResult) { report(so.module, so.token, pkcs11.LoginResult(r)) }
+		opts.OnLogin = func(r kms.LoginResult) { report(so.module, so.token, r) }
 	}
 	if err := s.Keys.Check(so.key, opts); err != nil {
 		return nil, opts, nil, HSMFault(err)

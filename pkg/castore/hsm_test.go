@@ -21,7 +21,7 @@ import (
 	"github.com/quill-pki/quill/pkg/castore"
 	"github.com/quill-pki/quill/pkg/kms"
 	"github.com/quill-pki/quill/pkg/kms/pkcs11kms"
-	"github.com/quill-pki/quill/pkg/pkcs11"
+	"github.com/quill-pki/quill/pkg/kms/softkey"
 )
 
 // fakeHSM is a PKCS#11 backend whose Open the test decides; Check is the
@@ -40,6 +40,7 @@ func (f fakeHSM) Open(_ context.Context, ref kms.Ref, opts kms.Options) (kms.Key
 func withHSM(f *storeFixture, open func(ref kms.Ref, opts kms.Options) (kms.Key, error)) {
 	f.store.Keys = &kms.Registry{}
 	f.store.Keys.Register(kms.SchemePKCS11, fakeHSM{open: open})
+	f.store.Keys.Register(kms.SchemeSecret, softkey.Backend{})
 }
 
 // TestHSMRefusedPINPresentedOnce: reconcilers that load an HSM-backed CA at
@@ -199,7 +200,7 @@ func TestHSMLoad(t *testing.T) {
 			f := newStore(t, withObjects(newSecret("hsm-ca", withCA(ca)), pin))
 			f.store.PKCS11Modules = map[string]string{"hsm": "/opt/vendor/libhsm.so"}
 			var logins []string
-			f.store.PKCS11Login = func(module, token string, r pkcs11.LoginResult) {
+			f.store.PKCS11Login = func(module, token string, r kms.LoginResult) {
 				logins = append(logins, module+"/"+token+"/"+string(r))
 			}
 			var probes, closes atomic.Int32

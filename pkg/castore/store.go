@@ -1,8 +1,9 @@
 // Package castore turns an issuer's spec.ca into an issuance.Authority: it
 // maps spec.ca to a key reference once (sourceOf), reads the CA Secret,
-// creates the bootstrap root once, opens keys held in a backend (an HSM)
-// through pkg/kms, and keeps parsed authorities so that signing does not
-// cost an API request per certificate.
+// creates the bootstrap root once, opens every CA key through pkg/kms (the
+// Secret's tls.key through pkg/kms/softkey, a key on an HSM through its
+// backend), and keeps parsed authorities so that signing does not cost an
+// API request per certificate.
 package castore
 
 import (
@@ -23,7 +24,9 @@ import (
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 	"github.com/quill-pki/quill/pkg/issuance"
 	"github.com/quill-pki/quill/pkg/kms"
-	"github.com/quill-pki/quill/pkg/pkcs11"
+	// castore opens the CA Secret's key through pkg/kms like any other
+	// key, and cannot load a Secret-held CA without this backend.
+	_ "github.com/quill-pki/quill/pkg/kms/softkey"
 )
 
 // Secret keys of cert-manager's TLS Secret layout, which Quill reads and the
@@ -72,14 +75,16 @@ type Store struct {
 	// issuer's spec.ca.pkcs11.module gives, mapped to the library path
 	// (kms.Options.Modules).
 	PKCS11Modules map[string]string
-	// Keys opens keys held in a backend; nil means kms.Default, filled by
-	// the backend packages the binary imports. Tests give a Registry of
-	// their own to count or refuse openings.
+	// Keys opens every CA key; nil means kms.Default, filled by the
+	// backend packages the binary imports (castore itself imports
+	// pkg/kms/softkey, for the Secret's tls.key). Tests give a Registry of
+	// their own to count or refuse openings; it needs softkey.Backend
+	// registered for Secret-held keys.
 	Keys *kms.Registry
 	// PKCS11Login, when set, is told of every C_Login made for an issuer's
 	// key: the module's allow-list name, the token's label or serial, and
 	// the result. quill-controller counts them in quill_pkcs11_logins_total.
-	PKCS11Login func(module, token string, result pkcs11.LoginResult)
+	PKCS11Login func(module, token string, result kms.LoginResult)
 
 	mu      sync.Mutex
 	entries map[string]*entry
@@ -163,7 +168,7 @@ func (s *Store) load(ctx context.Context, so source) (*issuance.Authority, error
 	if err != nil {
 		return nil, err
 	}
-	a, err := parseSecret(key, secret)
+	a, err := s.parseSecret(ctx, so.key.(kms.SecretKey), secret)
 	if err != nil {
 		return nil, err
 	}
@@ -296,22 +301,31 @@ func (s *Store) readSecret(ctx context.Context, key types.NamespacedName) (*core
 	return &secret, nil
 }
 
-func parseSecret(key types.NamespacedName, secret *corev1.Secret) (*issuance.Authority, error) {
+// parseSecret opens the CA Secret's key through its backend (ref's scheme,
+// pkg/kms/softkey) and loads the authority around it.
+func (s *Store) parseSecret(ctx context.Context, ref kms.SecretKey, secret *corev1.Secret) (*issuance.Authority, error) {
+	key := types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name}
 	crt, keyPEM := secret.Data[KeyTLSCrt], secret.Data[KeyTLSKey]
 	if len(crt) == 0 || len(keyPEM) == 0 {
 		return nil, &Error{Reason: quillv1.ReasonSecretInvalid, Err: fmt.Errorf("%w: secret %s needs %s and %s", errMissingKey, key, KeyTLSCrt, KeyTLSKey)}
 	}
-	a, err := issuance.LoadAuthority(crt, keyPEM, secret.Data[KeyCACrt])
+	ref.PEM = keyPEM
+	signer, err := s.Keys.Open(ctx, ref, kms.Options{})
+	if err != nil {
+		return nil, authorityError(key, err)
+	}
+	a, err := issuance.NewAuthority(crt, secret.Data[KeyCACrt], signer)
 	if err != nil {
 		return nil, authorityError(key, err)
 	}
 	return a, nil
 }
 
-// authorityError classifies an issuance.LoadAuthority/NewAuthority error.
+// authorityError classifies an error opening a Secret-held key or loading
+// the authority around it (issuance.NewAuthority).
 func authorityError(key types.NamespacedName, err error) error {
 	reason := quillv1.ReasonSecretInvalid
-	if errors.Is(err, issuance.ErrKeyMismatch) || errors.Is(err, kms.ErrKeyMismatch) {
+	if errors.Is(err, kms.ErrKeyMismatch) {
 		reason = quillv1.ReasonKeyMismatch
 	}
 	return &Error{Reason: reason, Err: fmt.Errorf("secret %s: %w", key, err)}

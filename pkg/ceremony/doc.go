@@ -12,7 +12,7 @@
 // terminal: the caller passes the time, passwords and keys.
 //
 // Errors are plain and meant to be shown as they are; where the cause is a
-// CA that cannot sign, they wrap the sentinels of pkg/issuance
-// (issuance.ErrNotCA, issuance.ErrCAExpired, issuance.ErrKeyMismatch, ...)
+// CA that cannot sign, they wrap the sentinels of pkg/issuance and pkg/kms
+// (issuance.ErrNotCA, issuance.ErrCAExpired, kms.ErrKeyMismatch, ...)
 // so that callers can tell the cases apart with errors.Is.
 package ceremony

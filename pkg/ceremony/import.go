@@ -19,6 +19,7 @@ import (
 	"software.sslmate.com/src/go-pkcs12"
 
 	"github.com/quill-pki/quill/pkg/issuance"
+	"github.com/quill-pki/quill/pkg/kms"
 )
 
 var (
@@ -181,7 +182,7 @@ func Import(o ImportOptions) (*Imported, error) {
 // its chain: a key that is not its own, no cA flag, no keyCertSign.
 func checkIssuing(cert *x509.Certificate, key crypto.Signer) error {
 	if !issuance.PublicKeysEqual(key.Public(), cert.PublicKey) {
-		return fmt.Errorf("%w: the private key is not the key of %q", issuance.ErrKeyMismatch, cert.Subject)
+		return fmt.Errorf("%w: the private key is not the key of %q", kms.ErrKeyMismatch, cert.Subject)
 	}
 	if !cert.BasicConstraintsValid || !cert.IsCA {
 		return fmt.Errorf("%w: %q does not assert basicConstraints cA=TRUE; import the CA certificate, not a certificate it issued", issuance.ErrNotCA, cert.Subject)

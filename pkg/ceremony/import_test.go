@@ -15,6 +15,7 @@ import (
 	"software.sslmate.com/src/go-pkcs12"
 
 	"github.com/quill-pki/quill/pkg/issuance"
+	"github.com/quill-pki/quill/pkg/kms"
 )
 
 const testPassword = "correct horse battery staple"
@@ -165,13 +166,13 @@ func TestImportErrors(t *testing.T) {
 		{name: "not-yet-valid-ca-pfx", pfx: encodePFX(t, pkcs12.Modern, future.key, future.cert, root.cert), wantErr: issuance.ErrCANotYetValid},
 		{name: "expired-root", pfx: encodePFX(t, pkcs12.Modern, underExpiredRoot.key, underExpiredRoot.cert, expiredRoot.cert), wantErr: issuance.ErrCAExpired, wantMsg: "Expired Root"},
 		{name: "no-cert-sign", pfx: encodePFX(t, pkcs12.Modern, noCertSign.key, noCertSign.cert, root.cert), wantErr: issuance.ErrNoCertSign},
-		{name: "mismatched-key-pfx", pfx: encodePFX(t, pkcs12.Modern, other.key, issuing.cert, root.cert), wantErr: issuance.ErrKeyMismatch},
+		{name: "mismatched-key-pfx", pfx: encodePFX(t, pkcs12.Modern, other.key, issuing.cert, root.cert), wantErr: kms.ErrKeyMismatch},
 		{name: "root-missing", pfx: encodePFX(t, pkcs12.Modern, issuing.key, issuing.cert), wantErr: errIncompleteChain, wantMsg: "--ca"},
 		{name: "intermediate-missing", pfx: encodePFX(t, pkcs12.Modern, deep.key, deep.cert, root.cert), wantErr: errIncompleteChain, wantMsg: "Import Intermediate"},
 		{name: "wrong-root-in-ca-file", pfx: encodePFX(t, pkcs12.Modern, issuing.key, issuing.cert), ca: other.certPEM, wantErr: errIncompleteChain},
 		{name: "path-length-violated", pfx: encodePFX(t, pkcs12.Modern, overPathLenIssuing.key, overPathLenIssuing.cert, overPathLen.cert, pathZeroRoot.cert), wantErr: issuance.ErrMalformedCA},
-		{name: "mismatched-key-pem", cert: issuing.certPEM, key: other.keyPEM, ca: root.certPEM, wantErr: issuance.ErrKeyMismatch},
-		{name: "mismatched-key-type-pem", cert: issuing.certPEM, key: p384.keyPEM, ca: root.certPEM, wantErr: issuance.ErrKeyMismatch},
+		{name: "mismatched-key-pem", cert: issuing.certPEM, key: other.keyPEM, ca: root.certPEM, wantErr: kms.ErrKeyMismatch},
+		{name: "mismatched-key-type-pem", cert: issuing.certPEM, key: p384.keyPEM, ca: root.certPEM, wantErr: kms.ErrKeyMismatch},
 		{name: "leaf-certificate-pem", cert: leafCert.certPEM, key: leafCert.keyPEM, ca: root.certPEM, wantErr: issuance.ErrNotCA},
 		{name: "truncated-certificate-pem", cert: issuing.certPEM[:300], key: issuing.keyPEM, ca: root.certPEM, wantErr: issuance.ErrMalformedCA},
 		{name: "garbage-key-pem", cert: issuing.certPEM, key: []byte("garbage"), ca: root.certPEM, wantErr: errKeyFile},

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/quill-pki/quill/pkg/issuance"
+	"github.com/quill-pki/quill/pkg/kms"
 )
 
 func TestSign(t *testing.T) {
@@ -196,7 +197,7 @@ func TestSignErrors(t *testing.T) {
 		{name: "issuer-expired", bundle: expired.certPEM, key: expired.keyPEM, wantErr: issuance.ErrCAExpired},
 		{name: "issuer-not-yet-valid", bundle: future.certPEM, key: future.keyPEM, wantErr: issuance.ErrCANotYetValid},
 		{name: "issuer-without-cert-sign", bundle: noCertSign.certPEM, key: noCertSign.keyPEM, wantErr: issuance.ErrNoCertSign},
-		{name: "key-mismatch", bundle: root.certPEM, key: otherRoot.keyPEM, wantErr: issuance.ErrKeyMismatch},
+		{name: "key-mismatch", bundle: root.certPEM, key: otherRoot.keyPEM, wantErr: kms.ErrKeyMismatch},
 		{name: "issuer-path-len-zero", bundle: pathLenZero.certPEM, key: pathLenZero.keyPEM, wantErr: errBadProfile, wantMsg: "end-entity certificates only"},
 		{name: "path-len-over-issuer", bundle: pathLenOne.certPEM, key: pathLenOne.keyPEM, constraints: Constraints{PathLen: intp(1)}, wantErr: errBadProfile},
 		{name: "issuer-expires-within-minutes", bundle: dyingRoot.certPEM, key: dyingRoot.keyPEM, wantErr: issuance.ErrCAExpired},

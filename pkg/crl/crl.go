@@ -5,7 +5,7 @@
 // the revoked certificates it knows and the CRL number and times to use, and
 // gets DER back. Errors wrap exactly one of the sentinels below:
 //
-//   - ErrInvalidIssuer, ErrNotCA, ErrNoCRLSign, ErrKeyMismatch: the CA cannot
+//   - ErrInvalidIssuer, ErrNotCA, ErrNoCRLSign, kms.ErrKeyMismatch: the CA cannot
 //     sign CRLs as it stands; the issuer is at fault.
 //   - ErrInvalidParams, ErrInvalidEntry: the caller passed something no CRL
 //     can carry; a programming or data error, not worth retrying unchanged.
@@ -25,6 +25,8 @@ import (
 	"fmt"
 	"math/big"
 	"time"
+
+	"github.com/quill-pki/quill/pkg/kms"
 )
 
 // Error sentinels; see the package documentation for what each asks of the
@@ -38,9 +40,6 @@ var (
 	ErrNotCA = errors.New("CRL issuer is not a CA")
 	// ErrNoCRLSign marks an issuer certificate whose keyUsage lacks cRLSign.
 	ErrNoCRLSign = errors.New("CRL issuer may not sign CRLs")
-	// ErrKeyMismatch marks a signer whose public key is not the issuer
-	// certificate's.
-	ErrKeyMismatch = errors.New("CRL signer does not match the issuer certificate")
 	// ErrInvalidParams marks Params no CRL can be built from: a missing or
 	// negative CRL number, a zero thisUpdate, a non-positive validity, a
 	// signature algorithm that does not fit the key.
@@ -131,7 +130,7 @@ func checkIssuer(issuer *x509.Certificate, key crypto.Signer) error {
 	}
 	pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool })
 	if !ok || !pub.Equal(issuer.PublicKey) {
-		return fmt.Errorf("%w: %q", ErrKeyMismatch, issuer.Subject)
+		return fmt.Errorf("CRL signer: %w: %q", kms.ErrKeyMismatch, issuer.Subject)
 	}
 	return nil
 }

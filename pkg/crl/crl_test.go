@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/quill-pki/quill/pkg/kms"
 )
 
 func TestBuildVerifiesWithGo(t *testing.T) {
@@ -149,7 +151,7 @@ func TestBuildRefusesBadInput(t *testing.T) {
 		{name: "nil-key", issuer: ca, params: good, want: ErrInvalidIssuer},
 		{name: "not-a-ca", issuer: leaf, key: leafKey, params: good, want: ErrNotCA},
 		{name: "no-crl-sign", issuer: noCRLSign, key: noCRLSignKey, params: good, want: ErrNoCRLSign},
-		{name: "key-mismatch", issuer: ca, key: otherKey, params: good, want: ErrKeyMismatch},
+		{name: "key-mismatch", issuer: ca, key: otherKey, params: good, want: kms.ErrKeyMismatch},
 		{name: "no-number", issuer: ca, key: key, params: with(func(p *Params) { p.Number = nil }), want: ErrInvalidParams},
 		{name: "negative-number", issuer: ca, key: key, params: with(func(p *Params) { p.Number = big.NewInt(-1) }), want: ErrInvalidParams},
 		{name: "number-too-long", issuer: ca, key: key, params: with(func(p *Params) { p.Number = new(big.Int).Lsh(big.NewInt(1), 160) }), want: ErrInvalidParams},

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/quill-pki/quill/pkg/kms"
 )
 
 // Authority is a CA ready to sign, and the only thing in Quill that signs:
@@ -52,14 +54,28 @@ type Authority struct {
 //
 // Errors wrap ErrMalformedCA (unparsable data, chain out of order, a
 // ca.crt that does not anchor the chain, unsupported CA key) or
-// ErrKeyMismatch. LoadAuthority does not judge validity dates or CA flags;
+// kms.ErrKeyMismatch. LoadAuthority does not judge validity dates or CA flags;
 // Check does.
 func LoadAuthority(tlsCrt, tlsKey, caCrt []byte) (*Authority, error) {
-	signer, err := parsePrivateKey(tlsKey)
+	signer, err := SigningKeyFromPEM(tlsKey)
 	if err != nil {
 		return nil, fmt.Errorf("%w: tls.key: %w", ErrMalformedCA, err)
 	}
-	return NewAuthority(tlsCrt, caCrt, fastSigner(signer))
+	return NewAuthority(tlsCrt, caCrt, signer)
+}
+
+// SigningKeyFromPEM parses a CA's PEM private key as LoadAuthority does
+// and returns the signer an Authority should hold: for an ML-DSA key, one
+// that signs with the faster engine (mldsa_engine.go); any other key as
+// ParsePrivateKeyPEM's parser returns it. pkg/kms/softkey opens Secret-held
+// CA keys with it. Its errors are the parser's, without a sentinel: callers
+// say which key failed and wrap ErrMalformedCA.
+func SigningKeyFromPEM(keyPEM []byte) (crypto.Signer, error) {
+	signer, err := parsePrivateKey(keyPEM)
+	if err != nil {
+		return nil, err
+	}
+	return fastSigner(signer), nil
 }
 
 // NewAuthority is LoadAuthority for a key that is not in the Secret, such as
@@ -79,7 +95,7 @@ func NewAuthority(tlsCrt, caCrt []byte, signer crypto.Signer) (*Authority, error
 	}
 	issuing := bundle[0]
 	if !PublicKeysEqual(signer.Public(), issuing.PublicKey) {
-		return nil, fmt.Errorf("%w: the key does not belong to %q", ErrKeyMismatch, issuing.Subject)
+		return nil, fmt.Errorf("CA %w: the private key does not belong to %q", kms.ErrKeyMismatch, issuing.Subject)
 	}
 	if alg, err := describeKey(issuing.PublicKey); err != nil {
 		return nil, fmt.Errorf("%w: CA key %s cannot be used: %w", ErrMalformedCA, alg, err)
@@ -157,7 +173,7 @@ func sameCertificate(a, b *x509.Certificate) bool {
 // issuing certificate's key.
 //
 // It returns nil or all the problems found, joined; each wraps one of
-// ErrMalformedCA (fields missing), ErrKeyMismatch, ErrNotCA, ErrNoCertSign,
+// ErrMalformedCA (fields missing), kms.ErrKeyMismatch, ErrNotCA, ErrNoCertSign,
 // ErrCANotYetValid or ErrCAExpired, and names the certificate and the
 // dates involved.
 func (a *Authority) Check(now time.Time) error {
@@ -167,7 +183,7 @@ func (a *Authority) Check(now time.Time) error {
 	var errs []error
 	c := a.Certificate
 	if !PublicKeysEqual(a.Signer.Public(), c.PublicKey) {
-		errs = append(errs, fmt.Errorf("%w: the signer's public key is not the key of %q", ErrKeyMismatch, c.Subject))
+		errs = append(errs, fmt.Errorf("CA %w: the signer's public key is not the key of %q", kms.ErrKeyMismatch, c.Subject))
 	}
 	if !c.BasicConstraintsValid || !c.IsCA {
 		errs = append(errs, fmt.Errorf("%w: %q does not assert basicConstraints cA=TRUE", ErrNotCA, c.Subject))

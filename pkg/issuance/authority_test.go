@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/quill-pki/quill/pkg/kms"
 )
 
 func concat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
@@ -77,7 +79,7 @@ func TestLoadAuthority(t *testing.T) {
 		{name: "ca-crt-rotation-bundle", tlsCrt: inter2Crt, tlsKey: inter2Key, caCrt: concat(EncodeCertificatesPEM(otherRoot.Certificate), rootPEM),
 			want: want{issuing: "Load Intermediate 2", intermediates: []string{"Load Intermediate 1"}, root: "Load Root"}},
 
-		{name: "key-mismatch", tlsCrt: rootCrt, tlsKey: otherKey, wantErr: ErrKeyMismatch, wantMsg: []string{"Load Root"}},
+		{name: "key-mismatch", tlsCrt: rootCrt, tlsKey: otherKey, wantErr: kms.ErrKeyMismatch, wantMsg: []string{"Load Root"}},
 		{name: "chain-out-of-order", tlsCrt: EncodeCertificatesPEM(inter1.Certificate, inter2.Certificate), tlsKey: mustKeyPEM(t, inter1),
 			wantErr: ErrMalformedCA, wantMsg: []string{"out of order", "certificate 1", "Load Intermediate 1", "Load Intermediate 2"}},
 		{name: "chain-with-gap", tlsCrt: EncodeCertificatesPEM(inter2.Certificate, root.Certificate), tlsKey: inter2Key,
@@ -170,7 +172,7 @@ func TestCheck(t *testing.T) {
 		{name: "no-key-usage-extension", ca: newCA(t, withCAKeyUsage(0)),
 			want: []error{ErrNoCertSign}, wantMsg: []string{"no keyUsage extension"}},
 		{name: "key-mismatch", ca: &Authority{Certificate: root.Certificate, Root: root.Root, Signer: testKey(t, ECDSAP256, 4)},
-			want: []error{ErrKeyMismatch}},
+			want: []error{kms.ErrKeyMismatch}},
 		{name: "several-problems", ca: newCA(t, withNotCA(), withCAValidity(testNow.AddDate(-2, 0, 0), testNow.AddDate(-1, 0, 0))),
 			want: []error{ErrNotCA, ErrCAExpired}},
 		{name: "empty-authority", ca: &Authority{}, want: []error{ErrMalformedCA}},

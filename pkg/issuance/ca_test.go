@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/quill-pki/quill/pkg/crl"
+	"github.com/quill-pki/quill/pkg/kms"
 )
 
 func mustName(t testing.TB, cn string) []byte {
@@ -271,7 +272,7 @@ func TestIssueResponderRefuses(t *testing.T) {
 	}{
 		{name: "no-ca", ca: &Authority{}, now: testNow, want: ErrMalformedCA},
 		{name: "not-a-ca", ca: newCA(t, withCACN("Responder Leaf"), withNotCA()), now: testNow, want: ErrNotCA},
-		{name: "wrong-key", ca: &Authority{Certificate: ca.Certificate, Root: ca.Root, Signer: testKey(t, ECDSAP256, 34)}, now: testNow, want: ErrKeyMismatch},
+		{name: "wrong-key", ca: &Authority{Certificate: ca.Certificate, Root: ca.Root, Signer: testKey(t, ECDSAP256, 34)}, now: testNow, want: kms.ErrKeyMismatch},
 		{name: "no-subject-key-identifier", ca: newCA(t, withCACN("Responder No SKI"), withoutSKI()), now: testNow, want: ErrMalformedCA},
 		{name: "unknown-key-algorithm", ca: ca, now: testNow, keyAlg: "DSA-1024", want: ErrInvalidOptions},
 		{name: "ca-expired", ca: ca, now: ca.Certificate.NotAfter.Add(time.Second), want: ErrCAExpired},
@@ -303,7 +304,7 @@ func TestSignCRL(t *testing.T) {
 		{name: "rsa-pss", ca: newCA(t, withCACN("CRL RSA"), withCAKeyAlg(RSA2048, 35)), rsaPSS: true, wantSig: x509.SHA256WithRSAPSS},
 		{name: "ml-dsa", ca: newCA(t, withCACN("CRL ML-DSA"), withCAKeyAlg(MLDSA44, 35)), wantSig: x509.MLDSA44},
 		{name: "no-crl-sign", ca: newCA(t, withCACN("CRL Forbidden"), withCAKeyUsage(x509.KeyUsageCertSign)), want: crl.ErrNoCRLSign},
-		{name: "wrong-key", ca: &Authority{Certificate: newCA(t, withCACN("CRL Mismatch")).Certificate, Signer: testKey(t, ECDSAP256, 36)}, want: crl.ErrKeyMismatch},
+		{name: "wrong-key", ca: &Authority{Certificate: newCA(t, withCACN("CRL Mismatch")).Certificate, Signer: testKey(t, ECDSAP256, 36)}, want: kms.ErrKeyMismatch},
 		{name: "no-authority", ca: &Authority{}, want: crl.ErrInvalidIssuer},
 	}
 	for _, tt := range tests {

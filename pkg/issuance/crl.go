@@ -32,7 +32,7 @@ type CRLRequest struct {
 // list; SignCRL is the only caller that hands it the CA key.
 //
 // Errors are pkg/crl's, unchanged: crl.ErrInvalidIssuer, crl.ErrNotCA,
-// crl.ErrNoCRLSign or crl.ErrKeyMismatch when the CA cannot sign CRLs as it
+// crl.ErrNoCRLSign or kms.ErrKeyMismatch when the CA cannot sign CRLs as it
 // stands; crl.ErrInvalidParams or crl.ErrInvalidEntry for a request no CRL
 // can carry. ErrMalformedCA marks a CA key with no signature algorithm;
 // any other error (signer, self-check) is plain and worth retrying.

@@ -25,7 +25,7 @@
 //
 //   - ErrInvalidRequest: the request must change; mark it failed, do not
 //     retry.
-//   - ErrMalformedCA, ErrKeyMismatch, ErrNotCA, ErrNoCertSign, ErrCAExpired,
+//   - ErrMalformedCA, kms.ErrKeyMismatch, ErrNotCA, ErrNoCertSign, ErrCAExpired,
 //     ErrCANotYetValid: the issuer is at fault; mark it not Ready.
 //   - ErrInvalidOptions: the issuer's configuration is wrong; mark it not
 //     Ready.

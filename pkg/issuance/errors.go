@@ -20,9 +20,9 @@ var (
 	// not anchor the chain, or a CA key of an unsupported type or size.
 	ErrMalformedCA = errors.New("malformed CA")
 
-	// ErrKeyMismatch marks a CA whose private key does not belong to its
-	// certificate.
-	ErrKeyMismatch = errors.New("CA private key does not match CA certificate")
+	// A CA whose private key does not belong to its certificate wraps
+	// kms.ErrKeyMismatch, the one key-mismatch sentinel that every key
+	// source (Secret, PKCS#11 token) shares.
 
 	// ErrNotCA marks an issuing certificate without basicConstraints cA=TRUE.
 	ErrNotCA = errors.New("certificate is not a CA")

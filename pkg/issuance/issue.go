@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/quill-pki/quill/pkg/kms"
 )
 
 // Every certificate Quill signs leaves through issue: leaves and
@@ -61,7 +63,7 @@ func issue(issuer *Authority, signer crypto.Signer, r certRequest) (*x509.Certif
 		}
 		signer, parent = issuer.Signer, issuer.Certificate
 	} else if !PublicKeysEqual(signer.Public(), r.pub) {
-		return nil, fmt.Errorf("%w: a self-signed certificate must carry its signer's key", ErrKeyMismatch)
+		return nil, fmt.Errorf("self-signed certificate: %w: it must carry its signer's key", kms.ErrKeyMismatch)
 	}
 	alg, err := describeKey(r.pub)
 	if err != nil {

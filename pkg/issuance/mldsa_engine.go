@@ -57,6 +57,18 @@ func (s *circlMLDSA) Sign(rand io.Reader, msg []byte, opts crypto.SignerOpts) ([
 	return s.sign(msg, ctx)
 }
 
+// engineOf returns the circl engine signer is, or wraps: a key backend that
+// hands out an in-memory key behind its own type (pkg/kms/softkey) returns
+// the signer it wraps from Unwrap, so that the self-check keeps the
+// engine's unpacked public key.
+func engineOf(signer crypto.Signer) (*circlMLDSA, bool) {
+	if w, ok := signer.(interface{ Unwrap() crypto.Signer }); ok {
+		signer = w.Unwrap()
+	}
+	s, ok := signer.(*circlMLDSA)
+	return s, ok
+}
+
 // fastSigner returns signer with ML-DSA signing moved to circl; other keys
 // are returned as they are.
 func fastSigner(signer crypto.Signer) crypto.Signer {

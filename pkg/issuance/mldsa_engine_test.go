@@ -1,6 +1,7 @@
 package issuance
 
 import (
+	"crypto"
 	"crypto/mldsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -131,4 +132,39 @@ func processCPU(b *testing.B) time.Duration {
 		b.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// unwrapper is a key backend's wrapper around an in-memory signer, as
+// pkg/kms/softkey's Key is.
+type unwrapper struct{ crypto.Signer }
+
+func (u unwrapper) Unwrap() crypto.Signer { return u.Signer }
+
+// TestEngineFoundBehindBackendWrapper: an Authority whose signer is a
+// backend's wrapper of the circl engine still finds the engine, so the
+// ML-DSA self-check keeps the engine's unpacked key.
+func TestEngineFoundBehindBackendWrapper(t *testing.T) {
+	t.Parallel()
+	_, keyPEM, err := NewSelfSignedRoot(pkix.Name{CommonName: "wrapped engine"}, MLDSA65, 24*time.Hour, testNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := SigningKeyFromPEM(keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name   string
+		signer crypto.Signer
+	}{
+		{name: "bare", signer: signer},
+		{name: "wrapped", signer: unwrapper{signer}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if s, ok := engineOf(tt.signer); !ok || s.verifyKey == nil {
+				t.Fatalf("engineOf(%T) = %v, want the circl engine with its verify key", tt.signer, ok)
+			}
+		})
+	}
 }

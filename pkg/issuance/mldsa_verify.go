@@ -83,7 +83,7 @@ func (a *Authority) verifyMLDSA(cert *x509.Certificate) (handled bool, err error
 	// unpacked. Check compared the signer's key with the CA certificate's
 	// at the start of this Sign; compare again here, so that the signature
 	// is checked against the certificate's key whoever built the Authority.
-	if s, ok := a.Signer.(*circlMLDSA); ok && s.verifyKey != nil && pub.Equal(s.key.Public()) {
+	if s, ok := engineOf(a.Signer); ok && s.verifyKey != nil && pub.Equal(s.key.Public()) {
 		pk = s.verifyKey
 	} else if pk, ok = circlPublicKey(pub); !ok {
 		return false, nil

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/quill-pki/quill/pkg/kms"
 )
 
 func TestSignKeyTypes(t *testing.T) {
@@ -306,7 +308,7 @@ func TestSignIssuerFaults(t *testing.T) {
 		{name: "key-mismatch", ca: func() *Authority {
 			a := newCA(t)
 			return &Authority{Certificate: a.Certificate, Root: a.Root, Signer: testKey(t, ECDSAP256, 3)}
-		}(), want: ErrKeyMismatch},
+		}(), want: kms.ErrKeyMismatch},
 		{name: "ca-expires-within-minimum-duration", ca: expiringRoot, want: ErrCAExpired, wantMsg: []string{"less than the minimum certificate lifetime of 10m0s away"}},
 		{name: "options-without-now", ca: newCA(t), opts: func(o *Options) { o.Now = time.Time{} }, want: ErrInvalidOptions, wantMsg: []string{"Now is not set"}},
 	}
@@ -794,7 +796,7 @@ func TestSignSignerFailures(t *testing.T) {
 			if err == nil || issued != nil {
 				t.Fatalf("Sign() = %v, %v; want an error and no certificate", issued, err)
 			}
-			for _, sentinel := range []error{ErrInvalidRequest, ErrMalformedCA, ErrCAExpired, ErrKeyMismatch} {
+			for _, sentinel := range []error{ErrInvalidRequest, ErrMalformedCA, ErrCAExpired, kms.ErrKeyMismatch} {
 				if errors.Is(err, sentinel) {
 					t.Errorf("signer failure %v classified as %v, want a plain error", err, sentinel)
 				}

@@ -26,10 +26,9 @@
 //     the public key the key must have, the allow-list of PKCS#11 libraries,
 //     a login observer, a logger.
 //
-// Software keys held in Secrets are parsed together with their certificate
-// by pkg/issuance (which owns PEM parsing and the ML-DSA signing engine);
-// SecretKey names them so that castore identifies every CA source the same
-// way, but no backend opens them.
+// Software keys held in Secrets are opened by pkg/kms/softkey from the PEM
+// bytes castore read (SecretKey.PEM): parsing stays in pkg/issuance, which
+// also keeps its faster ML-DSA signing engine behind the opened Key.
 //
 // # Errors
 //

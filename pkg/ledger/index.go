@@ -24,7 +24,7 @@ import (
 // Change tells subscribers that the records of an issuer changed. Serial
 // is nil when any record of the issuer may have changed (after a relist).
 type Change struct {
-	Issuer IssuerKey
+	Issuer quillv1.IssuerID
 	Serial *big.Int
 	// RevocationChanged is true when the change may alter what the CRL
 	// lists.
@@ -35,7 +35,7 @@ type Change struct {
 // call NewIndex. It is safe for concurrent use.
 type Index struct {
 	mu      sync.RWMutex
-	issuers map[IssuerKey]*issuerIndex
+	issuers map[quillv1.IssuerID]*issuerIndex
 	synced  atomic.Bool
 	// created holds the records this process created (PutCreated) that
 	// the watch has not delivered yet, by namespace/name, with their
@@ -59,7 +59,7 @@ type issuerIndex struct {
 // NewIndex returns an empty index; it becomes Synced once Run has read the
 // whole ledger.
 func NewIndex() *Index {
-	return &Index{issuers: map[IssuerKey]*issuerIndex{}}
+	return &Index{issuers: map[quillv1.IssuerID]*issuerIndex{}}
 }
 
 // Subscribe registers fn to be called after every change, outside the
@@ -87,7 +87,7 @@ func (ix *Index) Synced() bool { return ix.synced.Load() }
 
 func certKey(ns, name string) string { return ns + "/" + name }
 
-func (ix *Index) issuer(k IssuerKey) *issuerIndex {
+func (ix *Index) issuer(k quillv1.IssuerID) *issuerIndex {
 	ii := ix.issuers[k]
 	if ii == nil {
 		ii = &issuerIndex{
@@ -189,7 +189,7 @@ func (ix *Index) Put(r Record) {
 
 // ByRequest returns the record of the certificate signed for the request
 // with the given UID by issuer k.
-func (ix *Index) ByRequest(k IssuerKey, uid types.UID) (Record, bool) {
+func (ix *Index) ByRequest(k quillv1.IssuerID, uid types.UID) (Record, bool) {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
 	ii := ix.issuers[k]
@@ -205,7 +205,7 @@ func (ix *Index) ByRequest(k IssuerKey, uid types.UID) (Record, bool) {
 }
 
 // Lookup returns the record of serial as issued by k.
-func (ix *Index) Lookup(k IssuerKey, serial *big.Int) (Record, bool) {
+func (ix *Index) Lookup(k quillv1.IssuerID, serial *big.Int) (Record, bool) {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
 	ii := ix.issuers[k]
@@ -218,7 +218,7 @@ func (ix *Index) Lookup(k IssuerKey, serial *big.Int) (Record, bool) {
 
 // ForCertificate returns the records of certificates k issued for the
 // cert-manager Certificate namespace/name, oldest first.
-func (ix *Index) ForCertificate(k IssuerKey, namespace, name string) []Record {
+func (ix *Index) ForCertificate(k quillv1.IssuerID, namespace, name string) []Record {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
 	ii := ix.issuers[k]
@@ -235,7 +235,7 @@ func (ix *Index) ForCertificate(k IssuerKey, namespace, name string) []Record {
 
 // Revoked returns k's revoked records whose certificates are unexpired at
 // now: exactly what k's CRL lists.
-func (ix *Index) Revoked(k IssuerKey, now time.Time) []Record {
+func (ix *Index) Revoked(k quillv1.IssuerID, now time.Time) []Record {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
 	ii := ix.issuers[k]
@@ -255,7 +255,7 @@ func (ix *Index) Revoked(k IssuerKey, now time.Time) []Record {
 // issued more than one certificate for, or whose certificates are not all
 // revoked, with its records oldest first. It serves the periodic rules
 // (revoke superseded, revoke on deletion) and walks the index in memory.
-func (ix *Index) CertificateGroups(k IssuerKey, fn func(namespace, name string, records []Record)) {
+func (ix *Index) CertificateGroups(k quillv1.IssuerID, fn func(namespace, name string, records []Record)) {
 	type group struct {
 		ns, name string
 		recs     []Record
@@ -281,7 +281,7 @@ func (ix *Index) CertificateGroups(k IssuerKey, fn func(namespace, name string, 
 }
 
 // Count returns how many records k has.
-func (ix *Index) Count(k IssuerKey) int {
+func (ix *Index) Count(k quillv1.IssuerID) int {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
 	if ii := ix.issuers[k]; ii != nil {
@@ -291,10 +291,10 @@ func (ix *Index) Count(k IssuerKey) int {
 }
 
 // Issuers lists the issuers that have records.
-func (ix *Index) Issuers() []IssuerKey {
+func (ix *Index) Issuers() []quillv1.IssuerID {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
-	out := make([]IssuerKey, 0, len(ix.issuers))
+	out := make([]quillv1.IssuerID, 0, len(ix.issuers))
 	for k := range ix.issuers {
 		out = append(out, k)
 	}
@@ -371,7 +371,7 @@ func (ix *Index) Delete(obj any) error {
 // gives both from one increasing revision counter. When either is not a
 // number, the list wins, as it does for any record it no longer holds.
 func (ix *Index) Replace(list []any, resourceVersion string) error {
-	fresh := &Index{issuers: map[IssuerKey]*issuerIndex{}}
+	fresh := &Index{issuers: map[quillv1.IssuerID]*issuerIndex{}}
 	listed := make(map[string]bool, len(list))
 	for _, obj := range list {
 		e, ok := entryOf(obj)
@@ -396,9 +396,9 @@ func (ix *Index) Replace(list []any, resourceVersion string) error {
 	ix.issuers = fresh.issuers
 	ix.mu.Unlock()
 	ix.synced.Store(true)
-	seen := map[IssuerKey]bool{}
+	seen := map[quillv1.IssuerID]bool{}
 	var changes []Change
-	for _, m := range []map[IssuerKey]*issuerIndex{old, fresh.issuers} {
+	for _, m := range []map[quillv1.IssuerID]*issuerIndex{old, fresh.issuers} {
 		for k := range m {
 			if !seen[k] {
 				seen[k] = true
@@ -491,7 +491,7 @@ func QuantumVulnerable(keyAlg, sigAlg string) bool {
 // 13 ms for 100k records on a loaded 2-core machine (BenchmarkInventory,
 // docs/benchmarks.md); callers batch recounts rather than run one per
 // certificate.
-func (ix *Index) Inventory(k IssuerKey, now time.Time) Inventory {
+func (ix *Index) Inventory(k quillv1.IssuerID, now time.Time) Inventory {
 	var inv Inventory
 	ix.mu.RLock()
 	if ii := ix.issuers[k]; ii != nil {

@@ -21,13 +21,13 @@ import (
 )
 
 var (
-	issuerA = IssuerKey{Kind: KindIssuer, Namespace: "team-a", Name: "ca"}
-	issuerB = IssuerKey{Kind: KindClusterIssuer, Name: "ca"}
+	issuerA = quillv1.IssuerID{Kind: quillv1.IssuerKind, Namespace: "team-a", Name: "ca"}
+	issuerB = quillv1.IssuerID{Kind: quillv1.ClusterIssuerKind, Name: "ca"}
 	t0      = time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 )
 
 // entry is a ledger object as the API server would hand it to the index.
-func entry(k IssuerKey, serial int64, uid, cert string, issued time.Time, notAfter time.Time) *quillv1.IssuedCertificate {
+func entry(k quillv1.IssuerID, serial int64, uid, cert string, issued time.Time, notAfter time.Time) *quillv1.IssuedCertificate {
 	s := big.NewInt(serial)
 	return &quillv1.IssuedCertificate{
 		ObjectMeta: metav1.ObjectMeta{Name: EntryName(k, s), Namespace: "home"},
@@ -227,7 +227,7 @@ func TestEntryName(t *testing.T) {
 	if got := EntryName(issuerA, s); got != "qi.ca.0000000000000000000000000000000000000abc" {
 		t.Errorf("EntryName = %s", got)
 	}
-	long := IssuerKey{Kind: KindClusterIssuer, Name: strings.Repeat("x", 250)}
+	long := quillv1.IssuerID{Kind: quillv1.ClusterIssuerKind, Name: strings.Repeat("x", 250)}
 	got := EntryName(long, s)
 	if len(got) > 253 || !strings.HasPrefix(got, "qci.") || !strings.HasSuffix(got, "abc") {
 		t.Errorf("EntryName for a long issuer name = %s (%d chars)", got, len(got))

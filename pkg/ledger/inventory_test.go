@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 )
 
 var invNow = time.Date(2026, time.March, 1, 12, 0, 0, 0, time.UTC)
@@ -16,11 +18,11 @@ func expiring(d time.Duration) recordOption { return func(r *Record) { r.NotAfte
 func revoked() recordOption {
 	return func(r *Record) { r.Revoked, r.RevokedAt, r.Reason = true, invNow, 1 }
 }
-func forIssuer(k IssuerKey) recordOption { return func(r *Record) { r.Issuer = k } }
+func forIssuer(k quillv1.IssuerID) recordOption { return func(r *Record) { r.Issuer = k } }
 
 var (
-	invIssuer = IssuerKey{Kind: KindIssuer, Namespace: "team-a", Name: "ca"}
-	invOther  = IssuerKey{Kind: KindClusterIssuer, Name: "root"}
+	invIssuer = quillv1.IssuerID{Kind: quillv1.IssuerKind, Namespace: "team-a", Name: "ca"}
+	invOther  = quillv1.IssuerID{Kind: quillv1.ClusterIssuerKind, Name: "root"}
 )
 
 // record builds a record of invIssuer, unexpired for a day unless told

@@ -23,12 +23,6 @@ import (
 	"github.com/quill-pki/quill/pkg/issuance"
 )
 
-// Issuer kinds as they appear in IssuerKey.Kind.
-const (
-	KindIssuer        = quillv1.IssuerKind
-	KindClusterIssuer = quillv1.ClusterIssuerKind
-)
-
 // Labels Quill puts on ledger records so that people can select them with
 // kubectl; the controller itself never lists by them.
 const (
@@ -36,14 +30,6 @@ const (
 	LabelIssuerName = "quill.dev/issuer-name"
 	LabelRevoked    = "quill.dev/revoked"
 )
-
-// IssuerKey identifies an issuer in the ledger. It is the API's issuer
-// identity, so the ledger, metrics and audit lines name an issuer the same
-// way.
-type IssuerKey = quillv1.IssuerID
-
-// KeyOf is the key a record's issuerRef names.
-func KeyOf(ref quillv1.LedgerIssuerRef) IssuerKey { return ref.ID() }
 
 // SerialHex is the canonical spelling of a serial number in the ledger:
 // lowercase hex without leading zeros or separators.
@@ -56,7 +42,7 @@ const maxNameLen = 253
 // short name, the issuer's name and the serial in 40 hex digits, so a
 // revocation by serial reads exactly one object. Issuer names too long to
 // fit are replaced by a digest.
-func EntryName(k IssuerKey, serial *big.Int) string {
+func EntryName(k quillv1.IssuerID, serial *big.Int) string {
 	prefix := "qi"
 	if k.IsCluster() {
 		prefix = "qci"
@@ -89,7 +75,7 @@ type Origin struct {
 // NewEntry builds the ledger record for cert, signed by the issuer k for
 // origin. homeNamespace is where the record is kept: the issuer's namespace,
 // or the cluster resource namespace for a QuillClusterIssuer.
-func NewEntry(k IssuerKey, homeNamespace string, cert *x509.Certificate, issuedAt time.Time, origin Origin) (*quillv1.IssuedCertificate, error) {
+func NewEntry(k quillv1.IssuerID, homeNamespace string, cert *x509.Certificate, issuedAt time.Time, origin Origin) (*quillv1.IssuedCertificate, error) {
 	alg, err := issuance.KeyAlgorithmOf(cert.PublicKey)
 	if err != nil {
 		return nil, fmt.Errorf("ledger record: %w", err)
@@ -144,7 +130,7 @@ func NewEntry(k IssuerKey, homeNamespace string, cert *x509.Certificate, issuedA
 type Record struct {
 	// Name and Namespace locate the IssuedCertificate object.
 	Name, Namespace string
-	Issuer          IssuerKey
+	Issuer          quillv1.IssuerID
 	Serial          *big.Int
 	IssuedAt        time.Time
 	NotBefore       time.Time
@@ -176,7 +162,7 @@ func recordOf(e *quillv1.IssuedCertificate) (Record, bool) {
 	r := Record{
 		Name:            e.Name,
 		Namespace:       e.Namespace,
-		Issuer:          KeyOf(e.Spec.IssuerRef),
+		Issuer:          e.Spec.IssuerRef.ID(),
 		Serial:          serial,
 		IssuedAt:        e.Spec.IssuedAt.Time,
 		NotBefore:       e.Spec.NotBefore.Time,

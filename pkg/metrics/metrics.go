@@ -38,12 +38,8 @@ const (
 	LabelResult = "result"
 )
 
-// Issuer identifies an issuer in metric labels: the API's issuer identity,
-// the one the ledger and audit lines use too.
-type Issuer = quillv1.IssuerID
-
 // issuerLabel is the issuer label's value: namespace/name, or name.
-func issuerLabel(i Issuer) string {
+func issuerLabel(i quillv1.IssuerID) string {
 	if i.Namespace == "" {
 		return i.Name
 	}
@@ -51,7 +47,7 @@ func issuerLabel(i Issuer) string {
 }
 
 // issuerLabels are the labels every per-issuer series carries.
-func issuerLabels(i Issuer) prometheus.Labels {
+func issuerLabels(i quillv1.IssuerID) prometheus.Labels {
 	return prometheus.Labels{LabelIssuerKind: i.Kind, LabelIssuer: issuerLabel(i)}
 }
 
@@ -94,7 +90,7 @@ type Metrics struct {
 	// inventoryMu guards inventorySeries: the label sets each issuer last
 	// set, so that a series whose certificates all expired is removed.
 	inventoryMu     sync.Mutex
-	inventorySeries map[Issuer][]prometheus.Labels
+	inventorySeries map[quillv1.IssuerID][]prometheus.Labels
 }
 
 // New builds unregistered collectors.
@@ -193,7 +189,7 @@ func register(r prometheus.Registerer, field any) error {
 }
 
 // Issue records one signed certificate and how long signing took.
-func (m *Metrics) Issue(i Issuer, template, keyAlgorithm string, took time.Duration) {
+func (m *Metrics) Issue(i quillv1.IssuerID, template, keyAlgorithm string, took time.Duration) {
 	if m == nil {
 		return
 	}
@@ -211,7 +207,7 @@ func (m *Metrics) PKCS11Login(module, token, result string) {
 }
 
 // Deny records one request refused for good by rule.
-func (m *Metrics) Deny(i Issuer, template, keyAlgorithm, rule string) {
+func (m *Metrics) Deny(i quillv1.IssuerID, template, keyAlgorithm, rule string) {
 	if m == nil {
 		return
 	}
@@ -220,7 +216,7 @@ func (m *Metrics) Deny(i Issuer, template, keyAlgorithm, rule string) {
 
 // IssuerChecked records the outcome of an issuer's health check: whether it
 // can sign, and its CA's expiry when a CA could be read (zero otherwise).
-func (m *Metrics) IssuerChecked(i Issuer, ready bool, caNotAfter time.Time) {
+func (m *Metrics) IssuerChecked(i quillv1.IssuerID, ready bool, caNotAfter time.Time) {
 	if m == nil {
 		return
 	}
@@ -236,7 +232,7 @@ func (m *Metrics) IssuerChecked(i Issuer, ready bool, caNotAfter time.Time) {
 
 // ForgetIssuer drops the gauges of a deleted issuer, so that a removed CA
 // does not look like one about to expire. Counters stay: they are history.
-func (m *Metrics) ForgetIssuer(i Issuer) {
+func (m *Metrics) ForgetIssuer(i quillv1.IssuerID) {
 	if m == nil {
 		return
 	}
@@ -247,7 +243,7 @@ func (m *Metrics) ForgetIssuer(i Issuer) {
 // Revoke records one certificate newly revoked with reason (the RFC 5280
 // reason's name, as in a QuillRevocation); template ("" for none) and
 // keyAlgorithm are the certificate's, as the ledger recorded them.
-func (m *Metrics) Revoke(i Issuer, template, keyAlgorithm, reason string) {
+func (m *Metrics) Revoke(i quillv1.IssuerID, template, keyAlgorithm, reason string) {
 	if m == nil {
 		return
 	}
@@ -257,7 +253,7 @@ func (m *Metrics) Revoke(i Issuer, template, keyAlgorithm, reason string) {
 // LedgerSize sets how many ledger records the issuer has. An issuer with
 // none left loses its series, so that a deleted issuer's ledger does not
 // linger.
-func (m *Metrics) LedgerSize(i Issuer, n int) {
+func (m *Metrics) LedgerSize(i quillv1.IssuerID, n int) {
 	if m == nil {
 		return
 	}
@@ -278,7 +274,7 @@ type UnexpiredCount struct {
 // SetInventory records the issuer's unexpired certificates and its CA's
 // algorithms (empty when the CA is unknown), replacing what was recorded
 // for it before: series no longer listed are removed.
-func (m *Metrics) SetInventory(i Issuer, counts []UnexpiredCount, caKeyAlgorithm, caSignatureAlgorithm string) {
+func (m *Metrics) SetInventory(i quillv1.IssuerID, counts []UnexpiredCount, caKeyAlgorithm, caSignatureAlgorithm string) {
 	if m == nil {
 		return
 	}
@@ -311,7 +307,7 @@ func (m *Metrics) SetInventory(i Issuer, counts []UnexpiredCount, caKeyAlgorithm
 		}
 	}
 	if m.inventorySeries == nil {
-		m.inventorySeries = map[Issuer][]prometheus.Labels{}
+		m.inventorySeries = map[quillv1.IssuerID][]prometheus.Labels{}
 	}
 	if ca != nil {
 		series = append(series, ca)
@@ -320,7 +316,7 @@ func (m *Metrics) SetInventory(i Issuer, counts []UnexpiredCount, caKeyAlgorithm
 }
 
 // ForgetInventory removes the inventory series of a deleted issuer.
-func (m *Metrics) ForgetInventory(i Issuer) {
+func (m *Metrics) ForgetInventory(i quillv1.IssuerID) {
 	if m == nil {
 		return
 	}

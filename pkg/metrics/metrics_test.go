@@ -7,6 +7,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 )
 
 func TestRecordAndExpose(t *testing.T) {
@@ -16,8 +18,8 @@ func TestRecordAndExpose(t *testing.T) {
 	if err := m.Register(reg); err != nil {
 		t.Fatal(err)
 	}
-	ns := Issuer{Kind: "QuillIssuer", Namespace: "team-a", Name: "ca"}
-	cl := Issuer{Kind: "QuillClusterIssuer", Name: "root"}
+	ns := quillv1.IssuerID{Kind: quillv1.IssuerKind, Namespace: "team-a", Name: "ca"}
+	cl := quillv1.IssuerID{Kind: quillv1.ClusterIssuerKind, Name: "root"}
 	m.Issue(ns, "server-auth", "ECDSA-P256", 3*time.Millisecond)
 	m.Issue(ns, "server-auth", "ECDSA-P256", 4*time.Millisecond)
 	m.Deny(cl, "", "RSA-2048", "spec.policy.minRSAKeySize")
@@ -66,8 +68,8 @@ func TestRegisterTwice(t *testing.T) {
 	if err := b.Register(reg); err != nil {
 		t.Fatalf("second Register: %v", err)
 	}
-	b.Issue(Issuer{Kind: "QuillIssuer", Namespace: "n", Name: "i"}, "", "Ed25519", time.Millisecond)
-	if got := testutil.ToFloat64(a.Issued.WithLabelValues("QuillIssuer", "n/i", "", "Ed25519")); got != 1 {
+	b.Issue(quillv1.IssuerID{Kind: quillv1.IssuerKind, Namespace: "n", Name: "i"}, "", "Ed25519", time.Millisecond)
+	if got := testutil.ToFloat64(a.Issued.WithLabelValues(quillv1.IssuerKind, "n/i", "", "Ed25519")); got != 1 {
 		t.Fatalf("first Metrics sees %v issued; want 1", got)
 	}
 }
@@ -75,12 +77,12 @@ func TestRegisterTwice(t *testing.T) {
 func TestNilRecordsNothing(t *testing.T) {
 	t.Parallel()
 	var m *Metrics
-	m.Issue(Issuer{}, "", "", 0)
-	m.Deny(Issuer{}, "", "", "")
-	m.IssuerChecked(Issuer{}, true, time.Now())
-	m.ForgetIssuer(Issuer{})
-	m.Revoke(Issuer{}, "", "", "")
-	m.LedgerSize(Issuer{}, 1)
+	m.Issue(quillv1.IssuerID{}, "", "", 0)
+	m.Deny(quillv1.IssuerID{}, "", "", "")
+	m.IssuerChecked(quillv1.IssuerID{}, true, time.Now())
+	m.ForgetIssuer(quillv1.IssuerID{})
+	m.Revoke(quillv1.IssuerID{}, "", "", "")
+	m.LedgerSize(quillv1.IssuerID{}, 1)
 	m.PKCS11Login("", "", "")
 }
 
@@ -93,8 +95,8 @@ func TestRevocationAndLedger(t *testing.T) {
 	if err := m.Register(reg); err != nil {
 		t.Fatal(err)
 	}
-	ns := Issuer{Kind: "QuillIssuer", Namespace: "team-a", Name: "ca"}
-	cl := Issuer{Kind: "QuillClusterIssuer", Name: "root"}
+	ns := quillv1.IssuerID{Kind: quillv1.IssuerKind, Namespace: "team-a", Name: "ca"}
+	cl := quillv1.IssuerID{Kind: quillv1.ClusterIssuerKind, Name: "root"}
 	m.Revoke(cl, "server-auth", "ECDSA-P256", "keyCompromise")
 	m.Revoke(cl, "server-auth", "ECDSA-P256", "keyCompromise")
 	m.Revoke(cl, "", "RSA-2048", "superseded")
@@ -119,8 +121,8 @@ quill_ledger_entries{issuer="team-a/ca",issuer_kind="QuillIssuer"} 3
 	if n := testutil.CollectAndCount(m.LedgerEntries); n != 1 {
 		t.Errorf("%d ledger series after the namespaced issuer's ledger emptied; want 1", n)
 	}
-	m.SetInventory(Issuer{}, []UnexpiredCount{{KeyAlgorithm: "RSA-2048", Certificates: 1}}, "RSA-2048", "SHA256-RSA")
-	m.ForgetInventory(Issuer{})
+	m.SetInventory(quillv1.IssuerID{}, []UnexpiredCount{{KeyAlgorithm: "RSA-2048", Certificates: 1}}, "RSA-2048", "SHA256-RSA")
+	m.ForgetInventory(quillv1.IssuerID{})
 }
 
 // TestSetInventory: each call replaces the issuer's inventory series, so a
@@ -133,8 +135,8 @@ func TestSetInventory(t *testing.T) {
 	if err := m.Register(reg); err != nil {
 		t.Fatal(err)
 	}
-	ns := Issuer{Kind: "QuillIssuer", Namespace: "team-a", Name: "ca"}
-	cl := Issuer{Kind: "QuillClusterIssuer", Name: "root"}
+	ns := quillv1.IssuerID{Kind: quillv1.IssuerKind, Namespace: "team-a", Name: "ca"}
+	cl := quillv1.IssuerID{Kind: quillv1.ClusterIssuerKind, Name: "root"}
 	m.SetInventory(cl, []UnexpiredCount{{KeyAlgorithm: "ECDSA-P256", QuantumVulnerable: true, Certificates: 7}}, "ECDSA-P384", "ECDSA-SHA384")
 	m.SetInventory(ns, []UnexpiredCount{
 		{KeyAlgorithm: "ECDSA-P256", QuantumVulnerable: true, Certificates: 3},

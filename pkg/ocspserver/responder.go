@@ -14,6 +14,8 @@ import (
 	"slices"
 	"sync/atomic"
 	"time"
+
+	"github.com/quill-pki/quill/pkg/kms"
 )
 
 // Configuration errors New and SetSigner return.
@@ -21,10 +23,6 @@ var (
 	// ErrInvalidConfig marks a Config missing a required field or asking
 	// for a signature algorithm the key cannot make.
 	ErrInvalidConfig = errors.New("invalid OCSP responder configuration")
-	// ErrKeyMismatch marks a signing key that is not the key of the
-	// certificate responses are signed under (the CA's, or the delegated
-	// responder's).
-	ErrKeyMismatch = errors.New("OCSP signing key does not match its certificate")
 	// ErrInvalidResponder marks a delegated responder certificate clients
 	// would reject: not issued by the CA, without the OCSPSigning extended
 	// key usage, or outside its validity.
@@ -145,7 +143,7 @@ type Responder struct {
 }
 
 // New checks cfg and returns a responder. Errors wrap ErrInvalidConfig,
-// ErrKeyMismatch or ErrInvalidResponder.
+// kms.ErrKeyMismatch or ErrInvalidResponder.
 func New(cfg Config) (*Responder, error) {
 	switch {
 	case cfg.Issuer == nil:
@@ -209,7 +207,7 @@ func (r *Responder) SetSigner(key crypto.Signer, responderCert *x509.Certificate
 	}
 	pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool })
 	if !ok || !pub.Equal(cert.PublicKey) {
-		return fmt.Errorf("%w: %q", ErrKeyMismatch, cert.Subject)
+		return fmt.Errorf("OCSP signing %w: %q", kms.ErrKeyMismatch, cert.Subject)
 	}
 	spec, err := newSigSpec(key, alg)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/crypto/ocsp"
 
 	"github.com/quill-pki/quill/pkg/issuance"
+	"github.com/quill-pki/quill/pkg/kms"
 )
 
 // TestResponsesVerifyWithXCrypto has golang.org/x/crypto/ocsp parse and
@@ -405,8 +406,8 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		{name: "no-source", cfg: func(c *Config) { c.Source = nil }, want: ErrInvalidConfig},
 		{name: "no-key", cfg: func(c *Config) { c.Key = nil }, want: ErrInvalidConfig},
 		{name: "negative-validity", cfg: func(c *Config) { c.Validity = -time.Second }, want: ErrInvalidConfig},
-		{name: "wrong-ca-key", cfg: func(c *Config) { c.Key = other.key }, want: ErrKeyMismatch},
-		{name: "delegated-with-ca-key", cfg: func(c *Config) { c.ResponderCert = delegated }, want: ErrKeyMismatch},
+		{name: "wrong-ca-key", cfg: func(c *Config) { c.Key = other.key }, want: kms.ErrKeyMismatch},
+		{name: "delegated-with-ca-key", cfg: func(c *Config) { c.ResponderCert = delegated }, want: kms.ErrKeyMismatch},
 		{name: "foreign-delegated", cfg: func(c *Config) { c.Key, c.ResponderCert = fkey, foreign }, want: ErrInvalidResponder},
 		{name: "leaf-as-delegated", cfg: func(c *Config) { c.Key, c.ResponderCert = testKey(t, issuance.ECDSAP256, 50), ca.leaves["good"] }, want: ErrInvalidResponder},
 		{name: "delegated-expired", cfg: func(c *Config) {

@@ -73,7 +73,7 @@ func bootstrapIssuer(t *testing.T, name string) cmmeta.IssuerReference {
 		}
 		return false, fmt.Errorf("conditions %+v", iss.Status.Conditions)
 	})
-	return cmmeta.IssuerReference{Group: "quill.dev", Kind: "QuillClusterIssuer", Name: name}
+	return cmmeta.IssuerReference{Group: "quill.dev", Kind: quillv1.ClusterIssuerKind, Name: name}
 }
 
 func newCertificate(ns, name string, ref cmmeta.IssuerReference) *cmapi.Certificate {
@@ -397,7 +397,7 @@ func revokeAndCheck(t *testing.T, ns, name string, p *pod) {
 	t.Helper()
 	rev := &quillv1.QuillRevocation{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "revoke-" + name},
-		Spec: quillv1.QuillRevocationSpec{IssuerRef: quillv1.RevocationIssuerRef{Kind: "QuillClusterIssuer", Name: "ha-root"},
+		Spec: quillv1.QuillRevocationSpec{IssuerRef: quillv1.RevocationIssuerRef{Kind: quillv1.ClusterIssuerKind, Name: "ha-root"},
 			CertificateName: name, Reason: quillv1.ReasonKeyCompromise},
 	}
 	if err := env.Client.Create(context.Background(), rev); err != nil {

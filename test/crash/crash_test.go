@@ -173,7 +173,7 @@ func TestKilledBetweenSigningAndPublishing(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "victim", Labels: map[string]string{crashLabel: "true"}},
 		Spec: cmapi.CertificateRequestSpec{
 			Request:   pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER}),
-			IssuerRef: cmmeta.IssuerReference{Group: "quill.dev", Kind: "QuillIssuer", Name: "ca"},
+			IssuerRef: cmmeta.IssuerReference{Group: "quill.dev", Kind: quillv1.IssuerKind, Name: "ca"},
 			Usages:    []cmapi.KeyUsage{cmapi.UsageDigitalSignature, cmapi.UsageServerAuth},
 		},
 	}

@@ -140,7 +140,7 @@ func TestAuditReport(t *testing.T) {
 	time.Sleep(1100 * time.Millisecond)
 	cutoff := time.Now().UTC().Truncate(time.Second)
 	waitRevocation(t, revoke(t, ns, "partner-leaked", quillv1.QuillRevocationSpec{
-		IssuerRef: quillv1.RevocationIssuerRef{Name: "audited", Kind: "QuillIssuer"}, CertificateName: "partner", Reason: quillv1.ReasonKeyCompromise,
+		IssuerRef: quillv1.RevocationIssuerRef{Name: "audited", Kind: quillv1.IssuerKind}, CertificateName: "partner", Reason: quillv1.ReasonKeyCompromise,
 	}), metav1.ConditionTrue, quillv1.ReasonRevoked)
 
 	// What the report must list: every record of the issuer, possibly more

@@ -63,7 +63,7 @@ func TestInventory(t *testing.T) {
 	pqLeaf := leafOf(t, waitCertificateReady(t, ns, "pq-ecdsa"))
 	mldsaRequest(t, ns, "pq-mldsa", pq, issuance.MLDSA65, false)
 	waitRevocation(t, revoke(t, ns, "classical-b-retired", quillv1.QuillRevocationSpec{
-		IssuerRef: quillv1.RevocationIssuerRef{Name: "classical", Kind: "QuillIssuer"}, CertificateName: "classical-b", Reason: quillv1.ReasonCessationOfOperation,
+		IssuerRef: quillv1.RevocationIssuerRef{Name: "classical", Kind: quillv1.IssuerKind}, CertificateName: "classical-b", Reason: quillv1.ReasonCessationOfOperation,
 	}), metav1.ConditionTrue, quillv1.ReasonRevoked)
 
 	// One certificate per Certificate, unless cert-manager replaced a signed

@@ -161,7 +161,7 @@ func TestMixedHierarchies(t *testing.T) {
 	if st := caStatus(t, ns, "pq-issuing"); st.KeyAlgorithm != "ML-DSA-65" || st.SignatureAlgorithm != "ML-DSA-65" {
 		t.Errorf("pq-issuing status.ca: key %q, signature %q", st.KeyAlgorithm, st.SignatureAlgorithm)
 	}
-	pqRef := cmmeta.IssuerReference{Group: "quill.dev", Kind: "QuillIssuer", Name: "pq-issuing"}
+	pqRef := cmmeta.IssuerReference{Group: "quill.dev", Kind: quillv1.IssuerKind, Name: "pq-issuing"}
 
 	// ML-DSA-87 root → ECDSA P-256 intermediate, through a Certificate.
 	pqRoot := quillIssuer(t, ns, "pq-root", "ML-DSA-87")
@@ -185,7 +185,7 @@ func TestMixedHierarchies(t *testing.T) {
 	if st := caStatus(t, ns, "classical-issuing"); st.KeyAlgorithm != "ECDSA-P256" || st.SignatureAlgorithm != "ECDSA-SHA256" {
 		t.Errorf("classical-issuing status.ca: key %q, signature %q", st.KeyAlgorithm, st.SignatureAlgorithm)
 	}
-	classicalRef := cmmeta.IssuerReference{Group: "quill.dev", Kind: "QuillIssuer", Name: "classical-issuing"}
+	classicalRef := cmmeta.IssuerReference{Group: "quill.dev", Kind: quillv1.IssuerKind, Name: "classical-issuing"}
 
 	// Leaves of both kinds under both intermediates.
 	type issued struct{ ca, chain []byte }

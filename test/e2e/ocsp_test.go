@@ -106,7 +106,7 @@ func testRevocationOCSP(t *testing.T, kind quillv1.OCSPResponderKind) {
 		t.Fatalf("before revocation: status %d, want good", r.Status)
 	}
 	waitRevocation(t, revoke(t, ns, "bad", quillv1.QuillRevocationSpec{
-		IssuerRef: quillv1.RevocationIssuerRef{Name: "ca", Kind: "QuillIssuer"}, CertificateName: "bad", Reason: quillv1.ReasonKeyCompromise,
+		IssuerRef: quillv1.RevocationIssuerRef{Name: "ca", Kind: quillv1.IssuerKind}, CertificateName: "bad", Reason: quillv1.ReasonKeyCompromise,
 	}), metav1.ConditionTrue, quillv1.ReasonRevoked)
 
 	// The cached "good" answer was dropped at revocation.
@@ -264,7 +264,7 @@ func TestDisabledIssuerKeepsRevocation(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitRevocation(t, revoke(t, ns, "retire", quillv1.QuillRevocationSpec{
-		IssuerRef: quillv1.RevocationIssuerRef{Name: "ca", Kind: "QuillIssuer"}, CertificateName: "old", Reason: quillv1.ReasonCessationOfOperation,
+		IssuerRef: quillv1.RevocationIssuerRef{Name: "ca", Kind: quillv1.IssuerKind}, CertificateName: "old", Reason: quillv1.ReasonCessationOfOperation,
 	}), metav1.ConditionTrue, quillv1.ReasonRevoked)
 	waitCRL(t, ns, "ca", leaf)
 	eventually(t, "OCSP revoked from a Disabled issuer", func() (bool, error) {

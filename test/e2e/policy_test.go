@@ -157,7 +157,7 @@ func TestPolicyNamespaceNames(t *testing.T) {
 	create(t, iss)
 	t.Cleanup(func() { _ = ignoreNotFound(env.Client.Delete(context.Background(), iss)) })
 	waitIssuerReady(t, iss)
-	ref := cmmeta.IssuerReference{Group: "quill.dev", Kind: "QuillClusterIssuer", Name: name}
+	ref := cmmeta.IssuerReference{Group: "quill.dev", Kind: quillv1.ClusterIssuerKind, Name: name}
 	mesh := func(svc, namespace string) func(*cmapi.Certificate) {
 		return func(c *cmapi.Certificate) {
 			c.Spec.CommonName = ""

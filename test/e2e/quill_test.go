@@ -40,7 +40,7 @@ func quillIssuer(t *testing.T, ns, name string, alg quillv1.KeyAlgorithm, opts .
 	}
 	create(t, iss)
 	waitIssuerReady(t, iss)
-	return cmmeta.IssuerReference{Group: "quill.dev", Kind: "QuillIssuer", Name: name}
+	return cmmeta.IssuerReference{Group: "quill.dev", Kind: quillv1.IssuerKind, Name: name}
 }
 
 func waitIssuerReady(t *testing.T, obj client.Object) {
@@ -158,7 +158,7 @@ func TestQuillIntermediate(t *testing.T) {
 		Spec:       quillv1.IssuerSpec{CA: quillv1.CASource{SecretRef: &quillv1.SecretReference{Name: interSecret.Name}}},
 	})
 	waitIssuerReady(t, &quillv1.QuillIssuer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "issuing"}})
-	create(t, certificate(ns, "leaf", cmmeta.IssuerReference{Group: "quill.dev", Kind: "QuillIssuer", Name: "issuing"}))
+	create(t, certificate(ns, "leaf", cmmeta.IssuerReference{Group: "quill.dev", Kind: quillv1.IssuerKind, Name: "issuing"}))
 	leafSecret := waitCertificateReady(t, ns, "leaf")
 	chain := parseCerts(t, leafSecret.Data["tls.crt"])
 	if len(chain) != 2 || !chain[1].Equal(inter) {
@@ -328,7 +328,7 @@ func TestQuillIssuerCannotReadOtherNamespaces(t *testing.T) {
 		}
 		return false, nil
 	})
-	create(t, certificate(attacker, "stolen", cmmeta.IssuerReference{Group: "quill.dev", Kind: "QuillIssuer", Name: "thief"}))
+	create(t, certificate(attacker, "stolen", cmmeta.IssuerReference{Group: "quill.dev", Kind: quillv1.IssuerKind, Name: "thief"}))
 	eventually(t, "stolen request Pending", func() (bool, error) {
 		var list cmapi.CertificateRequestList
 		if err := env.Client.List(context.Background(), &list, client.InNamespace(attacker)); err != nil {

@@ -43,7 +43,7 @@ func leafOf(t *testing.T, secret *corev1.Secret) *x509.Certificate {
 
 // ledgerRecord reads the ledger record of serial for issuer k, kept in
 // namespace home.
-func ledgerRecord(t *testing.T, home string, k ledger.IssuerKey, cert *x509.Certificate) *quillv1.IssuedCertificate {
+func ledgerRecord(t *testing.T, home string, k quillv1.IssuerID, cert *x509.Certificate) *quillv1.IssuedCertificate {
 	t.Helper()
 	var e quillv1.IssuedCertificate
 	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: home, Name: ledger.EntryName(k, cert.SerialNumber)}, &e); err != nil {
@@ -68,7 +68,7 @@ func signedFor(t *testing.T, ns, issuer string) (perCertificate map[string]int, 
 	request := map[string]string{} // request UID -> serial
 	for i := range list.Items {
 		e := &list.Items[i]
-		if e.Spec.IssuerRef.Kind != ledger.KindIssuer || e.Spec.IssuerRef.Name != issuer {
+		if e.Spec.IssuerRef.Kind != quillv1.IssuerKind || e.Spec.IssuerRef.Name != issuer {
 			continue
 		}
 		if other, dup := request[e.Spec.Origin.UID]; dup {
@@ -148,7 +148,7 @@ func TestRevocationCRL(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t)
 	ref := quillIssuer(t, ns, "ca", "ECDSA-P256", fastCRL)
-	k := ledger.IssuerKey{Kind: ledger.KindIssuer, Namespace: ns, Name: "ca"}
+	k := quillv1.IssuerID{Kind: quillv1.IssuerKind, Namespace: ns, Name: "ca"}
 	create(t, certificate(ns, "alpha", ref))
 	create(t, certificate(ns, "beta", ref))
 	alphaSecret, betaSecret := waitCertificateReady(t, ns, "alpha"), waitCertificateReady(t, ns, "beta")
@@ -175,7 +175,7 @@ func TestRevocationCRL(t *testing.T) {
 	waitCRL(t, ns, "ca")
 
 	rev := waitRevocation(t, revoke(t, ns, "alpha-compromised", quillv1.QuillRevocationSpec{
-		IssuerRef: quillv1.RevocationIssuerRef{Name: "ca", Kind: "QuillIssuer"}, SecretName: alphaSecret.Name, Reason: quillv1.ReasonKeyCompromise,
+		IssuerRef: quillv1.RevocationIssuerRef{Name: "ca", Kind: quillv1.IssuerKind}, SecretName: alphaSecret.Name, Reason: quillv1.ReasonKeyCompromise,
 	}), metav1.ConditionTrue, quillv1.ReasonRevoked)
 	if got := rev.Status.RevokedSerialNumbers; len(got) != 1 || got[0] != ledger.SerialHex(alpha.SerialNumber) {
 		t.Fatalf("revokedSerialNumbers = %v, want [%s]", got, ledger.SerialHex(alpha.SerialNumber))
@@ -216,7 +216,7 @@ func TestRevocationCRL(t *testing.T) {
 	// A second revocation of the same certificate keeps the first reason,
 	// and says so.
 	again := waitRevocation(t, revoke(t, ns, "alpha-again", quillv1.QuillRevocationSpec{
-		IssuerRef: quillv1.RevocationIssuerRef{Name: "ca", Kind: "QuillIssuer"}, SerialNumber: strings.ToUpper(alpha.SerialNumber.Text(16)), Reason: quillv1.ReasonSuperseded,
+		IssuerRef: quillv1.RevocationIssuerRef{Name: "ca", Kind: quillv1.IssuerKind}, SerialNumber: strings.ToUpper(alpha.SerialNumber.Text(16)), Reason: quillv1.ReasonSuperseded,
 	}), metav1.ConditionTrue, quillv1.ReasonRevoked)
 	if e := ledgerRecord(t, ns, k, alpha); e.Status.Revocation.Reason != quillv1.ReasonKeyCompromise {
 		t.Errorf("a second revocation replaced the reason: %+v", e.Status.Revocation)
@@ -241,7 +241,7 @@ func TestRevocationCRL(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitRevocation(t, revoke(t, ns, "beta-retired", quillv1.QuillRevocationSpec{
-		IssuerRef: quillv1.RevocationIssuerRef{Name: "ca", Kind: "QuillIssuer"}, CertificateName: "beta", Reason: quillv1.ReasonCessationOfOperation,
+		IssuerRef: quillv1.RevocationIssuerRef{Name: "ca", Kind: quillv1.IssuerKind}, CertificateName: "beta", Reason: quillv1.ReasonCessationOfOperation,
 	}), metav1.ConditionTrue, quillv1.ReasonRevoked)
 	after, err := x509.ParseRevocationList(waitCRL(t, ns, "ca", sortedBySerial(alpha, beta)...).BinaryData["crl.der"])
 	if err != nil {
@@ -275,7 +275,7 @@ func TestRevocationCRL(t *testing.T) {
 
 	// A serial the issuer never issued is reported, not invented.
 	waitRevocation(t, revoke(t, ns, "unknown", quillv1.QuillRevocationSpec{
-		IssuerRef: quillv1.RevocationIssuerRef{Name: "ca", Kind: "QuillIssuer"}, SerialNumber: "01:02:03",
+		IssuerRef: quillv1.RevocationIssuerRef{Name: "ca", Kind: quillv1.IssuerKind}, SerialNumber: "01:02:03",
 	}), metav1.ConditionFalse, quillv1.ReasonNotFound)
 }
 
@@ -296,15 +296,15 @@ func TestRevocationTenancy(t *testing.T) {
 	create(t, iss)
 	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), iss) })
 	waitIssuerReady(t, iss)
-	ref := cmmeta.IssuerReference{Group: "quill.dev", Kind: "QuillClusterIssuer", Name: name}
+	ref := cmmeta.IssuerReference{Group: "quill.dev", Kind: quillv1.ClusterIssuerKind, Name: name}
 	create(t, certificate(owner, "svc", ref))
 	cert := leafOf(t, waitCertificateReady(t, owner, "svc"))
 	spec := quillv1.QuillRevocationSpec{
-		IssuerRef:    quillv1.RevocationIssuerRef{Name: name, Kind: "QuillClusterIssuer"},
+		IssuerRef:    quillv1.RevocationIssuerRef{Name: name, Kind: quillv1.ClusterIssuerKind},
 		SerialNumber: cert.SerialNumber.Text(16), Reason: quillv1.ReasonAffiliationChanged,
 	}
 	waitRevocation(t, revoke(t, stranger, "steal", spec), metav1.ConditionFalse, quillv1.ReasonForbidden)
-	k := ledger.IssuerKey{Kind: ledger.KindClusterIssuer, Name: name}
+	k := quillv1.IssuerID{Kind: quillv1.ClusterIssuerKind, Name: name}
 	if e := ledgerRecord(t, clusterResourceNamespace, k, cert); e.Status.Revocation != nil {
 		t.Fatalf("a stranger revoked the certificate: %+v", e.Status.Revocation)
 	}
@@ -325,7 +325,7 @@ func TestAutomaticRevocation(t *testing.T) {
 		s.Revocation.RevokeOnCertificateDeletion = true
 		s.Revocation.RevokeSupersededAfter = &metav1.Duration{Duration: 2 * time.Second}
 	})
-	k := ledger.IssuerKey{Kind: ledger.KindIssuer, Namespace: ns, Name: "ca"}
+	k := quillv1.IssuerID{Kind: quillv1.IssuerKind, Namespace: ns, Name: "ca"}
 	create(t, certificate(ns, "app", ref))
 	first := leafOf(t, waitCertificateReady(t, ns, "app"))
 
@@ -409,7 +409,7 @@ func TestRevocationCANoCRLSign(t *testing.T) {
 		r := iss.Status.Revocation
 		return err == nil && r != nil && strings.Contains(r.Message, "cRLSign") && r.CRLConfigMap == "", err
 	})
-	ref := cmmeta.IssuerReference{Group: "quill.dev", Kind: "QuillIssuer", Name: "legacy"}
+	ref := cmmeta.IssuerReference{Group: "quill.dev", Kind: quillv1.IssuerKind, Name: "legacy"}
 	create(t, certificate(ns, "still-issues", ref))
 	waitCertificateReady(t, ns, "still-issues")
 }

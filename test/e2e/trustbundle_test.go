@@ -58,7 +58,7 @@ func TestTrustBundleNamespacedIssuer(t *testing.T) {
 	}
 
 	// A Certificate issued by the issuer verifies against the bundle alone.
-	create(t, certificate(ns, "leaf", cmmeta.IssuerReference{Group: "quill.dev", Kind: "QuillIssuer", Name: "tb"}))
+	create(t, certificate(ns, "leaf", cmmeta.IssuerReference{Group: "quill.dev", Kind: quillv1.IssuerKind, Name: "tb"}))
 	leaf := waitCertificateReady(t, ns, "leaf")
 	opensslVerify(t, []byte(cm.Data[quillv1.TrustBundleKey]), leaf.Data["tls.crt"], x509.ExtKeyUsageServerAuth)
 
@@ -118,7 +118,7 @@ func TestTrustBundleClusterIssuerWithIntermediates(t *testing.T) {
 	create(t, rootIss)
 	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), rootIss) })
 	waitIssuerReady(t, rootIss)
-	create(t, certificate(clusterResourceNamespace, issuingName, cmmeta.IssuerReference{Group: "quill.dev", Kind: "QuillClusterIssuer", Name: rootName},
+	create(t, certificate(clusterResourceNamespace, issuingName, cmmeta.IssuerReference{Group: "quill.dev", Kind: quillv1.ClusterIssuerKind, Name: rootName},
 		func(c *cmapi.Certificate) {
 			c.Spec.IsCA, c.Spec.DNSNames, c.Spec.CommonName, c.Spec.SecretName = true, nil, "tb cluster issuing", issuingName
 		}))
@@ -145,7 +145,7 @@ func TestTrustBundleClusterIssuerWithIntermediates(t *testing.T) {
 
 	// A leaf from the issuing CA verifies with the bundle as the only
 	// trust input: OpenSSL is given the intermediate through it.
-	create(t, certificate(ns, "leaf", cmmeta.IssuerReference{Group: "quill.dev", Kind: "QuillClusterIssuer", Name: issuingName}))
+	create(t, certificate(ns, "leaf", cmmeta.IssuerReference{Group: "quill.dev", Kind: quillv1.ClusterIssuerKind, Name: issuingName}))
 	leaf := waitCertificateReady(t, ns, "leaf")
 	leafOnly := splitPEM(leaf.Data["tls.crt"])[0]
 	opensslVerify(t, []byte(cm.Data[quillv1.TrustBundleKey]), []byte(leafOnly), x509.ExtKeyUsageServerAuth)

@@ -65,7 +65,7 @@ func hsmIssuer(ns, token string) *quillv1.QuillIssuer {
 
 // issuerRef refers a Certificate to QuillIssuer name.
 func issuerRef(name string) cmmeta.IssuerReference {
-	return cmmeta.IssuerReference{Group: "quill.dev", Kind: "QuillIssuer", Name: name}
+	return cmmeta.IssuerReference{Group: "quill.dev", Kind: quillv1.IssuerKind, Name: name}
 }
 
 // caCondition waits until the issuer's CAValid condition has reason, and
@@ -228,7 +228,7 @@ func TestPKCS11IntermediateFromParent(t *testing.T) {
 			PINSecretRef:         quillv1.SecretKeySelector{Name: "hsm-pin"},
 			CertificateSecretRef: &quillv1.SecretReference{Name: "hsm-issuing-ca"},
 			IssuedBy: &quillv1.ParentIssuer{
-				Kind: "QuillIssuer", Name: "root",
+				Kind: quillv1.IssuerKind, Name: "root",
 				Subject:  quillv1.Subject{CommonName: "HSM Issuing CA", Organizations: []string{"Quill e2e"}},
 				Duration: &metav1.Duration{Duration: time.Hour},
 			},

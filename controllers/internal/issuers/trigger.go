@@ -21,7 +21,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
-	"github.com/quill-pki/quill/pkg/ledger"
 )
 
 // Trigger enqueues an issuer for a reconciler some time after its
@@ -32,20 +31,20 @@ import (
 // leader: until a reconciler's queue exists, Fire does nothing, and the
 // reconciler's first pass over every issuer covers what it missed.
 type Trigger struct {
-	delay func(ledger.IssuerKey) time.Duration
+	delay func(quillv1.IssuerID) time.Duration
 
 	mu     sync.Mutex
 	queues map[string]workqueue.TypedRateLimitingInterface[reconcile.Request] // by issuer kind
 }
 
-func NewTrigger(delay func(ledger.IssuerKey) time.Duration) *Trigger {
+func NewTrigger(delay func(quillv1.IssuerID) time.Duration) *Trigger {
 	return &Trigger{delay: delay, queues: map[string]workqueue.TypedRateLimitingInterface[reconcile.Request]{}}
 }
 
 // Fire schedules a reconcile of k after its delay, unless one is already
 // scheduled sooner. It runs on the ledger watch's goroutine and does not
 // block.
-func (t *Trigger) Fire(k ledger.IssuerKey) {
+func (t *Trigger) Fire(k quillv1.IssuerID) {
 	t.mu.Lock()
 	q := t.queues[k.Kind]
 	t.mu.Unlock()
@@ -77,7 +76,7 @@ func (t *Trigger) Source(kind quillv1.GenericIssuer) source.Source {
 
 // At is an empty issuer of kind (an object of that kind, as
 // quillv1.IssuerKinds returns) to read into, and its identity at key.
-func At(kind quillv1.GenericIssuer, key types.NamespacedName) (quillv1.GenericIssuer, ledger.IssuerKey) {
+func At(kind quillv1.GenericIssuer, key types.NamespacedName) (quillv1.GenericIssuer, quillv1.IssuerID) {
 	return kind.ID().NewObject(), quillv1.IDOf(kind, key)
 }
 

@@ -9,7 +9,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
-	"github.com/quill-pki/quill/pkg/ledger"
 )
 
 // TestIssuerTrigger: before its reconciler runs (a follower replica) the
@@ -19,9 +18,9 @@ import (
 func TestIssuerTrigger(t *testing.T) {
 	t.Parallel()
 	const delay = 50 * time.Millisecond
-	tr := NewTrigger(func(ledger.IssuerKey) time.Duration { return delay })
-	ns := ledger.IssuerKey{Kind: ledger.KindIssuer, Namespace: "team-a", Name: "ca"}
-	cl := ledger.IssuerKey{Kind: ledger.KindClusterIssuer, Name: "root"}
+	tr := NewTrigger(func(quillv1.IssuerID) time.Duration { return delay })
+	ns := quillv1.IssuerID{Kind: quillv1.IssuerKind, Namespace: "team-a", Name: "ca"}
+	cl := quillv1.IssuerID{Kind: quillv1.ClusterIssuerKind, Name: "root"}
 	for range 5000 {
 		tr.Fire(ns) // a follower: nothing may pile up
 	}

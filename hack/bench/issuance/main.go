@@ -635,7 +635,7 @@ func (b *bench) createQuillIssuer(ctx context.Context, ns string, ca quillv1.CAS
 
 func issuerRef(kind issuerKind) cmmeta.IssuerReference {
 	if kind != kindCA {
-		return cmmeta.IssuerReference{Group: quillv1.GroupVersion.Group, Kind: "QuillIssuer", Name: issuerName}
+		return cmmeta.IssuerReference{Group: quillv1.GroupVersion.Group, Kind: quillv1.IssuerKind, Name: issuerName}
 	}
 	return cmmeta.IssuerReference{Group: "cert-manager.io", Kind: "Issuer", Name: issuerName}
 }

@@ -8,4 +8,7 @@ package backends
 import (
 	// pkcs11: URIs, keys on PKCS#11 tokens (RFC 7512).
 	_ "github.com/quill-pki/quill/pkg/kms/pkcs11kms"
+	// Software keys in Kubernetes Secrets (castore imports it too: it
+	// cannot load a Secret-held CA without it).
+	_ "github.com/quill-pki/quill/pkg/kms/softkey"
 )
