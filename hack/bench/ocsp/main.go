@@ -16,9 +16,15 @@
 //     issued serial; requests go to the issuer's OCSP URL as certificates
 //     carry it, responses valid for an hour;
 //   - OpenSSL: `openssl ocsp -index index.txt -rsigner responder.pem -rkey
-//     responder.key -CA ca.pem -nmin 60 -multi N -port P`, signing every
+//     responder.key -CA ca.pem -nmin 60 -multi N -port 0`, signing every
 //     response, from N worker processes (-multi, default the number of
-//     CPUs).
+//     CPUs). Its port is read from the ACCEPT line it prints; nothing
+//     connects to it before the first request, because an OpenSSL 3.0
+//     worker that accepts a connection closed without a request spins on
+//     it forever and never serves again. Before and after the runs each
+//     responder must be idle (under a quarter of a core) while nobody
+//     sends it requests, so a wedged worker fails the benchmark instead of
+//     skewing it.
 //
 // Both sign with the same delegated key. `openssl ocsp -port` listens on
 // every interface, so the whole benchmark runs in a private network
@@ -61,7 +67,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -196,6 +201,9 @@ func run(opts options, netns bool) error {
 		if err := checkTarget(newClient(1), t.url, ds, id); err != nil {
 			return fmt.Errorf("%s gives wrong answers: %w", t.name, err)
 		}
+		if err := checkIdle(t.name, t.cmd.Process.Pid); err != nil {
+			return err
+		}
 	}
 	series := []struct {
 		name string
@@ -252,6 +260,12 @@ func run(opts options, netns bool) error {
 		}
 	}
 	load1, _ := os.ReadFile("/proc/loadavg")
+	// A worker wedged during the runs would have burnt CPU in all of them.
+	for _, t := range targets {
+		if err := checkIdle(t.name, t.cmd.Process.Pid); err != nil {
+			return fmt.Errorf("after the runs: %w", err)
+		}
+	}
 
 	version, _ := exec.Command("openssl", "version").Output()
 	fmt.Printf("Machine: %d CPUs (%s), %s, %s. Load average before: %s; after: %s. Private network namespace: %v. openssl ocsp -multi %d. %d certificates, %s measured after %s warm-up per run.\n\n",
@@ -315,15 +329,15 @@ func startQuill(dir string) (*server, error) {
 	return s, nil
 }
 
+// startOpenSSL starts `openssl ocsp` on a port the kernel picks and waits
+// for its ACCEPT line, without connecting to it: OpenSSL 3.0's responder
+// worker that accepts a connection closed before a request arrives never
+// accepts again (it re-reads the dead connection in a busy loop), so a
+// readiness probe by connecting wedges one of the -multi workers and makes
+// it burn a core for the rest of the run; two such connections leave no
+// worker, and every request times out.
 func startOpenSSL(dir string, multi int) (*server, error) {
-	// openssl takes a port number only; find a free one.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	args := []string{"ocsp", "-index", filepath.Join(dir, fileIndex), "-port", strconv.Itoa(port),
+	args := []string{"ocsp", "-index", filepath.Join(dir, fileIndex), "-port", "0",
 		"-rsigner", filepath.Join(dir, fileSigner), "-rkey", filepath.Join(dir, fileKey),
 		"-CA", filepath.Join(dir, fileCA), "-nmin", "60", "-ignore_err"}
 	if multi > 1 {
@@ -336,19 +350,64 @@ func startOpenSSL(dir string, multi int) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer logFile.Close()
-	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.Stderr = logFile
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		logFile.Close()
+		return nil, err
+	}
 	if err := cmd.Start(); err != nil {
+		logFile.Close()
 		return nil, fmt.Errorf("start openssl ocsp: %w", err)
 	}
-	s := &server{name: "OpenSSL", cmd: cmd, url: fmt.Sprintf("http://127.0.0.1:%d/", port)}
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-			c.Close()
+	s := &server{name: "OpenSSL", cmd: cmd}
+	port := make(chan int, 1)
+	go func() {
+		// "ACCEPT [::]:PORT PID=N" once it listens; anything after it
+		// goes to the log, so a full pipe never blocks openssl.
+		defer logFile.Close()
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			line := sc.Text()
+			fmt.Fprintln(logFile, line)
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "ACCEPT" {
+				i := strings.LastIndexByte(f[1], ':')
+				if p, err := strconv.Atoi(f[1][i+1:]); err == nil && p > 0 {
+					select {
+					case port <- p:
+					default:
+					}
+				}
+			}
+		}
+		close(port)
+	}()
+	select {
+	case p, ok := <-port:
+		if ok {
+			s.url = fmt.Sprintf("http://127.0.0.1:%d/", p)
 			return s, nil
 		}
+	case <-time.After(10 * time.Second):
 	}
 	s.stop()
 	log, _ := os.ReadFile(logPath)
-	return nil, fmt.Errorf("openssl ocsp did not listen on port %d:\n%s", port, log)
+	return nil, fmt.Errorf("openssl ocsp did not report a listening port:\n%s", log)
+}
+
+// errWedged means a responder burns CPU while nobody sends it requests.
+var errWedged = errors.New("responder busy while idle")
+
+// checkIdle fails if the process group pgid uses more than a quarter of a
+// core over half a second without load: for openssl ocsp that is a wedged
+// -multi worker (see startOpenSSL), whose busy loop would be charged to
+// the baseline and take CPU from both responders.
+func checkIdle(name string, pgid int) error {
+	const window = 500 * time.Millisecond
+	c0 := groupCPU(pgid)
+	time.Sleep(window)
+	if used := groupCPU(pgid) - c0; used > window/4 {
+		return fmt.Errorf("%s: %w: %v of CPU in %v", name, errWedged, used, window)
+	}
+	return nil
 }
