@@ -22,11 +22,14 @@ const (
 )
 
 // allowedSubjectAttributes is the issuer's allow-list of subject attribute
-// types beyond those the policy judges. The API has no field for it yet:
-// until spec.policy.allowedSubjectAttributes exists, this returns nil and
-// every other attribute is refused once a policy is set; then it returns
-// p.AllowedSubjectAttributes.
-func allowedSubjectAttributes(_ *quillv1.RequestPolicy) []string { return nil }
+// types beyond those the policy judges (spec.policy.allowedSubjectAttributes).
+// A nil policy allows nothing more.
+func allowedSubjectAttributes(p *quillv1.RequestPolicy) []string {
+	if p == nil {
+		return nil
+	}
+	return p.AllowedSubjectAttributes
+}
 
 // Attribute types a policy knows without an allow-list. The common name
 // and emailAddress are names, judged one by one against commonNames and

@@ -159,3 +159,35 @@ func TestSubjectAttributeAllowList(t *testing.T) {
 		})
 	}
 }
+
+// TestAllowedSubjectAttributesField checks that Evaluate reads the
+// allow-list from spec.policy.allowedSubjectAttributes, and that a listed
+// common name makes the policy unusable rather than allowing every CN.
+func TestAllowedSubjectAttributesField(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name        string
+		allow       []string
+		wantRule    string
+		wantInvalid bool
+	}{
+		{name: "unset-refuses-uid", wantRule: RuleSubjectAttributes},
+		{name: "listed-uid-allowed", allow: []string{"UID"}},
+		{name: "listed-cn-invalid", allow: []string{"cn"}, wantInvalid: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			p := &quillv1.RequestPolicy{CommonNames: []string{"*"}, AllowedSubjectAttributes: tt.allow}
+			req := leaf(t, subject(rdn(oidUID, "alice"), rdn(asn1.ObjectIdentifier{2, 5, 4, 3}, "alice")))
+			_, err := Evaluate(p, nil, req)
+			if tt.wantInvalid {
+				if !IsInvalidPolicy(err) {
+					t.Fatalf("err = %v, want an invalid policy", err)
+				}
+				return
+			}
+			checkVerdict(t, err, tt.wantRule)
+		})
+	}
+}
