@@ -21,6 +21,7 @@ import (
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 	"github.com/quill-pki/quill/pkg/issuance"
+	"github.com/quill-pki/quill/pkg/names"
 )
 
 // Issuer kinds as they appear in IssuerKey.Kind.
@@ -104,7 +105,7 @@ func NewEntry(k IssuerKey, homeNamespace string, cert *x509.Certificate, issuedA
 		Spec: quillv1.IssuedCertificateSpec{
 			IssuerRef:          k.Ref(),
 			SerialNumber:       SerialHex(cert.SerialNumber),
-			Subject:            cert.Subject.String(),
+			Subject:            names.DescribeSubject(cert.RawSubject, cert.Subject),
 			DNSNames:           cert.DNSNames,
 			EmailAddresses:     cert.EmailAddresses,
 			IsCA:               cert.IsCA,
