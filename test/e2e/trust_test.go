@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -16,6 +17,7 @@ import (
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 )
@@ -131,4 +133,28 @@ func TestTrustECDSACAKeyUsage(t *testing.T) {
 	if s := string(out); strings.Contains(s, "Key Encipherment") || !strings.Contains(s, "Certificate Sign") {
 		t.Errorf("openssl shows keyUsage:\n%s\nwant Certificate Sign and no Key Encipherment", s)
 	}
+}
+
+// TestTrustAllowedSubjectAttributesValidation: the API server refuses an
+// allow-list naming a common name or emailAddress (policy judges each of
+// them; allowing them wholesale would reopen item 1), and accepts names and
+// dotted OIDs of other attributes.
+func TestTrustAllowedSubjectAttributesValidation(t *testing.T) {
+	t.Parallel()
+	ns := newNamespace(t)
+	issuer := func(name string, allow ...string) *quillv1.QuillIssuer {
+		return &quillv1.QuillIssuer{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			Spec: quillv1.IssuerSpec{
+				CA:     quillv1.CASource{Bootstrap: &quillv1.BootstrapCA{SecretName: name + "-root", Subject: quillv1.Subject{CommonName: name + " root"}}},
+				Policy: &quillv1.RequestPolicy{AllowedSubjectAttributes: allow},
+			},
+		}
+	}
+	for _, bad := range [][]string{{"UID", "CN"}, {"commonName"}, {"EmailAddress"}, {"2.5.4.3"}, {"1.2.840.113549.1.9.1"}, {"not an attribute"}} {
+		if err := env.Client.Create(context.Background(), issuer("refused", bad...)); err == nil {
+			t.Errorf("allowedSubjectAttributes %q was accepted; want the API server to refuse it", bad)
+		}
+	}
+	create(t, issuer("accepted", "UID", "dc", "0.9.2342.19200300.100.1.25"))
 }
