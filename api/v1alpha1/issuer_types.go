@@ -168,6 +168,21 @@ type RequestPolicy struct {
 	// +listType=atomic
 	CommonNames []string `json:"commonNames,omitempty"`
 
+	// AllowedSubjectAttributes lists subject attribute types a request may carry
+	// besides those policy judges or knows. Common names and emailAddress are
+	// names, always judged one by one against commonNames and emailAddresses; O,
+	// OU, C, ST, L, street, postalCode and serialNumber (a cert-manager subject's
+	// fields) are always allowed. Any other attribute (UID, DC, title, a dotted
+	// OID) is refused unless listed here: list only attributes no relying party
+	// of this issuer reads as a name. Entries are names (any case) or dotted OIDs.
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=64
+	// +kubebuilder:validation:items:Pattern=`^([A-Za-z][A-Za-z0-9-]*|[0-2](\.(0|[1-9][0-9]{0,8}))+)$`
+	// +kubebuilder:validation:XValidation:rule="!self.exists(a, a.lowerAscii() in ['cn', 'commonname', 'emailaddress', '2.5.4.3', '1.2.840.113549.1.9.1'])",message="common names and emailAddress are judged by commonNames and emailAddresses and cannot be allow-listed"
+	// +listType=set
+	AllowedSubjectAttributes []string `json:"allowedSubjectAttributes,omitempty"`
+
 	// Namespaces whose requests a cluster issuer signs, as names or
 	// patterns ("team-*"). Unset: every namespace.
 	// +optional

@@ -910,6 +910,11 @@ func (in *RequestPolicy) DeepCopyInto(out *RequestPolicy) {
 		*out = make([]string, len(*in))
 		copy(*out, *in)
 	}
+	if in.AllowedSubjectAttributes != nil {
+		in, out := &in.AllowedSubjectAttributes, &out.AllowedSubjectAttributes
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	if in.Namespaces != nil {
 		in, out := &in.Namespaces, &out.Namespaces
 		*out = make([]string, len(*in))

@@ -16,6 +16,7 @@ import (
 	"github.com/go-logr/logr"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
+	"github.com/quill-pki/quill/pkg/names"
 )
 
 // Actions, the value of the "action" field.
@@ -67,7 +68,7 @@ func (r Request) keysAndValues() []any {
 		for i, u := range r.CSR.URIs {
 			uris[i] = u.String()
 		}
-		kv = append(kv, "subject", r.CSR.Subject.String(), "dnsNames", r.CSR.DNSNames, "ipAddresses", ips,
+		kv = append(kv, "subject", names.DescribeSubject(r.CSR.RawSubject, r.CSR.Subject), "dnsNames", r.CSR.DNSNames, "ipAddresses", ips,
 			"uris", uris, "emailAddresses", r.CSR.EmailAddresses)
 	}
 	return kv

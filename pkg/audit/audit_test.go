@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/json"
 	"math/big"
 	"net"
@@ -105,4 +106,34 @@ func TestZeroLoggerDiscards(t *testing.T) {
 	Logger{}.Deny(Request{}, "r", "x")
 	Logger{}.StateChange(quillv1.IssuerID{}, "a", "b", "")
 	Logger{}.Revoke(Revocation{})
+}
+
+// TestAuditSubjectAsEncoded checks that an issue line shows every common
+// name of a two-CN subject, not only the one pkix.Name keeps.
+func TestAuditSubjectAsEncoded(t *testing.T) {
+	t.Parallel()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	cn := asn1.ObjectIdentifier{2, 5, 4, 3}
+	raw, err := asn1.Marshal(pkix.RDNSequence{
+		{{Type: cn, Value: "admin"}},
+		{{Type: cn, Value: "team-a-app"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	csrDER, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{RawSubject: raw, DNSNames: []string{"app.team-a.svc"}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, _ := x509.ParseCertificateRequest(csrDER)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour)}
+	certDER, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	cert, _ := x509.ParseCertificate(certDER)
+
+	var buf bytes.Buffer
+	jsonLogger(&buf).Issue(Request{Kind: "CertificateRequest", Namespace: "team-a", Name: "app-1", CSR: csr}, cert)
+	got, _ := lines(t, &buf)[0]["subject"].(string)
+	if !strings.Contains(got, "CN=admin") || !strings.Contains(got, "CN=team-a-app") {
+		t.Errorf("audit subject = %q, want both common names", got)
+	}
 }

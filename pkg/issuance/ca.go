@@ -105,12 +105,12 @@ func SelfSign(signer crypto.Signer, rawSubject []byte, p CAProfile, now time.Tim
 	}
 	now = now.UTC().Truncate(time.Second)
 	tmpl := p.template(rawSubject, now.Add(-p.Backdate), now.Add(p.Validity))
-	cert, err := issue(nil, signer, certRequest{tmpl: tmpl, spki: spki, pub: pub, now: now})
+	cert, notes, err := issue(nil, signer, certRequest{tmpl: tmpl, spki: spki, pub: pub, now: now})
 	if err != nil {
 		return nil, err
 	}
 	chain := EncodeCertificatesPEM(cert)
-	return &Issued{Certificate: cert, ChainPEM: chain, CAPEM: chain}, nil
+	return &Issued{Certificate: cert, ChainPEM: chain, CAPEM: chain, Notes: notes}, nil
 }
 
 // SignCA signs a subordinate CA certificate for csr, the way an offline CA
@@ -177,11 +177,11 @@ func (a *Authority) SignCA(csr *x509.CertificateRequest, p CAProfile, now time.T
 		notes = append(notes, fmt.Sprintf("%q has no subject key identifier, so the subordinate has no authority key identifier", a.Certificate.Subject))
 	}
 	tmpl := p.template(csr.RawSubject, notBefore, notAfter)
-	cert, err := issue(a, nil, certRequest{tmpl: tmpl, spki: csr.RawSubjectPublicKeyInfo, pub: csr.PublicKey, now: now})
+	cert, fitNotes, err := issue(a, nil, certRequest{tmpl: tmpl, spki: csr.RawSubjectPublicKeyInfo, pub: csr.PublicKey, now: now})
 	if err != nil {
 		return nil, err
 	}
 	issued := a.bundle(cert)
-	issued.Notes = notes
+	issued.Notes = append(notes, fitNotes...)
 	return issued, nil
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/quill-pki/quill/pkg/keyusage"
 	"github.com/quill-pki/quill/pkg/kms"
 )
 
@@ -50,7 +51,12 @@ type certRequest struct {
 // issuer cannot sign at r.now, ErrMalformedCA when the issuer's key has no
 // signature algorithm; other errors (randomness, signer, self-check) are
 // plain.
-func issue(issuer *Authority, signer crypto.Signer, r certRequest) (*x509.Certificate, error) {
+//
+// Before signing, the template's key usages pass through keyusage.Fit, the
+// one table of usages per key type: what the subject key or the CA flag
+// cannot serve (keyEncipherment on an ECDSA key, on any CA) is left out, and
+// notes says what was, for the caller to pass on with its own notes.
+func issue(issuer *Authority, signer crypto.Signer, r certRequest) (cert *x509.Certificate, notes []string, err error) {
 	t := r.tmpl
 	rnd := r.rand
 	if rnd == nil {
@@ -59,30 +65,37 @@ func issue(issuer *Authority, signer crypto.Signer, r certRequest) (*x509.Certif
 	parent := t
 	if issuer != nil {
 		if err := issuer.Check(r.now); err != nil {
-			return nil, fmt.Errorf("the issuing CA cannot sign: %w", err)
+			return nil, nil, fmt.Errorf("the issuing CA cannot sign: %w", err)
 		}
 		signer, parent = issuer.Signer, issuer.Certificate
 	} else if !PublicKeysEqual(signer.Public(), r.pub) {
-		return nil, fmt.Errorf("self-signed certificate: %w: it must carry its signer's key", kms.ErrKeyMismatch)
+		return nil, nil, fmt.Errorf("self-signed certificate: %w: it must carry its signer's key", kms.ErrKeyMismatch)
 	}
 	alg, err := describeKey(r.pub)
 	if err != nil {
-		return nil, invalidf("the subject's public key is not accepted: %w", err)
+		return nil, nil, invalidf("the subject's public key is not accepted: %w", err)
 	}
 	if err := checkTemplate(t, alg); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	// After checkTemplate, so that a signature-only key asked explicitly
+	// for an encipherment usage is still refused rather than trimmed.
+	fit, err := keyusage.Fit(r.pub, t.KeyUsage, t.IsCA)
+	if err != nil {
+		return nil, nil, invalidf("key usages: %w", err)
+	}
+	t.KeyUsage, notes = fit.Usage, fit.Notes
 	if issuer != nil {
 		if err := issuer.fitsChain(t); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 
 	if t.SerialNumber, err = NewSerialNumber(rnd); err != nil {
-		return nil, fmt.Errorf("generate serial number: %w", err)
+		return nil, nil, fmt.Errorf("generate serial number: %w", err)
 	}
 	if t.SubjectKeyId, err = SubjectKeyID(r.spki); err != nil {
-		return nil, invalidf("the subject's public key: %w", err)
+		return nil, nil, invalidf("the subject's public key: %w", err)
 	}
 	// Set explicitly: Go derives it from the parent only when issuer and
 	// subject names differ, and a subject may well reuse its CA's name.
@@ -92,30 +105,30 @@ func issue(issuer *Authority, signer crypto.Signer, r certRequest) (*x509.Certif
 		t.AuthorityKeyId = parent.SubjectKeyId
 	}
 	if t.SignatureAlgorithm, err = signatureAlgorithmFor(signer.Public(), r.rsaPSS); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrMalformedCA, err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrMalformedCA, err)
 	}
 
 	der, err := x509.CreateCertificate(rnd, t, parent, r.pub, signer)
 	if err != nil {
-		return nil, fmt.Errorf("sign certificate: %w", err)
+		return nil, nil, fmt.Errorf("sign certificate: %w", err)
 	}
-	cert, err := x509.ParseCertificate(der)
+	cert, err = x509.ParseCertificate(der)
 	if err != nil {
-		return nil, fmt.Errorf("self-check: the signed certificate does not parse: %w", err)
+		return nil, nil, fmt.Errorf("self-check: the signed certificate does not parse: %w", err)
 	}
 	if issuer == nil {
 		// A root that cannot vouch for itself would surface only when the
 		// first certificate under it fails to verify; catch a faulty
 		// signer here.
 		if err := cert.CheckSignatureFrom(cert); err != nil {
-			return nil, fmt.Errorf("self-check: the self-signed certificate's signature does not verify, so it was discarded: %w", err)
+			return nil, nil, fmt.Errorf("self-check: the self-signed certificate's signature does not verify, so it was discarded: %w", err)
 		}
-		return cert, nil
+		return cert, notes, nil
 	}
 	if err := issuer.verify(cert); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return cert, nil
+	return cert, notes, nil
 }
 
 // checkTemplate refuses usages and constraints that contradict each other

@@ -107,7 +107,9 @@ func (a *Authority) IssueResponder(validity time.Duration, keyAlgorithm KeyAlgor
 	// RSA CAs sign it with PKCS#1 v1.5 whatever they choose for what Sign
 	// issues: the responder certificate has always been signed so, and a
 	// rotation should change nothing OCSP clients see.
-	cert, err := issue(a, nil, certRequest{tmpl: tmpl, spki: spki, pub: key.Public(), now: now})
+	// Its only usage, digitalSignature, fits every key type: issue leaves no
+	// note to pass on.
+	cert, _, err := issue(a, nil, certRequest{tmpl: tmpl, spki: spki, pub: key.Public(), now: now})
 	if err != nil {
 		return nil, nil, err
 	}

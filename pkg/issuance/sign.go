@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"strings"
 	"time"
 )
 
@@ -284,13 +285,16 @@ func (a *Authority) Sign(req Request, opts Options) (*Issued, error) {
 	if len(a.Certificate.SubjectKeyId) == 0 {
 		notes = append(notes, "the issuing CA has no subject key identifier, so the certificate has no authority key identifier; reissue the CA to fix this")
 	}
-	cert, err := issue(a, nil, certRequest{tmpl: template, spki: spki, pub: csr.PublicKey, now: now, rsaPSS: opts.RSAPSS, rand: opts.rand()})
+	cert, fitNotes, err := issue(a, nil, certRequest{tmpl: template, spki: spki, pub: csr.PublicKey, now: now, rsaPSS: opts.RSAPSS, rand: opts.rand()})
 	if err != nil {
 		return nil, err
 	}
 
 	issued := a.bundle(cert)
 	issued.Notes = notes
+	if !defaultUsagesTrimmed(req.KeyUsage, fitNotes) {
+		issued.Notes = append(issued.Notes, fitNotes...)
+	}
 	return issued, nil
 }
 
@@ -451,4 +455,15 @@ func (a *Authority) verifyX509(cert *x509.Certificate) error {
 		return invalidf("the CA chain's name constraints do not permit the requested names (the signed certificate was discarded): %w", err)
 	}
 	return fmt.Errorf("self-check: the signed certificate does not verify up to %q, so it was discarded: %w", a.Root.Subject, err)
+}
+
+// defaultUsagesTrimmed reports whether the key usage table left out only
+// the keyEncipherment of cert-manager's default usages (digital signature,
+// key encipherment, and cert sign for a CA). cert-manager asks for it for
+// every key when a Certificate lists no usages; the user asked for nothing,
+// and an IssuanceAdjusted warning on every ECDSA certificate would be
+// noise. Anything else the table leaves out was asked for, and is noted.
+func defaultUsagesTrimmed(requested x509.KeyUsage, fitNotes []string) bool {
+	return requested&^(x509.KeyUsageCertSign|x509.KeyUsageCRLSign) == DefaultKeyUsage &&
+		len(fitNotes) == 1 && strings.Contains(fitNotes[0], "'key encipherment'")
 }

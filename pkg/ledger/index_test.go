@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"fmt"
 	"math/big"
 	"runtime"
@@ -287,4 +288,33 @@ func BenchmarkIndex100k(b *testing.B) {
 	}
 	b.ReportMetric(perRecord, "heap-bytes/record")
 	runtime.KeepAlive(ix)
+}
+
+// TestNewEntryRecordsEverySubjectAttribute checks that the ledger records
+// the subject as signed: pkix.Name keeps only the last of two common
+// names, and a name hidden in the first must still show.
+func TestNewEntryRecordsEverySubjectAttribute(t *testing.T) {
+	t.Parallel()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	cn := asn1.ObjectIdentifier{2, 5, 4, 3}
+	raw, err := asn1.Marshal(pkix.RDNSequence{
+		{{Type: cn, Value: "admin"}},
+		{{Type: cn, Value: "team-a-app"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(0x2f), RawSubject: raw, NotBefore: t0, NotAfter: t0.Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	e, err := NewEntry(issuerB, "quill-system", cert, t0, Origin{Kind: "CertificateRequest", Namespace: "team-a", Name: "r"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(e.Spec.Subject, "CN=admin") || !strings.Contains(e.Spec.Subject, "CN=team-a-app") {
+		t.Errorf("ledger subject = %q, want both common names", e.Spec.Subject)
+	}
 }

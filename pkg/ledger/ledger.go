@@ -21,6 +21,7 @@ import (
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 	"github.com/quill-pki/quill/pkg/issuance"
+	"github.com/quill-pki/quill/pkg/names"
 )
 
 // Labels Quill puts on ledger records so that people can select them with
@@ -90,7 +91,7 @@ func NewEntry(k quillv1.IssuerID, homeNamespace string, cert *x509.Certificate, 
 		Spec: quillv1.IssuedCertificateSpec{
 			IssuerRef:          k.Ref(),
 			SerialNumber:       SerialHex(cert.SerialNumber),
-			Subject:            cert.Subject.String(),
+			Subject:            names.DescribeSubject(cert.RawSubject, cert.Subject),
 			DNSNames:           cert.DNSNames,
 			EmailAddresses:     cert.EmailAddresses,
 			IsCA:               cert.IsCA,

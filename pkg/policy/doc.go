@@ -6,6 +6,13 @@
 // certificate: a path length, name constraints) or a *Denial naming the
 // rule that refused. A denial is final: the request must change.
 //
+// Names come first: every name the CSR carries must pass pkg/names, with
+// or without a policy, before any pattern is matched, because a pattern
+// such as "**.{namespace}.svc" only means what it says on host names. The
+// subject is judged as encoded, attribute by attribute (every common name,
+// every emailAddress, every attribute the policy does not know), never
+// through pkix.Name, which keeps only the last common name.
+//
 // Nothing here is switched silently. A request that does not fit its
 // template is refused, never signed under another template or with other
 // usages; the only things Quill adds are restrictions the requester could

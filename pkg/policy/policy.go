@@ -12,6 +12,7 @@ import (
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 	"github.com/quill-pki/quill/pkg/issuance"
+	"github.com/quill-pki/quill/pkg/names"
 )
 
 // Rules, as named in denials (and in the quill_certificates_denied_total
@@ -114,6 +115,9 @@ func Validate(p *quillv1.RequestPolicy) error {
 	if _, err := parseCIDRs(RuleIPRanges, p.IPRanges); err != nil {
 		errs = append(errs, err)
 	}
+	if _, err := parseAttributeAllowList(allowedSubjectAttributes(p)); err != nil {
+		errs = append(errs, err)
+	}
 	if p.CA != nil && p.CA.NameConstraints != nil {
 		if _, err := nameConstraints(p.CA.NameConstraints); err != nil {
 			errs = append(errs, err)
@@ -134,11 +138,21 @@ func ValidateTemplate(t Template) error {
 // Evaluate decides one request against an issuer's policy (nil: none) and
 // the selected template (nil: none). It returns a *Denial for the first
 // rule the request breaks, an IsInvalidPolicy error when the policy or
-// template cannot be used, or the Decision.
+// template cannot be used, or the Decision. Names are checked first, with
+// or without a policy: a name pkg/names refuses is denied by
+// RuleNameSyntax. With a policy, every attribute of the subject as encoded
+// is judged: each common name, each emailAddress, and every other
+// attribute, which must be one a cert-manager subject can set or be
+// allow-listed (checkSubjectNames).
 func Evaluate(p *quillv1.RequestPolicy, tmpl *Template, req Request) (Decision, error) {
 	var dec Decision
 	if req.CSR == nil {
 		return dec, errors.New("policy: no CSR")
+	}
+	// Syntax first and whatever the policy: the patterns below only mean
+	// what they say on valid names.
+	if err := names.Check(req.CSR); err != nil {
+		return dec, deny(RuleNameSyntax, "%v", err)
 	}
 	if tmpl != nil {
 		if err := checkTemplate(tmpl, req, &dec); err != nil {
@@ -285,37 +299,19 @@ func checkNames(p *quillv1.RequestPolicy, req Request, _ *Decision) error {
 		}
 	}
 	for _, e := range req.CSR.EmailAddresses {
-		if !anyMatch(p.EmailAddresses, req.Namespace, func(pat string) bool {
-			return matchGlob(strings.ToLower(pat), strings.ToLower(e), '@')
-		}) {
+		if !emailAllowed(p, req.Namespace, e) {
 			return deny(RuleEmails, "email address %q is not allowed%s", e, allowedList(p.EmailAddresses, req.Namespace))
 		}
 	}
 	return nil
 }
 
-// checkCommonName keeps the subject's common name from naming what the SAN
-// rules would refuse: legacy verifiers still read it as a host name.
+// checkCommonName keeps the subject's common names from naming what the
+// SAN rules would refuse: legacy verifiers still read them as host names.
+// Every attribute of the subject is judged (checkSubjectNames), not only
+// the last common name pkix.Name keeps.
 func checkCommonName(p *quillv1.RequestPolicy, req Request, _ *Decision) error {
-	cn := req.CSR.Subject.CommonName
-	if cn == "" {
-		return nil
-	}
-	sans := slices.Clone(req.CSR.DNSNames)
-	sans = append(sans, req.CSR.EmailAddresses...)
-	for _, ip := range req.CSR.IPAddresses {
-		sans = append(sans, ip.String())
-	}
-	for _, u := range req.CSR.URIs {
-		sans = append(sans, u.String())
-	}
-	if slices.ContainsFunc(sans, func(s string) bool { return strings.EqualFold(s, cn) }) {
-		return nil
-	}
-	if anyMatch(p.CommonNames, req.Namespace, func(pat string) bool { return matchGlob(pat, cn, 0) }) {
-		return nil
-	}
-	return deny(RuleCommonNames, "common name %q is neither one of the request's subject alternative names nor allowed%s", cn, allowedList(p.CommonNames, req.Namespace))
+	return checkSubjectNames(p, req, allowedSubjectAttributes(p))
 }
 
 func checkSubject(p *quillv1.RequestPolicy, req Request, _ *Decision) error {
