@@ -6,29 +6,14 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/quill-pki/quill/pkg/keyusage"
 )
 
 // DefaultKeyUsage is what cert-manager asks for when a Certificate or
 // CertificateRequest lists no usages: digital signature and key
 // encipherment, with no extended key usage.
 const DefaultKeyUsage = x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment
-
-// keyUsageBits names the keyUsage bits in cert-manager's spelling, so a
-// refusal quotes what the user wrote in spec.usages.
-var keyUsageBits = []struct {
-	bit  x509.KeyUsage
-	name string
-}{
-	{x509.KeyUsageDigitalSignature, "digital signature"},
-	{x509.KeyUsageContentCommitment, "content commitment"},
-	{x509.KeyUsageKeyEncipherment, "key encipherment"},
-	{x509.KeyUsageDataEncipherment, "data encipherment"},
-	{x509.KeyUsageKeyAgreement, "key agreement"},
-	{x509.KeyUsageCertSign, "cert sign"},
-	{x509.KeyUsageCRLSign, "crl sign"},
-	{x509.KeyUsageEncipherOnly, "encipher only"},
-	{x509.KeyUsageDecipherOnly, "decipher only"},
-}
 
 // allKeyUsages is every bit RFC 5280 defines.
 const allKeyUsages = x509.KeyUsageDecipherOnly<<1 - 1
@@ -56,15 +41,9 @@ var extKeyUsages = []struct {
 	{x509.ExtKeyUsageMicrosoftKernelCodeSigning, asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 311, 61, 1, 1}, "microsoft kernel code signing"},
 }
 
-func keyUsageNames(ku x509.KeyUsage) []string {
-	names := []string{}
-	for _, b := range keyUsageBits {
-		if ku&b.bit != 0 {
-			names = append(names, b.name)
-		}
-	}
-	return names
-}
+// keyUsageNames spells ku as users write it in spec.usages, so a refusal
+// quotes what they wrote; pkg/keyusage holds the one table of names.
+func keyUsageNames(ku x509.KeyUsage) []string { return keyusage.Names(ku) }
 
 func extKeyUsageName(u x509.ExtKeyUsage) (string, bool) {
 	for _, e := range extKeyUsages {
