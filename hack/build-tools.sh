@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the control-plane binaries the tests run against (kube-apiserver,
-# etcd, the cert-manager controller) from the Go module proxy, each from its
+# etcd, the cert-manager controller and webhook, kubectl) from the Go module proxy, each from its
 # own throwaway module under hack/tools/, so that their dependency graphs stay
 # out of Quill's go.mod.
 #
@@ -11,7 +11,7 @@
 # rebuilt only when its key changes: the kube-apiserver cold build takes about
 # 11 minutes on two cores.
 #
-# Usage: hack/build-tools.sh [kube-apiserver] [etcd] [cert-manager-controller] [controller-gen] [helm]
+# Usage: hack/build-tools.sh [kube-apiserver] [etcd] [cert-manager-controller] [cert-manager-webhook] [kubectl] [controller-gen] [helm]
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,7 +20,7 @@ bindir=${root}/bin
 mkdir -p "${cache}" "${bindir}"
 
 tools=("$@")
-[ ${#tools[@]} -gt 0 ] || tools=(controller-gen etcd kube-apiserver cert-manager-controller helm)
+[ ${#tools[@]} -gt 0 ] || tools=(controller-gen etcd kube-apiserver cert-manager-controller cert-manager-webhook kubectl helm)
 
 # pinned prints the version of module $2 required by the tool module in $1.
 pinned() {
