@@ -33,7 +33,7 @@ deps: ## Install the system packages the tests need (apt, as root) if missing.
 	@hack/openssl35.sh >/dev/null
 
 .PHONY: tools
-tools: ## Build the control-plane binaries (kube-apiserver, etcd, cert-manager), controller-gen and helm into bin/ (cached).
+tools: ## Build the control-plane binaries (kube-apiserver, etcd, cert-manager controller and webhook), kubectl, controller-gen and helm into bin/ (cached).
 	@hack/build-tools.sh
 
 .PHONY: build

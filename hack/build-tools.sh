@@ -51,6 +51,16 @@ build() {
 		done
 		ldflags+=" ${stamp}"
 	fi
+	if [ "${tool}" = kubectl ]; then
+		# kubectl's version comes from its staging module's tag (v0.N.x
+		# is Kubernetes 1.N.x); stamped so `kubectl version` tells the truth.
+		version=$(pinned "${dir}" k8s.io/kubectl)
+		version="v1.${version#v0.}"
+		local v=k8s.io/component-base/version c=k8s.io/client-go/pkg/version
+		stamp="-X ${v}.gitVersion=${version} -X ${v}.gitMajor=1 -X ${v}.gitMinor=$(echo "${version}" | cut -d. -f2) -X ${v}.gitTreeState=clean"
+		stamp+=" -X ${c}.gitVersion=${version} -X ${c}.gitMajor=1 -X ${c}.gitMinor=$(echo "${version}" | cut -d. -f2) -X ${c}.gitTreeState=clean"
+		ldflags+=" ${stamp}"
+	fi
 	local key
 	key=$(cd "${dir}" && { cat go.mod go.sum; find . -maxdepth 1 -name '*.go' -print0 | sort -z | xargs -0r cat; go env GOVERSION; [ -z "${stamp}" ] || echo "${stamp}"; } | sha256sum | cut -c1-16)
 	local out=${cache}/${tool}-${key}
