@@ -90,6 +90,12 @@ BENCH_N ?= 200
 bench-issuance: deps tools build ## Issuance benchmark: CA issuer vs Quill (every certificate in its ledger) vs Quill with an HSM key (docs/benchmarks.md).
 	go run ./hack/bench/issuance -n $(BENCH_N)
 
+LEDGER_N ?= 10000,100000
+
+.PHONY: bench-ledger-scale
+bench-ledger-scale: deps tools build ## Ledger at scale: etcd, kube-apiserver and controller memory, start-up to OCSP/CRL served, audit report, at LEDGER_N records (docs/benchmarks.md).
+	go run ./hack/bench/ledgerscale -n $(LEDGER_N)
+
 # The version stamped into the image binary (and the chart's appVersion on release).
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 
