@@ -1,7 +1,6 @@
 package ledger
 
 import (
-	"context"
 	"fmt"
 	"math/big"
 	"sort"
@@ -11,12 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 )
@@ -310,7 +305,8 @@ func sortByIssue(rs []Record) {
 	})
 }
 
-// The methods below make Index a cache.ReflectorStore, fed by Run.
+// The methods below make Index a cache.ReflectorStore. Run feeds the same
+// methods from its own paged list and watch (load.go).
 
 func entryOf(obj any) (*quillv1.IssuedCertificate, bool) {
 	switch o := obj.(type) {
@@ -383,6 +379,14 @@ func (ix *Index) Replace(list []any, resourceVersion string) error {
 			fresh.upsert(r)
 		}
 	}
+	ix.replace(fresh, listed, resourceVersion)
+	return nil
+}
+
+// replace swaps in fresh, the whole ledger as of resourceVersion, whose
+// objects are the keys of listed, keeping the records this process created
+// after that version (see Replace), and marks the index synced.
+func (ix *Index) replace(fresh *Index, listed map[string]bool, resourceVersion string) {
 	listRV, err := strconv.ParseUint(resourceVersion, 10, 64)
 	ix.mu.Lock()
 	for key, c := range ix.created {
@@ -407,30 +411,10 @@ func (ix *Index) Replace(list []any, resourceVersion string) error {
 		}
 	}
 	ix.notify(changes...)
-	return nil
 }
 
 // Resync implements cache.ReflectorStore; there is nothing to resync.
 func (ix *Index) Resync() error { return nil }
-
-// Run keeps the index in step with the ledger until ctx ends, listing it
-// once (in pages) and then watching. It needs list and watch rights on
-// issuedcertificates in every namespace that holds records.
-func (ix *Index) Run(ctx context.Context, c client.WithWatch) error {
-	lw := &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-			list := &quillv1.IssuedCertificateList{}
-			err := c.List(ctx, list, &client.ListOptions{Raw: &opts})
-			return list, err
-		},
-		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-			return c.Watch(ctx, &quillv1.IssuedCertificateList{}, &client.ListOptions{Raw: &opts})
-		},
-	}
-	r := cache.NewReflectorWithOptions(lw, &quillv1.IssuedCertificate{}, ix, cache.ReflectorOptions{Name: "quill-ledger"})
-	r.RunWithContext(ctx)
-	return nil
-}
 
 // Inventory describes an issuer's unexpired certificates by algorithm, for
 // crypto-agility planning: what a quantum computer could break, and what
