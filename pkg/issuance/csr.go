@@ -170,9 +170,10 @@ var sanTag = map[int]string{
 }
 
 // checkSANKinds refuses subject alternative names other than DNS names,
-// email addresses, URIs and IP addresses. Go parses only those four and
-// would drop the rest without a word; a CA must not issue a certificate
-// naming less than was asked without saying so.
+// email addresses, URIs, IP addresses and otherNames. Go parses only the
+// first four and would drop the rest without a word; a CA must not issue a
+// certificate naming less than was asked without saying so. otherNames
+// are read by names.OtherNamesOfRequest and signed by subjectAltName.
 func checkSANKinds(der []byte) error {
 	var seq asn1.RawValue
 	if err := unmarshalExact(der, &seq); err != nil {
@@ -191,13 +192,13 @@ func checkSANKinds(der []byte) error {
 			return errors.New("the CSR's subjectAltName extension holds a value that is not a GeneralName")
 		}
 		switch name.Tag {
-		case 1, 2, 6, 7:
+		case sanOtherName, sanEmail, sanDNS, sanURI, sanIP:
 		default:
 			kind, ok := sanTag[name.Tag]
 			if !ok {
 				kind = fmt.Sprintf("[%d]", name.Tag)
 			}
-			return fmt.Errorf("the CSR asks for a %s subject alternative name; Quill issues only DNS names, IP addresses, URIs and email addresses", kind)
+			return fmt.Errorf("the CSR asks for a %s subject alternative name; Quill issues only DNS names, IP addresses, URIs, email addresses and otherNames", kind)
 		}
 	}
 	return nil
