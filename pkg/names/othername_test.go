@@ -18,7 +18,9 @@ import (
 func sanExtension(t testing.TB, dns, emails []string, ips []net.IP, uris []*url.URL, others []OtherName, valueTag int) pkix.Extension {
 	t.Helper()
 	var gns []asn1.RawValue
-	ctx := func(tag int, b []byte) { gns = append(gns, asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: tag, Bytes: b}) }
+	ctx := func(tag int, b []byte) {
+		gns = append(gns, asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: tag, Bytes: b})
+	}
 	for _, d := range dns {
 		ctx(2, []byte(d))
 	}
