@@ -132,7 +132,10 @@ func readCSRExtensions(csr *x509.CertificateRequest) (csrExtensions, error) {
 		case e.Id.Equal(oidExtSubjectKeyID):
 			// The CA computes its own identifier; the requester's has no say.
 		case e.Id.Equal(oidExtNameConstraints):
-			return out, errors.New("the CSR asks for name constraints, which Quill does not issue yet; remove spec.nameConstraints")
+			// Quill writes a CA's name constraints from the issuer's policy
+			// alone; a requester's own would need intersecting with them,
+			// and dropping them would leave the CA wider than asked.
+			return out, errors.New("the CSR asks for name constraints (a Certificate's spec.nameConstraints), which Quill takes only from the issuer's spec.policy.ca.nameConstraints; remove spec.nameConstraints from the Certificate and ask the issuer's owner to set them in its policy")
 		case e.Critical:
 			return out, fmt.Errorf("the CSR has critical extension %s, which Quill does not understand and will not drop silently", e.Id)
 		default:
