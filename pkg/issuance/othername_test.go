@@ -157,7 +157,7 @@ func TestSignRefusesOtherNames(t *testing.T) {
 		}, allowed: []names.OtherName{{TypeID: names.OIDUPN, Value: "alice@a.example\x00.test"}}, wantMsg: "NUL"},
 		{name: "only-other-name-empty-subject", csr: func(t testing.TB) []byte {
 			return newCSR(t, withEmptySubject(), withDNS(), withExtension(csrSAN(t, nil, []names.OtherName{upn}, asn1.TagUTF8String)))
-		}, allowed: []names.OtherName{upn}, wantMsg: "empty subject"},
+		}, allowed: []names.OtherName{upn}, wantMsg: "empty subject and only otherName"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

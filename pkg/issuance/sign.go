@@ -229,6 +229,9 @@ func (a *Authority) Sign(req Request, opts Options) (*Issued, error) {
 		// otherNames do not count: most verifiers (crypto/x509 among them)
 		// cannot read them, and a critical subjectAltName they cannot read
 		// makes them reject the certificate outright.
+		if others, _ := names.OtherNamesOfRequest(csr); len(others) > 0 {
+			return nil, invalidf("the CSR has an empty subject and only otherName subject alternative names, which most verifiers cannot read and reject in the critical extension an empty subject needs; add a common name or a DNS name, IP address, URI or email address")
+		}
 		return nil, invalidf("the CSR has an empty subject and no subject alternative names, so the certificate would name nobody; add a common name or a DNS name, IP address, URI or email address")
 	}
 	ext, err := readCSRExtensions(csr)
