@@ -158,6 +158,18 @@ type RequestPolicy struct {
 	// +listType=atomic
 	EmailAddresses []string `json:"emailAddresses,omitempty"`
 
+	// AllowedOtherNames lists the otherName SANs (cert-manager's
+	// spec.otherNames) this issuer signs, by type-id, each with the values
+	// allowed for it. An otherName whose type-id is not listed, or whose
+	// value matches none of its patterns, is refused; with no entry (or no
+	// policy at all) every otherName is refused. Only UTF8String values are
+	// signed.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=map
+	// +listMapKey=typeID
+	AllowedOtherNames []OtherNamePolicy `json:"allowedOtherNames,omitempty"`
+
 	// CommonNames allowed in the subject besides the request's own allowed
 	// SANs (a common name equal to one of them is always accepted). "*"
 	// matches any run of characters. Unset: the common name must be one of
@@ -222,6 +234,27 @@ type RequestPolicy struct {
 	// subject has other values for a listed field, or none, is refused.
 	// +optional
 	Subject *FixedSubject `json:"subject,omitempty"`
+}
+
+// OtherNamePolicy allows otherName SANs of one type.
+type OtherNamePolicy struct {
+	// TypeID is the otherName's type-id as a dotted OID, such as
+	// 1.3.6.1.4.1.311.20.2.3 (the Microsoft UPN).
+	// +required
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:Pattern=`^[0-2](\.(0|[1-9][0-9]{0,8}))+$`
+	TypeID string `json:"typeID"`
+
+	// Values allowed for this type, as patterns: "*" matches any run of
+	// characters other than "@", "{namespace}" is the request's namespace,
+	// and matching ignores case (e.g. "*@{namespace}.example.com").
+	// +required
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=256
+	// +listType=atomic
+	Values []string `json:"values"`
 }
 
 // PolicyKeyAlgorithm is a key algorithm family or exact algorithm.

@@ -30,6 +30,9 @@ type IssuedCertificateSpec struct {
 	URIs []string `json:"uris,omitempty"`
 	// +optional
 	EmailAddresses []string `json:"emailAddresses,omitempty"`
+	// OtherNames are the certificate's otherName SANs, in order.
+	// +optional
+	OtherNames []LedgerOtherName `json:"otherNames,omitempty"`
 
 	// IsCA is true for a subordinate CA certificate.
 	// +optional
@@ -73,6 +76,14 @@ type IssuedCertificateSpec struct {
 	// of a second one.
 	// +required
 	Certificate string `json:"certificate"`
+}
+
+// LedgerOtherName is one otherName SAN of a signed certificate.
+type LedgerOtherName struct {
+	// TypeID is the dotted type-id, such as 1.3.6.1.4.1.311.20.2.3 (UPN).
+	TypeID string `json:"typeID"`
+	// Value is the UTF8String value.
+	Value string `json:"value"`
 }
 
 // LedgerIssuerRef names a Quill issuer.

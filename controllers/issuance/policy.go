@@ -52,11 +52,13 @@ type vetted struct {
 }
 
 // vet parses the request's CSR and decides it against the issuer's
-// templates and policy. Refusals come back already recorded (audit line,
+// templates and policy; requested is the duration the request asked for,
+// zero for none (requestedDuration), and opts supply the default then.
+// Refusals come back already recorded (audit line,
 // metric, event) and classified as permanent with InvalidRequest=True;
 // problems with the issuer's own templates are IssuerErrors.
 func (s *Signer) vet(ctx context.Context, cr signer.CertificateRequestObject, obj quillv1.GenericIssuer,
-	details signer.CertificateDetails, duration time.Duration,
+	details signer.CertificateDetails, requested time.Duration, opts issuance.Options,
 ) (*vetted, error) {
 	spec := obj.GetSpec()
 	// Latency is measured on the real monotonic clock: it is an
@@ -84,14 +86,15 @@ func (s *Signer) vet(ctx context.Context, cr signer.CertificateRequestObject, ob
 		}
 	}
 	v.decision, err = policy.Evaluate(spec.Policy, tmpl, policy.Request{
-		CSR:         csr,
-		Namespace:   cr.GetNamespace(),
-		Template:    name,
-		Duration:    duration,
-		IsCA:        details.IsCA,
-		MaxPathLen:  details.MaxPathLen,
-		KeyUsage:    details.KeyUsage,
-		ExtKeyUsage: details.ExtKeyUsage,
+		CSR:               csr,
+		Namespace:         cr.GetNamespace(),
+		Template:          name,
+		Duration:          effectiveDuration(requested, opts),
+		DurationDefaulted: requested == 0,
+		IsCA:              details.IsCA,
+		MaxPathLen:        details.MaxPathLen,
+		KeyUsage:          details.KeyUsage,
+		ExtKeyUsage:       details.ExtKeyUsage,
 	})
 	var denial *policy.Denial
 	switch {

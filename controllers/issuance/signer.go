@@ -206,7 +206,7 @@ func (s *Signer) Sign(ctx context.Context, cr signer.CertificateRequestObject, o
 	}
 	// Templates and policy decide before anything is signed; a refusal is
 	// final and already recorded.
-	v, err := s.vet(ctx, cr, iss, details, effectiveDuration(req.Duration, opts))
+	v, err := s.vet(ctx, cr, iss, details, req.Duration, opts)
 	if err != nil {
 		return signer.PEMBundle{}, err
 	}
@@ -214,6 +214,10 @@ func (s *Signer) Sign(ctx context.Context, cr signer.CertificateRequestObject, o
 		req.MaxPathLen = v.decision.MaxPathLen
 	}
 	req.NameConstraints = v.decision.NameConstraints
+	req.OtherNames = v.decision.OtherNames
+	if v.decision.Duration > 0 {
+		req.Duration = v.decision.Duration // no duration was asked for: policy's maximum, not the default
+	}
 	issued, err := a.Sign(req, opts)
 	if err != nil {
 		if hf := castore.HSMFault(err); hf != nil {

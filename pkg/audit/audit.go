@@ -70,6 +70,19 @@ func (r Request) keysAndValues() []any {
 		}
 		kv = append(kv, "subject", names.DescribeSubject(r.CSR.RawSubject, r.CSR.Subject), "dnsNames", r.CSR.DNSNames, "ipAddresses", ips,
 			"uris", uris, "emailAddresses", r.CSR.EmailAddresses)
+		// otherNames as "<type-id>:<value>"; a request whose otherNames do
+		// not even parse is logged with what is there, and its refusal
+		// says why.
+		if others, err := names.OtherNamesOfRequest(r.CSR); len(others) > 0 || err != nil {
+			shown := make([]string, len(others))
+			for i, o := range others {
+				shown[i] = o.String()
+			}
+			if err != nil {
+				shown = append(shown, "(unreadable)")
+			}
+			kv = append(kv, "otherNames", shown)
+		}
 	}
 	return kv
 }

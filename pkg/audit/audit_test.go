@@ -137,3 +137,29 @@ func TestAuditSubjectAsEncoded(t *testing.T) {
 		t.Errorf("audit subject = %q, want both common names", got)
 	}
 }
+
+// TestAuditOtherNames checks that an issue line lists the request's
+// otherNames, which crypto/x509 does not parse.
+func TestAuditOtherNames(t *testing.T) {
+	t.Parallel()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	oid, _ := asn1.Marshal(asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 311, 20, 2, 3})
+	value, _ := asn1.MarshalWithParams("alice@team-a.example.com", "utf8")
+	wrapped, _ := asn1.Marshal(asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: value})
+	san, _ := asn1.Marshal([]asn1.RawValue{
+		{Class: asn1.ClassContextSpecific, Tag: 2, Bytes: []byte("alice.team-a.svc")},
+		{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: append(oid, wrapped...)},
+	})
+	csrDER, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "alice"},
+		ExtraExtensions: []pkix.Extension{{Id: asn1.ObjectIdentifier{2, 5, 29, 17}, Value: san}}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, _ := x509.ParseCertificateRequest(csrDER)
+	var buf bytes.Buffer
+	jsonLogger(&buf).Deny(Request{Kind: "CertificateRequest", Namespace: "team-a", Name: "alice-1", CSR: csr}, "spec.policy.allowedOtherNames", "not allowed")
+	got, _ := lines(t, &buf)[0]["otherNames"].([]any)
+	if len(got) != 1 || got[0] != "1.3.6.1.4.1.311.20.2.3:alice@team-a.example.com" {
+		t.Errorf("audit otherNames = %v", got)
+	}
+}

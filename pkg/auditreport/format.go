@@ -48,7 +48,8 @@ type Row struct {
 	Serial  string `json:"serial"`
 	Subject string `json:"subject"`
 	// SANs are the subject alternative names, each prefixed with its type
-	// as OpenSSL prints them: "DNS:", "IP:", "URI:", "email:".
+	// as OpenSSL prints them: "DNS:", "IP:", "URI:", "email:", and
+	// "otherName:<type-id>:" before an otherName's value.
 	SANs []string `json:"sans"`
 	// Requester is the user who created the request.
 	Requester string `json:"requester"`
@@ -98,6 +99,9 @@ func RowOf(e *quillv1.IssuedCertificate) Row {
 			r.SANs = append(r.SANs, set.prefix+n)
 		}
 	}
+	for _, o := range s.OtherNames {
+		r.SANs = append(r.SANs, "otherName:"+o.TypeID+":"+o.Value)
+	}
 	if rev := e.Status.Revocation; rev != nil {
 		r.RevocationReason = string(rev.Reason)
 		r.RevokedAt = rev.RevokedAt.UTC().Format(timeLayout)
@@ -108,8 +112,8 @@ func RowOf(e *quillv1.IssuedCertificate) Row {
 
 // Record is the row's CSV record, in Columns order. The SANs share one
 // field, separated by single spaces: no SAN can contain a space (URIs
-// percent-encode it; DNS names, IP addresses and the addresses Quill signs
-// have none).
+// percent-encode it; DNS names, IP addresses, the addresses and the
+// otherName values Quill signs have none).
 func (r Row) Record() []string {
 	return []string{
 		r.Serial, r.Subject, strings.Join(r.SANs, " "), r.Requester, r.Namespace, r.RequestKind, r.Request, r.Certificate,

@@ -283,3 +283,17 @@ func TestParseSince(t *testing.T) {
 		})
 	}
 }
+
+// TestRowOtherNames checks that otherNames recorded in the ledger show in
+// the report's SANs, after the names OpenSSL prints by type.
+func TestRowOtherNames(t *testing.T) {
+	t.Parallel()
+	e := entry(root, "quill-system", 0xabd, 0, func(e *quillv1.IssuedCertificate) {
+		e.Spec.OtherNames = []quillv1.LedgerOtherName{{TypeID: "1.3.6.1.4.1.311.20.2.3", Value: "web@team-a.example.com"}}
+	})
+	got := RowOf(e).Record()[2]
+	want := "DNS:web.team-a.svc IP:10.0.0.1 URI:spiffe://cluster.local/ns/team-a/sa/web email:ops@example.test otherName:1.3.6.1.4.1.311.20.2.3:web@team-a.example.com"
+	if got != want {
+		t.Errorf("sans = %q; want %q", got, want)
+	}
+}

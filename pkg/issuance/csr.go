@@ -132,7 +132,10 @@ func readCSRExtensions(csr *x509.CertificateRequest) (csrExtensions, error) {
 		case e.Id.Equal(oidExtSubjectKeyID):
 			// The CA computes its own identifier; the requester's has no say.
 		case e.Id.Equal(oidExtNameConstraints):
-			return out, errors.New("the CSR asks for name constraints, which Quill does not issue yet; remove spec.nameConstraints")
+			// Quill writes a CA's name constraints from the issuer's policy
+			// alone; a requester's own would need intersecting with them,
+			// and dropping them would leave the CA wider than asked.
+			return out, errors.New("the CSR asks for name constraints (a Certificate's spec.nameConstraints), which Quill takes only from the issuer's spec.policy.ca.nameConstraints; remove spec.nameConstraints from the Certificate and ask the issuer's owner to set them in its policy")
 		case e.Critical:
 			return out, fmt.Errorf("the CSR has critical extension %s, which Quill does not understand and will not drop silently", e.Id)
 		default:
@@ -170,9 +173,10 @@ var sanTag = map[int]string{
 }
 
 // checkSANKinds refuses subject alternative names other than DNS names,
-// email addresses, URIs and IP addresses. Go parses only those four and
-// would drop the rest without a word; a CA must not issue a certificate
-// naming less than was asked without saying so.
+// email addresses, URIs, IP addresses and otherNames. Go parses only the
+// first four and would drop the rest without a word; a CA must not issue a
+// certificate naming less than was asked without saying so. otherNames
+// are read by names.OtherNamesOfRequest and signed by subjectAltName.
 func checkSANKinds(der []byte) error {
 	var seq asn1.RawValue
 	if err := unmarshalExact(der, &seq); err != nil {
@@ -191,13 +195,13 @@ func checkSANKinds(der []byte) error {
 			return errors.New("the CSR's subjectAltName extension holds a value that is not a GeneralName")
 		}
 		switch name.Tag {
-		case 1, 2, 6, 7:
+		case sanOtherName, sanEmail, sanDNS, sanURI, sanIP:
 		default:
 			kind, ok := sanTag[name.Tag]
 			if !ok {
 				kind = fmt.Sprintf("[%d]", name.Tag)
 			}
-			return fmt.Errorf("the CSR asks for a %s subject alternative name; Quill issues only DNS names, IP addresses, URIs and email addresses", kind)
+			return fmt.Errorf("the CSR asks for a %s subject alternative name; Quill issues only DNS names, IP addresses, URIs, email addresses and otherNames", kind)
 		}
 	}
 	return nil

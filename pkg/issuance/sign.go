@@ -1,6 +1,7 @@
 package issuance
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/x509"
 	"errors"
@@ -10,6 +11,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/quill-pki/quill/pkg/names"
 )
 
 const (
@@ -47,6 +50,10 @@ type Request struct {
 	// certificate; issuance policy decides them, never the requester. Only
 	// valid with IsCA.
 	NameConstraints *NameConstraints
+	// OtherNames are the CSR's otherName SANs that issuance policy allowed.
+	// Sign refuses a CSR carrying an otherName not listed here, so that a
+	// caller that never consulted policy cannot sign one by accident.
+	OtherNames []names.OtherName
 }
 
 // NameConstraints are the permitted and excluded subtrees of an X.509 name
@@ -184,8 +191,9 @@ type Issued struct {
 // Sign validates req against the rules of this CA and signs it.
 //
 // The certificate takes the CSR's subject exactly as encoded (so
-// cert-manager's literal subjects survive) and its DNS, IP, URI and email
-// names; usages, CA flag and duration come from req; CRL, OCSP and AIA URLs
+// cert-manager's literal subjects survive) and its DNS, IP, URI, email and
+// otherName names (otherNames only as req.OtherNames allows; see
+// subjectAltName for the encoding); usages, CA flag and duration come from req; CRL, OCSP and AIA URLs
 // from opts. It is valid from opts.Now truncated to the second (no
 // backdating: requesters are pods in the same cluster, and a backdated
 // certificate could start before its CA) for the requested duration,
@@ -218,11 +226,21 @@ func (a *Authority) Sign(req Request, opts Options) (*Issued, error) {
 		return nil, invalidf("the CSR's public key is not accepted: %w", err)
 	}
 	if !hasNames(csr) {
+		// otherNames do not count: most verifiers (crypto/x509 among them)
+		// cannot read them, and a critical subjectAltName they cannot read
+		// makes them reject the certificate outright.
+		if others, _ := names.OtherNamesOfRequest(csr); len(others) > 0 {
+			return nil, invalidf("the CSR has an empty subject and only otherName subject alternative names, which most verifiers cannot read and reject in the critical extension an empty subject needs; add a common name or a DNS name, IP address, URI or email address")
+		}
 		return nil, invalidf("the CSR has an empty subject and no subject alternative names, so the certificate would name nobody; add a common name or a DNS name, IP address, URI or email address")
 	}
 	ext, err := readCSRExtensions(csr)
 	if err != nil {
 		return nil, invalidf("%w", err)
+	}
+	others, err := requestOtherNames(csr, req.OtherNames)
+	if err != nil {
+		return nil, err
 	}
 	usages, err := resolveUsages(req, ext, alg)
 	if err != nil {
@@ -275,6 +293,15 @@ func (a *Authority) Sign(req Request, opts Options) (*Issued, error) {
 	if opts.MustStaple {
 		template.ExtraExtensions = append(template.ExtraExtensions, mustStapleExtension)
 	}
+	if len(others) > 0 {
+		// crypto/x509 cannot encode otherNames; with this extension in
+		// ExtraExtensions it writes no subjectAltName of its own.
+		san, err := subjectAltName(csr.DNSNames, csr.EmailAddresses, csr.IPAddresses, csr.URIs, others, bytes.Equal(csr.RawSubject, emptySubject))
+		if err != nil {
+			return nil, err
+		}
+		template.ExtraExtensions = append(template.ExtraExtensions, san)
+	}
 	if nc := req.NameConstraints; nc != nil {
 		template.PermittedDNSDomainsCritical = true
 		template.PermittedDNSDomains, template.ExcludedDNSDomains = nc.PermittedDNSDomains, nc.ExcludedDNSDomains
@@ -287,6 +314,9 @@ func (a *Authority) Sign(req Request, opts Options) (*Issued, error) {
 	}
 	cert, fitNotes, err := issue(a, nil, certRequest{tmpl: template, spki: spki, pub: csr.PublicKey, now: now, rsaPSS: opts.RSAPSS, rand: opts.rand()})
 	if err != nil {
+		return nil, err
+	}
+	if err := sameOtherNames(cert, others); err != nil {
 		return nil, err
 	}
 

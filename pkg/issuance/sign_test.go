@@ -169,9 +169,15 @@ func TestSignRejectsInvalidRequests(t *testing.T) {
 		{name: "rsa-1024", req: func(t testing.TB) Request { return leafUsages(newCSR(t, withKeyAlg(rsa1024))) }, wantMsg: []string{"RSA-1024", "too weak", "2048 to 8192"}},
 		{name: "ecdsa-p224", req: func(t testing.TB) Request { return leafUsages(newCSR(t, withKeyAlg(ecdsaP224))) }, wantMsg: []string{"ECDSA-P224", "P-256, P-384 or P-521"}},
 		{name: "empty-subject-no-sans", req: func(t testing.TB) Request { return leafUsages(newCSR(t, withEmptySubject(), withDNS())) }, wantMsg: []string{"empty subject and no subject alternative names"}},
-		{name: "other-name-san", req: func(t testing.TB) Request {
+		{name: "other-name-without-value", req: func(t testing.TB) Request {
 			return leafUsages(newCSR(t, withDNS(), withExtension(otherNameSAN)))
-		}, wantMsg: []string{"otherName subject alternative name"}},
+		}, wantMsg: []string{"otherName", "[0] EXPLICIT value"}},
+		{name: "x400-address-san", req: func(t testing.TB) Request {
+			ext := pkix.Extension{Id: oidExtSubjectAltName, Value: mustMarshal(t, []asn1.RawValue{
+				{Class: asn1.ClassContextSpecific, Tag: 3, IsCompound: true, Bytes: []byte{0x30, 0x00}},
+			})}
+			return leafUsages(newCSR(t, withDNS(), withExtension(ext)))
+		}, wantMsg: []string{"x400Address subject alternative name"}},
 		{name: "name-constraints-in-csr", req: func(t testing.TB) Request {
 			ext := pkix.Extension{Id: oidExtNameConstraints, Critical: true, Value: []byte{0x30, 0x00}}
 			return Request{CSR: newCSR(t, withExtension(ext)), IsCA: true}

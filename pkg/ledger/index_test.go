@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math/big"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -316,5 +317,44 @@ func TestNewEntryRecordsEverySubjectAttribute(t *testing.T) {
 	}
 	if !strings.Contains(e.Spec.Subject, "CN=admin") || !strings.Contains(e.Spec.Subject, "CN=team-a-app") {
 		t.Errorf("ledger subject = %q, want both common names", e.Spec.Subject)
+	}
+}
+
+// upnSAN is a subjectAltName with one DNS name and one UPN, encoded as
+// cert-manager encodes otherNames.
+func upnSAN(t *testing.T, dnsName, upn string) pkix.Extension {
+	t.Helper()
+	oid, _ := asn1.Marshal(asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 311, 20, 2, 3})
+	value, _ := asn1.MarshalWithParams(upn, "utf8")
+	wrapped, _ := asn1.Marshal(asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: value})
+	der, err := asn1.Marshal([]asn1.RawValue{
+		{Class: asn1.ClassContextSpecific, Tag: 2, Bytes: []byte(dnsName)},
+		{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: append(oid, wrapped...)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pkix.Extension{Id: asn1.ObjectIdentifier{2, 5, 29, 17}, Value: der}
+}
+
+// TestNewEntryRecordsOtherNames checks that the ledger records the
+// otherNames crypto/x509 does not parse, beside the names it does.
+func TestNewEntryRecordsOtherNames(t *testing.T) {
+	t.Parallel()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(0x30), Subject: pkix.Name{CommonName: "alice"}, NotBefore: t0, NotAfter: t0.Add(time.Hour),
+		ExtraExtensions: []pkix.Extension{upnSAN(t, "alice.team-a.svc", "alice@team-a.example.com")}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	e, err := NewEntry(issuerB, "quill-system", cert, t0, Origin{Kind: "CertificateRequest", Namespace: "team-a", Name: "r"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []quillv1.LedgerOtherName{{TypeID: "1.3.6.1.4.1.311.20.2.3", Value: "alice@team-a.example.com"}}
+	if !slices.Equal(e.Spec.OtherNames, want) || !slices.Equal(e.Spec.DNSNames, []string{"alice.team-a.svc"}) {
+		t.Errorf("ledger names: otherNames %v, DNS %v; want %v and the DNS name", e.Spec.OtherNames, e.Spec.DNSNames, want)
 	}
 }

@@ -124,6 +124,15 @@ func NewEntry(k quillv1.IssuerID, homeNamespace string, cert *x509.Certificate, 
 	for _, u := range cert.URIs {
 		e.Spec.URIs = append(e.Spec.URIs, u.String())
 	}
+	// crypto/x509 drops otherNames; Quill signs them (pkg/issuance), so it
+	// reads them back from the certificate itself.
+	others, err := names.OtherNamesOfCertificate(cert)
+	if err != nil {
+		return nil, fmt.Errorf("ledger record: %w", err)
+	}
+	for _, o := range others {
+		e.Spec.OtherNames = append(e.Spec.OtherNames, quillv1.LedgerOtherName{TypeID: o.TypeID.String(), Value: o.Value})
+	}
 	return e, nil
 }
 

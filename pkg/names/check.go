@@ -8,20 +8,38 @@ import (
 	"net/url"
 )
 
-// Check judges every name a CSR asks for: its DNS, IP, URI and email
-// SANs, and every attribute of its subject (every common name, every
-// emailAddress, every other value; see the package doc). It returns the
+// Check judges every name a CSR asks for: its DNS, IP, URI, email and
+// otherName SANs, and every attribute of its subject (every common name,
+// every emailAddress, every other value; see the package doc). It returns the
 // first refusal, an *Error, or a ParseSubject error for a subject that
 // does not read back. The controller calls it once, before policy and
 // signing, on the CSR those will use.
 func Check(csr *x509.CertificateRequest) error {
+	if err := checkOtherNames(OtherNamesOfRequest(csr)); err != nil {
+		return err
+	}
 	return check(csr.RawSubject, csr.Subject, csr.DNSNames, csr.IPAddresses, csr.URIs, csr.EmailAddresses)
 }
 
 // CheckCertificate is Check for a signed certificate, so that what was
 // signed can be re-checked from the certificate alone.
 func CheckCertificate(cert *x509.Certificate) error {
+	if err := checkOtherNames(OtherNamesOfCertificate(cert)); err != nil {
+		return err
+	}
 	return check(cert.RawSubject, cert.Subject, cert.DNSNames, cert.IPAddresses, cert.URIs, cert.EmailAddresses)
+}
+
+func checkOtherNames(others []OtherName, err error) error {
+	if err != nil {
+		return err
+	}
+	for _, o := range others {
+		if err := OtherNameSAN(o); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func check(rawSubject []byte, subject pkix.Name, dns []string, ips []net.IP, uris []*url.URL, emails []string) error {

@@ -1,6 +1,6 @@
 // Package names checks the syntax of every name a certificate Quill signs
 // can carry, once, before policy and signing: DNS names, IP addresses,
-// URIs and email addresses in the subject alternative names, and the
+// URIs, email addresses and otherNames in the subject alternative names, and the
 // common names and email addresses in the subject. Policy matches names
 // against patterns; a pattern such as "**.{namespace}.svc" only means what
 // it says when the name is a host name, so everything that is not one is
@@ -8,8 +8,10 @@
 //
 // It is pure: no API server, no clock, no network. Check judges a parsed
 // CSR, CheckCertificate a signed certificate (to re-check what was signed
-// from the certificate alone); DNSName, HostName, IP, IPString, URI, Email
-// and CommonName judge one value each.
+// from the certificate alone); DNSName, HostName, IP, IPString, URI, Email,
+// OtherNameSAN and CommonName judge one value each. crypto/x509 drops
+// otherNames, so OtherNamesOfRequest and OtherNamesOfCertificate read them
+// from the subjectAltName extension.
 //
 // # Error contract
 //
@@ -51,6 +53,16 @@
 //   - Email addresses are RFC 5322 addr-specs with a dot-atom local part
 //     (no quoted strings, no display names, no comments) of at most 64
 //     octets and a DNS name as domain.
+//   - otherNames carry a UTF8String value (cert-manager's utf8Value); any
+//     other value type is refused, since Quill could neither judge nor
+//     re-encode it. The type-id is a valid object identifier (first arc 0
+//     to 2, at most 32 arcs of at most nine digits). The value is valid
+//     UTF-8 of 1 to 256 octets without control, format or space
+//     characters: spaces separate names in the audit report, and the rest
+//     would let a log line or a C string read the value differently. A UPN
+//     (1.3.6.1.4.1.311.20.2.3) must read as user@domain: one "@", a user
+//     part without the characters Active Directory refuses there, and a
+//     domain that is a valid DNS name.
 //   - Subject attribute values are strings without control or Unicode
 //     format characters (bidirectional overrides, zero-width characters)
 //     and without "/": OpenSSL's one-line subject rendering, still read by

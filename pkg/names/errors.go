@@ -20,6 +20,7 @@ const (
 	KindEmail        = "email address"
 	KindCommonName   = "common name"
 	KindSubjectValue = "subject attribute"
+	KindOtherName    = "otherName"
 )
 
 // Error is the refusal of one name.

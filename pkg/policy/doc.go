@@ -11,7 +11,15 @@
 // such as "**.{namespace}.svc" only means what it says on host names. The
 // subject is judged as encoded, attribute by attribute (every common name,
 // every emailAddress, every attribute the policy does not know), never
-// through pkix.Name, which keeps only the last common name.
+// through pkix.Name, which keeps only the last common name. otherNames
+// (a UPN, say) are signed only when spec.policy.allowedOtherNames lists
+// their type-id with a matching value, never without a policy; the allowed
+// ones are the Decision's OtherNames, which issuance.Sign requires.
+//
+// A request that asked for no duration is issued for the lowest
+// maxDuration of template and policy when the issuer's default is longer
+// (Decision.Duration, with a note); an explicit duration over a maximum is
+// refused, never shortened.
 //
 // Nothing here is switched silently. A request that does not fit its
 // template is refused, never signed under another template or with other

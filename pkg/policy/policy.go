@@ -24,6 +24,7 @@ const (
 	RuleIPRanges      = "spec.policy.ipRanges"
 	RuleURIs          = "spec.policy.uris"
 	RuleEmails        = "spec.policy.emailAddresses"
+	RuleOtherNames    = "spec.policy.allowedOtherNames"
 	RuleCommonNames   = "spec.policy.commonNames"
 	RuleMinDuration   = "spec.policy.minDuration"
 	RuleMaxDuration   = "spec.policy.maxDuration"
@@ -54,6 +55,12 @@ type Request struct {
 	// Duration is the lifetime that will be issued before any clamping to
 	// the CA's expiry: the requested one, or the issuer's default.
 	Duration time.Duration
+	// DurationDefaulted says that Duration is the issuer's default because
+	// the request asked for none (a Certificate without spec.duration, a
+	// Kubernetes CSR without expirationSeconds). A maxDuration of the
+	// policy or the template then lowers it (Decision.Duration) instead
+	// of refusing: the requester asked for nothing to be refused.
+	DurationDefaulted bool
 	// IsCA, MaxPathLen, KeyUsage and ExtKeyUsage are the request's, as
 	// cert-manager or the CSR API computed them.
 	IsCA        bool
@@ -75,6 +82,14 @@ type Decision struct {
 	MaxPathLen *int
 	// NameConstraints to write into a CA certificate.
 	NameConstraints *issuance.NameConstraints
+	// Duration, when not zero, is the lifetime to issue instead of the
+	// issuer's default: the lowest maxDuration of the template and the
+	// policy, for a request that asked for no duration.
+	Duration time.Duration
+	// OtherNames are the CSR's otherName SANs, each allowed by
+	// spec.policy.allowedOtherNames; the controller passes them to
+	// issuance.Request.OtherNames, without which none is signed.
+	OtherNames []names.OtherName
 	// Notes say what was added, for the IssuanceAdjusted event.
 	Notes []string
 }
@@ -123,6 +138,7 @@ func Validate(p *quillv1.RequestPolicy) error {
 			errs = append(errs, err)
 		}
 	}
+	errs = append(errs, validateOtherNames(p.AllowedOtherNames))
 	return errors.Join(errs...)
 }
 
@@ -143,7 +159,11 @@ func ValidateTemplate(t Template) error {
 // RuleNameSyntax. With a policy, every attribute of the subject as encoded
 // is judged: each common name, each emailAddress, and every other
 // attribute, which must be one a cert-manager subject can set or be
-// allow-listed (checkSubjectNames).
+// allow-listed (checkSubjectNames). otherNames are refused unless
+// allowedOtherNames allows them, also when there is no policy at all:
+// unlike DNS names, they were never signed before that field existed, and
+// they name accounts (a UPN is a Windows logon), so signing one is always
+// a decision someone wrote down.
 func Evaluate(p *quillv1.RequestPolicy, tmpl *Template, req Request) (Decision, error) {
 	var dec Decision
 	if req.CSR == nil {
@@ -158,6 +178,9 @@ func Evaluate(p *quillv1.RequestPolicy, tmpl *Template, req Request) (Decision, 
 		if err := checkTemplate(tmpl, req, &dec); err != nil {
 			return Decision{}, err
 		}
+	}
+	if err := checkOtherNames(p, req, &dec); err != nil {
+		return Decision{}, err
 	}
 	if p == nil {
 		return dec, nil
@@ -223,7 +246,9 @@ func checkTemplate(t *Template, req Request, dec *Decision) error {
 			dec.Notes = append(dec.Notes, fmt.Sprintf("path length constraint %d set by template %q", *m, t.Name))
 		}
 	}
-	if m := t.Spec.MaxDuration; m != nil && req.Duration > m.Duration {
+	if m := t.Spec.MaxDuration; m != nil && req.Duration > m.Duration && req.DurationDefaulted {
+		lowerDuration(dec, m.Duration, fmt.Sprintf("template %q's maxDuration", t.Name))
+	} else if m != nil && req.Duration > m.Duration {
 		return deny(rule(RuleTemplateMaxDuration), "template %q allows at most %s; the request asks for %s", t.Name, m.Duration, req.Duration)
 	}
 	return nil
@@ -265,14 +290,37 @@ func checkKey(p *quillv1.RequestPolicy, req Request, _ *Decision) error {
 	return nil
 }
 
-func checkDuration(p *quillv1.RequestPolicy, req Request, _ *Decision) error {
-	if m := p.MinDuration; m != nil && req.Duration < m.Duration {
-		return deny(RuleMinDuration, "duration %s is below the minimum of %s", req.Duration, m.Duration)
+func checkDuration(p *quillv1.RequestPolicy, req Request, dec *Decision) error {
+	d := req.Duration
+	if dec.Duration > 0 {
+		d = dec.Duration
 	}
-	if m := p.MaxDuration; m != nil && req.Duration > m.Duration {
-		return deny(RuleMaxDuration, "duration %s exceeds the maximum of %s", req.Duration, m.Duration)
+	if m := p.MaxDuration; m != nil && d > m.Duration {
+		if !req.DurationDefaulted {
+			return deny(RuleMaxDuration, "duration %s exceeds the maximum of %s", d, m.Duration)
+		}
+		lowerDuration(dec, m.Duration, RuleMaxDuration)
+		d = m.Duration
+	}
+	if m := p.MinDuration; m != nil && d < m.Duration {
+		what := "duration"
+		if req.DurationDefaulted {
+			what = "the default duration"
+		}
+		return deny(RuleMinDuration, "%s %s is below the minimum of %s", what, d, m.Duration)
 	}
 	return nil
+}
+
+// lowerDuration issues a request that asked for no duration for max
+// instead of the issuer's longer default, and says so in a note. The
+// lowest maximum wins.
+func lowerDuration(dec *Decision, max time.Duration, by string) {
+	if dec.Duration > 0 && dec.Duration <= max {
+		return
+	}
+	dec.Duration = max
+	dec.Notes = append(dec.Notes, fmt.Sprintf("no duration was requested: issued for %s, the maximum of %s, instead of the issuer's longer default", issuance.HumanDuration(max), by))
 }
 
 func checkNames(p *quillv1.RequestPolicy, req Request, _ *Decision) error {
