@@ -85,7 +85,7 @@ func (s *Signer) vet(ctx context.Context, cr signer.CertificateRequestObject, ob
 	}
 	v.decision, err = policy.Evaluate(spec.Policy, tmpl, policy.Request{
 		CSR:         csr,
-		Namespace:   cr.GetNamespace(),
+		Namespace:   policyNamespace(cr, obj),
 		Template:    name,
 		Duration:    duration,
 		IsCA:        details.IsCA,
