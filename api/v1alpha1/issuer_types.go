@@ -838,7 +838,7 @@ const (
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="CAValid")].reason`
 // +kubebuilder:printcolumn:name="State",type=string,JSONPath=`.spec.state`
 // +kubebuilder:printcolumn:name="CA",type=string,JSONPath=`.status.ca.subject`
-// +kubebuilder:printcolumn:name="CA Expiry",type=date,JSONPath=`.status.ca.notAfter`
+// +kubebuilder:printcolumn:name="CA Expiry",type=string,JSONPath=`.status.ca.notAfter`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 
 // QuillIssuer signs cert-manager CertificateRequests and Kubernetes
@@ -870,7 +870,7 @@ type QuillIssuerList struct {
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="CAValid")].reason`
 // +kubebuilder:printcolumn:name="State",type=string,JSONPath=`.spec.state`
 // +kubebuilder:printcolumn:name="CA",type=string,JSONPath=`.status.ca.subject`
-// +kubebuilder:printcolumn:name="CA Expiry",type=date,JSONPath=`.status.ca.notAfter`
+// +kubebuilder:printcolumn:name="CA Expiry",type=string,JSONPath=`.status.ca.notAfter`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 
 // QuillClusterIssuer signs requests from every namespace; it reads Secrets

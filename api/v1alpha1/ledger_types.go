@@ -162,7 +162,7 @@ type RevocationRecord struct {
 // +kubebuilder:printcolumn:name="Issuer",type=string,JSONPath=`.spec.issuerRef.name`
 // +kubebuilder:printcolumn:name="Serial",type=string,JSONPath=`.spec.serialNumber`
 // +kubebuilder:printcolumn:name="Subject",type=string,JSONPath=`.spec.subject`
-// +kubebuilder:printcolumn:name="Not After",type=date,JSONPath=`.spec.notAfter`
+// +kubebuilder:printcolumn:name="Not After",type=string,JSONPath=`.spec.notAfter`
 // +kubebuilder:printcolumn:name="Revoked",type=string,JSONPath=`.status.revocation.reason`
 // +kubebuilder:printcolumn:name="Origin",type=string,priority=1,JSONPath=`.spec.origin.name`
 // +kubebuilder:printcolumn:name="Requester",type=string,priority=1,JSONPath=`.spec.requester`

@@ -73,6 +73,7 @@ type TemplateSpec struct {
 	// IsCA: the template issues CA certificates (isCA: true on the
 	// Certificate), and only those.
 	// +optional
+	// +kubebuilder:default=false
 	IsCA bool `json:"isCA,omitempty"`
 
 	// MaxPathLen is the pathLenConstraint of the CA certificates the

@@ -87,7 +87,7 @@ func (s *Signer) vet(ctx context.Context, cr signer.CertificateRequestObject, ob
 	}
 	v.decision, err = policy.Evaluate(spec.Policy, tmpl, policy.Request{
 		CSR:               csr,
-		Namespace:         cr.GetNamespace(),
+		Namespace:         policyNamespace(cr, obj),
 		Template:          name,
 		Duration:          effectiveDuration(requested, opts),
 		DurationDefaulted: requested == 0,

@@ -6,9 +6,11 @@ import (
 
 	issuerapi "github.com/cert-manager/issuer-lib/api/v1alpha1"
 	"github.com/cert-manager/issuer-lib/controllers"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
@@ -31,7 +33,9 @@ import (
 // Config is what the issuance controllers need beside the Signer.
 type Config struct {
 	// MaxRetryDuration is how long a request whose signing keeps failing
-	// with a retryable error stays Pending before it is marked Failed.
+	// with a retryable error stays Pending before it is marked Failed; an
+	// approved Kubernetes CSR also waits at most this long for its issuer
+	// to exist and be Ready.
 	MaxRetryDuration time.Duration
 	// MaxConcurrentReconciles of the issuer reconcilers.
 	MaxConcurrentReconciles int
@@ -45,11 +49,27 @@ type Config struct {
 	Recorder events.EventRecorder
 }
 
-// Setup registers issuer-lib's issuer and request reconcilers, with s's
-// Check and Sign, and the reconciler that finishes denied requests.
+// Setup registers issuer-lib's issuer and CertificateRequest reconcilers,
+// with s's Check and Sign, the reconciler that finishes denied requests,
+// and Quill's own reconciler of Kubernetes CSRs (csrReconciler), which
+// replaces issuer-lib's: it serves QuillIssuer signer names too, and fails
+// what it will not sign instead of leaving it silent.
 func (s *Signer) Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
 	if err := (&deniedReconciler{client: mgr.GetClient(), clock: cfg.Clock, recorder: cfg.Recorder}).setup(mgr); err != nil {
 		return err
+	}
+	opts := controller.Options{MaxConcurrentReconciles: cfg.MaxConcurrentReconciles}
+	// recheck wakes issuer-lib's issuer reconciler, whose health check
+	// then decides whether the issuer is still Ready; issuer-lib's own
+	// channel for this serves only its own request reconcilers.
+	recheck := issuers.NewTrigger(func(quillv1.IssuerID) time.Duration { return 0 })
+	if !cfg.DisableKubernetesCSRs {
+		if err := (&csrReconciler{
+			client: mgr.GetClient(), sign: s.Sign, recheck: recheck.Fire, audit: s.Audit,
+			clock: cfg.Clock, recorder: cfg.Recorder, maxWait: cfg.MaxRetryDuration,
+		}).setup(mgr, opts); err != nil {
+			return err
+		}
 	}
 	return (&controllers.CombinedController{
 		IssuerTypes:                    []issuerapi.Issuer{&quillv1.QuillIssuer{}},
@@ -61,8 +81,13 @@ func (s *Signer) Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error 
 		EventRecorder:                  cfg.Recorder,
 		Clock:                          cfg.Clock,
 		SetCAOnCertificateRequest:      true,
-		DisableKubernetesCSRController: cfg.DisableKubernetesCSRs,
-		PreSetupWithManager:            cfg.Secrets.Add,
-		ControllerOptions:              controller.Options{MaxConcurrentReconciles: cfg.MaxConcurrentReconciles},
+		DisableKubernetesCSRController: true, // csrReconciler signs Kubernetes CSRs
+		PreSetupWithManager: func(ctx context.Context, gvk schema.GroupVersionKind, mgr ctrl.Manager, b *builder.Builder) error {
+			if kind := (quillv1.IssuerID{Kind: gvk.Kind}).NewObject(); gvk.Group == quillv1.GroupVersion.Group && kind != nil {
+				b.WatchesRawSource(recheck.Source(kind))
+			}
+			return cfg.Secrets.Add(ctx, gvk, mgr, b)
+		},
+		ControllerOptions: opts,
 	}).SetupWithManager(ctx, mgr)
 }
