@@ -36,6 +36,11 @@ import (
 // names them for a release called cert-manager.
 const webhookName = "cert-manager-webhook"
 
+// DisableValidationLabel, set to "true" on a namespace, turns cert-manager's
+// validating webhook off there, as cert-manager's chart configures it by
+// default; the requester is still recorded.
+const DisableValidationLabel = "cert-manager.io/disable-validation"
+
 // webhookReadyTimeout bounds the start of the webhook: the process, its TLS
 // listener, and the API server's first successful call to it.
 const webhookReadyTimeout = time.Minute
@@ -118,6 +123,12 @@ func (e *Env) registerWebhook(ctx context.Context, url string, caPEM []byte) err
 		ObjectMeta: metav1.ObjectMeta{Name: webhookName},
 		Webhooks: []admissionregistrationv1.ValidatingWebhook{{
 			Name: "webhook.cert-manager.io",
+			// The chart's default: an administrator may turn validation
+			// off for a namespace, so what cert-manager would refuse can
+			// still reach an issuer there.
+			NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+				Key: DisableValidationLabel, Operator: metav1.LabelSelectorOpNotIn, Values: []string{"true"},
+			}}},
 			Rules: []admissionregistrationv1.RuleWithOperations{{
 				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
 				Rule: admissionregistrationv1.Rule{
