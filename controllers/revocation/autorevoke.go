@@ -46,7 +46,8 @@ type lifecycleReconciler struct {
 	// certManagerUsername is the requester of the CertificateRequests
 	// cert-manager's controller creates; see supersedes.
 	certManagerUsername string
-	// recorder reports on the issuer why a renewal revoked nothing.
+	// recorder reports on the issuer why a renewal revoked nothing; nil
+	// reports nothing.
 	recorder events.EventRecorder
 }
 
@@ -151,8 +152,10 @@ func (r *lifecycleReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 					return
 				}
 				log.Info("not revoking superseded certificates", "why", doubt)
-				r.recorder.Eventf(obj, nil, corev1.EventTypeWarning, reasonSupersessionUnverified, "RevokeSuperseded",
-					"not revoking the certificates of Certificate %s/%s as superseded: %s", namespace, name, doubt)
+				if r.recorder != nil {
+					r.recorder.Eventf(obj, nil, corev1.EventTypeWarning, reasonSupersessionUnverified, "RevokeSuperseded",
+						"not revoking the certificates of Certificate %s/%s as superseded: %s", namespace, name, doubt)
+				}
 				return
 			}
 			for _, rec := range live[:len(live)-1] {
