@@ -46,6 +46,10 @@ import (
 // controllers write.
 const FieldOwner = issuers.FieldOwner
 
+// DefaultCertManagerUsername is the user cert-manager's controller runs as in
+// a default installation: the service account of its Helm chart.
+const DefaultCertManagerUsername = "system:serviceaccount:cert-manager:cert-manager"
+
 // Options configure the controllers; cmd/controller fills them from flags.
 type Options struct {
 	// ClusterResourceNamespace is the only namespace QuillClusterIssuers
@@ -83,6 +87,11 @@ type Options struct {
 	// with controller-runtime's registry, served on the manager's metrics
 	// endpoint.
 	Metrics *metrics.Metrics
+	// CertManagerUsername is the requester (spec.username, as cert-manager's
+	// webhook records it) of the CertificateRequests cert-manager's
+	// controller creates; only those are taken to belong to a Certificate.
+	// Empty means DefaultCertManagerUsername.
+	CertManagerUsername string
 }
 
 // Setup registers Quill's controllers with mgr. The ledger index and the
@@ -97,6 +106,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		if err := opts.Metrics.Register(crmetrics.Registry); err != nil {
 			return err
 		}
+	}
+	if opts.CertManagerUsername == "" {
+		opts.CertManagerUsername = DefaultCertManagerUsername
 	}
 	if opts.AuditLog.GetSink() == nil {
 		opts.AuditLog = mgr.GetLogger().WithName("audit")
@@ -132,7 +144,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		FieldOwner:               FieldOwner + "/ca-status",
 		Clock:                    opts.Clock,
 		Recorder:                 recorder,
-		Ledger:                   &issuance.Ledger{Index: index, Writer: mgr.GetClient(), Reader: mgr.GetAPIReader()},
+		Ledger:                   &issuance.Ledger{Index: index, Writer: mgr.GetClient(), Reader: mgr.GetAPIReader(), CertManagerUsername: opts.CertManagerUsername},
 		RevocationBaseURL:        opts.RevocationBaseURL,
 		Templates:                mgr.GetClient(),
 		Metrics:                  opts.Metrics,
@@ -143,6 +155,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if err := revocation.Setup(mgr, revocation.Config{
 		Index: index, Store: store, ClusterResourceNamespace: opts.ClusterResourceNamespace, BaseURL: opts.RevocationBaseURL,
 		Clock: opts.Clock, Recorder: recorder, Metrics: opts.Metrics, Audit: auditLog,
+		CertManagerUsername: opts.CertManagerUsername,
 	}); err != nil {
 		return err
 	}

@@ -52,6 +52,7 @@ func run() error {
 		burst          int
 		revAddr        string
 		revBaseURL     string
+		cmUsername     string
 	)
 	// --kubeconfig is registered by controller-runtime's config package.
 	flag.StringVar(&clusterNS, "cluster-resource-namespace", "quill-system",
@@ -69,6 +70,8 @@ func run() error {
 	flag.StringVar(&revAddr, "revocation-bind-address", ":8082", "address of the CRL and OCSP HTTP endpoint, served by every replica; 0 disables it")
 	flag.StringVar(&revBaseURL, "revocation-base-url", "",
 		"URL at which clients reach the CRL/OCSP endpoint (e.g. http://quill.quill-system.svc:8082); embedded in certificates of issuers that set no URLs of their own")
+	flag.StringVar(&cmUsername, "cert-manager-username", controllers.DefaultCertManagerUsername,
+		"the user cert-manager's controller authenticates as: only CertificateRequests it created (spec.username, recorded by cert-manager's webhook) count as a Certificate's, for revocation of superseded and deleted Certificates' certificates")
 	modules := map[string]string{}
 	flag.Func("pkcs11-module", "allow a PKCS#11 library for spec.ca.pkcs11.module, as name=/absolute/path.so (repeatable)", func(v string) error {
 		name, path, ok := strings.Cut(v, "=")
@@ -153,6 +156,7 @@ func run() error {
 		RevocationBindAddress:    revAddr,
 		RevocationTLSConfig:      revTLS,
 		RevocationBaseURL:        strings.TrimSuffix(revBaseURL, "/"),
+		CertManagerUsername:      cmUsername,
 	}); err != nil {
 		return fmt.Errorf("setting up controllers: %w", err)
 	}

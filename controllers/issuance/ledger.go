@@ -12,7 +12,9 @@ import (
 	"github.com/cert-manager/issuer-lib/controllers/signer"
 	certificatesv1 "k8s.io/api/certificates/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -35,6 +37,11 @@ type Ledger struct {
 	// Reader reads a record straight from the API server when a retried
 	// request needs the certificate already signed for it.
 	Reader client.Reader
+	// CertManagerUsername is the requester of the CertificateRequests
+	// cert-manager's controller creates. Only their Certificate is recorded
+	// (origin.certificate), because the automatic revocation rules and
+	// revocation by Certificate name act on it.
+	CertManagerUsername string
 
 	// unsure holds, by request UID, the record whose creation failed
 	// without saying whether it happened (a timeout, a lost reply): the
@@ -85,7 +92,7 @@ func (l *Ledger) recall(ctx context.Context, k quillv1.IssuerID, cr signer.Certi
 // error means the certificate must be discarded: it was never published, so
 // the ledger still knows every certificate in circulation.
 func (l *Ledger) record(ctx context.Context, k quillv1.IssuerID, homeNamespace string, cert *x509.Certificate, issuedAt time.Time, cr signer.CertificateRequestObject, template string) error {
-	origin := originOf(cr)
+	origin := originOf(cr, l.CertManagerUsername)
 	origin.Template = template
 	e, err := ledger.NewEntry(k, homeNamespace, cert, issuedAt, origin)
 	if err != nil {
@@ -129,8 +136,14 @@ func (l *Ledger) resolve(uid types.UID) {
 	delete(l.unsure, uid)
 }
 
-// originOf describes the request for the ledger.
-func originOf(cr signer.CertificateRequestObject) ledger.Origin {
+// originOf describes the request for the ledger. The Certificate a
+// CertificateRequest names in its cert-manager.io/certificate-name
+// annotation is only a claim: anyone who may create a request can write
+// it, and revocation acts on the Certificate recorded here (a renewal
+// revokes what it supersedes). So it is recorded only when cert-manager
+// itself made the request for that Certificate: requested by
+// certManagerUsername, and controlled by a Certificate of that name.
+func originOf(cr signer.CertificateRequestObject, certManagerUsername string) ledger.Origin {
 	o := ledger.Origin{Name: cr.GetName(), Namespace: cr.GetNamespace(), UID: cr.GetUID()}
 	copier, ok := cr.(interface{ DeepCopyObject() runtime.Object })
 	if !ok {
@@ -140,11 +153,34 @@ func originOf(cr signer.CertificateRequestObject) ledger.Origin {
 	case *cmapi.CertificateRequest:
 		o.Kind = quillv1.OriginKindCertificateRequest
 		o.Requester = r.Spec.Username
-		o.Certificate = r.Annotations[cmapi.CertificateNameKey]
+		o.Certificate = CertificateOf(r, certManagerUsername)
 	case *certificatesv1.CertificateSigningRequest:
 		o.Kind = quillv1.OriginKindCertificateSigningRequest
 		o.Namespace = ""
 		o.Requester = r.Spec.Username
 	}
 	return o
+}
+
+// CertificateOf returns the name of the cert-manager Certificate that
+// cert-manager's controller, authenticated as certManagerUsername, created
+// cr for, or "" when cr is not verifiably such a request: its requester
+// (spec.username, which cert-manager's webhook sets from the API server's
+// authentication and forbids changing) is someone else, or its controlling
+// owner is not the Certificate its cert-manager.io/certificate-name
+// annotation names. The revocation controllers call it too, before acting
+// on a request's Certificate.
+func CertificateOf(cr *cmapi.CertificateRequest, certManagerUsername string) string {
+	name := cr.Annotations[cmapi.CertificateNameKey]
+	if name == "" || certManagerUsername == "" || cr.Spec.Username != certManagerUsername {
+		return ""
+	}
+	owner := metav1.GetControllerOf(cr)
+	if owner == nil || owner.Kind != cmapi.CertificateKind || owner.Name != name || owner.UID == "" {
+		return ""
+	}
+	if gv, err := schema.ParseGroupVersion(owner.APIVersion); err != nil || gv.Group != cmapi.SchemeGroupVersion.Group {
+		return ""
+	}
+	return name
 }

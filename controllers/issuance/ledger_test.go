@@ -6,6 +6,7 @@ import (
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
@@ -87,5 +88,51 @@ func TestSignLedger(t *testing.T) {
 	}
 	if string(first.ChainPEM) != string(again.ChainPEM) || len(records()) != 2 {
 		t.Fatalf("a retried request was signed again (%d records)", len(records()))
+	}
+}
+
+// TestCertificateOf: a request's Certificate is believed only when
+// cert-manager made the request (its requester) for that Certificate (its
+// controlling owner); the annotation alone is a claim anyone can write.
+func TestCertificateOf(t *testing.T) {
+	t.Parallel()
+	const cm = "system:serviceaccount:cert-manager:cert-manager"
+	controller := func(apiVersion, kind, name string, isController bool) metav1.OwnerReference {
+		return metav1.OwnerReference{APIVersion: apiVersion, Kind: kind, Name: name, UID: "crt-uid", Controller: &isController}
+	}
+	genuine := controller("cert-manager.io/v1", "Certificate", "web", true)
+	tests := []struct {
+		name     string
+		username string
+		annotate string
+		owners   []metav1.OwnerReference
+		identity string
+		want     string
+	}{
+		{name: "cert-manager-request", username: cm, annotate: "web", owners: []metav1.OwnerReference{genuine}, identity: cm, want: "web"},
+		{name: "other-requester", username: "mallory", annotate: "web", owners: []metav1.OwnerReference{genuine}, identity: cm},
+		{name: "no-requester", annotate: "web", owners: []metav1.OwnerReference{genuine}, identity: cm},
+		{name: "no-identity-configured", username: cm, annotate: "web", owners: []metav1.OwnerReference{genuine}},
+		{name: "no-annotation", username: cm, owners: []metav1.OwnerReference{genuine}, identity: cm},
+		{name: "no-owner", username: cm, annotate: "web", identity: cm},
+		{name: "owner-not-controller", username: cm, annotate: "web", owners: []metav1.OwnerReference{controller("cert-manager.io/v1", "Certificate", "web", false)}, identity: cm},
+		{name: "controlled-by-another-certificate", username: cm, annotate: "web", owners: []metav1.OwnerReference{controller("cert-manager.io/v1", "Certificate", "db", true)}, identity: cm},
+		{name: "controlled-by-another-kind", username: cm, annotate: "web", owners: []metav1.OwnerReference{controller("v1", "Secret", "web", true)}, identity: cm},
+		{name: "controlled-by-another-group", username: cm, annotate: "web", owners: []metav1.OwnerReference{controller("example.com/v1", "Certificate", "web", true)}, identity: cm},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cr := &cmapi.CertificateRequest{
+				ObjectMeta: metav1.ObjectMeta{Name: "web-1", OwnerReferences: tc.owners},
+				Spec:       cmapi.CertificateRequestSpec{Username: tc.username},
+			}
+			if tc.annotate != "" {
+				cr.Annotations = map[string]string{cmapi.CertificateNameKey: tc.annotate}
+			}
+			if got := CertificateOf(cr, tc.identity); got != tc.want {
+				t.Errorf("CertificateOf = %q, want %q", got, tc.want)
+			}
+		})
 	}
 }

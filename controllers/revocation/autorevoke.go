@@ -2,12 +2,16 @@ package revocation
 
 import (
 	"context"
+	"fmt"
+	"strconv"
 	"time"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -18,11 +22,13 @@ import (
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 	"github.com/quill-pki/quill/controllers/internal/issuers"
+	"github.com/quill-pki/quill/controllers/issuance"
 	"github.com/quill-pki/quill/pkg/ledger"
 )
 
 // RBAC for the automatic revocation rules.
 // +kubebuilder:rbac:groups=cert-manager.io,resources=certificates,verbs=get;list;watch
+// +kubebuilder:rbac:groups=cert-manager.io,resources=certificaterequests,verbs=get
 
 // lifecyclePeriod is how often the automatic rules are applied to an
 // issuer that has them; the walk is over the in-memory index.
@@ -37,6 +43,12 @@ type lifecycleReconciler struct {
 	revoker
 	clusterNamespace string
 	kind             quillv1.GenericIssuer
+	// certManagerUsername is the requester of the CertificateRequests
+	// cert-manager's controller creates; see supersedes.
+	certManagerUsername string
+	// recorder reports on the issuer why a renewal revoked nothing; nil
+	// reports nothing.
+	recorder events.EventRecorder
 }
 
 func (r *lifecycleReconciler) setup(mgr ctrl.Manager) error {
@@ -123,6 +135,29 @@ func (r *lifecycleReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 				}
 				return
 			}
+			doubt, transient, err := r.supersedes(ctx, namespace, name, newest)
+			if err != nil {
+				firstErr = err
+				return
+			}
+			if doubt != "" {
+				log := logf.FromContext(ctx).WithValues("certificate", namespace+"/"+name, "serial", ledger.SerialHex(newest.Serial))
+				if transient {
+					// cert-manager has not caught up with the newest
+					// certificate yet; look again soon.
+					log.V(1).Info("not revoking superseded certificates yet", "why", doubt)
+					if soon := now.Add(supersessionRecheck); soon.Before(next) {
+						next = soon
+					}
+					return
+				}
+				log.Info("not revoking superseded certificates", "why", doubt)
+				if r.recorder != nil {
+					r.recorder.Eventf(obj, nil, corev1.EventTypeWarning, reasonSupersessionUnverified, "RevokeSuperseded",
+						"not revoking the certificates of Certificate %s/%s as superseded: %s", namespace, name, doubt)
+				}
+				return
+			}
 			for _, rec := range live[:len(live)-1] {
 				if _, firstErr = r.revoke(ctx, rec, quillv1.ReasonSuperseded, "superseded"); firstErr != nil {
 					return
@@ -134,6 +169,89 @@ func (r *lifecycleReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		return ctrl.Result{}, firstErr
 	}
 	return ctrl.Result{RequeueAfter: max(next.Sub(now), time.Second)}, nil
+}
+
+// reasonSupersessionUnverified is the reason of the Warning event on an
+// issuer whose revokeSupersededAfter rule left certificates alone because
+// their supersession could not be verified.
+const reasonSupersessionUnverified = "SupersessionUnverified"
+
+// supersessionRecheck is how soon a supersession that waits for cert-manager
+// to record the renewal in the Certificate's status is looked at again.
+const supersessionRecheck = 5 * time.Second
+
+// supersedes decides whether newest, the latest live certificate recorded
+// for the cert-manager Certificate namespace/name, is that Certificate's
+// renewal, so that the certificates before it are superseded. It returns
+// why not ("" when it is), and whether that may change by itself soon.
+//
+// The ledger's Certificate name comes from a request annotation that anyone
+// allowed to create CertificateRequests can write, so it is not trusted
+// alone: the request must still exist, have been created by cert-manager's
+// controller (spec.username, which cert-manager's webhook sets and freezes)
+// and be controlled by the live Certificate of that name (its UID), and the
+// Certificate's status.revision must have reached the request's
+// certificate-revision, so cert-manager itself has taken newest as the
+// Certificate's current certificate. Any doubt revokes nothing.
+func (r *lifecycleReconciler) supersedes(ctx context.Context, namespace, name string, newest ledger.Record) (doubt string, transient bool, err error) {
+	var e quillv1.IssuedCertificate
+	if err := r.reader.Get(ctx, types.NamespacedName{Namespace: newest.Namespace, Name: newest.Name}, &e); err != nil {
+		if apierrors.IsNotFound(err) {
+			return "its ledger record is gone", false, nil
+		}
+		return "", false, fmt.Errorf("reading ledger record %s/%s: %w", newest.Namespace, newest.Name, err)
+	}
+	o := e.Spec.Origin
+	if o.Kind != quillv1.OriginKindCertificateRequest || o.Namespace != namespace {
+		return "the newest certificate was not signed for a CertificateRequest in " + namespace, false, nil
+	}
+	var cr cmapi.CertificateRequest
+	if err := r.reader.Get(ctx, types.NamespacedName{Namespace: o.Namespace, Name: o.Name}, &cr); err != nil {
+		if apierrors.IsNotFound(err) {
+			return fmt.Sprintf("its CertificateRequest %s is gone", o.Name), false, nil
+		}
+		return "", false, fmt.Errorf("reading CertificateRequest %s/%s: %w", o.Namespace, o.Name, err)
+	}
+	if string(cr.UID) != o.UID {
+		return fmt.Sprintf("its CertificateRequest %s was replaced by another of that name", o.Name), false, nil
+	}
+	if issuance.CertificateOf(&cr, r.certManagerUsername) != name {
+		return fmt.Sprintf("CertificateRequest %s was not created by cert-manager (%q) for Certificate %s: requested by %q, controlled by %s",
+			o.Name, r.certManagerUsername, name, cr.Spec.Username, describeController(&cr)), false, nil
+	}
+	var crt cmapi.Certificate
+	if err := r.reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &crt); err != nil {
+		if apierrors.IsNotFound(err) {
+			return "the Certificate is gone", false, nil
+		}
+		return "", false, fmt.Errorf("reading Certificate %s/%s: %w", namespace, name, err)
+	}
+	if owner := metav1.GetControllerOf(&cr); owner == nil || owner.UID != crt.UID {
+		return fmt.Sprintf("CertificateRequest %s belongs to an earlier Certificate of that name", o.Name), false, nil
+	}
+	rev, err := strconv.Atoi(cr.Annotations[cmapi.CertificateRequestRevisionAnnotationKey])
+	if err != nil {
+		return fmt.Sprintf("CertificateRequest %s carries no valid %s", o.Name, cmapi.CertificateRequestRevisionAnnotationKey), false, nil
+	}
+	switch {
+	case crt.Status.Revision == nil || *crt.Status.Revision < rev:
+		return fmt.Sprintf("the Certificate's status.revision has not reached revision %d of CertificateRequest %s", rev, o.Name), true, nil
+	case *crt.Status.Revision > rev:
+		// A later revision is current, and not signed here (or not
+		// recorded yet): its certificate, once in the ledger, is the
+		// one that supersedes.
+		return fmt.Sprintf("the Certificate is at revision %d, past revision %d of CertificateRequest %s", *crt.Status.Revision, rev, o.Name), false, nil
+	}
+	return "", false, nil
+}
+
+// describeController names cr's controlling owner for a log line.
+func describeController(cr *cmapi.CertificateRequest) string {
+	owner := metav1.GetControllerOf(cr)
+	if owner == nil {
+		return "nothing"
+	}
+	return owner.Kind + " " + owner.Name
 }
 
 func unrevokedUnexpired(recs []ledger.Record, now time.Time) []ledger.Record {

@@ -40,6 +40,10 @@ type Config struct {
 	// certificates; nil and the zero value record nothing.
 	Metrics *metrics.Metrics
 	Audit   audit.Logger
+	// CertManagerUsername is the requester of the CertificateRequests
+	// cert-manager's controller creates: supersession is decided only from
+	// those.
+	CertManagerUsername string
 }
 
 // Setup adds the QuillRevocation reconciler, the automatic revocation
@@ -52,7 +56,8 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 		return err
 	}
 	for _, kind := range quillv1.IssuerKinds() {
-		if err := (&lifecycleReconciler{revoker: rv, clusterNamespace: cfg.ClusterResourceNamespace, kind: kind}).setup(mgr); err != nil {
+		if err := (&lifecycleReconciler{revoker: rv, clusterNamespace: cfg.ClusterResourceNamespace, kind: kind,
+			certManagerUsername: cfg.CertManagerUsername, recorder: cfg.Recorder}).setup(mgr); err != nil {
 			return err
 		}
 	}

@@ -125,11 +125,17 @@ func TestKilledBetweenSigningAndPublishing(t *testing.T) {
 	}
 	// The API server applies a new policy a moment after it is created:
 	// wait until it refuses a certificate on a labelled request that no
-	// issuer serves.
+	// issuer serves. (The request is a real CSR: cert-manager's webhook
+	// refuses anything else.)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csrDER, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "crash.example.test"}, DNSNames: []string{"crash.example.test"}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
 	probe := &cmapi.CertificateRequest{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "policy-probe", Labels: map[string]string{crashLabel: "true"}},
 		Spec: cmapi.CertificateRequestSpec{
-			Request:   []byte("-----BEGIN CERTIFICATE REQUEST-----\n-----END CERTIFICATE REQUEST-----\n"),
+			Request:   pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER}),
 			IssuerRef: cmmeta.IssuerReference{Group: "probe.invalid", Kind: "None", Name: "none"},
 		},
 	}
@@ -164,11 +170,6 @@ func TestKilledBetweenSigningAndPublishing(t *testing.T) {
 	// The namespace never finishes terminating here (no namespace
 	// controller), so the issuer goes by itself.
 	t.Cleanup(func() { _ = c.Delete(context.Background(), iss) })
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	csrDER, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "crash.example.test"}, DNSNames: []string{"crash.example.test"}}, key)
-	if err != nil {
-		t.Fatal(err)
-	}
 	cr := &cmapi.CertificateRequest{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "victim", Labels: map[string]string{crashLabel: "true"}},
 		Spec: cmapi.CertificateRequestSpec{

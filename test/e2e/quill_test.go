@@ -19,10 +19,12 @@ import (
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
+	"github.com/quill-pki/quill/test/harness"
 )
 
 // quillIssuer creates a bootstrap QuillIssuer in ns with a root CA of the
@@ -243,19 +245,34 @@ func TestQuillRefusals(t *testing.T) {
 		cr := waitRequestCondition(t, ns, "weak", cmapi.CertificateRequestConditionInvalidRequest, cmmeta.ConditionTrue, "")
 		assertFailed(t, cr, "1024")
 	})
+	// cert-manager's webhook refuses a request that is not a valid CSR;
+	// where an administrator turned its validation off, Quill must refuse
+	// it itself.
+	tamperedBlock, _ := pem.Decode(makeCSR(t, p256, "tampered.example.test"))
+	tamperedBlock.Bytes[len(tamperedBlock.Bytes)-3] ^= 0xff // break the signature
+	tampered := pem.EncodeToMemory(tamperedBlock)
+	garbage := []byte("-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n")
+	for name, csr := range map[string][]byte{"tampered": tampered, "garbage": garbage} {
+		cr := &cmapi.CertificateRequest{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			Spec:       cmapi.CertificateRequestSpec{Request: csr, IssuerRef: ref, Usages: []cmapi.KeyUsage{cmapi.UsageDigitalSignature}},
+		}
+		if err := env.Client.Create(context.Background(), cr); err == nil || !strings.Contains(err.Error(), "spec.request") {
+			t.Errorf("cert-manager's webhook let the %s CSR through: %v", name, err)
+		}
+	}
+	unvalidated := unvalidatedNamespace(t)
+	unvalidatedRef := quillIssuer(t, unvalidated, "ca", "ECDSA-P256")
 	t.Run("tampered-csr", func(t *testing.T) {
 		t.Parallel()
-		csr := makeCSR(t, p256, "tampered.example.test")
-		block, _ := pem.Decode(csr)
-		block.Bytes[len(block.Bytes)-3] ^= 0xff // break the signature
-		requestFor(t, ns, "tampered", ref, pem.EncodeToMemory(block), nil)
-		cr := waitRequestCondition(t, ns, "tampered", cmapi.CertificateRequestConditionInvalidRequest, cmmeta.ConditionTrue, "")
+		requestFor(t, unvalidated, "tampered", unvalidatedRef, tampered, nil)
+		cr := waitRequestCondition(t, unvalidated, "tampered", cmapi.CertificateRequestConditionInvalidRequest, cmmeta.ConditionTrue, "")
 		assertFailed(t, cr, "signature")
 	})
 	t.Run("not-a-csr", func(t *testing.T) {
 		t.Parallel()
-		requestFor(t, ns, "garbage", ref, []byte("-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"), nil)
-		cr := waitRequestCondition(t, ns, "garbage", cmapi.CertificateRequestConditionInvalidRequest, cmmeta.ConditionTrue, "")
+		requestFor(t, unvalidated, "garbage", unvalidatedRef, garbage, nil)
+		cr := waitRequestCondition(t, unvalidated, "garbage", cmapi.CertificateRequestConditionInvalidRequest, cmmeta.ConditionTrue, "")
 		assertFailed(t, cr, "")
 	})
 	t.Run("duration-over-max", func(t *testing.T) {
@@ -282,6 +299,19 @@ func TestQuillRefusals(t *testing.T) {
 			return false, nil
 		})
 	})
+}
+
+// unvalidatedNamespace is a new namespace where cert-manager's validating
+// webhook is turned off, for requests only Quill's own checks refuse.
+func unvalidatedNamespace(t *testing.T) string {
+	t.Helper()
+	ns := newNamespace(t)
+	obj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}
+	patch := []byte(`{"metadata":{"labels":{"` + harness.DisableValidationLabel + `":"true"}}}`)
+	if err := env.Client.Patch(context.Background(), obj, client.RawPatch(types.MergePatchType, patch)); err != nil {
+		t.Fatal(err)
+	}
+	return ns
 }
 
 func assertFailed(t *testing.T, cr *cmapi.CertificateRequest, msg string) {

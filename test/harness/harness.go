@@ -2,7 +2,8 @@
 // integration and end-to-end tests: kube-apiserver and etcd built by
 // `make tools` (hack/build-tools.sh) and started through controller-runtime's
 // envtest, cert-manager's and Quill's CRDs installed, and optionally a real
-// cert-manager controller. Everything it starts is stopped by Stop, by a
+// cert-manager controller with cert-manager's admission webhook registered
+// with the API server (webhook.go). Everything it starts is stopped by Stop, by a
 // signal, or — if the test binary dies — by the kernel: every child runs
 // with a parent-death signal.
 package harness
@@ -28,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
+	"github.com/quill-pki/quill/controllers"
 )
 
 var errMissingBinary = errors.New("control-plane binary missing")
@@ -49,10 +51,20 @@ type Env struct {
 
 	env     *envtest.Environment
 	workdir string
+	// certManagerKubeconfig authenticates as CertManagerUsername, the
+	// identity cert-manager's controller has in a default installation.
+	certManagerKubeconfig string
 
-	mu    sync.Mutex
-	procs []*exec.Cmd
+	mu             sync.Mutex
+	procs          []*exec.Cmd
+	webhookStarted bool
 }
+
+// CertManagerUsername is the user cert-manager's controller authenticates as
+// (and so, through its webhook, the requester of every CertificateRequest it
+// creates): the default of Quill's --cert-manager-username, which is the
+// service account of cert-manager's Helm chart.
+const CertManagerUsername = controllers.DefaultCertManagerUsername
 
 // Start starts kube-apiserver and etcd from bin/ and installs cert-manager's
 // and Quill's CRDs. It fails with the make target to run when a binary is
@@ -122,6 +134,24 @@ func Start() (*Env, error) {
 	}
 	e.Kubeconfig = filepath.Join(workdir, "kubeconfig")
 	if err := os.WriteFile(e.Kubeconfig, e.env.KubeConfig, 0o600); err != nil {
+		_ = e.Stop()
+		return nil, err
+	}
+	// cert-manager runs as its own user, not as the administrator the
+	// tests use, so that a request's requester tells the two apart.
+	// system:masters stands in for the RBAC of cert-manager's chart.
+	cm, err := e.env.AddUser(envtest.User{Name: CertManagerUsername, Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		_ = e.Stop()
+		return nil, fmt.Errorf("adding cert-manager's user: %w", err)
+	}
+	cmKubeconfig, err := cm.KubeConfig()
+	if err != nil {
+		_ = e.Stop()
+		return nil, err
+	}
+	e.certManagerKubeconfig = filepath.Join(workdir, "cert-manager.kubeconfig")
+	if err := os.WriteFile(e.certManagerKubeconfig, cmKubeconfig, 0o600); err != nil {
 		_ = e.Stop()
 		return nil, err
 	}
@@ -226,10 +256,18 @@ func (e *Env) Log(name string) string {
 }
 
 // StartCertManager runs the cert-manager controller (bin/cert-manager-controller,
-// built by `make tools`) against the environment. Extra args are passed on,
-// e.g. "--controllers=*,-certificaterequests-approver".
+// built by `make tools`) against the environment as CertManagerUsername,
+// after starting cert-manager's webhook (bin/cert-manager-webhook) if it is
+// not running yet. Extra args are passed on, e.g.
+// "--controllers=*,-certificaterequests-approver". The returned function
+// stops the controller only: the webhook stays registered until Stop.
 func (e *Env) StartCertManager(args ...string) (stop func() error, err error) {
-	return e.StartProcess("cert-manager-controller", append([]string{"--kubeconfig", e.Kubeconfig}, args...)...)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*webhookReadyTimeout)
+	defer cancel()
+	if err := e.startCertManagerWebhook(ctx); err != nil {
+		return nil, err
+	}
+	return e.StartProcess("cert-manager-controller", append([]string{"--kubeconfig", e.certManagerKubeconfig}, args...)...)
 }
 
 // stopProcess sends SIGTERM to a child's process group and waits, then

@@ -28,15 +28,19 @@ import (
 )
 
 func main() {
-	kubeconfig := flag.String("kubeconfig", "", "path to the kubeconfig of the cluster to run against (required)")
-	port := flag.Int("secure-port", 0, "port to serve admission requests on, on every address (required)")
-	certFile := flag.String("tls-cert-file", "", "PEM serving certificate and chain (required)")
-	keyFile := flag.String("tls-private-key-file", "", "PEM serving key (required)")
+	// A flag set of its own: cert-manager's packages register flags of
+	// their own (controller-runtime's --kubeconfig among them) on the
+	// global set, and a second --kubeconfig there panics at start.
+	fs := flag.NewFlagSet(os.Args[0], flag.ExitOnError)
+	kubeconfig := fs.String("kubeconfig", "", "path to the kubeconfig of the cluster to run against (required)")
+	port := fs.Int("secure-port", 0, "port to serve admission requests on, on every address (required)")
+	certFile := fs.String("tls-cert-file", "", "PEM serving certificate and chain (required)")
+	keyFile := fs.String("tls-private-key-file", "", "PEM serving key (required)")
 	var klogFlags flag.FlagSet
 	klog.InitFlags(&klogFlags)
 	_ = klogFlags.Set("v", "2")
-	flag.Var(klogFlags.Lookup("v").Value, "v", "log verbosity (cert-manager uses 2 for info, 4 for debug)")
-	flag.Parse()
+	fs.Var(klogFlags.Lookup("v").Value, "v", "log verbosity (cert-manager uses 2 for info, 4 for debug)")
+	_ = fs.Parse(os.Args[1:])
 	defer klog.Flush()
 
 	if err := run(*kubeconfig, *port, *certFile, *keyFile); err != nil {
