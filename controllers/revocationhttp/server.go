@@ -23,6 +23,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -83,7 +84,7 @@ type Server struct {
 	clusterNamespace string
 	clock            clock.PassiveClock
 
-	crls       cache.Store
+	crls       *listedStore
 	mu         sync.Mutex
 	responders map[quillv1.IssuerID]*issuerResponder
 	crlServers map[quillv1.IssuerID]*crlSource
@@ -109,7 +110,7 @@ func New(cfg Config) *Server {
 		store: cfg.Store, index: cfg.Index, clusterNamespace: cfg.ClusterResourceNamespace, clock: cfg.Clock,
 		responders: map[quillv1.IssuerID]*issuerResponder{},
 		crlServers: map[quillv1.IssuerID]*crlSource{},
-		crls:       cache.NewStore(cache.MetaNamespaceKeyFunc),
+		crls:       &listedStore{Store: cache.NewStore(cache.MetaNamespaceKeyFunc)},
 	}
 	s.index.Subscribe(s.invalidate)
 	return s
@@ -169,6 +170,23 @@ func (s *Server) followCRLs(ctx context.Context) {
 	go cache.NewReflectorWithOptions(lw, &corev1.ConfigMap{}, s.crls, cache.ReflectorOptions{Name: "quill-crls"}).RunWithContext(ctx)
 }
 
+// listedStore is the reflector's store of CRL ConfigMaps, which knows
+// whether the first list has been read.
+type listedStore struct {
+	cache.Store
+	listed atomic.Bool
+}
+
+// Replace implements cache.ReflectorStore; the reflector calls it with
+// every ConfigMap after each (re)list.
+func (l *listedStore) Replace(list []any, resourceVersion string) error {
+	err := l.Store.Replace(list, resourceVersion)
+	if err == nil {
+		l.listed.Store(true)
+	}
+	return err
+}
+
 // NeedLeaderElection is false: every replica serves.
 func (s *Server) NeedLeaderElection() bool { return false }
 
@@ -217,6 +235,13 @@ func (s *Server) route(w http.ResponseWriter, req *http.Request) {
 			logf.FromContext(req.Context()).Error(err, "CRL unavailable", "issuer", k.String())
 			w.Header().Set("Retry-After", "5")
 			http.Error(w, "CRL unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		if s.watcher != nil && !s.crls.listed.Load() {
+			// The CRL ConfigMaps are not read yet: a 404 now would be a
+			// wrong answer for an issuer that has published one.
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "CRL not loaded yet", http.StatusServiceUnavailable)
 			return
 		}
 		src := s.crlSource(k)

@@ -205,3 +205,31 @@ func crlConfigMap(issuer string, der []byte) *corev1.ConfigMap {
 		BinaryData: map[string][]byte{revocationdata.KeyDER: der},
 	}
 }
+
+// TestCRLWaitsForConfigMapList: until the CRL ConfigMaps have been listed
+// a CRL request is a 503 with Retry-After, not the 404 of an issuer that
+// has published nothing.
+func TestCRLWaitsForConfigMapList(t *testing.T) {
+	t.Parallel()
+	ca := newCA(t)
+	api := newAPI(t, newIssuer(), caSecret(testNamespace, "ca", ca))
+	clk := clocktesting.NewFakePassiveClock(testNow)
+	s := New(Config{Cached: api, Reader: api, Watcher: api, Index: ledger.NewIndex(), Clock: clk, Store: &castore.Store{Reader: api, Clock: clk}})
+	get := func() *http.Response {
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/crl/issuer/"+testNamespace+"/issuer.crl", nil))
+		return rec.Result()
+	}
+	if resp := get(); resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("before the list: HTTP %d Retry-After %q, want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	cm := crlConfigMap("issuer", signCRL(t, ca))
+	cm.Labels[quillv1.LabelManagedBy] = quillv1.ManagedByQuill
+	cm.Annotations[quillv1.AnnotationOwner] = testIssuer.String()
+	if err := s.crls.Replace([]any{cm}, "1"); err != nil {
+		t.Fatal(err)
+	}
+	if resp := get(); resp.StatusCode != http.StatusOK {
+		t.Fatalf("after the list: HTTP %d, want 200", resp.StatusCode)
+	}
+}
