@@ -128,6 +128,10 @@ bench-ocsp: ## OCSP responder benchmark: Quill vs openssl ocsp at 1, 8 and 32 cl
 bench-crl: ## CRL build benchmark: pkg/crl vs openssl ca -gencrl at 10k and 100k entries (docs/benchmarks.md).
 	go run ./hack/bench/crl
 
+.PHONY: bench-startup
+bench-startup: deps tools build ## Restart quill-controller over a ledger of BENCH_RECORDS (100000) records: OCSP answers and readiness during the start (docs/benchmarks.md).
+	QUILL_STARTUP_RECORDS=$(or $(BENCH_RECORDS),100000) go test -count=1 -timeout 60m -run TestRestartNeverAnswersWrongly -v ./test/startup 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|\s+startup_test)'
+
 .PHONY: bench-tls
 bench-tls: ## TLS handshake benchmark: classical, hybrid ML-KEM and ML-DSA chains issued by Quill, on loopback (docs/benchmarks.md).
 	go run ./hack/bench/tls

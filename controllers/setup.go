@@ -83,6 +83,10 @@ type Options struct {
 	// AuditLog receives the audit lines (pkg/audit); the zero value means
 	// the manager's logger, named "audit". Tests set it to read them.
 	AuditLog logr.Logger
+	// LedgerIndex is the in-memory ledger index Setup runs and every
+	// controller reads; nil makes a new one. cmd/controller passes its own
+	// to put Index.ReadyCheck on /readyz.
+	LedgerIndex *ledger.Index
 	// Metrics records Quill's quill_ metrics; nil means a set registered
 	// with controller-runtime's registry, served on the manager's metrics
 	// endpoint.
@@ -132,7 +136,10 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if err != nil {
 		return err
 	}
-	index := ledger.NewIndex()
+	index := opts.LedgerIndex
+	if index == nil {
+		index = ledger.NewIndex()
+	}
 	if err := mgr.Add(issuers.Runnable(func(ctx context.Context) error { return index.Run(ctx, watcher) })); err != nil {
 		return err
 	}

@@ -368,6 +368,25 @@ type RevocationPolicy struct {
 	// OCSP configures the OCSP responder.
 	// +optional
 	OCSP OCSPPolicy `json:"ocsp,omitempty"`
+
+	// ShortLived, when set, signs certificates whose lifetime is at most
+	// shortLived.maxDuration as short-lived certificates (RFC 9608): with
+	// the noRevAvail extension and without CRL distribution points or an
+	// OCSP pointer. They are recorded in the ledger for audit, cost the
+	// CRL and the OCSP responder nothing, and cannot be revoked: they
+	// simply expire. Longer certificates are signed as before.
+	// +optional
+	ShortLived *ShortLivedPolicy `json:"shortLived,omitempty"`
+}
+
+// ShortLivedPolicy bounds which certificates an issuer signs without
+// revocation information (RFC 9608).
+// +kubebuilder:validation:XValidation:rule="duration(self.maxDuration) <= duration('168h')",message="shortLived.maxDuration must be at most 168h: the CA/Browser Forum's bound for certificates that need no revocation, since a compromised key then stays usable until expiry"
+type ShortLivedPolicy struct {
+	// MaxDuration is the longest lifetime (notAfter - notBefore) signed as
+	// short-lived, at most 168h (7 days).
+	// +required
+	MaxDuration metav1.Duration `json:"maxDuration"`
 }
 
 // CRLPolicy configures an issuer's CRL.
@@ -415,6 +434,15 @@ type OCSPPolicy struct {
 	// 7633) to every certificate this issuer signs.
 	// +optional
 	MustStaple bool `json:"mustStaple,omitempty"`
+
+	// MaxNonceSignaturesPerSecond bounds the fresh signatures each replica
+	// makes for OCSP requests carrying a nonce (RFC 8954); above it such
+	// requests get the cached answer without the nonce. Lower it for slow
+	// keys (an HSM without a delegated responder, ML-DSA). Default 100.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100000
+	MaxNonceSignaturesPerSecond *int32 `json:"maxNonceSignaturesPerSecond,omitempty"`
 }
 
 // CASource names exactly one origin of the signing CA.

@@ -38,6 +38,14 @@ type IssuedCertificateSpec struct {
 	// +optional
 	IsCA bool `json:"isCA,omitempty"`
 
+	// NoRevocationAvailable is true for a short-lived certificate signed
+	// with the noRevAvail extension (RFC 9608, see
+	// spec.revocation.shortLived of the issuer): it is recorded for audit,
+	// never listed on a CRL, answered "unauthorized" by the OCSP
+	// responder, and a QuillRevocation naming it is refused.
+	// +optional
+	NoRevocationAvailable bool `json:"noRevocationAvailable,omitempty"`
+
 	// IssuedAt is when Quill signed the certificate, to the microsecond, so
 	// that certificates issued within one second still have an order.
 	// +required

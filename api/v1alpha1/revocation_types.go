@@ -108,6 +108,11 @@ const (
 	ReasonIssuerNotFound   = "IssuerNotFound"
 	ReasonInvalidSecret    = "InvalidSecret"
 	ReasonRevocationFailed = "Failed"
+	// ReasonNoRevocationAvailable refuses to revoke a short-lived
+	// certificate signed with noRevAvail (RFC 9608): its CA promised
+	// relying parties that no revocation information exists for it, so
+	// none is published; it stops being trusted when it expires.
+	ReasonNoRevocationAvailable = "NoRevocationAvailable"
 )
 
 // QuillRevocation revokes certificates of a Quill issuer. Creating one is

@@ -24,6 +24,7 @@ import (
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 	"github.com/quill-pki/quill/controllers"
+	"github.com/quill-pki/quill/pkg/ledger"
 )
 
 var (
@@ -147,6 +148,10 @@ func run() error {
 			return err
 		}
 	}
+	// Not ready until the ledger is read: until then OCSP answers only
+	// tryLater, so a Service should send clients to a replica that has it.
+	index := ledger.NewIndex()
+	readyChecks := map[string]healthz.Checker{"ping": healthz.Ping, "ledger": index.ReadyCheck}
 	if err := controllers.Setup(ctx, mgr, controllers.Options{
 		ClusterResourceNamespace: clusterNS,
 		MaxRetryDuration:         maxRetry,
@@ -157,11 +162,12 @@ func run() error {
 		RevocationTLSConfig:      revTLS,
 		RevocationBaseURL:        strings.TrimSuffix(revBaseURL, "/"),
 		CertManagerUsername:      cmUsername,
+		LedgerIndex:              index,
 	}); err != nil {
 		return fmt.Errorf("setting up controllers: %w", err)
 	}
 	if serving.healthSecure && probeAddr != "0" {
-		health, err := serving.healthServer(probeAddr, map[string]healthz.Checker{"ping": healthz.Ping})
+		health, err := serving.healthServer(probeAddr, map[string]healthz.Checker{"ping": healthz.Ping}, readyChecks)
 		if err != nil {
 			return err
 		}
@@ -172,8 +178,10 @@ func run() error {
 		if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 			return err
 		}
-		if err := mgr.AddReadyzCheck("ping", healthz.Ping); err != nil {
-			return err
+		for name, check := range readyChecks {
+			if err := mgr.AddReadyzCheck(name, check); err != nil {
+				return err
+			}
 		}
 	}
 	return start(ctx, mgr)

@@ -76,18 +76,19 @@ func (s servingTLS) metricsOptions(addr string) metricsserver.Options {
 	return o
 }
 
-// healthServer serves checks as /healthz and /readyz over HTTPS on addr.
+// healthServer serves live as /healthz and ready as /readyz over HTTPS on
+// addr.
 // controller-runtime's own probe server speaks plain HTTP only, so with
 // --health-probe-secure the manager's is turned off and this one runs
 // instead.
-func (s servingTLS) healthServer(addr string, checks map[string]healthz.Checker) (unelected, error) {
+func (s servingTLS) healthServer(addr string, live, ready map[string]healthz.Checker) (unelected, error) {
 	certFile, keyFile := s.certFiles()
 	watcher, err := certwatcher.New(certFile, keyFile)
 	if err != nil {
 		return nil, fmt.Errorf("health probe certificate: %w", err)
 	}
 	mux := http.NewServeMux()
-	for _, path := range []string{"/healthz", "/readyz"} {
+	for path, checks := range map[string]map[string]healthz.Checker{"/healthz": live, "/readyz": ready} {
 		// healthz.Handler serves "/" and "/<check>", as in the manager's
 		// own probe server.
 		h := http.StripPrefix(path, &healthz.Handler{Checks: checks})

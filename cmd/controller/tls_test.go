@@ -18,6 +18,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/quill-pki/quill/pkg/issuance"
+	"github.com/quill-pki/quill/pkg/ledger"
 	"github.com/quill-pki/quill/pkg/ocspserver"
 	"github.com/quill-pki/quill/pkg/tlsconfig"
 	"github.com/quill-pki/quill/test/pq"
@@ -145,7 +146,9 @@ func TestHealthOverHybridTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := freeAddr(t)
-	health, err := s.healthServer(addr, map[string]healthz.Checker{"ping": healthz.Ping})
+	index := ledger.NewIndex()
+	health, err := s.healthServer(addr, map[string]healthz.Checker{"ping": healthz.Ping},
+		map[string]healthz.Checker{"ping": healthz.Ping, "ledger": index.ReadyCheck})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +159,15 @@ func TestHealthOverHybridTLS(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- health.Start(ctx) }()
+	// While the ledger is loading the replica is alive but not ready: a
+	// failed liveness probe would restart it in the middle of the load.
 	checkEndpoint(t, ctx, chain, addr, "/healthz", "ok")
+	if body, _, err := get(ctx, chain, "https://"+addr+"/readyz", nil); err == nil || !strings.Contains(body, "[-]ledger failed") {
+		t.Fatalf("/readyz before the ledger is read: %v, %q; want 500 naming the ledger check", err, body)
+	}
+	if err := index.Replace(nil, "1"); err != nil {
+		t.Fatal(err)
+	}
 	checkEndpoint(t, ctx, chain, addr, "/readyz", "ok")
 	cancel()
 	if err := <-done; err != nil {

@@ -326,6 +326,9 @@ func issuanceOptions(spec *quillv1.IssuerSpec, now time.Time) issuance.Options {
 			opts.DefaultDuration = d.Duration
 		}
 	}
+	if sl := spec.Revocation.ShortLived; sl != nil {
+		opts.ShortLivedMaxDuration = sl.MaxDuration.Duration
+	}
 	return opts
 }
 

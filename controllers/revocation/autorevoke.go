@@ -114,7 +114,7 @@ func (r *lifecycleReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 			err := r.client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: cmapi.SchemeGroupVersion.String(), Kind: cmapi.CertificateKind}})
 			switch {
 			case apierrors.IsNotFound(err):
-				for _, rec := range live {
+				for _, rec := range revocable(live) {
 					if _, firstErr = r.revoke(ctx, rec, quillv1.ReasonCessationOfOperation, "certificate-deleted"); firstErr != nil {
 						return
 					}
@@ -158,7 +158,7 @@ func (r *lifecycleReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 				}
 				return
 			}
-			for _, rec := range live[:len(live)-1] {
+			for _, rec := range revocable(live[:len(live)-1]) {
 				if _, firstErr = r.revoke(ctx, rec, quillv1.ReasonSuperseded, "superseded"); firstErr != nil {
 					return
 				}

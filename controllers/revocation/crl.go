@@ -443,8 +443,12 @@ func (p *crlPublisher) putConfigMap(ctx context.Context, namespace, name string,
 // putConfigMapFrom creates the ConfigMap, or replaces the one read as
 // existing (its resourceVersion guards against a concurrent writer).
 func (p *crlPublisher) putConfigMapFrom(ctx context.Context, namespace, name string, existing *corev1.ConfigMap, data map[string]string, binary map[string][]byte, ann map[string]string) error {
+	// The ownership mark, without which the HTTP server does not serve
+	// the CRL (the "owned" branch of issue 12 sets it in one place for
+	// every object; this line only keeps CRLs served until that merges).
+	ann[quillv1.AnnotationOwner] = ann[revocationdata.AnnIssuer]
 	cm := &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: map[string]string{revocationdata.ConfigMapLabel: "true"}, Annotations: ann},
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: map[string]string{revocationdata.ConfigMapLabel: "true", quillv1.LabelManagedBy: quillv1.ManagedByQuill}, Annotations: ann},
 		Data:       data,
 		BinaryData: binary,
 	}

@@ -207,6 +207,11 @@ func (r *revocationReconciler) carryOut(ctx context.Context, rev *quillv1.QuillR
 				ledger.SerialHex(rec.Serial), home))
 		}
 	}
+	revocableTargets := revocable(targets)
+	if len(revocableTargets) == 0 {
+		return nil, 0, refuseShortLived(targets[0]) // refused for good: noRevAvail (RFC 9608)
+	}
+	targets = revocableTargets
 	by := "QuillRevocation " + rev.Namespace + "/" + rev.Name
 	serials = make([]string, 0, len(targets))
 	for _, rec := range targets {

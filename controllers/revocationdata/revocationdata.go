@@ -20,6 +20,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 	"github.com/quill-pki/quill/pkg/issuance"
@@ -87,6 +88,58 @@ func CRLFromConfigMaps(main *corev1.ConfigMap, get func(name string) (*corev1.Co
 		return nil, false
 	}
 	return der, true
+}
+
+// Why a CRL ConfigMap is not served (ServableCRL).
+var (
+	ErrCRLNotOwned     = errors.New("CRL ConfigMap lacks Quill's ownership mark for the issuer")
+	ErrCRLIncomplete   = errors.New("CRL ConfigMaps incomplete or inconsistent")
+	ErrCRLBadSignature = errors.New("CRL not signed by the issuer's CA")
+)
+
+// OwnedBy reports whether obj carries the ownership mark of
+// api/v1alpha1/ownership.go naming issuer k: anyone who may create
+// ConfigMaps in a namespace can copy the label the server watches, but a
+// ConfigMap Quill did not write for k is never k's CRL.
+func OwnedBy(obj metav1.Object, k quillv1.IssuerID) bool {
+	return obj.GetLabels()[quillv1.LabelManagedBy] == quillv1.ManagedByQuill && obj.GetAnnotations()[quillv1.AnnotationOwner] == k.String()
+}
+
+// ServableCRL is the DER CRL to serve as issuer k's, from main and its
+// parts (read through get), or why there is none: every ConfigMap must
+// carry the ownership mark naming k (ErrCRLNotOwned), the parts must make
+// one CRL with the published digest (ErrCRLIncomplete), and the CRL must be
+// signed by ca, the issuer's current CA certificate (ErrCRLBadSignature).
+// The signature check is what makes a forged ConfigMap harmless even with
+// a copied mark; callers run it once per published version, not per
+// request.
+func ServableCRL(k quillv1.IssuerID, ca *x509.Certificate, main *corev1.ConfigMap, get func(name string) (*corev1.ConfigMap, bool)) ([]byte, error) {
+	if !OwnedBy(main, k) {
+		return nil, ErrCRLNotOwned
+	}
+	owned := true
+	der, ok := CRLFromConfigMaps(main, func(name string) (*corev1.ConfigMap, bool) {
+		cm, found := get(name)
+		if found && !OwnedBy(cm, k) {
+			owned = false
+			return nil, false
+		}
+		return cm, found
+	})
+	switch {
+	case !owned:
+		return nil, ErrCRLNotOwned
+	case !ok:
+		return nil, ErrCRLIncomplete
+	}
+	list, err := x509.ParseRevocationList(der)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCRLIncomplete, err)
+	}
+	if err := list.CheckSignatureFrom(ca); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCRLBadSignature, err)
+	}
+	return der, nil
 }
 
 // ResponderKind is the issuer's OCSP signer: as configured, else a

@@ -2,9 +2,12 @@
 // every replica, through one router: /crl/<issuer>.crl and
 // /ocsp/<issuer>[/<request>], where <issuer> is clusterissuer/<name> or
 // issuer/<namespace>/<name>. CRLs come from the ConfigMaps the leader
-// publishes; OCSP answers come from the ledger index, signed by the
-// issuer's CA key or delegated responder (pkg/ocspserver does the
-// protocol).
+// publishes, served only for issuers that exist, from ConfigMaps carrying
+// Quill's ownership mark for the issuer and holding a CRL its CA signed
+// (a tenant can create a labelled ConfigMap, not a CRL under the CA).
+// OCSP answers come from the ledger index, signed by the issuer's CA key
+// or delegated responder (pkg/ocspserver does the protocol), and are
+// tryLater until the index has read the whole ledger.
 package revocationhttp
 
 import (
@@ -20,6 +23,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -80,10 +84,10 @@ type Server struct {
 	clusterNamespace string
 	clock            clock.PassiveClock
 
-	crls       cache.Store
+	crls       *listedStore
 	mu         sync.Mutex
 	responders map[quillv1.IssuerID]*issuerResponder
-	crlServers map[quillv1.IssuerID]http.Handler
+	crlServers map[quillv1.IssuerID]*crlSource
 }
 
 type issuerResponder struct {
@@ -93,6 +97,7 @@ type issuerResponder struct {
 	signerRV  string // responder Secret resourceVersion, "" when signing as the CA
 	validity  time.Duration
 	alg       x509.SignatureAlgorithm
+	nonceRate float64
 	checkedAt time.Time
 }
 
@@ -104,8 +109,8 @@ func New(cfg Config) *Server {
 		addr: cfg.Addr, tlsConfig: cfg.TLSConfig, reader: cfg.Reader, cached: cfg.Cached, watcher: cfg.Watcher,
 		store: cfg.Store, index: cfg.Index, clusterNamespace: cfg.ClusterResourceNamespace, clock: cfg.Clock,
 		responders: map[quillv1.IssuerID]*issuerResponder{},
-		crlServers: map[quillv1.IssuerID]http.Handler{},
-		crls:       cache.NewStore(cache.MetaNamespaceKeyFunc),
+		crlServers: map[quillv1.IssuerID]*crlSource{},
+		crls:       &listedStore{Store: cache.NewStore(cache.MetaNamespaceKeyFunc)},
 	}
 	s.index.Subscribe(s.invalidate)
 	return s
@@ -165,6 +170,23 @@ func (s *Server) followCRLs(ctx context.Context) {
 	go cache.NewReflectorWithOptions(lw, &corev1.ConfigMap{}, s.crls, cache.ReflectorOptions{Name: "quill-crls"}).RunWithContext(ctx)
 }
 
+// listedStore is the reflector's store of CRL ConfigMaps, which knows
+// whether the first list has been read.
+type listedStore struct {
+	cache.Store
+	listed atomic.Bool
+}
+
+// Replace implements cache.ReflectorStore; the reflector calls it with
+// every ConfigMap after each (re)list.
+func (l *listedStore) Replace(list []any, resourceVersion string) error {
+	err := l.Store.Replace(list, resourceVersion)
+	if err == nil {
+		l.listed.Store(true)
+	}
+	return err
+}
+
 // NeedLeaderElection is false: every replica serves.
 func (s *Server) NeedLeaderElection() bool { return false }
 
@@ -201,12 +223,34 @@ func (s *Server) route(w http.ResponseWriter, req *http.Request) {
 			http.NotFound(w, req)
 			return
 		}
-		h := s.crlHandler(k)
-		if h == nil {
+		// Only an existing issuer has a CRL: a labelled ConfigMap anyone
+		// may create in a namespace must not make one up.
+		spec, err := s.issuerSpec(req.Context(), k)
+		if err != nil {
+			var nf *notServed
+			if errors.As(err, &nf) {
+				http.NotFound(w, req)
+				return
+			}
+			logf.FromContext(req.Context()).Error(err, "CRL unavailable", "issuer", k.String())
+			w.Header().Set("Retry-After", "5")
+			http.Error(w, "CRL unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		if s.watcher != nil && !s.crls.listed.Load() {
+			// The CRL ConfigMaps are not read yet: a 404 now would be a
+			// wrong answer for an issuer that has published one.
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "CRL not loaded yet", http.StatusServiceUnavailable)
+			return
+		}
+		src := s.crlSource(k)
+		if src == nil {
 			http.NotFound(w, req)
 			return
 		}
-		h.ServeHTTP(w, req)
+		src.refresh(req.Context(), spec)
+		src.handler.ServeHTTP(w, req)
 	case strings.HasPrefix(path, "/ocsp/"):
 		k, segments, _, ok := revocationdata.ParseIssuerPath(strings.TrimPrefix(path, "/ocsp/"))
 		if !ok {
@@ -250,56 +294,97 @@ func (s *Server) home(k quillv1.IssuerID) string {
 	return k.HomeNamespace(s.clusterNamespace)
 }
 
-// crlHandler serves k's CRL from its ConfigMap, or is nil while k has
-// published none. Handlers are kept only for issuers that published a CRL,
-// so requests naming made-up issuers cost no memory.
-func (s *Server) crlHandler(k quillv1.IssuerID) http.Handler {
+// crlSource is one issuer's CRL as served: the last version read from its
+// ConfigMaps that passed revocationdata.ServableCRL.
+type crlSource struct {
+	s       *Server
+	k       quillv1.IssuerID
+	handler http.Handler
+
+	mu         sync.Mutex
+	lastRV     string            // main ConfigMap version der was read from
+	lastCA     *x509.Certificate // CA it was verified under
+	checkedAt  time.Time         // when the CA was last compared
+	der        []byte
+	this, next time.Time
+}
+
+// crlSource is k's, or nil while k has published no ConfigMap Quill owns.
+// Sources are kept only for existing issuers that published a CRL, so
+// requests naming made-up issuers cost no memory.
+func (s *Server) crlSource(k quillv1.IssuerID) *crlSource {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if h, ok := s.crlServers[k]; ok {
-		return h
+	if src, ok := s.crlServers[k]; ok {
+		return src
 	}
-	if obj, ok, _ := s.crls.GetByKey(s.home(k) + "/" + revocationdata.CRLConfigMapName(k.Name)); !ok || obj.(*corev1.ConfigMap).Annotations[revocationdata.AnnIssuer] != k.String() {
+	if cm, ok := s.crlConfigMap(k); !ok || !revocationdata.OwnedBy(cm, k) {
 		return nil
 	}
-	var (
-		mu     sync.Mutex
-		lastRV string
-		der    []byte
-		this   time.Time
-		next   time.Time
-	)
-	h := ocspserver.CRLHandler(func() ([]byte, time.Time, time.Time, bool) {
-		home := s.home(k)
-		obj, ok, _ := s.crls.GetByKey(home + "/" + revocationdata.CRLConfigMapName(k.Name))
+	src := &crlSource{s: s, k: k}
+	src.handler = ocspserver.CRLHandler(src.current, s.clock.Now)
+	s.crlServers[k] = src
+	return src
+}
+
+// crlConfigMap is k's main CRL ConfigMap from the watch's store.
+func (s *Server) crlConfigMap(k quillv1.IssuerID) (*corev1.ConfigMap, bool) {
+	obj, ok, _ := s.crls.GetByKey(s.home(k) + "/" + revocationdata.CRLConfigMapName(k.Name))
+	if !ok {
+		return nil, false
+	}
+	return obj.(*corev1.ConfigMap), true
+}
+
+// current is the CRLGetter of the source's handler.
+func (c *crlSource) current() ([]byte, time.Time, time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.der, c.this, c.next, c.der != nil
+}
+
+// refresh reads a new CRL version when the ConfigMap or the CA changed,
+// checking it with revocationdata.ServableCRL. While the new version does
+// not pass (its parts are still being written, or the CA was just
+// replaced and the leader has not re-signed yet), the last good one stays
+// served; one that never passed is a 503.
+func (c *crlSource) refresh(ctx context.Context, spec *quillv1.IssuerSpec) {
+	s := c.s
+	cm, ok := s.crlConfigMap(c.k)
+	if !ok {
+		return
+	}
+	now := s.clock.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cm.ResourceVersion == c.lastRV && now.Sub(c.checkedAt) < responderRefresh {
+		return // the CA is looked at as often as OCSP looks at it, not per request
+	}
+	a, err := s.store.Load(ctx, s.home(c.k), spec.CA)
+	if err != nil {
+		return // the issuer's status says why; the last good CRL stays served
+	}
+	c.checkedAt = now
+	if cm.ResourceVersion == c.lastRV && a.Certificate == c.lastCA {
+		return
+	}
+	home := s.home(c.k)
+	der, err := revocationdata.ServableCRL(c.k, a.Certificate, cm, func(name string) (*corev1.ConfigMap, bool) {
+		o, ok, _ := s.crls.GetByKey(home + "/" + name)
 		if !ok {
-			return nil, time.Time{}, time.Time{}, false
+			return nil, false
 		}
-		cm := obj.(*corev1.ConfigMap)
-		if cm.Annotations[revocationdata.AnnIssuer] != k.String() {
-			return nil, time.Time{}, time.Time{}, false
+		return o.(*corev1.ConfigMap), true
+	})
+	if err != nil {
+		if !errors.Is(err, revocationdata.ErrCRLIncomplete) {
+			logf.FromContext(ctx).Info("CRL ConfigMap not served", "issuer", c.k.String(), "configMap", home+"/"+cm.Name, "reason", err.Error())
 		}
-		mu.Lock()
-		defer mu.Unlock()
-		if cm.ResourceVersion != lastRV {
-			d, ok := revocationdata.CRLFromConfigMaps(cm, func(name string) (*corev1.ConfigMap, bool) {
-				o, ok, _ := s.crls.GetByKey(home + "/" + name)
-				if !ok {
-					return nil, false
-				}
-				return o.(*corev1.ConfigMap), true
-			})
-			if !ok {
-				return der, this, next, der != nil // keep serving the previous CRL meanwhile
-			}
-			der, lastRV = d, cm.ResourceVersion
-			this, _ = time.Parse(time.RFC3339, cm.Annotations[revocationdata.AnnCRLThisUpdate])
-			next, _ = time.Parse(time.RFC3339, cm.Annotations[revocationdata.AnnCRLNextUpdate])
-		}
-		return der, this, next, true
-	}, s.clock.Now)
-	s.crlServers[k] = h
-	return h
+		return
+	}
+	c.der, c.lastRV, c.lastCA = der, cm.ResourceVersion, a.Certificate
+	c.this, _ = time.Parse(time.RFC3339, cm.Annotations[revocationdata.AnnCRLThisUpdate])
+	c.next, _ = time.Parse(time.RFC3339, cm.Annotations[revocationdata.AnnCRLNextUpdate])
 }
 
 // notServed is an issuer that does not exist.
@@ -318,7 +403,10 @@ func (l ledgerSource) Lookup(serial *big.Int) (ocspserver.Status, bool) {
 	if !ok {
 		return ocspserver.Status{}, false
 	}
-	return ocspserver.Status{Revoked: r.Revoked, RevokedAt: r.RevokedAt, Reason: r.Reason, NotAfter: r.NotAfter}, true
+	return ocspserver.Status{
+		Revoked: r.Revoked, RevokedAt: r.RevokedAt, Reason: r.Reason, NotAfter: r.NotAfter,
+		NoRevocationAvailable: r.NoRevocationAvailable,
+	}, true
 }
 
 // responder returns k's OCSP responder, rebuilding it when the CA or the
@@ -380,6 +468,10 @@ func (s *Server) responder(ctx context.Context, k quillv1.IssuerID) (*ocspserver
 	if d := spec.Revocation.OCSP.ResponseValidity; d != nil {
 		validity = d.Duration
 	}
+	var nonceRate float64 // zero: ocspserver's default
+	if n := spec.Revocation.OCSP.MaxNonceSignaturesPerSecond; n != nil {
+		nonceRate = float64(*n)
+	}
 	var alg x509.SignatureAlgorithm
 	if cert == nil {
 		if alg, err = issuance.SignatureAlgorithmFor(a.Certificate.PublicKey, spec.Issuance.RSASignatureScheme == quillv1.RSASignatureSchemePSS); err != nil {
@@ -387,16 +479,19 @@ func (s *Server) responder(ctx context.Context, k quillv1.IssuerID) (*ocspserver
 		}
 	}
 	switch {
-	case ir.resp == nil || ir.authority != a || ir.validity != validity || ir.alg != alg:
+	case ir.resp == nil || ir.authority != a || ir.validity != validity || ir.alg != alg || ir.nonceRate != nonceRate:
 		resp, err := ocspserver.New(ocspserver.Config{
 			Issuer: a.Certificate, Source: ledgerSource{index: s.index, k: k}, Key: key, ResponderCert: cert,
-			SignatureAlgorithm: alg, Validity: validity, Now: s.clock.Now,
+			SignatureAlgorithm: alg, Validity: validity, Now: s.clock.Now, NonceSignaturesPerSecond: nonceRate,
+			// Until the index has read the whole ledger, a serial it lacks
+			// may be one revoked long ago: tryLater, not "unknown".
+			Ready:   s.index.Synced,
 			OnError: func(err error) { logf.FromContext(ctx).Error(err, "OCSP", "issuer", k.String()) },
 		})
 		if err != nil {
 			return nil, fmt.Errorf("OCSP responder for %s: %w", k, err)
 		}
-		ir.resp, ir.authority, ir.signerRV, ir.validity, ir.alg = resp, a, rv, validity, alg
+		ir.resp, ir.authority, ir.signerRV, ir.validity, ir.alg, ir.nonceRate = resp, a, rv, validity, alg, nonceRate
 	case ir.signerRV != rv:
 		if err := ir.resp.SetSigner(key, cert, alg); err != nil {
 			return nil, fmt.Errorf("OCSP responder for %s: %w", k, err)

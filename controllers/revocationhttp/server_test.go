@@ -130,8 +130,12 @@ func TestRouteOCSPGet(t *testing.T) {
 	ca := newCA(t)
 	api := newAPI(t, newIssuer(), caSecret(testNamespace, "ca", ca))
 	clk := clocktesting.NewFakePassiveClock(testNow)
+	index := ledger.NewIndex()
+	if err := index.Replace(nil, "1"); err != nil { // an empty ledger, read
+		t.Fatal(err)
+	}
 	s := New(Config{
-		Cached: api, Reader: api, Index: ledger.NewIndex(), Clock: clk,
+		Cached: api, Reader: api, Index: index, Clock: clk,
 		Store: &castore.Store{Reader: api, Clock: clk},
 	})
 	// Serial 0xfbff... makes base64 with "+" and "/" likely; any works.

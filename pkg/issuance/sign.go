@@ -91,6 +91,11 @@ type Options struct {
 	// (RFC 7633), so that TLS clients that honour it refuse the
 	// certificate without a stapled OCSP response.
 	MustStaple bool
+	// ShortLivedMaxDuration, when positive, signs end-entity certificates
+	// whose lifetime is at most this long as short-lived (RFC 9608): with
+	// noRevAvail and without CRL distribution points, OCSP server or
+	// Must-Staple.
+	ShortLivedMaxDuration time.Duration
 	// Now is the signing time; it must be set. Quill never reads the clock
 	// itself so that controllers and tests decide what "now" is.
 	Now time.Time
@@ -112,6 +117,9 @@ func (o Options) Validate() error {
 	}
 	if o.MaxDuration < 0 {
 		errs = append(errs, fmt.Errorf("maximum duration %s is negative", o.MaxDuration))
+	}
+	if o.ShortLivedMaxDuration < 0 {
+		errs = append(errs, fmt.Errorf("short-lived maximum duration %s is negative", o.ShortLivedMaxDuration))
 	}
 	if d := o.defaultDuration(); d > 0 {
 		if d < MinCertificateDuration {
@@ -301,6 +309,9 @@ func (a *Authority) Sign(req Request, opts Options) (*Issued, error) {
 			return nil, err
 		}
 		template.ExtraExtensions = append(template.ExtraExtensions, san)
+	}
+	if opts.shortLived(req.IsCA, notBefore, notAfter) {
+		markShortLived(template)
 	}
 	if nc := req.NameConstraints; nc != nil {
 		template.PermittedDNSDomainsCritical = true

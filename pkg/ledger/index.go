@@ -1,8 +1,10 @@
 package ledger
 
 import (
+	"errors"
 	"fmt"
 	"math/big"
+	"net/http"
 	"sort"
 	"strconv"
 	"strings"
@@ -79,6 +81,22 @@ func (ix *Index) notify(changes ...Change) {
 // Synced reports whether the index holds the whole ledger. Until then a
 // signer must not conclude that a request was never signed.
 func (ix *Index) Synced() bool { return ix.synced.Load() }
+
+// ErrNotSynced is what ReadyCheck reports while the index is loading.
+var ErrNotSynced = errors.New("the ledger index has not read the whole ledger yet")
+
+// ReadyCheck is a readiness check (controller-runtime's healthz.Checker)
+// that fails until the index is Synced: a replica that cannot yet tell a
+// revoked certificate from an unknown one answers OCSP with tryLater, and
+// should get no traffic a ready replica could serve. It belongs on /readyz
+// only; on /healthz it would have a large ledger's first load restart the
+// pod.
+func (ix *Index) ReadyCheck(*http.Request) error {
+	if !ix.Synced() {
+		return ErrNotSynced
+	}
+	return nil
+}
 
 func certKey(ns, name string) string { return ns + "/" + name }
 

@@ -89,20 +89,23 @@ func NewEntry(k quillv1.IssuerID, homeNamespace string, cert *x509.Certificate, 
 			Labels:    map[string]string{LabelIssuerKind: k.Kind},
 		},
 		Spec: quillv1.IssuedCertificateSpec{
-			IssuerRef:          k.Ref(),
-			SerialNumber:       SerialHex(cert.SerialNumber),
-			Subject:            names.DescribeSubject(cert.RawSubject, cert.Subject),
-			DNSNames:           cert.DNSNames,
-			EmailAddresses:     cert.EmailAddresses,
-			IsCA:               cert.IsCA,
-			IssuedAt:           metav1.NewMicroTime(issuedAt.UTC()),
-			NotBefore:          metav1.NewTime(cert.NotBefore),
-			NotAfter:           metav1.NewTime(cert.NotAfter),
-			KeyAlgorithm:       string(alg),
-			SignatureAlgorithm: cert.SignatureAlgorithm.String(),
-			SHA256Fingerprint:  hex.EncodeToString(sum[:]),
-			Requester:          origin.Requester,
-			Template:           origin.Template,
+			IssuerRef:      k.Ref(),
+			SerialNumber:   SerialHex(cert.SerialNumber),
+			Subject:        names.DescribeSubject(cert.RawSubject, cert.Subject),
+			DNSNames:       cert.DNSNames,
+			EmailAddresses: cert.EmailAddresses,
+			IsCA:           cert.IsCA,
+			// Read from the certificate itself, not from the issuer's
+			// setting, which may change after signing.
+			NoRevocationAvailable: issuance.HasNoRevAvail(cert),
+			IssuedAt:              metav1.NewMicroTime(issuedAt.UTC()),
+			NotBefore:             metav1.NewTime(cert.NotBefore),
+			NotAfter:              metav1.NewTime(cert.NotAfter),
+			KeyAlgorithm:          string(alg),
+			SignatureAlgorithm:    cert.SignatureAlgorithm.String(),
+			SHA256Fingerprint:     hex.EncodeToString(sum[:]),
+			Requester:             origin.Requester,
+			Template:              origin.Template,
 			Origin: quillv1.LedgerOrigin{
 				Kind:        origin.Kind,
 				Namespace:   origin.Namespace,
@@ -156,6 +159,9 @@ type Record struct {
 	RevokedAt time.Time
 	// Reason is the RFC 5280 CRLReason code.
 	Reason int
+	// NoRevocationAvailable marks a short-lived certificate signed with
+	// noRevAvail (RFC 9608): never revoked, answered unauthorized by OCSP.
+	NoRevocationAvailable bool
 
 	// SignatureAlgorithm is the algorithm the CA signed with, as
 	// IssuedCertificate spec.signatureAlgorithm names it.
@@ -170,17 +176,18 @@ func recordOf(e *quillv1.IssuedCertificate) (Record, bool) {
 		return Record{}, false
 	}
 	r := Record{
-		Name:            e.Name,
-		Namespace:       e.Namespace,
-		Issuer:          e.Spec.IssuerRef.ID(),
-		Serial:          serial,
-		IssuedAt:        e.Spec.IssuedAt.Time,
-		NotBefore:       e.Spec.NotBefore.Time,
-		NotAfter:        e.Spec.NotAfter.Time,
-		KeyAlgorithm:    e.Spec.KeyAlgorithm,
-		RequestUID:      types.UID(e.Spec.Origin.UID),
-		OriginNamespace: e.Spec.Origin.Namespace,
-		Certificate:     e.Spec.Origin.Certificate,
+		Name:                  e.Name,
+		Namespace:             e.Namespace,
+		Issuer:                e.Spec.IssuerRef.ID(),
+		Serial:                serial,
+		IssuedAt:              e.Spec.IssuedAt.Time,
+		NotBefore:             e.Spec.NotBefore.Time,
+		NotAfter:              e.Spec.NotAfter.Time,
+		KeyAlgorithm:          e.Spec.KeyAlgorithm,
+		RequestUID:            types.UID(e.Spec.Origin.UID),
+		OriginNamespace:       e.Spec.Origin.Namespace,
+		Certificate:           e.Spec.Origin.Certificate,
+		NoRevocationAvailable: e.Spec.NoRevocationAvailable,
 	}
 	r.SignatureAlgorithm = e.Spec.SignatureAlgorithm
 	if rev := e.Status.Revocation; rev != nil {

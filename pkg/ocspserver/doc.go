@@ -15,8 +15,14 @@
 //
 // Answers:
 //
+//   - tryLater (unsigned, never cached) while Config.Ready says the Source
+//     has not loaded the whole ledger: at start-up the index is partly
+//     read, and "unknown" for a revoked serial would be a wrong answer
+//     that caches keep.
 //   - good / revoked (with its reason, unless unspecified) / unknown for
-//     serials the Source does not know. Expired certificates keep the
+//     serials the Source does not know; unauthorized for short-lived
+//     certificates issued with noRevAvail (RFC 9608), whose revocation
+//     status the CA does not publish. Expired certificates keep the
 //     answer they had, as RFC 6960 §2.2 allows: a revoked certificate
 //     stays revoked after it leaves the CRL.
 //   - malformedRequest for anything ParseRequest refuses, including
@@ -30,7 +36,10 @@
 //
 // Responses to requests without a nonce are cached per serial and CertID
 // hash until a tenth of their validity is left; nonce requests are signed
-// each time. The cache is bounded (Config.CacheEntries).
+// each time, up to Config.NonceSignaturesPerSecond per issuer, and above
+// that answered from the cache without the nonce (RFC 8954 allows it), so a
+// flood of nonce requests cannot keep a slow key (an HSM, ML-DSA) busy.
+// The cache is bounded (Config.CacheEntries).
 //
 // The response encoder is this package's own rather than
 // golang.org/x/crypto/ocsp.CreateResponse: that function always names the

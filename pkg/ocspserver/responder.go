@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"math/big"
 	"slices"
 	"sync/atomic"
@@ -41,6 +42,12 @@ type Status struct {
 	Revoked   bool
 	RevokedAt time.Time
 	Reason    int
+	// NoRevocationAvailable marks a short-lived certificate issued with
+	// the noRevAvail extension (RFC 9608): its CA publishes no revocation
+	// information for it, so the responder has no authority to answer
+	// about it and says unauthorized (unsigned, as for another CA's
+	// certificates) rather than spend a signature on "unknown".
+	NoRevocationAvailable bool
 	// NotAfter is the certificate's notAfter. The responder keeps answering
 	// for expired certificates as it did before they expired (RFC 6960
 	// §2.2 permits it, and a revoked certificate should not turn "good" or
@@ -63,6 +70,14 @@ const (
 	// DefaultValidity is the distance from thisUpdate to nextUpdate: the
 	// hour the seed material names as the usual OCSP caching time.
 	DefaultValidity = time.Hour
+	// DefaultNonceSignaturesPerSecond bounds the fresh signatures made for
+	// requests with a nonce. Each one costs a signature (ECDSA P-256 in
+	// software: tens of microseconds; ML-DSA-87 or an HSM's RSA key: a
+	// millisecond or more, see docs/benchmarks.md), so without a bound
+	// nonce requests turn the responder into a signing oracle anyone can
+	// load. A relying party that asks with a nonce now and then is far
+	// below it.
+	DefaultNonceSignaturesPerSecond = 100
 	// DefaultCacheEntries caps the cache: one entry per (serial, CertID
 	// hash) pair answered, each a few hundred bytes for ECDSA signers, so
 	// about 50 MB at the cap with P-256, more with RSA or ML-DSA keys.
@@ -94,6 +109,20 @@ type Config struct {
 	// DefaultCacheEntries, negative turns caching off (every request is
 	// signed).
 	CacheEntries int
+	// NonceSignaturesPerSecond bounds the fresh signatures for requests
+	// with a nonce, as a token bucket holding one second's worth (at least
+	// one). Over the bound a request is answered as if it had no nonce:
+	// from the cache, or signed once and cached (RFC 8954 §2.1 lets a
+	// responder leave the nonce out; clients that insist on it reject the
+	// answer and retry later). Zero means DefaultNonceSignaturesPerSecond,
+	// negative means no bound.
+	NonceSignaturesPerSecond float64
+	// Ready, when set, reports whether Source holds every certificate's
+	// status. Until it does, the responder answers tryLater (unsigned and
+	// never cached) to every request about the issuer: an answer from a
+	// partly loaded Source would say "unknown" or "good" for a revoked
+	// certificate, and caches would keep it for the response's validity.
+	Ready func() bool
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// OnError, when set, is told about failures behind internalError
@@ -126,6 +155,7 @@ var (
 	malformedResponse    = &Response{DER: errorBody(MalformedRequest), Status: MalformedRequest}
 	unauthorizedResponse = &Response{DER: errorBody(Unauthorized), Status: Unauthorized}
 	internalErrResponse  = &Response{DER: errorBody(InternalError), Status: InternalError}
+	tryLaterResponse     = &Response{DER: errorBody(TryLater), Status: TryLater}
 )
 
 // Responder answers OCSP requests about one issuer's certificates. It is
@@ -137,6 +167,8 @@ type Responder struct {
 	validity     time.Duration
 	now          func() time.Time
 	onError      func(error)
+	ready        func() bool
+	nonces       *tokenBucket // nil: nonce signatures are not bounded
 	issuer       *x509.Certificate
 	signer       atomic.Pointer[signer]
 	cache        *cache // nil when caching is off
@@ -152,6 +184,8 @@ func New(cfg Config) (*Responder, error) {
 		return nil, fmt.Errorf("%w: no status source", ErrInvalidConfig)
 	case cfg.Validity < 0:
 		return nil, fmt.Errorf("%w: negative validity %s", ErrInvalidConfig, cfg.Validity)
+	case math.IsNaN(cfg.NonceSignaturesPerSecond) || math.IsInf(cfg.NonceSignaturesPerSecond, 0):
+		return nil, fmt.Errorf("%w: nonce signature rate %v", ErrInvalidConfig, cfg.NonceSignaturesPerSecond)
 	}
 	spk, err := subjectPublicKey(cfg.Issuer)
 	if err != nil {
@@ -162,7 +196,14 @@ func New(cfg Config) (*Responder, error) {
 		validity: cfg.Validity,
 		now:      cfg.Now,
 		onError:  cfg.OnError,
+		ready:    cfg.Ready,
 		issuer:   cfg.Issuer,
+	}
+	switch rate := cfg.NonceSignaturesPerSecond; {
+	case rate == 0:
+		r.nonces = newTokenBucket(DefaultNonceSignaturesPerSecond)
+	case rate > 0:
+		r.nonces = newTokenBucket(rate)
 	}
 	if r.validity == 0 {
 		r.validity = DefaultValidity
@@ -290,7 +331,17 @@ func (r *Responder) respondTo(req *Request) *Response {
 	if !bytes.Equal(ih.name, req.IssuerNameHash) || !bytes.Equal(ih.key, req.IssuerKeyHash) {
 		return unauthorizedResponse
 	}
+	if r.ready != nil && !r.ready() {
+		return tryLaterResponse
+	}
 	now := r.now()
+	if req.Nonce != nil && r.nonces != nil && !r.nonces.take(now) {
+		// Over the bound: the answer without the nonce, which the cache
+		// usually holds already.
+		plain := *req
+		plain.Nonce = nil
+		req = &plain
+	}
 	var key []byte
 	var gen uint64
 	if req.Nonce == nil && r.cache != nil {
@@ -305,7 +356,7 @@ func (r *Responder) respondTo(req *Request) *Response {
 		r.report(err)
 		return internalErrResponse
 	}
-	if key != nil {
+	if key != nil && resp.Status == Successful {
 		r.cache.put(key, resp, gen, now)
 	}
 	return resp
@@ -331,6 +382,9 @@ func (r *Responder) sign(req *Request, now time.Time) (*Response, error) {
 		nextUp:     nextUpdate,
 	}
 	if st, known := r.source.Lookup(req.Serial); known {
+		if st.NoRevocationAvailable {
+			return unauthorizedResponse, nil
+		}
 		s.status = statusGood
 		if st.Revoked {
 			s.status, s.revokedAt, s.reason = statusRevoked, st.RevokedAt, st.Reason

@@ -21,7 +21,11 @@ const (
 	Successful       ResponseStatus = 0
 	MalformedRequest ResponseStatus = 1
 	InternalError    ResponseStatus = 2
-	Unauthorized     ResponseStatus = 6
+	// TryLater is the answer while the Source is not ready (Config.Ready):
+	// the responder cannot tell the true status yet, and any signed answer
+	// would be one that caches keep.
+	TryLater     ResponseStatus = 3
+	Unauthorized ResponseStatus = 6
 )
 
 func (s ResponseStatus) String() string {
@@ -32,6 +36,8 @@ func (s ResponseStatus) String() string {
 		return "malformedRequest"
 	case InternalError:
 		return "internalError"
+	case TryLater:
+		return "tryLater"
 	case Unauthorized:
 		return "unauthorized"
 	}
