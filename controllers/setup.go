@@ -83,6 +83,10 @@ type Options struct {
 	// with controller-runtime's registry, served on the manager's metrics
 	// endpoint.
 	Metrics *metrics.Metrics
+	// CRLPartSize is for tests only: the most CRL bytes one ConfigMap
+	// holds, so that a CRL of a few entries is published in parts; zero
+	// means the production limit (revocation.Config.CRLPartSize).
+	CRLPartSize int
 }
 
 // Setup registers Quill's controllers with mgr. The ledger index and the
@@ -143,6 +147,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if err := revocation.Setup(mgr, revocation.Config{
 		Index: index, Store: store, ClusterResourceNamespace: opts.ClusterResourceNamespace, BaseURL: opts.RevocationBaseURL,
 		Clock: opts.Clock, Recorder: recorder, Metrics: opts.Metrics, Audit: auditLog,
+		CRLPartSize: opts.CRLPartSize,
 	}); err != nil {
 		return err
 	}

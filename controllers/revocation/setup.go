@@ -40,6 +40,10 @@ type Config struct {
 	// certificates; nil and the zero value record nothing.
 	Metrics *metrics.Metrics
 	Audit   audit.Logger
+	// CRLPartSize is for tests only: the most CRL bytes one ConfigMap
+	// holds; zero means the production limit, well under the API server's
+	// object size limit.
+	CRLPartSize int
 }
 
 // Setup adds the QuillRevocation reconciler, the automatic revocation
@@ -59,6 +63,7 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 	return (&crlPublisher{
 		client: mgr.GetClient(), reader: mgr.GetAPIReader(), store: cfg.Store, index: cfg.Index,
 		clusterNamespace: cfg.ClusterResourceNamespace, clock: cfg.Clock, baseURL: cfg.BaseURL, audit: cfg.Audit,
+		recorder: cfg.Recorder, partSize: cfg.CRLPartSize,
 	}).setup(mgr)
 }
 
