@@ -248,7 +248,9 @@ func (p *crlPublisher) reportTaken(obj quillv1.GenericIssuer, run *crlRun) {
 	if p.recorder != nil {
 		p.recorder.Eventf(obj, nil, corev1.EventTypeWarning, quillv1.ReasonNameCollision, eventActionPublishCRL, "%s", run.taken)
 	}
-	if retry := run.now.Add(crlRetryWhenNameTaken); run.refreshAt.IsZero() || retry.Before(run.refreshAt) {
+	// A refresh already due (the CRL could not be replaced) must not turn
+	// into a retry every second.
+	if retry := run.now.Add(crlRetryWhenNameTaken); !run.refreshAt.After(run.now) || retry.Before(run.refreshAt) {
 		run.refreshAt = retry
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"maps"
 	"math/big"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -398,6 +399,39 @@ func TestEnsureResponderLeavesOthersSecret(t *testing.T) {
 			}
 			if !owned.Marked(&got, k.String()) || len(got.Data[corev1.TLSCertKey]) == 0 {
 				t.Errorf("responder Secret %v: want the issuer's mark and the responder certificate", got.ObjectMeta)
+			}
+		})
+	}
+}
+
+// TestReportTakenLooksAgainWithinAMinute: a collision is told in
+// status.revocation.message and looked at again within a minute, never
+// sooner than a refresh that is still ahead and never every second when
+// the refresh is already due.
+func TestReportTakenLooksAgainWithinAMinute(t *testing.T) {
+	t.Parallel()
+	taken := &owned.CollisionError{Kind: "ConfigMap", Namespace: testNamespace, Name: "ca-crl-1", Owner: "QuillIssuer/team-a/ca"}
+	tests := []struct {
+		name      string
+		refreshAt time.Time
+		want      time.Time
+	}{
+		{name: "no-crl-yet", want: testNow.Add(crlRetryWhenNameTaken)},
+		{name: "refresh-overdue", refreshAt: testNow.Add(-time.Hour), want: testNow.Add(crlRetryWhenNameTaken)},
+		{name: "refresh-later", refreshAt: testNow.Add(time.Hour), want: testNow.Add(crlRetryWhenNameTaken)},
+		{name: "refresh-sooner", refreshAt: testNow.Add(10 * time.Second), want: testNow.Add(10 * time.Second)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			p := &crlPublisher{}
+			run := &crlRun{now: testNow, refreshAt: tt.refreshAt, taken: taken, message: "no new CRL is signed: x"}
+			p.reportTaken(&quillv1.QuillIssuer{}, run)
+			if !run.refreshAt.Equal(tt.want) {
+				t.Errorf("refreshAt = %s, want %s", run.refreshAt, tt.want)
+			}
+			if !strings.Contains(run.message, "no new CRL is signed: x; "+quillv1.ReasonNameCollision+": ") || !strings.Contains(run.message, "ca-crl-1") {
+				t.Errorf("message %q", run.message)
 			}
 		})
 	}
