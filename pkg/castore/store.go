@@ -154,7 +154,9 @@ type entry struct {
 
 // Load returns the authority that src describes, reading Secrets in
 // namespace. It never creates anything: a missing bootstrap Secret is an
-// *Error with reason SecretNotFound until Ensure has run. Errors are *Error
+// *Error with reason SecretNotFound until Ensure has run, and a bootstrap
+// Secret that Quill did not create (no ownership mark, nor an earlier
+// Quill's bootstrapped-by annotation) one with reason NameCollision. Errors are *Error
 // when the CA material or its configuration is at fault, and plain (retry)
 // when the API server failed.
 func (s *Store) Load(ctx context.Context, namespace string, src quillv1.CASource) (*issuance.Authority, error) {
