@@ -96,6 +96,11 @@ type Options struct {
 	// controller creates; only those are taken to belong to a Certificate.
 	// Empty means DefaultCertManagerUsername.
 	CertManagerUsername string
+
+	// CRLPartSize is for tests only: the most CRL bytes one ConfigMap
+	// holds, so that a CRL of a few entries is published in parts; zero
+	// means the production limit (revocation.Config.CRLPartSize).
+	CRLPartSize int
 }
 
 // Setup registers Quill's controllers with mgr. The ledger index and the
@@ -163,6 +168,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		Index: index, Store: store, ClusterResourceNamespace: opts.ClusterResourceNamespace, BaseURL: opts.RevocationBaseURL,
 		Clock: opts.Clock, Recorder: recorder, Metrics: opts.Metrics, Audit: auditLog,
 		CertManagerUsername: opts.CertManagerUsername,
+		CRLPartSize:         opts.CRLPartSize,
 	}); err != nil {
 		return err
 	}

@@ -13,3 +13,9 @@ const (
 	ManagedByQuill  = "quill"
 	AnnotationOwner = "quill.dev/owner"
 )
+
+// ReasonNameCollision is the reason (of the CAValid condition, of events
+// and of status messages) when an object Quill would write for an issuer
+// already exists and its ownership mark does not name that issuer: Quill
+// leaves it alone, and the object or the issuer must be renamed.
+const ReasonNameCollision = "NameCollision"

@@ -35,6 +35,7 @@ import (
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 	"github.com/quill-pki/quill/controllers/internal/issuers"
 	"github.com/quill-pki/quill/pkg/castore"
+	"github.com/quill-pki/quill/pkg/owned"
 )
 
 // Labels and annotations on the CertificateRequests an HSM-backed
@@ -55,6 +56,13 @@ const retryFailedAfter = time.Minute
 // maxRequeue bounds the wait until a renewal, so that a changed clock or a
 // missed event cannot postpone it by months.
 const maxRequeue = 12 * time.Hour
+
+// nameTakenRetry is how often an issuer whose certificateSecretRef names a
+// Secret that is not its own looks again.
+const nameTakenRetry = time.Minute
+
+// Event reason and action of a collision on the certificate Secret.
+const eventActionInstall = "Install"
 
 var errWrongKey = errors.New("the issued certificate is not for the HSM key")
 
@@ -108,9 +116,20 @@ func (r *intermediateReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	}
 	now := r.clock.Now()
 	secretKey := types.NamespacedName{Namespace: ns, Name: p.CertificateSecretRef.Name}
-	current, err := r.currentCertificate(ctx, secretKey)
+	secret, current, err := r.currentCertificate(ctx, secretKey)
 	if err != nil {
 		return ctrl.Result{}, err // retry with backoff
+	}
+	// The Secret is written here, so it must be the issuer's (pkg/owned):
+	// one that exists without the issuer's mark is someone else's and is
+	// neither read as the CA certificate nor written.
+	legacy := r.legacySecret(ctx, obj, ns, current)
+	if secret != nil {
+		if err := owned.Check("Secret", secret, owner, legacy); err != nil {
+			r.recorder.Eventf(obj, nil, corev1.EventTypeWarning, quillv1.ReasonNameCollision, eventActionInstall,
+				"%s; set spec.ca.pkcs11.certificateSecretRef to another name", err)
+			return ctrl.Result{RequeueAfter: nameTakenRetry}, nil // a new name brings us back at once; a fix of the Secret, within this
+		}
 	}
 	if current != nil {
 		if renewAt := renewalTime(current, p.IssuedBy); now.Before(renewAt) {
@@ -119,10 +138,16 @@ func (r *intermediateReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	}
 
 	hash := ownerHash(owner)
-	var list cmapi.CertificateRequestList
-	if err := r.client.List(ctx, &list, client.InNamespace(ns), client.MatchingLabels{labelIntermediateFor: hash}); err != nil {
+	var all cmapi.CertificateRequestList
+	if err := r.client.List(ctx, &all, client.InNamespace(ns), client.MatchingLabels{labelIntermediateFor: hash}); err != nil {
 		return ctrl.Result{}, err // retry with backoff
 	}
+	// Only requests this issuer sent count (and are ever deleted): anyone
+	// who may create CertificateRequests can copy the label.
+	list := all
+	list.Items = slices.DeleteFunc(slices.Clone(all.Items), func(cr cmapi.CertificateRequest) bool {
+		return owned.Check("CertificateRequest", &cr, owner, legacyRequest) != nil
+	})
 	slices.SortFunc(list.Items, func(a, b cmapi.CertificateRequest) int {
 		return b.CreationTimestamp.Compare(a.CreationTimestamp.Time)
 	})
@@ -133,7 +158,12 @@ func (r *intermediateReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	ready := cmutil.GetCertificateRequestCondition(cr, cmapi.CertificateRequestConditionReady)
 	switch {
 	case ready != nil && ready.Status == cmmeta.ConditionTrue:
-		if err := r.install(ctx, secretKey, cr); err != nil {
+		if err := r.install(ctx, secretKey, cr, owner, legacy); err != nil {
+			if errors.Is(err, owned.ErrCollision) {
+				// The Secret appeared, or changed hands, since it was read.
+				r.recorder.Eventf(obj, nil, corev1.EventTypeWarning, quillv1.ReasonNameCollision, eventActionInstall, "%s", err)
+				return ctrl.Result{RequeueAfter: nameTakenRetry}, nil // the request stays for when the name is free
+			}
 			r.recorder.Eventf(obj, cr, corev1.EventTypeWarning, "IntermediateRejected", "Install", "%s", err)
 			return ctrl.Result{}, r.client.Delete(ctx, cr) // a new request follows
 		}
@@ -161,26 +191,51 @@ func (r *intermediateReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	return ctrl.Result{}, nil // pending: the request's events wake us
 }
 
-// currentCertificate reads the first certificate of the intermediate's
-// Secret; nil when the Secret or certificate is missing or unreadable, so
-// that a new one is requested.
-func (r *intermediateReconciler) currentCertificate(ctx context.Context, key types.NamespacedName) (*x509.Certificate, error) {
+// currentCertificate reads the intermediate's Secret (nil when missing)
+// and its first certificate: nil when the Secret or certificate is missing
+// or unreadable, so that a new one is requested.
+func (r *intermediateReconciler) currentCertificate(ctx context.Context, key types.NamespacedName) (*corev1.Secret, *x509.Certificate, error) {
 	var secret corev1.Secret
 	if err := r.store.Reader.Get(ctx, key, &secret); err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil, nil
+			return nil, nil, nil
 		}
-		return nil, err
+		return nil, nil, err
 	}
 	block, _ := pem.Decode(secret.Data[castore.KeyTLSCrt])
 	if block == nil {
-		return nil, nil
+		return &secret, nil, nil
 	}
 	cert, err := x509.ParseCertificate(block.Bytes)
 	if err != nil {
-		return nil, nil
+		return &secret, nil, nil
 	}
-	return cert, nil
+	return &secret, cert, nil
+}
+
+// legacySecret recognises the certificate Secret a Quill from before the
+// ownership mark wrote, which carries no mark of its own: its certificate is
+// the issuer's CA certificate as the CA store loads it, so it certifies the
+// issuer's own HSM key (the store checks that). No other Secret holds a
+// certificate for that key.
+// It loads the CA only when asked, that is for a Secret without a mark.
+func (r *intermediateReconciler) legacySecret(ctx context.Context, obj quillv1.GenericIssuer, ns string, current *x509.Certificate) owned.Legacy {
+	var asked, adopt bool
+	return func(client.Object, string) bool {
+		if !asked && current != nil {
+			a, err := r.store.Load(ctx, ns, obj.GetSpec().CA)
+			adopt = err == nil && a.Certificate.Equal(current)
+		}
+		asked = true
+		return adopt
+	}
+}
+
+// legacyRequest recognises a CertificateRequest a Quill from before the
+// ownership mark sent for owner: it names owner in the annotation Quill
+// wrote.
+func legacyRequest(obj client.Object, owner string) bool {
+	return obj.GetAnnotations()[annotationIntermediateFor] == owner
 }
 
 // renewalTime is when a new certificate is due: renewBefore ahead of the
@@ -229,7 +284,7 @@ func (r *intermediateReconciler) request(ctx context.Context, obj client.Object,
 			Usages:    []cmapi.KeyUsage{cmapi.UsageCertSign, cmapi.UsageCRLSign, cmapi.UsageDigitalSignature},
 		},
 	}
-	if err := r.client.Create(ctx, cr); err != nil {
+	if err := owned.Create(ctx, r.client, cr, owner); err != nil {
 		return fmt.Errorf("requesting the intermediate's certificate: %w", err)
 	}
 	r.recorder.Eventf(obj, cr, corev1.EventTypeNormal, "IntermediateRequested", "Request",
@@ -238,8 +293,11 @@ func (r *intermediateReconciler) request(ctx context.Context, obj client.Object,
 }
 
 // install writes the issued chain into the intermediate's Secret, after
-// checking that it certifies the key the CSR was signed with.
-func (r *intermediateReconciler) install(ctx context.Context, key types.NamespacedName, cr *cmapi.CertificateRequest) error {
+// checking that it certifies the key the CSR was signed with: it creates
+// the Secret with owner's mark, or updates it only while it is owner's
+// (legacy recognises one an earlier Quill wrote); otherwise the error wraps
+// owned.ErrCollision and nothing is written.
+func (r *intermediateReconciler) install(ctx context.Context, key types.NamespacedName, cr *cmapi.CertificateRequest, owner string, legacy owned.Legacy) error {
 	csrBlock, _ := pem.Decode(cr.Spec.Request)
 	certBlock, _ := pem.Decode(cr.Status.Certificate)
 	if csrBlock == nil || certBlock == nil {
@@ -274,17 +332,18 @@ func (r *intermediateReconciler) install(ctx context.Context, key types.Namespac
 	switch {
 	case apierrors.IsNotFound(err):
 		secret = corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}, Data: data}
-		return r.client.Create(ctx, &secret)
+		return owned.Create(ctx, r.client, &secret, owner)
 	case err != nil:
 		return err
 	}
-	if secret.Data == nil {
-		secret.Data = map[string][]byte{}
+	next := secret.DeepCopy()
+	if next.Data == nil {
+		next.Data = map[string][]byte{}
 	}
 	for k, v := range data {
-		secret.Data[k] = v
+		next.Data[k] = v
 	}
-	return r.client.Update(ctx, &secret)
+	return owned.Update(ctx, r.client, "Secret", &secret, next, owner, legacy)
 }
 
 // ownerHash is a label-safe identifier of the requesting issuer.

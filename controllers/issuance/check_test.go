@@ -139,9 +139,18 @@ func TestCheck(t *testing.T) {
 		{
 			name:    "corrupt-bootstrap-secret-is-kept",
 			issuer:  newIssuer(withBootstrap("ca", "Team A Root")),
-			secrets: []client.Object{withSecretData(caSecret(testNamespace, "ca", root), castore.KeyTLSCrt, []byte("garbage"))},
+			secrets: []client.Object{markedSecret(withSecretData(caSecret(testNamespace, "ca", root), castore.KeyTLSCrt, []byte("garbage")), "QuillIssuer/"+testNamespace+"/issuer")},
 			want:    caErr,
 			reason:  quillv1.ReasonSecretInvalid,
+		},
+		{
+			// spec.ca.bootstrap naming an app's TLS Secret: a collision,
+			// not a CA that fails its check.
+			name:    "bootstrap-naming-an-app-secret-collides",
+			issuer:  newIssuer(withBootstrap("app-tls", "Team A Root")),
+			secrets: []client.Object{caSecret(testNamespace, "app-tls", newCA(t, asLeaf()))},
+			want:    caErr,
+			reason:  quillv1.ReasonNameCollision,
 		},
 		{
 			name:    "api-error-is-plain-and-records-nothing",

@@ -190,13 +190,14 @@ func TestDisabledIssuer(t *testing.T) {
 	}
 }
 
-// TestCheckMarksKeySecret: the CA Secret gets the label the admission
-// policies select on, once.
+// TestCheckMarksKeySecret: the CA Secret Quill created gets the label the
+// admission policies select on, once (TestCheckMarksOnlyOwnedKeySecret
+// says which Secrets do not).
 func TestCheckMarksKeySecret(t *testing.T) {
 	t.Parallel()
-	f := newSigner(t, withObjects(caSecret(testNamespace, "ca", newCA(t))))
+	f := newSigner(t, withObjects(markedSecret(caSecret(testNamespace, "ca", newCA(t)), "QuillIssuer/"+testNamespace+"/issuer")))
 	f.signer.KeySecretReader, f.signer.KeySecretWriter = f.api, f.api
-	iss := newIssuer()
+	iss := newIssuer(withBootstrap("ca", "Root"))
 	for range 2 {
 		if err := f.signer.Check(context.Background(), iss); err != nil {
 			t.Fatalf("Check: %v", err)

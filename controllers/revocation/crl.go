@@ -19,6 +19,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -35,6 +36,7 @@ import (
 	"github.com/quill-pki/quill/pkg/kms"
 	"github.com/quill-pki/quill/pkg/ledger"
 	"github.com/quill-pki/quill/pkg/ocspserver"
+	"github.com/quill-pki/quill/pkg/owned"
 )
 
 // RBAC for CRL publishing.
@@ -47,7 +49,14 @@ const (
 	crlStatusFieldOwner     = issuers.FieldOwner + "/revocation-status"
 	configMapPayloadLimit   = 900 << 10 // well under the API server's ~1.5 MiB object limit
 	crlRetryWhenCAUnhealthy = time.Minute
+	// crlRetryWhenNameTaken is how often an issuer whose CRL or responder
+	// name another object holds looks again: that object is not watched.
+	crlRetryWhenNameTaken = time.Minute
 )
+
+// Event action of the CRL publisher's events on the issuer (reason
+// quillv1.ReasonNameCollision).
+const eventActionPublishCRL = "PublishCRL"
 
 func crlValidity(spec *quillv1.IssuerSpec) time.Duration {
 	if d := spec.Revocation.CRL.Validity; d != nil {
@@ -79,13 +88,31 @@ type crlPublisher struct {
 	// audit logs each delegated responder certificate signed; the zero
 	// value logs nothing.
 	audit audit.Logger
+	// recorder tells the issuer of a name collision; nil tells nothing
+	// (status.revocation.message still does).
+	recorder events.EventRecorder
+	// partSize is the most CRL bytes one ConfigMap holds;
+	// zero means configMapPayloadLimit. Tests set it small so that a CRL
+	// of a few entries needs parts.
+	partSize int
 
 	mu      sync.Mutex
 	delays  map[quillv1.IssuerID]time.Duration
 	trigger *issuers.Trigger
 }
 
-var errNameTaken = errors.New("name taken")
+// legacyCRL recognises a CRL ConfigMap (or part) that a Quill from before
+// the ownership mark published for owner: it carries both the CRL label and
+// the issuer annotation Quill wrote, naming owner.
+func legacyCRL(obj client.Object, owner string) bool {
+	return obj.GetLabels()[revocationdata.ConfigMapLabel] == "true" && obj.GetAnnotations()[revocationdata.AnnIssuer] == owner
+}
+
+// legacyResponder recognises a delegated OCSP responder Secret that a Quill
+// from before the ownership mark wrote for owner.
+func legacyResponder(obj client.Object, owner string) bool {
+	return obj.GetAnnotations()[revocationdata.AnnIssuer] == owner
+}
 
 func (p *crlPublisher) setup(mgr ctrl.Manager) error {
 	p.delays = map[quillv1.IssuerID]time.Duration{}
@@ -148,6 +175,9 @@ type crlRun struct {
 	thisUpdate, nextUpdate time.Time
 	cmName, message        string
 	refreshAt              time.Time
+	// taken is an object under a name the CRL or the responder needs that
+	// is not the issuer's (owned.ErrCollision): left alone, and reported.
+	taken error
 }
 
 // Reconcile keeps an issuer's CRL and delegated OCSP responder current, in
@@ -176,16 +206,53 @@ func (r *crlReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 	if err := p.readPublished(ctx, run); err != nil {
 		return ctrl.Result{}, err // retry with backoff
 	}
-	if err := p.signAndPublish(ctx, run); err != nil {
-		return classify.Result(err, crlRetryWhenCAUnhealthy) // an HSM fault waits for the health check; else backoff
+	if run.taken == nil {
+		if err := p.signAndPublish(ctx, run); err != nil && !p.nameTaken(run, err) {
+			return classify.Result(err, crlRetryWhenCAUnhealthy) // an HSM fault waits for the health check; else backoff
+		}
 	}
-	if err := p.rotateResponder(ctx, run); err != nil {
+	if err := p.rotateResponder(ctx, run); err != nil && !p.nameTaken(run, err) {
 		return ctrl.Result{}, err // retry with backoff
+	}
+	if run.taken != nil {
+		p.reportTaken(obj, run)
 	}
 	if err := p.recordStatus(ctx, run); err != nil {
 		return ctrl.Result{}, err // retry with backoff
 	}
-	return ctrl.Result{RequeueAfter: max(run.refreshAt.Sub(run.now), time.Second)}, nil // refresh at half-life, or rotate
+	return ctrl.Result{RequeueAfter: max(run.refreshAt.Sub(run.now), time.Second)}, nil // refresh at half-life, or rotate; a taken name within a minute
+}
+
+// nameTaken records err in run when it is a name collision
+// (owned.ErrCollision), which the reconcile reports rather than retries.
+func (p *crlPublisher) nameTaken(run *crlRun, err error) bool {
+	if !errors.Is(err, owned.ErrCollision) {
+		return false
+	}
+	if run.taken == nil {
+		run.taken = err
+	}
+	return true
+}
+
+// reportTaken tells the issuer, in status.revocation.message and an event,
+// that an object under a name its CRL or responder needs is not its own,
+// and looks again within crlRetryWhenNameTaken. Whatever Quill published
+// before stays served; the object is left alone.
+func (p *crlPublisher) reportTaken(obj quillv1.GenericIssuer, run *crlRun) {
+	msg := quillv1.ReasonNameCollision + ": " + run.taken.Error()
+	if run.message != "" {
+		msg = run.message + "; " + msg
+	}
+	run.message = msg
+	if p.recorder != nil {
+		p.recorder.Eventf(obj, nil, corev1.EventTypeWarning, quillv1.ReasonNameCollision, eventActionPublishCRL, "%s", run.taken)
+	}
+	// A refresh already due (the CRL could not be replaced) must not turn
+	// into a retry every second.
+	if retry := run.now.Add(crlRetryWhenNameTaken); !run.refreshAt.After(run.now) || retry.Before(run.refreshAt) {
+		run.refreshAt = retry
+	}
 }
 
 // rememberBatchDelay keeps the issuer's batch delay for the trigger, which
@@ -218,10 +285,15 @@ func (p *crlPublisher) readPublished(ctx context.Context, run *crlRun) error {
 		return fmt.Errorf("reading CRL ConfigMap: %w", err)
 	}
 	cm := &run.cm
-	if run.exists && cm.Annotations[revocationdata.AnnIssuer] != run.k.String() {
-		return fmt.Errorf("%w: ConfigMap %s/%s belongs to %q, not %s: rename one of them", errNameTaken, run.home, run.name, cm.Annotations[revocationdata.AnnIssuer], run.k)
-	}
 	run.number = big.NewInt(1)
+	if run.exists {
+		if err := owned.Check("ConfigMap", cm, run.k.String(), legacyCRL); err != nil {
+			// Not the issuer's: nothing of it is read or written, and no
+			// CRL is published until it is renamed or deleted.
+			run.taken, run.exists, run.cmName = err, false, ""
+			run.cm = corev1.ConfigMap{}
+		}
+	}
 	if run.exists {
 		// CRL numbers only grow: the next one follows the larger of the
 		// annotation and the number inside the published CRL, so an edited
@@ -243,6 +315,9 @@ func (p *crlPublisher) readPublished(ctx context.Context, run *crlRun) error {
 		}
 	}
 	run.refreshAt = run.thisUpdate.Add(run.nextUpdate.Sub(run.thisUpdate) / 2)
+	if run.taken != nil {
+		run.number.Sub(run.number, big.NewInt(1)) // nothing is signed: the number last recorded stands
+	}
 	return nil
 }
 
@@ -250,7 +325,11 @@ func (p *crlPublisher) readPublished(ctx context.Context, run *crlRun) error {
 // same CA, same validity, and not yet at half-life.
 func (run *crlRun) fresh() bool {
 	cm := &run.cm
-	return run.exists && cm.Annotations[revocationdata.AnnCRLEntries] == run.entriesDigest && cm.Annotations[revocationdata.AnnCASHA256] == run.caHex &&
+	// A CRL an earlier Quill published without the ownership mark is
+	// published again, so that it and its parts carry the mark that
+	// readers require.
+	return run.exists && owned.Marked(cm, run.k.String()) &&
+		cm.Annotations[revocationdata.AnnCRLEntries] == run.entriesDigest && cm.Annotations[revocationdata.AnnCASHA256] == run.caHex &&
 		run.nextUpdate.Sub(run.thisUpdate) == run.validity && run.now.Before(run.refreshAt)
 }
 
@@ -288,18 +367,27 @@ func (p *crlPublisher) signAndPublish(ctx context.Context, run *crlRun) error {
 		run.refreshAt = run.now.Add(crlRetryWhenCAUnhealthy)
 		return nil
 	}
-	run.thisUpdate, run.nextUpdate = signedAt, signedAt.Add(run.validity)
+	thisUpdate, nextUpdate := signedAt, signedAt.Add(run.validity)
 	ann := map[string]string{
 		revocationdata.AnnIssuer:        run.k.String(),
 		revocationdata.AnnCRLNumber:     run.number.String(),
-		revocationdata.AnnCRLThisUpdate: run.thisUpdate.Format(time.RFC3339),
-		revocationdata.AnnCRLNextUpdate: run.nextUpdate.Format(time.RFC3339),
+		revocationdata.AnnCRLThisUpdate: thisUpdate.Format(time.RFC3339),
+		revocationdata.AnnCRLNextUpdate: nextUpdate.Format(time.RFC3339),
 		revocationdata.AnnCRLEntries:    run.entriesDigest,
 		revocationdata.AnnCASHA256:      run.caHex,
 	}
 	if err := p.publish(ctx, run.home, run.name, &run.cm, run.exists, der, ann); err != nil {
+		if errors.Is(err, owned.ErrCollision) {
+			// A part's name is taken: nothing was written, and status
+			// keeps describing the CRL still served, if any.
+			run.number.Sub(run.number, big.NewInt(1))
+			if !run.exists {
+				run.cmName = ""
+			}
+		}
 		return err
 	}
+	run.thisUpdate, run.nextUpdate = thisUpdate, nextUpdate
 	p.audit.SignCRL(run.k, run.number.String(), len(run.revoked), len(der), run.nextUpdate)
 	run.refreshAt = run.thisUpdate.Add(run.validity / 2)
 	return nil
@@ -380,18 +468,40 @@ func digestEntries(rs []ledger.Record) string {
 // crl.pem. A CRL too large for one object is split into numbered part
 // ConfigMaps written first, and the main ConfigMap, written last, names
 // their count and the whole CRL's digest, so readers never assemble a mix
-// of two CRLs.
+// of two CRLs. Every ConfigMap it writes or deletes is the issuer's (the
+// ownership rule, pkg/owned; the issuer is ann's AnnIssuer): a part name
+// that another object holds is a collision, found before anything is
+// written, so the CRL served stays whole; a stale part name that another
+// object holds is left alone.
 func (p *crlPublisher) publish(ctx context.Context, namespace, name string, cm *corev1.ConfigMap, exists bool, der []byte, ann map[string]string) error {
+	owner := ann[revocationdata.AnnIssuer]
 	sum := sha256.Sum256(der)
 	ann[revocationdata.AnnCRLSHA256] = hex.EncodeToString(sum[:])
+	size := p.partSize
+	if size <= 0 {
+		size = configMapPayloadLimit
+	}
 	var parts [][]byte
 	for rest := der; len(rest) > 0; {
-		n := min(len(rest), configMapPayloadLimit)
+		n := min(len(rest), size)
 		parts, rest = append(parts, rest[:n]), rest[n:]
 	}
 	ann[revocationdata.AnnCRLParts] = strconv.Itoa(len(parts))
+	existing := make([]*corev1.ConfigMap, len(parts))
 	for i := 1; i < len(parts); i++ {
-		if err := p.putConfigMap(ctx, namespace, fmt.Sprintf("%s-%d", name, i), nil, map[string][]byte{revocationdata.KeyPart: parts[i]}, map[string]string{revocationdata.AnnIssuer: ann[revocationdata.AnnIssuer], revocationdata.AnnCRLSHA256: ann[revocationdata.AnnCRLSHA256]}); err != nil {
+		part, err := p.readConfigMap(ctx, namespace, partName(name, i))
+		if err != nil {
+			return err
+		}
+		if part != nil {
+			if err := owned.Check("ConfigMap", part, owner, legacyCRL); err != nil {
+				return err
+			}
+		}
+		existing[i] = part
+	}
+	for i := 1; i < len(parts); i++ {
+		if err := p.putConfigMapFrom(ctx, namespace, partName(name, i), existing[i], nil, map[string][]byte{revocationdata.KeyPart: parts[i]}, map[string]string{revocationdata.AnnIssuer: owner, revocationdata.AnnCRLSHA256: ann[revocationdata.AnnCRLSHA256]}); err != nil {
 			return err
 		}
 	}
@@ -399,7 +509,7 @@ func (p *crlPublisher) publish(ctx context.Context, namespace, name string, cm *
 	binary := map[string][]byte{}
 	if len(parts) == 1 {
 		binary[revocationdata.KeyDER] = der
-		if pemCRL := pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}); len(pemCRL)+len(der) <= configMapPayloadLimit {
+		if pemCRL := pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}); len(pemCRL)+len(der) <= size {
 			data[revocationdata.KeyPEM] = string(pemCRL)
 		}
 	} else {
@@ -420,33 +530,46 @@ func (p *crlPublisher) publish(ctx context.Context, namespace, name string, cm *
 	// ConfigMap named the new count, readers could still be assembling
 	// the previous CRL from them.
 	for i := len(parts); i < previous; i++ {
-		part := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: fmt.Sprintf("%s-%d", name, i)}}
-		if err := p.client.Delete(ctx, part); client.IgnoreNotFound(err) != nil {
+		part, err := p.readConfigMap(ctx, namespace, partName(name, i))
+		if err != nil {
+			return err
+		}
+		if part == nil {
+			continue
+		}
+		err = owned.Delete(ctx, p.client, "ConfigMap", part, owner, legacyCRL)
+		if errors.Is(err, owned.ErrCollision) || apierrors.IsConflict(err) {
+			continue // not the issuer's, or replaced since it was read: not Quill's to delete
+		}
+		if client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("removing CRL part ConfigMap %s/%s: %w", namespace, part.Name, err)
 		}
 	}
 	return nil
 }
 
-func (p *crlPublisher) putConfigMap(ctx context.Context, namespace, name string, data map[string]string, binary map[string][]byte, ann map[string]string) error {
+// partName is the name of the i-th part ConfigMap of the CRL in name.
+func partName(name string, i int) string { return fmt.Sprintf("%s-%d", name, i) }
+
+// readConfigMap reads a ConfigMap from the API server; nil when there is
+// none.
+func (p *crlPublisher) readConfigMap(ctx context.Context, namespace, name string) (*corev1.ConfigMap, error) {
 	var cm corev1.ConfigMap
 	err := p.reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &cm)
-	if err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("reading ConfigMap %s/%s: %w", namespace, name, err)
+	if apierrors.IsNotFound(err) {
+		return nil, nil
 	}
 	if err != nil {
-		return p.putConfigMapFrom(ctx, namespace, name, nil, data, binary, ann)
+		return nil, fmt.Errorf("reading ConfigMap %s/%s: %w", namespace, name, err)
 	}
-	return p.putConfigMapFrom(ctx, namespace, name, &cm, data, binary, ann)
+	return &cm, nil
 }
 
-// putConfigMapFrom creates the ConfigMap, or replaces the one read as
-// existing (its resourceVersion guards against a concurrent writer).
+// putConfigMapFrom creates the ConfigMap with the ownership mark naming
+// ann's issuer, or replaces the one read as existing when it is the
+// issuer's (its resourceVersion guards against a concurrent writer).
 func (p *crlPublisher) putConfigMapFrom(ctx context.Context, namespace, name string, existing *corev1.ConfigMap, data map[string]string, binary map[string][]byte, ann map[string]string) error {
-	// The ownership mark, without which the HTTP server does not serve
-	// the CRL (the "owned" branch of issue 12 sets it in one place for
-	// every object; this line only keeps CRLs served until that merges).
-	ann[quillv1.AnnotationOwner] = ann[revocationdata.AnnIssuer]
+	owner := ann[revocationdata.AnnIssuer]
 	cm := &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: map[string]string{revocationdata.ConfigMapLabel: "true", quillv1.LabelManagedBy: quillv1.ManagedByQuill}, Annotations: ann},
 		Data:       data,
@@ -454,10 +577,12 @@ func (p *crlPublisher) putConfigMapFrom(ctx context.Context, namespace, name str
 	}
 	var err error
 	if existing == nil {
-		err = p.client.Create(ctx, cm)
+		err = owned.Create(ctx, p.client, cm, owner)
 	} else {
-		cm.ResourceVersion = existing.ResourceVersion
-		err = p.client.Update(ctx, cm)
+		err = owned.Update(ctx, p.client, "ConfigMap", existing, cm, owner, legacyCRL)
+	}
+	if errors.Is(err, owned.ErrCollision) {
+		return err
 	}
 	if err != nil {
 		return fmt.Errorf("publishing CRL ConfigMap %s/%s: %w", namespace, name, err)
@@ -517,8 +642,8 @@ func (p *crlPublisher) ensureResponder(ctx context.Context, home string, k quill
 		return time.Time{}, fmt.Errorf("reading OCSP responder Secret: %w", err)
 	}
 	if exists {
-		if sec.Annotations[revocationdata.AnnIssuer] != k.String() {
-			return time.Time{}, fmt.Errorf("Secret %s/%s belongs to %q, not %s: rename one of them", home, name, sec.Annotations[revocationdata.AnnIssuer], k)
+		if err := owned.Check("Secret", &sec, k.String(), legacyResponder); err != nil {
+			return time.Time{}, err // before anything is signed for it
 		}
 		if cert, _, err := revocationdata.ParseResponderSecret(&sec, a, now); err == nil && !ocspserver.NeedsRotation(cert, now) {
 			life := cert.NotAfter.Sub(cert.NotBefore)
@@ -540,8 +665,8 @@ func (p *crlPublisher) ensureResponder(ctx context.Context, home string, k quill
 	if err := p.recordResponder(ctx, home, name, k, cert, now); err != nil {
 		return time.Time{}, err // retry with backoff; this certificate is discarded
 	}
-	sec = corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: home, Name: name, ResourceVersion: sec.ResourceVersion,
+	next := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: home, Name: name,
 			Annotations: map[string]string{revocationdata.AnnIssuer: k.String()}},
 		Type: corev1.SecretTypeTLS,
 		Data: map[string][]byte{
@@ -550,9 +675,9 @@ func (p *crlPublisher) ensureResponder(ctx context.Context, home string, k quill
 		},
 	}
 	if exists {
-		err = p.client.Update(ctx, &sec)
+		err = owned.Update(ctx, p.client, "Secret", &sec, next, k.String(), legacyResponder)
 	} else {
-		err = p.client.Create(ctx, &sec)
+		err = owned.Create(ctx, p.client, next, k.String())
 	}
 	if err != nil {
 		return time.Time{}, fmt.Errorf("storing the delegated OCSP responder: %w", err)

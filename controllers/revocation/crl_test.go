@@ -10,14 +10,19 @@ import (
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
 	"math/big"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr/funcr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -26,6 +31,7 @@ import (
 	"github.com/quill-pki/quill/pkg/audit"
 	"github.com/quill-pki/quill/pkg/issuance"
 	"github.com/quill-pki/quill/pkg/ledger"
+	"github.com/quill-pki/quill/pkg/owned"
 )
 
 // testCRL signs a CRL with n entries.
@@ -209,5 +215,224 @@ func TestEnsureResponderRecordsLedgerAndAudit(t *testing.T) {
 	}
 	if len(list.Items) != 1 || len(lines) != 1 {
 		t.Errorf("a current responder was signed again: %d records, %d audit lines", len(list.Items), len(lines))
+	}
+}
+
+// TestCRLPublishLeavesOthersConfigMaps: every ConfigMap the CRL publisher
+// writes or deletes is the issuer's. A part name that another object holds
+// (a user's ConfigMap named like a part, another issuer's) stops the
+// publication before anything is written, with a collision; a part an
+// earlier Quill wrote for the same issuer is adopted; a stale part name
+// that is not the issuer's is not deleted when the CRL shrinks.
+func TestCRLPublishLeavesOthersConfigMaps(t *testing.T) {
+	t.Parallel()
+	const (
+		name  = "ca-crl"
+		owner = "QuillIssuer/team-a/ca"
+	)
+	part := func(opts ...func(*corev1.ConfigMap)) *corev1.ConfigMap {
+		cm := &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Namespace: testNamespace, Name: name + "-1"},
+			Data:       map[string]string{"app.conf": "keep me"},
+		}
+		for _, o := range opts {
+			o(cm)
+		}
+		return cm
+	}
+	markedBy := func(who string) func(*corev1.ConfigMap) {
+		return func(cm *corev1.ConfigMap) { owned.Mark(cm, who) }
+	}
+	legacyOf := func(who string) func(*corev1.ConfigMap) {
+		return func(cm *corev1.ConfigMap) {
+			cm.Labels = map[string]string{revocationdata.ConfigMapLabel: "true"}
+			cm.Annotations = map[string]string{revocationdata.AnnIssuer: who}
+		}
+	}
+	tests := []struct {
+		name      string
+		part      *corev1.ConfigMap
+		collision bool
+	}{
+		{name: "users-configmap-named-like-a-part", part: part(), collision: true},
+		{name: "users-configmap-with-the-crl-label-only", part: part(func(cm *corev1.ConfigMap) {
+			cm.Labels = map[string]string{revocationdata.ConfigMapLabel: "true"}
+		}), collision: true},
+		{name: "another-issuers-part", part: part(markedBy("QuillIssuer/team-a/other")), collision: true},
+		{name: "another-issuers-legacy-part", part: part(legacyOf("QuillIssuer/team-a/other")), collision: true},
+		{name: "own-part", part: part(markedBy(owner))},
+		{name: "own-legacy-part", part: part(legacyOf(owner))},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			api := newAPI(t, tt.part)
+			der := testCRL(t, 40, 1)
+			p := &crlPublisher{client: api, reader: api, partSize: len(der)/2 + 1} // two parts
+			err := p.publish(ctx, testNamespace, name, nil, false, der, map[string]string{revocationdata.AnnIssuer: owner})
+			var got corev1.ConfigMap
+			if gerr := api.Get(ctx, client.ObjectKey{Namespace: testNamespace, Name: name + "-1"}, &got); gerr != nil {
+				t.Fatal(gerr)
+			}
+			if tt.collision {
+				if !errors.Is(err, owned.ErrCollision) {
+					t.Fatalf("publish = %v, want a collision", err)
+				}
+				if !maps.Equal(got.Data, tt.part.Data) || got.BinaryData != nil || !maps.Equal(got.Labels, tt.part.Labels) || !maps.Equal(got.Annotations, tt.part.Annotations) {
+					t.Fatalf("the ConfigMap that is not the issuer's was written: %+v", got.ObjectMeta)
+				}
+				if err := api.Get(ctx, client.ObjectKey{Namespace: testNamespace, Name: name}, &corev1.ConfigMap{}); !apierrors.IsNotFound(err) {
+					t.Errorf("main CRL ConfigMap: %v; want none written after a collision", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("publish: %v", err)
+			}
+			if !owned.Marked(&got, owner) || len(got.BinaryData[revocationdata.KeyPart]) == 0 {
+				t.Fatalf("part %+v: want the issuer's mark and its part of the CRL", got.ObjectMeta)
+			}
+		})
+	}
+}
+
+// TestCRLShrinkKeepsOthersStaleParts: when the CRL shrinks, the parts it no
+// longer needs are deleted only when they are the issuer's.
+func TestCRLShrinkKeepsOthersStaleParts(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	const (
+		name  = "ca-crl"
+		owner = "QuillIssuer/team-a/ca"
+	)
+	api := newAPI(t)
+	large := testCRL(t, 60, 1)
+	p := &crlPublisher{client: api, reader: api, partSize: len(large)/3 + 1} // three parts
+	if err := p.publish(ctx, testNamespace, name, nil, false, large, map[string]string{revocationdata.AnnIssuer: owner}); err != nil {
+		t.Fatal(err)
+	}
+	// Part 2 is replaced by someone else's ConfigMap between two CRLs.
+	if err := api.Delete(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: testNamespace, Name: name + "-2"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := api.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: testNamespace, Name: name + "-2"}, Data: map[string]string{"app": "keep"}}); err != nil {
+		t.Fatal(err)
+	}
+	var main corev1.ConfigMap
+	if err := api.Get(ctx, client.ObjectKey{Namespace: testNamespace, Name: name}, &main); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.publish(ctx, testNamespace, name, &main, true, testCRL(t, 1, 2), map[string]string{revocationdata.AnnIssuer: owner}); err != nil {
+		t.Fatalf("publish of the small CRL: %v", err)
+	}
+	if err := api.Get(ctx, client.ObjectKey{Namespace: testNamespace, Name: name + "-1"}, &corev1.ConfigMap{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the issuer's stale part 1: %v, want deleted", err)
+	}
+	var kept corev1.ConfigMap
+	if err := api.Get(ctx, client.ObjectKey{Namespace: testNamespace, Name: name + "-2"}, &kept); err != nil || kept.Data["app"] != "keep" {
+		t.Errorf("someone else's ConfigMap under a stale part's name: %v %v, want it kept", err, kept.Data)
+	}
+}
+
+// TestEnsureResponderLeavesOthersSecret: a Secret under the responder's
+// name that is not the issuer's is a collision, found before a responder
+// certificate is signed; one an earlier Quill wrote for the issuer is
+// adopted.
+func TestEnsureResponderLeavesOthersSecret(t *testing.T) {
+	t.Parallel()
+	ca := newCA(t)
+	a, err := issuance.LoadAuthority(ca.CertPEM, ca.KeyPEM, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := quillv1.IssuerID{Kind: quillv1.IssuerKind, Namespace: testNamespace, Name: "ca"}
+	secretName := revocationdata.OCSPResponderSecretName(k.Name)
+	tests := []struct {
+		name      string
+		ann       map[string]string
+		mark      string
+		collision bool
+	}{
+		{name: "users-secret", collision: true},
+		{name: "another-issuers-secret", mark: "QuillIssuer/team-a/other", collision: true},
+		{name: "another-issuers-legacy-secret", ann: map[string]string{revocationdata.AnnIssuer: "QuillIssuer/team-a/other"}, collision: true},
+		{name: "own-legacy-secret", ann: map[string]string{revocationdata.AnnIssuer: k.String()}},
+		{name: "own-secret", mark: k.String()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			sec := &corev1.Secret{
+				ObjectMeta: metav1.ObjectMeta{Namespace: testNamespace, Name: secretName, Annotations: maps.Clone(tt.ann)},
+				Data:       map[string][]byte{"password": []byte("keep me")},
+			}
+			if tt.mark != "" {
+				owned.Mark(sec, tt.mark)
+			}
+			api := newAPI(t, sec)
+			p := &crlPublisher{client: api, reader: api, index: ledger.NewIndex(), clock: clocktesting.NewFakePassiveClock(testNow)}
+			_, err := p.ensureResponder(ctx, testNamespace, k, a)
+			var got corev1.Secret
+			if gerr := api.Get(ctx, client.ObjectKey{Namespace: testNamespace, Name: secretName}, &got); gerr != nil {
+				t.Fatal(gerr)
+			}
+			var records quillv1.IssuedCertificateList
+			if err := api.List(ctx, &records); err != nil {
+				t.Fatal(err)
+			}
+			if tt.collision {
+				if !errors.Is(err, owned.ErrCollision) {
+					t.Fatalf("ensureResponder = %v, want a collision", err)
+				}
+				if string(got.Data["password"]) != "keep me" || len(got.Data) != 1 {
+					t.Errorf("the Secret that is not the issuer's was written: keys %v", slices.Collect(maps.Keys(got.Data)))
+				}
+				if len(records.Items) != 0 {
+					t.Errorf("%d responder certificates signed for a Secret Quill may not write", len(records.Items))
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("ensureResponder: %v", err)
+			}
+			if !owned.Marked(&got, k.String()) || len(got.Data[corev1.TLSCertKey]) == 0 {
+				t.Errorf("responder Secret %v: want the issuer's mark and the responder certificate", got.ObjectMeta)
+			}
+		})
+	}
+}
+
+// TestReportTakenLooksAgainWithinAMinute: a collision is told in
+// status.revocation.message and looked at again within a minute, never
+// sooner than a refresh that is still ahead and never every second when
+// the refresh is already due.
+func TestReportTakenLooksAgainWithinAMinute(t *testing.T) {
+	t.Parallel()
+	taken := &owned.CollisionError{Kind: "ConfigMap", Namespace: testNamespace, Name: "ca-crl-1", Owner: "QuillIssuer/team-a/ca"}
+	tests := []struct {
+		name      string
+		refreshAt time.Time
+		want      time.Time
+	}{
+		{name: "no-crl-yet", want: testNow.Add(crlRetryWhenNameTaken)},
+		{name: "refresh-overdue", refreshAt: testNow.Add(-time.Hour), want: testNow.Add(crlRetryWhenNameTaken)},
+		{name: "refresh-later", refreshAt: testNow.Add(time.Hour), want: testNow.Add(crlRetryWhenNameTaken)},
+		{name: "refresh-sooner", refreshAt: testNow.Add(10 * time.Second), want: testNow.Add(10 * time.Second)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			p := &crlPublisher{}
+			run := &crlRun{now: testNow, refreshAt: tt.refreshAt, taken: taken, message: "no new CRL is signed: x"}
+			p.reportTaken(&quillv1.QuillIssuer{}, run)
+			if !run.refreshAt.Equal(tt.want) {
+				t.Errorf("refreshAt = %s, want %s", run.refreshAt, tt.want)
+			}
+			if !strings.Contains(run.message, "no new CRL is signed: x; "+quillv1.ReasonNameCollision+": ") || !strings.Contains(run.message, "ca-crl-1") {
+				t.Errorf("message %q", run.message)
+			}
+		})
 	}
 }

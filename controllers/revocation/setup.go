@@ -44,6 +44,11 @@ type Config struct {
 	// cert-manager's controller creates: supersession is decided only from
 	// those.
 	CertManagerUsername string
+
+	// CRLPartSize is for tests only: the most CRL bytes one ConfigMap
+	// holds; zero means the production limit, well under the API server's
+	// object size limit.
+	CRLPartSize int
 }
 
 // Setup adds the QuillRevocation reconciler, the automatic revocation
@@ -64,6 +69,7 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 	return (&crlPublisher{
 		client: mgr.GetClient(), reader: mgr.GetAPIReader(), store: cfg.Store, index: cfg.Index,
 		clusterNamespace: cfg.ClusterResourceNamespace, clock: cfg.Clock, baseURL: cfg.BaseURL, audit: cfg.Audit,
+		recorder: cfg.Recorder, partSize: cfg.CRLPartSize,
 	}).setup(mgr)
 }
 

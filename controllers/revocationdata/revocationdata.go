@@ -20,10 +20,10 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 	"github.com/quill-pki/quill/pkg/issuance"
+	"github.com/quill-pki/quill/pkg/owned"
 )
 
 // The CRL ConfigMap: its label, the annotations describing the CRL it
@@ -97,14 +97,6 @@ var (
 	ErrCRLBadSignature = errors.New("CRL not signed by the issuer's CA")
 )
 
-// OwnedBy reports whether obj carries the ownership mark of
-// api/v1alpha1/ownership.go naming issuer k: anyone who may create
-// ConfigMaps in a namespace can copy the label the server watches, but a
-// ConfigMap Quill did not write for k is never k's CRL.
-func OwnedBy(obj metav1.Object, k quillv1.IssuerID) bool {
-	return obj.GetLabels()[quillv1.LabelManagedBy] == quillv1.ManagedByQuill && obj.GetAnnotations()[quillv1.AnnotationOwner] == k.String()
-}
-
 // ServableCRL is the DER CRL to serve as issuer k's, from main and its
 // parts (read through get), or why there is none: every ConfigMap must
 // carry the ownership mark naming k (ErrCRLNotOwned), the parts must make
@@ -114,20 +106,20 @@ func OwnedBy(obj metav1.Object, k quillv1.IssuerID) bool {
 // a copied mark; callers run it once per published version, not per
 // request.
 func ServableCRL(k quillv1.IssuerID, ca *x509.Certificate, main *corev1.ConfigMap, get func(name string) (*corev1.ConfigMap, bool)) ([]byte, error) {
-	if !OwnedBy(main, k) {
+	if !owned.Marked(main, k.String()) {
 		return nil, ErrCRLNotOwned
 	}
-	owned := true
+	allOwned := true
 	der, ok := CRLFromConfigMaps(main, func(name string) (*corev1.ConfigMap, bool) {
 		cm, found := get(name)
-		if found && !OwnedBy(cm, k) {
-			owned = false
+		if found && !owned.Marked(cm, k.String()) {
+			allOwned = false
 			return nil, false
 		}
 		return cm, found
 	})
 	switch {
-	case !owned:
+	case !allOwned:
 		return nil, ErrCRLNotOwned
 	case !ok:
 		return nil, ErrCRLIncomplete

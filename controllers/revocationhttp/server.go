@@ -43,6 +43,7 @@ import (
 	"github.com/quill-pki/quill/pkg/issuance"
 	"github.com/quill-pki/quill/pkg/ledger"
 	"github.com/quill-pki/quill/pkg/ocspserver"
+	"github.com/quill-pki/quill/pkg/owned"
 )
 
 // responderRefresh is how often a replica checks whether an issuer's CA or
@@ -318,7 +319,7 @@ func (s *Server) crlSource(k quillv1.IssuerID) *crlSource {
 	if src, ok := s.crlServers[k]; ok {
 		return src
 	}
-	if cm, ok := s.crlConfigMap(k); !ok || !revocationdata.OwnedBy(cm, k) {
+	if cm, ok := s.crlConfigMap(k); !ok || !owned.Marked(cm, k.String()) {
 		return nil
 	}
 	src := &crlSource{s: s, k: k}

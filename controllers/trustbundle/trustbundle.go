@@ -12,6 +12,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
@@ -27,6 +28,7 @@ import (
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 	"github.com/quill-pki/quill/controllers/internal/issuers"
 	"github.com/quill-pki/quill/pkg/castore"
+	"github.com/quill-pki/quill/pkg/owned"
 )
 
 // Event reasons of the trust bundle publisher, on the issuer.
@@ -44,10 +46,17 @@ const trustBundleFieldOwner = issuers.FieldOwner + "/trust-bundle"
 // ConfigMap holds looks again: that ConfigMap is not watched.
 const bundleTakenRetry = time.Minute
 
-var (
-	errBundleName  = errors.New("invalid trust bundle ConfigMap name")
-	errBundleTaken = errors.New("trust bundle ConfigMap name taken")
-)
+var errBundleName = errors.New("invalid trust bundle ConfigMap name")
+
+// legacyBundle recognises the bundles of a Quill from before the ownership
+// mark: they carry no mark, but are controlled (owner reference) by the
+// issuer, which only a writer of the ConfigMap can arrange.
+func legacyBundle(issuer client.Object) owned.Legacy {
+	return func(obj client.Object, _ string) bool {
+		ref := metav1.GetControllerOf(obj)
+		return ref != nil && ref.UID == issuer.GetUID()
+	}
+}
 
 // RBAC for publishing trust bundles.
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update;patch;delete
@@ -129,38 +138,76 @@ func (r *trustBundleReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 
 	var current corev1.ConfigMap
 	err = r.reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &current)
-	owner := metav1.GetControllerOf(&current)
+	exists := err == nil
 	switch {
 	case err != nil && client.IgnoreNotFound(err) != nil:
 		return ctrl.Result{}, err // retry with backoff
-	case err == nil && (owner == nil || owner.UID != obj.GetUID()):
+	case exists && r.taken(obj, &current) != nil:
 		// Someone else's ConfigMap (a user's, or another issuer's bundle):
-		// taking it over would make it go when this issuer goes.
-		err := fmt.Errorf("%w: ConfigMap %s/%s exists and is not this issuer's bundle; set spec.trustBundle.configMapName to another name", errBundleTaken, ns, name)
-		r.recorder.Eventf(obj, nil, corev1.EventTypeWarning, eventTrustBundleFailed, eventActionPublish, "%s", err)
+		// taking it over would overwrite it, and make it go when this
+		// issuer goes.
+		err := fmt.Errorf("%w; set spec.trustBundle.configMapName to another name", r.taken(obj, &current))
+		r.recorder.Eventf(obj, nil, corev1.EventTypeWarning, quillv1.ReasonNameCollision, eventActionPublish, "%s", err)
 		return ctrl.Result{RequeueAfter: bundleTakenRetry}, nil // a new name brings us back at once; the ConfigMap's deletion, within this
-	case err == nil && current.Data[quillv1.TrustBundleKey] == bundle && current.Labels[quillv1.LabelTrustBundleIssuer] == obj.GetName() &&
-		current.Labels[quillv1.LabelTrustBundleKind] == r.kind.ID().Kind:
+	case exists && owned.Marked(&current, id.String()) && current.Data[quillv1.TrustBundleKey] == bundle &&
+		current.Labels[quillv1.LabelTrustBundleIssuer] == obj.GetName() && current.Labels[quillv1.LabelTrustBundleKind] == r.kind.ID().Kind:
 		// Unchanged: no write, no event.
 	default:
-		if err := r.apply(ctx, obj, ns, name, bundle); err != nil {
+		var from *corev1.ConfigMap
+		if exists {
+			from = &current
+		}
+		if err := r.apply(ctx, obj, from, ns, name, bundle); err != nil {
 			return ctrl.Result{}, err // retry with backoff
 		}
 		r.recorder.Eventf(obj, nil, corev1.EventTypeNormal, eventTrustBundlePublished, eventActionPublish,
 			"published the CA bundle to ConfigMap %s/%s", ns, name)
 	}
-	return ctrl.Result{}, r.removeStale(ctx, obj.GetName(), ns, name) // done, or retry the clean-up with backoff
+	return ctrl.Result{}, r.removeStale(ctx, obj, ns, name) // done, or retry the clean-up with backoff
 }
 
-// apply writes the bundle with server-side apply, owned by the issuer so
-// that it goes when the issuer goes.
-func (r *trustBundleReconciler) apply(ctx context.Context, issuer client.Object, ns, name, bundle string) error {
+// taken returns nil when cm, the ConfigMap under the bundle's name, is this
+// issuer's bundle, and a collision (owned.ErrCollision) otherwise: it lacks
+// the issuer's mark (and is not a bundle an earlier Quill published for
+// it), or it is controlled by another object, such as a deleted issuer of
+// the same name whose bundle is about to be garbage collected.
+func (r *trustBundleReconciler) taken(issuer quillv1.GenericIssuer, cm client.Object) error {
+	if err := owned.Check("ConfigMap", cm, issuer.ID().String(), legacyBundle(issuer)); err != nil {
+		return err
+	}
+	if ref := metav1.GetControllerOf(cm); ref != nil && ref.UID != issuer.GetUID() {
+		return &owned.CollisionError{Kind: "ConfigMap", Namespace: cm.GetNamespace(), Name: cm.GetName(), Owner: issuer.ID().String(), Holder: ref.Kind + " " + ref.Name + " (uid " + string(ref.UID) + ")"}
+	}
+	return nil
+}
+
+// apply writes the bundle, with the ownership mark, owned by the issuer so
+// that it goes when the issuer goes. A new bundle is created, so that a
+// ConfigMap appearing under its name in the meantime is not merged into
+// (AlreadyExists); an existing one (current, checked to be the issuer's) is
+// updated with server-side apply on the condition that it is unchanged
+// since it was read.
+func (r *trustBundleReconciler) apply(ctx context.Context, issuer quillv1.GenericIssuer, current *corev1.ConfigMap, ns, name, bundle string) error {
 	gvk := quillv1.GroupVersion.WithKind(r.kind.ID().Kind)
+	owner := issuer.ID().String()
+	labels := owned.Labels()
+	labels[quillv1.LabelTrustBundleKind] = r.kind.ID().Kind
+	labels[quillv1.LabelTrustBundleIssuer] = issuer.GetName()
+	ref := metav1.NewControllerRef(issuer, gvk)
+	if current == nil {
+		cm := &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels, OwnerReferences: []metav1.OwnerReference{*ref}},
+			Data:       map[string]string{quillv1.TrustBundleKey: bundle},
+		}
+		if err := owned.Create(ctx, r.client, cm, owner, client.FieldOwner(trustBundleFieldOwner)); err != nil {
+			return fmt.Errorf("writing trust bundle %s/%s: %w", ns, name, err)
+		}
+		return nil
+	}
 	cm := corev1ac.ConfigMap(name, ns).
-		WithLabels(map[string]string{
-			quillv1.LabelTrustBundleKind:   r.kind.ID().Kind,
-			quillv1.LabelTrustBundleIssuer: issuer.GetName(),
-		}).
+		WithResourceVersion(current.ResourceVersion).
+		WithLabels(labels).
+		WithAnnotations(owned.Annotations(owner)).
 		WithOwnerReferences(metav1ac.OwnerReference().
 			WithAPIVersion(gvk.GroupVersion().String()).
 			WithKind(gvk.Kind).
@@ -174,21 +221,27 @@ func (r *trustBundleReconciler) apply(ctx context.Context, issuer client.Object,
 	return nil
 }
 
-// removeStale deletes bundles this issuer published under another name.
-func (r *trustBundleReconciler) removeStale(ctx context.Context, issuer, ns, keep string) error {
+// removeStale deletes bundles this issuer published under another name:
+// only ConfigMaps that are its own (its mark, or an earlier Quill's bundle
+// it controls), whatever labels the others carry.
+func (r *trustBundleReconciler) removeStale(ctx context.Context, issuer quillv1.GenericIssuer, ns, keep string) error {
 	var list metav1.PartialObjectMetadataList
 	list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ConfigMapList"))
 	if err := r.client.List(ctx, &list, client.InNamespace(ns), client.MatchingLabels{
 		quillv1.LabelTrustBundleKind:   r.kind.ID().Kind,
-		quillv1.LabelTrustBundleIssuer: issuer,
+		quillv1.LabelTrustBundleIssuer: issuer.GetName(),
 	}); err != nil {
 		return err
 	}
 	for i := range list.Items {
-		if list.Items[i].Name == keep {
+		if list.Items[i].Name == keep || r.taken(issuer, &list.Items[i]) != nil {
 			continue
 		}
-		if err := r.client.Delete(ctx, &list.Items[i]); client.IgnoreNotFound(err) != nil {
+		err := owned.Delete(ctx, r.client, "ConfigMap", &list.Items[i], issuer.ID().String(), legacyBundle(issuer))
+		if apierrors.IsConflict(err) {
+			continue // changed since it was listed: the next reconcile looks again
+		}
+		if client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("removing stale trust bundle %s/%s: %w", ns, list.Items[i].Name, err)
 		}
 	}

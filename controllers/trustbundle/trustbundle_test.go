@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"maps"
 	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -16,6 +18,7 @@ import (
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 	"github.com/quill-pki/quill/pkg/castore"
+	"github.com/quill-pki/quill/pkg/owned"
 )
 
 func TestBundleName(t *testing.T) {
@@ -170,10 +173,87 @@ func TestTrustBundleLeavesForeignConfigMap(t *testing.T) {
 	}
 	select {
 	case e := <-rec.Events:
-		if !strings.Contains(e, eventTrustBundleFailed) || !strings.Contains(e, "configMapName") {
-			t.Fatalf("event %q; want a TrustBundleFailed warning naming spec.trustBundle.configMapName", e)
+		if !strings.Contains(e, quillv1.ReasonNameCollision) || !strings.Contains(e, "configMapName") {
+			t.Fatalf("event %q; want a NameCollision warning naming spec.trustBundle.configMapName", e)
 		}
 	default:
 		t.Fatal("no event")
+	}
+}
+
+// TestTrustBundleOwnership: the bundle ConfigMap is written only when it is
+// the issuer's (its mark, or an earlier Quill's bundle the issuer controls,
+// which is adopted and marked), and stale bundles are deleted only when
+// they are the issuer's, whatever labels the others carry.
+func TestTrustBundleOwnership(t *testing.T) {
+	t.Parallel()
+	const owner = "QuillIssuer/" + testNamespace + "/issuer"
+	const uid = types.UID("issuer-uid")
+	ca := newCA(t)
+	bundleLabels := func() map[string]string {
+		return map[string]string{quillv1.LabelTrustBundleKind: quillv1.IssuerKind, quillv1.LabelTrustBundleIssuer: "issuer"}
+	}
+	controlledBy := func(u types.UID) []metav1.OwnerReference {
+		yes := true
+		return []metav1.OwnerReference{{APIVersion: quillv1.GroupVersion.String(), Kind: quillv1.IssuerKind, Name: "issuer", UID: u, Controller: &yes}}
+	}
+	configMap := func(name string, labels map[string]string, refs []metav1.OwnerReference, mark string) *corev1.ConfigMap {
+		cm := &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Namespace: testNamespace, Name: name, Labels: labels, OwnerReferences: refs},
+			Data:       map[string]string{quillv1.TrustBundleKey: "old"},
+		}
+		if mark != "" {
+			owned.Mark(cm, mark)
+		}
+		return cm
+	}
+	tests := []struct {
+		name      string
+		existing  *corev1.ConfigMap
+		wantOwned bool // the ConfigMap is (now) the issuer's bundle
+		wantGone  bool // a stale bundle was deleted
+	}{
+		{name: "marked-bundle-is-updated", existing: configMap("issuer-ca-bundle", bundleLabels(), controlledBy(uid), owner), wantOwned: true},
+		{name: "legacy-bundle-is-adopted", existing: configMap("issuer-ca-bundle", bundleLabels(), controlledBy(uid), ""), wantOwned: true},
+		{name: "another-issuers-bundle-is-left", existing: configMap("issuer-ca-bundle", bundleLabels(), nil, "QuillIssuer/"+testNamespace+"/other")},
+		{name: "bundle-of-a-previous-issuer-is-left", existing: configMap("issuer-ca-bundle", bundleLabels(), controlledBy("old-uid"), owner)},
+		{name: "own-stale-bundle-is-deleted", existing: configMap("old-name", bundleLabels(), controlledBy(uid), owner), wantGone: true},
+		{name: "own-legacy-stale-bundle-is-deleted", existing: configMap("old-name", bundleLabels(), controlledBy(uid), ""), wantGone: true},
+		{name: "labelled-configmap-is-not-deleted", existing: configMap("old-name", bundleLabels(), nil, "")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			iss := newIssuer()
+			iss.UID = uid
+			api := newAPI(t, iss, caSecret(testNamespace, "ca", ca), tt.existing)
+			r := &trustBundleReconciler{
+				client: api, reader: api, clusterNamespace: clusterResourceNamespace, kind: &quillv1.QuillIssuer{},
+				store:    &castore.Store{Reader: api, Metadata: api, Writer: api, Clock: clock.RealClock{}},
+				recorder: events.NewFakeRecorder(10),
+			}
+			if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(iss)}); err != nil {
+				t.Fatalf("reconcile: %v", err)
+			}
+			var cm corev1.ConfigMap
+			err := api.Get(ctx, client.ObjectKeyFromObject(tt.existing), &cm)
+			switch {
+			case tt.wantGone:
+				if err == nil {
+					t.Fatal("the issuer's stale bundle was not deleted")
+				}
+			case err != nil:
+				t.Fatalf("ConfigMap %s: %v", tt.existing.Name, err)
+			case tt.wantOwned:
+				if !owned.Marked(&cm, owner) || cm.Data[quillv1.TrustBundleKey] == "old" {
+					t.Errorf("bundle %v with %q: want the issuer's mark and its CA", cm.ObjectMeta, cm.Data[quillv1.TrustBundleKey])
+				}
+			default:
+				if cm.Data[quillv1.TrustBundleKey] != "old" || !maps.Equal(cm.Labels, tt.existing.Labels) || len(cm.OwnerReferences) != len(tt.existing.OwnerReferences) {
+					t.Errorf("a ConfigMap that is not the issuer's was written: %v", cm.ObjectMeta)
+				}
+			}
+		})
 	}
 }

@@ -21,6 +21,7 @@ import (
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 	"github.com/quill-pki/quill/pkg/castore"
 	"github.com/quill-pki/quill/pkg/issuance"
+	"github.com/quill-pki/quill/pkg/owned"
 )
 
 // testNow is the fixed clock of every test; nothing here reads the real one.
@@ -101,6 +102,20 @@ func withData(key string, value []byte) secretOption {
 
 func withoutKey(key string) secretOption {
 	return func(s *corev1.Secret) { delete(s.Data, key) }
+}
+
+// markedBy puts the ownership mark naming owner on the Secret, as Quill
+// creates its own Secrets.
+func markedBy(owner string) secretOption {
+	return func(s *corev1.Secret) { owned.Mark(s, owner) }
+}
+
+// bootstrappedBy sets only the annotation a Quill from before the ownership
+// mark wrote on its bootstrap Secrets.
+func bootstrappedBy(owner string) secretOption {
+	return func(s *corev1.Secret) {
+		s.Annotations = map[string]string{castore.AnnotationBootstrappedBy: owner}
+	}
 }
 
 func inNamespace(ns string) secretOption {

@@ -24,6 +24,7 @@ import (
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 	"github.com/quill-pki/quill/pkg/issuance"
 	"github.com/quill-pki/quill/pkg/kms"
+	"github.com/quill-pki/quill/pkg/owned"
 	// castore opens the CA Secret's key through pkg/kms like any other
 	// key, and cannot load a Secret-held CA without this backend.
 	_ "github.com/quill-pki/quill/pkg/kms/softkey"
@@ -39,7 +40,25 @@ const (
 
 // AnnotationBootstrappedBy marks a Secret Quill created for a bootstrap CA,
 // naming the issuer ("QuillClusterIssuer/name" or "QuillIssuer/ns/name").
+// Quill from before the ownership mark wrote only this annotation, so it
+// is also how such a Secret is recognised as Quill's (LegacyBootstrap).
 const AnnotationBootstrappedBy = "quill.dev/bootstrapped-by"
+
+// LegacyBootstrap recognises a bootstrap CA Secret that a Quill from before
+// the ownership mark created for owner: it names owner in
+// AnnotationBootstrappedBy, which no other writer sets.
+func LegacyBootstrap(obj client.Object, owner string) bool {
+	return obj.GetAnnotations()[AnnotationBootstrappedBy] == owner
+}
+
+// quillBootstrapped reports whether a bootstrap Secret was created by Quill
+// for some issuer: marked, or carrying the annotation an earlier Quill
+// wrote. Load cannot tell which issuer asks, so it asks only this much;
+// Ensure, which knows, requires the issuer's own mark.
+func quillBootstrapped(obj client.Object) bool {
+	return obj.GetLabels()[quillv1.LabelManagedBy] == quillv1.ManagedByQuill && obj.GetAnnotations()[quillv1.AnnotationOwner] != "" ||
+		obj.GetAnnotations()[AnnotationBootstrappedBy] != ""
+}
 
 // Error is a CA that cannot be used, with the reason (one of the Reason
 // constants in api/v1alpha1) that explains why. The CA, its Secrets or the
@@ -135,7 +154,9 @@ type entry struct {
 
 // Load returns the authority that src describes, reading Secrets in
 // namespace. It never creates anything: a missing bootstrap Secret is an
-// *Error with reason SecretNotFound until Ensure has run. Errors are *Error
+// *Error with reason SecretNotFound until Ensure has run, and a bootstrap
+// Secret that Quill did not create (no ownership mark, nor an earlier
+// Quill's bootstrapped-by annotation) one with reason NameCollision. Errors are *Error
 // when the CA material or its configuration is at fault, and plain (retry)
 // when the API server failed.
 func (s *Store) Load(ctx context.Context, namespace string, src quillv1.CASource) (*issuance.Authority, error) {
@@ -168,6 +189,13 @@ func (s *Store) load(ctx context.Context, so source) (*issuance.Authority, error
 	if err != nil {
 		return nil, err
 	}
+	if so.bootstrap != nil && !quillBootstrapped(secret) {
+		// spec.ca.bootstrap names a Secret for Quill to create; one that
+		// exists and was not created by Quill is someone else's (an app's
+		// TLS Secret, say) and is neither used nor labelled.
+		return nil, &Error{Reason: quillv1.ReasonNameCollision, Err: fmt.Errorf("%w: Secret %s named by spec.ca.bootstrap.secretName exists and was not created by Quill; "+
+			"rename spec.ca.bootstrap.secretName, or use spec.ca.secretRef to sign with a CA Secret of your own", owned.ErrCollision, key)}
+	}
 	a, err := s.parseSecret(ctx, so.key.(kms.SecretKey), secret)
 	if err != nil {
 		return nil, err
@@ -177,17 +205,27 @@ func (s *Store) load(ctx context.Context, so source) (*issuance.Authority, error
 }
 
 // Ensure is Load for the issuer health check: for a bootstrap source whose
-// Secret does not exist yet it generates the root CA and creates the Secret.
-// Creation is atomic on the API server, so concurrent controllers cannot
-// produce two keys: the loser of the race reads the winner's Secret. An
-// existing Secret is never replaced, even when it is unusable. For a key
-// held in a backend (an HSM) it also proves the key can sign.
+// Secret does not exist yet it generates the root CA and creates the Secret,
+// with the ownership mark naming owner (IssuerID.String()). Creation is
+// atomic on the API server, so concurrent controllers cannot produce two
+// keys: the loser of the race reads the winner's Secret. An existing Secret
+// is never replaced, even when it is unusable. For a key held in a backend
+// (an HSM) it also proves the key can sign.
+//
+// A Secret that Quill writes for this issuer (the bootstrap Secret, the
+// certificate Secret of an HSM key issuedBy a parent) must be the issuer's
+// own: one that exists without the issuer's mark is an *Error with reason
+// NameCollision, so the issuer reports the collision and nothing writes to
+// or labels that Secret.
 func (s *Store) Ensure(ctx context.Context, namespace string, src quillv1.CASource, owner string) (*issuance.Authority, error) {
 	so, err := sourceOf(namespace, src)
 	if err != nil {
 		return nil, err
 	}
 	a, err := s.load(ctx, so)
+	if cerr := s.checkOwned(ctx, so, owner, err); cerr != nil {
+		return nil, cerr
+	}
 	if err == nil {
 		if key, ok := a.Signer.(kms.Key); ok {
 			return a, probeFault(key.Probe(ctx))
@@ -225,13 +263,51 @@ func (s *Store) Ensure(ctx context.Context, namespace string, src quillv1.CASour
 		Type: corev1.SecretTypeTLS,
 		Data: map[string][]byte{KeyTLSCrt: certPEM, KeyTLSKey: keyPEM, KeyCACrt: certPEM},
 	}
-	if err := s.Writer.Create(ctx, secret); err != nil && !apierrors.IsAlreadyExists(err) {
+	if err := owned.Create(ctx, s.Writer, secret, owner); err != nil && !apierrors.IsAlreadyExists(err) {
 		return nil, fmt.Errorf("creating bootstrap CA secret %s/%s: %w", namespace, b.SecretName, err)
 	}
 	// Read back rather than trusting what we generated: on AlreadyExists the
-	// Secret that won is someone else's.
+	// Secret that won is someone else's, and must be checked like any other.
 	s.forget(so.id())
-	return s.load(ctx, so)
+	a, err = s.load(ctx, so)
+	if cerr := s.checkOwned(ctx, so, owner, err); cerr != nil {
+		return nil, cerr
+	}
+	return a, err
+}
+
+// checkOwned requires the Secret Quill writes for so (its bootstrap Secret,
+// or the certificate Secret an HSM intermediate's parent fills) to carry
+// owner's mark when it exists. loadErr is what loading so returned: a
+// certificate Secret without the mark is adopted when it loaded, since it
+// then holds a certificate for the issuer's own HSM key (what a Quill from
+// before the mark wrote there); the intermediate controller marks it on its
+// next write. It returns nil or an *Error with reason NameCollision, or a
+// plain error when the API server failed.
+func (s *Store) checkOwned(ctx context.Context, so source, owner string, loadErr error) error {
+	var name string
+	var legacy owned.Legacy
+	switch {
+	case so.bootstrap != nil:
+		name, legacy = so.secrets[0], LegacyBootstrap
+	case so.issuedBy != nil && so.certSecret != "":
+		name = so.certSecret
+		legacy = func(client.Object, string) bool { return loadErr == nil }
+	default:
+		return nil // the Secrets are the user's; Quill only reads them
+	}
+	meta := &metav1.PartialObjectMetadata{}
+	meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	if err := s.Reader.Get(ctx, types.NamespacedName{Namespace: so.namespace, Name: name}, meta); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil // Quill creates it
+		}
+		return fmt.Errorf("reading secret %s/%s: %w", so.namespace, name, err)
+	}
+	if err := owned.Check("Secret", meta, owner, legacy); err != nil {
+		return &Error{Reason: quillv1.ReasonNameCollision, Err: err}
+	}
+	return nil
 }
 
 // current returns the cached entry for id if the metadata of every Secret

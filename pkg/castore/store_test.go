@@ -19,6 +19,7 @@ import (
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 	"github.com/quill-pki/quill/pkg/castore"
 	"github.com/quill-pki/quill/pkg/issuance"
+	"github.com/quill-pki/quill/pkg/owned"
 )
 
 var secretsResource = schema.GroupResource{Resource: "secrets"}
@@ -95,9 +96,23 @@ func TestLoad(t *testing.T) {
 		},
 		{
 			name:     "bootstrap-secret-found",
-			objects:  []client.Object{newSecret("boot", withCA(good))},
+			objects:  []client.Object{newSecret("boot", withCA(good), markedBy("QuillIssuer/team-a/issuer"))},
 			src:      bootstrap("boot"),
 			wantCert: good.certPEM,
+		},
+		{
+			name:     "legacy-bootstrap-secret-found",
+			objects:  []client.Object{newSecret("boot", withCA(good), bootstrappedBy("QuillIssuer/team-a/issuer"))},
+			src:      bootstrap("boot"),
+			wantCert: good.certPEM,
+		},
+		{
+			// spec.ca.bootstrap naming an app's TLS Secret: not Quill's, so
+			// not used as the CA.
+			name:    "bootstrap-secret-not-created-by-quill",
+			objects: []client.Object{newSecret("boot", withCA(good))},
+			src:     bootstrap("boot"),
+			want:    wantErr{reason: quillv1.ReasonNameCollision, contains: []string{testNamespace + "/boot", "not created by Quill"}},
 		},
 		{
 			name: "picks-the-named-secret",
@@ -372,6 +387,9 @@ func TestEnsureBootstrapCreatesSecret(t *testing.T) {
 			if got := secret.Annotations[castore.AnnotationBootstrappedBy]; got != owner {
 				t.Errorf("annotation %s = %q, want %q", castore.AnnotationBootstrappedBy, got, owner)
 			}
+			if !owned.Marked(&secret, owner) {
+				t.Errorf("labels %v annotations %v: the Secret lacks the ownership mark naming %s", secret.Labels, secret.Annotations, owner)
+			}
 			keys := slices.Sorted(maps.Keys(secret.Data))
 			if want := []string{castore.KeyCACrt, castore.KeyTLSCrt, castore.KeyTLSKey}; !slices.Equal(keys, want) {
 				t.Errorf("Secret keys = %v, want %v", keys, want)
@@ -430,7 +448,7 @@ func TestEnsureLosesCreateRace(t *testing.T) {
 		// Another replica creates the Secret between our read and our
 		// create, so the API server refuses ours.
 		generated = obj.(*corev1.Secret).DeepCopy()
-		if err := c.Create(ctx, newSecret(obj.GetName(), withCA(winner))); err != nil {
+		if err := c.Create(ctx, newSecret(obj.GetName(), withCA(winner), markedBy("QuillClusterIssuer/main"))); err != nil {
 			return err
 		}
 		return apierrors.NewAlreadyExists(secretsResource, obj.GetName())
@@ -462,6 +480,7 @@ func TestEnsureLosesCreateRace(t *testing.T) {
 
 func TestEnsureDoesNotCreate(t *testing.T) {
 	t.Parallel()
+	const owner = "QuillIssuer/team-a/issuer"
 	good := newCA(t)
 	other := newCA(t, withCACommonName("Other CA"))
 	apiDown := apierrors.NewServiceUnavailable("etcd is down")
@@ -475,31 +494,55 @@ func TestEnsureDoesNotCreate(t *testing.T) {
 	}{
 		{
 			name:     "existing-bootstrap-secret-is-used",
-			objects:  []client.Object{newSecret("root-ca", withCA(good))},
+			objects:  []client.Object{newSecret("root-ca", withCA(good), markedBy(owner))},
 			src:      bootstrap("root-ca"),
 			wantCert: good.certPEM,
 		},
 		{
+			name:     "legacy-bootstrap-secret-is-used",
+			objects:  []client.Object{newSecret("root-ca", withCA(good), bootstrappedBy(owner))},
+			src:      bootstrap("root-ca"),
+			wantCert: good.certPEM,
+		},
+		{
+			name:    "unmarked-secret-is-a-collision",
+			objects: []client.Object{newSecret("root-ca", withCA(good))},
+			src:     bootstrap("root-ca"),
+			want:    wantErr{reason: quillv1.ReasonNameCollision, contains: []string{testNamespace + "/root-ca", "no Quill ownership mark"}},
+		},
+		{
+			name:    "another-issuers-secret-is-a-collision",
+			objects: []client.Object{newSecret("root-ca", withCA(good), markedBy("QuillIssuer/team-a/other"))},
+			src:     bootstrap("root-ca"),
+			want:    wantErr{reason: quillv1.ReasonNameCollision, contains: []string{"QuillIssuer/team-a/other"}},
+		},
+		{
+			name:    "another-issuers-legacy-secret-is-a-collision",
+			objects: []client.Object{newSecret("root-ca", withCA(good), bootstrappedBy("QuillIssuer/team-a/other"))},
+			src:     bootstrap("root-ca"),
+			want:    wantErr{reason: quillv1.ReasonNameCollision},
+		},
+		{
 			name:    "corrupt-pem-is-not-overwritten",
-			objects: []client.Object{newSecret("root-ca", withCA(good), withData(castore.KeyTLSCrt, []byte("garbage")))},
+			objects: []client.Object{newSecret("root-ca", withCA(good), withData(castore.KeyTLSCrt, []byte("garbage")), markedBy(owner))},
 			src:     bootstrap("root-ca"),
 			want:    wantErr{reason: quillv1.ReasonSecretInvalid},
 		},
 		{
 			name:    "missing-key-is-not-overwritten",
-			objects: []client.Object{newSecret("root-ca", withCA(good), withoutKey(castore.KeyTLSKey))},
+			objects: []client.Object{newSecret("root-ca", withCA(good), withoutKey(castore.KeyTLSKey), markedBy(owner))},
 			src:     bootstrap("root-ca"),
 			want:    wantErr{reason: quillv1.ReasonSecretInvalid},
 		},
 		{
 			name:    "empty-secret-is-not-overwritten",
-			objects: []client.Object{newSecret("root-ca")},
+			objects: []client.Object{newSecret("root-ca", markedBy(owner))},
 			src:     bootstrap("root-ca"),
 			want:    wantErr{reason: quillv1.ReasonSecretInvalid},
 		},
 		{
 			name:    "mismatched-key-is-not-overwritten",
-			objects: []client.Object{newSecret("root-ca", withCA(good), withData(castore.KeyTLSKey, other.keyPEM))},
+			objects: []client.Object{newSecret("root-ca", withCA(good), withData(castore.KeyTLSKey, other.keyPEM), markedBy(owner))},
 			src:     bootstrap("root-ca"),
 			want:    wantErr{reason: quillv1.ReasonKeyMismatch},
 		},
@@ -534,7 +577,7 @@ func TestEnsureDoesNotCreate(t *testing.T) {
 				before[o.GetName()] = maps.Clone(o.(*corev1.Secret).Data)
 			}
 
-			a, err := f.store.Ensure(ctx, testNamespace, tt.src, "QuillIssuer/team-a/issuer")
+			a, err := f.store.Ensure(ctx, testNamespace, tt.src, owner)
 			checkErr(t, err, tt.want)
 			if tt.wantCert != nil {
 				if a == nil || !bytes.Equal(a.Certificate.Raw, parseCert(t, tt.wantCert).Raw) {

@@ -13,6 +13,7 @@ import (
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 	"github.com/quill-pki/quill/pkg/castore"
+	"github.com/quill-pki/quill/pkg/owned"
 )
 
 // readyCondition waits until the issuer's Ready condition for its current
@@ -201,7 +202,13 @@ func TestBootstrapCreatesOnce(t *testing.T) {
 func TestBootstrapKeepsCorruptSecret(t *testing.T) {
 	t.Parallel()
 	ns := newNamespace(t)
-	orig := createSecret(t, ns, "boot-root", map[string][]byte{"tls.crt": []byte("garbage"), "tls.key": []byte("garbage")})
+	// Quill's own Secret (its ownership mark names the issuer), since any
+	// other is a name collision (TestBootstrapNamingAppSecret).
+	orig := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "boot-root"}, Data: map[string][]byte{"tls.crt": []byte("garbage"), "tls.key": []byte("garbage")}}
+	owned.Mark(orig, "QuillIssuer/"+ns+"/boot")
+	if err := env.Client.Create(context.Background(), orig); err != nil {
+		t.Fatal(err)
+	}
 	iss := &quillv1.QuillIssuer{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "boot"},
 		Spec: quillv1.IssuerSpec{CA: quillv1.CASource{Bootstrap: &quillv1.BootstrapCA{

@@ -33,5 +33,6 @@ func startQuill(e *harness.Env) (func(), error) {
 		ClusterResourceNamespace: clusterResourceNamespace,
 		MaxRetryDuration:         time.Minute,
 		MaxConcurrentReconciles:  2,
+		CRLPartSize:              crlPartSize,
 	}, zapcore.ErrorLevel, nil)
 }
