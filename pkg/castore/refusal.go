@@ -233,7 +233,8 @@ func refusedError(tp tokenPIN, r refusal) error {
 	if r.err != nil {
 		return r.err
 	}
-	return HSMFault(kms.Mark(fmt.Errorf("%s refused this PIN at %s", tp, r.at.UTC().Format(time.RFC3339)), kms.ErrPINRefused))
+	return HSMFault(kms.Mark(fmt.Errorf("%s refused the PIN in secret %s/%s (key %q) at %s",
+		tp.token, tp.namespace, tp.pinName, tp.pinKey, r.at.UTC().Format(time.RFC3339)), kms.ErrPINRefused))
 }
 
 // RefusalLog keeps refused PINs in the status of the issuers that use them

@@ -3,6 +3,7 @@ package castore_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -99,11 +100,23 @@ func (f *refusalFixture) load(s *castore.Store, iss *quillv1.QuillIssuer, reason
 	f.t.Helper()
 	_, err := s.Load(context.Background(), testNamespace, iss.Spec.CA)
 	checkErr(f.t, err, wantErr{reason: reason})
+	noPIN(f.t, err)
 	key, err := s.OpenHSMKey(context.Background(), testNamespace, iss.Spec.CA.PKCS11)
 	if key != nil {
 		f.t.Fatal("OpenHSMKey returned a key")
 	}
 	checkErr(f.t, err, wantErr{reason: reason})
+	noPIN(f.t, err)
+}
+
+// noPIN fails when err shows one of the test's PINs.
+func noPIN(t *testing.T, err error) {
+	t.Helper()
+	for _, pin := range []string{"0000", "1111", "1234"} {
+		if err != nil && strings.Contains(err.Error(), pin) {
+			t.Fatalf("the PIN %s shows in %q", pin, err)
+		}
+	}
 }
 
 // logins requires the token to have seen want PINs.
