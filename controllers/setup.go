@@ -132,6 +132,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		PKCS11Login: func(module, token string, r kms.LoginResult) {
 			opts.Metrics.PKCS11Login(module, token, string(r))
 		},
+		Refusals: &castore.RefusalLog{
+			Client: mgr.GetClient(), ClusterResourceNamespace: opts.ClusterResourceNamespace, FieldOwner: FieldOwner + "/pin-refusal",
+		},
 	}
 	recorder := mgr.GetEventRecorder(FieldOwner)
 	secrets := &issuers.SecretWatch{Client: mgr.GetClient(), ClusterNamespace: opts.ClusterResourceNamespace}

@@ -699,6 +699,43 @@ type IssuerStatus struct {
 	// from its issuance ledger, for crypto-agility planning.
 	// +optional
 	Inventory *InventoryStatus `json:"inventory,omitempty"`
+
+	// PINRefusal records that the HSM token of spec.ca.pkcs11 refused the
+	// PIN its PIN Secret holds. Every controller process reads it before
+	// it opens a session on that token, for every issuer using the same
+	// token and PIN Secret, and presents that PIN again only once the PIN
+	// Secret changes: real HSMs lock a PIN after a few failures. The
+	// controller clears it when the token accepts a PIN.
+	// +optional
+	PINRefusal *PINRefusal `json:"pinRefusal,omitempty"`
+}
+
+// PINRefusal names a PIN a PKCS#11 token refused by the version of the
+// Secret that held it. It holds nothing derived from the PIN, since more
+// people may read an issuer's status than its PIN Secret.
+type PINRefusal struct {
+	// Token is the token that refused it: a pkcs11: URI with the module's
+	// allow-list name and the token's label or serial, without a key
+	// (pkcs11:token=Root%20CA?module-name=hsm).
+	// +required
+	Token string `json:"token"`
+	// PINSecretName and PINSecretKey locate the PIN: a Secret in the
+	// issuer's namespace (the cluster resource namespace for a
+	// QuillClusterIssuer) and its key.
+	// +required
+	PINSecretName string `json:"pinSecretName"`
+	// +required
+	PINSecretKey string `json:"pinSecretKey"`
+	// PINSecretUID and PINSecretResourceVersion identify the version of
+	// the PIN Secret whose PIN the token refused; any other version may
+	// hold another PIN and is presented once.
+	// +required
+	PINSecretUID string `json:"pinSecretUID"`
+	// +required
+	PINSecretResourceVersion string `json:"pinSecretResourceVersion"`
+	// RefusedAt is when the token refused the PIN.
+	// +required
+	RefusedAt metav1.Time `json:"refusedAt"`
 }
 
 // InventoryStatus is an issuer's crypto-agility inventory: its unexpired

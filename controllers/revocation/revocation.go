@@ -158,7 +158,8 @@ func (r *revocationReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 // Tenancy: a revocation in the issuer's own namespace (the cluster resource
 // namespace for a QuillClusterIssuer) may revoke any of the issuer's
 // certificates; one in another namespace only certificates requested from
-// that namespace.
+// that namespace, and any other is answered as if the issuer had never
+// signed it.
 //
 // It returns the serials now revoked, and how many of them had been revoked
 // earlier with another reason, which stands.
@@ -180,8 +181,8 @@ func (r *revocationReconciler) carryOut(ctx context.Context, rev *quillv1.QuillR
 			return nil, 0, refused(quillv1.ReasonNotFound, fmt.Sprintf("serial number %q is not hex", rev.Spec.SerialNumber))
 		}
 		rec, ok := r.index.Lookup(k, serial)
-		if !ok {
-			return nil, 0, refused(quillv1.ReasonNotFound, fmt.Sprintf("%s has not issued serial %s", k, ledger.SerialHex(serial)))
+		if !ok || !privileged && rec.OriginNamespace != rev.Namespace {
+			return nil, 0, serialNotFound(k, serial, rev.Namespace, privileged)
 		}
 		targets = append(targets, rec)
 	case rev.Spec.CertificateName != "":
@@ -198,14 +199,12 @@ func (r *revocationReconciler) carryOut(ctx context.Context, rev *quillv1.QuillR
 		if err != nil {
 			return nil, 0, err
 		}
-		targets = append(targets, rec)
-	}
-	for _, rec := range targets {
 		if !privileged && rec.OriginNamespace != rev.Namespace {
-			return nil, 0, refused(quillv1.ReasonForbidden, fmt.Sprintf(
-				"serial %s was requested from another namespace; revoke it from namespace %s (the issuer's own) instead",
-				ledger.SerialHex(rec.Serial), home))
+			// The Secret's holder has the certificate anyway; still
+			// answered as one the issuer did not sign, like a serial.
+			return nil, 0, secretNotIssued(k, rev.Namespace, rev.Spec.SecretName, rec.Serial)
 		}
+		targets = append(targets, rec)
 	}
 	revocableTargets := revocable(targets)
 	if len(revocableTargets) == 0 {
@@ -225,6 +224,18 @@ func (r *revocationReconciler) carryOut(ctx context.Context, rev *quillv1.QuillR
 		serials = append(serials, ledger.SerialHex(rec.Serial))
 	}
 	return serials, kept, nil
+}
+
+// serialNotFound refuses a revocation of serial. Outside the issuer's home
+// namespace a certificate requested from another namespace is answered
+// exactly as one never issued (same reason, same message, same retry):
+// telling them apart would let any namespace that may create
+// QuillRevocations probe which serials the issuer signed for others.
+func serialNotFound(k quillv1.IssuerID, serial *big.Int, namespace string, privileged bool) error {
+	if privileged {
+		return refused(quillv1.ReasonNotFound, fmt.Sprintf("%s has not issued serial %s", k, ledger.SerialHex(serial)))
+	}
+	return refused(quillv1.ReasonNotFound, fmt.Sprintf("%s has issued no certificate with serial %s for namespace %s", k, ledger.SerialHex(serial), namespace))
 }
 
 // issuerOf resolves the revocation's issuer and its home namespace.
@@ -265,7 +276,14 @@ func (r *revocationReconciler) fromSecret(ctx context.Context, k quillv1.IssuerI
 	}
 	rec, ok := r.index.Lookup(k, cert.SerialNumber)
 	if !ok {
-		return ledger.Record{}, refused(quillv1.ReasonNotFound, fmt.Sprintf("the certificate in Secret %s/%s (serial %s) was not issued by %s", namespace, name, ledger.SerialHex(cert.SerialNumber), k))
+		return ledger.Record{}, secretNotIssued(k, namespace, name, cert.SerialNumber)
 	}
 	return rec, nil
+}
+
+// secretNotIssued refuses a revocation by Secret whose certificate the
+// issuer did not sign, or signed for another namespace (see
+// serialNotFound).
+func secretNotIssued(k quillv1.IssuerID, namespace, name string, serial *big.Int) error {
+	return refused(quillv1.ReasonNotFound, fmt.Sprintf("the certificate in Secret %s/%s (serial %s) was not issued by %s", namespace, name, ledger.SerialHex(serial), k))
 }

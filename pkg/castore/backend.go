@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 
 	"k8s.io/apimachinery/pkg/types"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -22,14 +23,15 @@ var (
 )
 
 // loadBackendKey opens the CA key held in a backend and pairs it with the
-// CA certificate. A refused PIN is remembered until the PIN Secret changes,
-// so that the token is not asked again with the same wrong PIN: real HSMs
-// lock the PIN after a few failures.
+// CA certificate. A PIN the token refused is not presented to that token
+// again, by any issuer or process, until the PIN Secret holds another PIN
+// (refusal.go): real HSMs lock the PIN after a few failures.
 func (s *Store) loadBackendKey(ctx context.Context, id string, so source) (*issuance.Authority, error) {
-	ref, opts, deps, err := s.credentials(ctx, so)
+	ref, opts, deps, p, err := s.credentials(ctx, so)
 	if err != nil {
 		return nil, err
 	}
+	defer s.lock(p.tp.lockID())()
 	var chainPEM, caPEM []byte
 	certSource := "certificate " + so.certLabel + " in the key store"
 	if so.certSecret != "" {
@@ -51,9 +53,15 @@ func (s *Store) loadBackendKey(ctx context.Context, id string, so source) (*issu
 		}
 		certSource = "secret " + certKey.String()
 	} else {
+		if err := s.mayPresent(ctx, id, deps, p); err != nil {
+			return nil, err
+		}
 		der, err := s.Keys.LoadCertificate(ctx, ref, so.certLabel, opts)
+		if err == nil || p.acceptedBy.Load() {
+			s.accepted(ctx, p)
+		}
 		if err != nil {
-			return nil, s.keyFailure(id, deps, err)
+			return nil, s.keyFailure(ctx, id, deps, p, err)
 		}
 		chainPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 	}
@@ -73,9 +81,9 @@ func (s *Store) loadBackendKey(ctx context.Context, id string, so source) (*issu
 	// same label.
 	opts.Expected = cert.PublicKey
 
-	key, err := s.Keys.Open(ctx, ref, opts)
+	key, err := s.open(ctx, id, deps, p, ref, opts)
 	if err != nil {
-		return nil, s.keyFailure(id, deps, err)
+		return nil, err
 	}
 	a, err := issuance.NewAuthority(chainPEM, caPEM, key)
 	if err != nil {
@@ -102,22 +110,49 @@ func (s *Store) OpenHSMKey(ctx context.Context, namespace string, p *quillv1.PKC
 	if e := s.current(ctx, id); e != nil && e.err != nil {
 		return nil, e.err
 	}
-	ref, opts, deps, err := s.credentials(ctx, so)
+	ref, opts, deps, pin, err := s.credentials(ctx, so)
 	if err != nil {
 		return nil, err
 	}
+	defer s.lock(pin.tp.lockID())()
+	return s.open(ctx, id, deps, pin, ref, opts)
+}
+
+// open opens the key ref names unless the token refused PIN p before. The
+// caller holds p's token lock, so that no other load presents the PIN
+// while this one learns whether the token takes it.
+func (s *Store) open(ctx context.Context, id string, deps map[types.NamespacedName]string, p presented, ref kms.Ref, opts kms.Options) (kms.Key, error) {
+	if err := s.mayPresent(ctx, id, deps, p); err != nil {
+		return nil, err
+	}
 	key, err := s.Keys.Open(ctx, ref, opts)
+	if err == nil || p.acceptedBy.Load() {
+		s.accepted(ctx, p)
+	}
 	if err != nil {
-		return nil, s.keyFailure(id, deps, err)
+		return nil, s.keyFailure(ctx, id, deps, p, err)
 	}
 	return key, nil
 }
 
+// mayPresent returns nil when PIN p may be presented to its token, the
+// PINIncorrect *Error when the token refused it before (remembered for
+// the CA source id like a refusal met now), or a plain error (retry) when
+// the refusals could not be read.
+func (s *Store) mayPresent(ctx context.Context, id string, deps map[types.NamespacedName]string, p presented) error {
+	err := s.refusedBefore(ctx, p)
+	if err != nil && errors.Is(err, kms.ErrPINRefused) {
+		return s.keyFailure(ctx, id, deps, p, err)
+	}
+	return err
+}
+
 // credentials checks so's reference against the controller's allow-list,
-// then reads the PIN; deps records the PIN Secret's version. The check
-// comes first so that a module outside the allow-list is reported as such
-// even when its PIN Secret is missing too.
-func (s *Store) credentials(ctx context.Context, so source) (kms.Ref, kms.Options, map[types.NamespacedName]string, error) {
+// then reads the PIN; deps records the PIN Secret's version, and p says
+// which PIN of which token it is. The check comes first so that a module
+// outside the allow-list is reported as such even when its PIN Secret is
+// missing too.
+func (s *Store) credentials(ctx context.Context, so source) (_ kms.Ref, _ kms.Options, _ map[types.NamespacedName]string, p presented, _ error) {
 	opts := kms.Options{
 		Modules: s.PKCS11Modules,
 		// The key's rare events (a token refusing the in-HSM session copy
@@ -128,35 +163,56 @@ func (s *Store) credentials(ctx context.Context, so source) (kms.Ref, kms.Option
 		// Nil would let a reference name any library by path.
 		opts.Modules = map[string]string{}
 	}
-	if report := s.PKCS11Login; report != nil {
-		opts.OnLogin = func(r kms.LoginResult) { report(so.module, so.token, r) }
+	// The token's own answer to the login tells whether it took the PIN,
+	// even when opening the key fails afterwards (a key mismatch).
+	p.acceptedBy = new(atomic.Bool)
+	report := s.PKCS11Login
+	opts.OnLogin = func(r kms.LoginResult) {
+		if r == kms.LoginOK {
+			p.acceptedBy.Store(true)
+		}
+		if report != nil {
+			report(so.module, so.token, r)
+		}
 	}
 	if err := s.Keys.Check(so.key, opts); err != nil {
-		return nil, opts, nil, HSMFault(err)
+		return nil, opts, nil, p, HSMFault(err)
+	}
+	tp, ok := so.tokenPIN()
+	if !ok {
+		return nil, opts, nil, p, &Error{Reason: quillv1.ReasonInvalidConfig, Err: fmt.Errorf("%w: %s has no token", kms.ErrInvalidRef, so.key)}
 	}
 	pinKey := types.NamespacedName{Namespace: so.namespace, Name: so.pin.Name}
 	pinSecret, err := s.readSecret(ctx, pinKey)
 	if err != nil {
-		return nil, opts, nil, err
+		return nil, opts, nil, p, err
 	}
 	deps := map[types.NamespacedName]string{pinKey: pinSecret.ResourceVersion}
 	// A PIN written with `echo` or from a file often ends in a newline that
 	// is not part of it.
 	pin := strings.TrimRight(string(pinSecret.Data[so.pin.Key]), "\r\n")
 	if pin == "" {
-		return nil, opts, nil, &Error{Reason: quillv1.ReasonSecretInvalid, Err: fmt.Errorf("%w: secret %s has no %q", errMissingKey, pinKey, so.pin.Key)}
+		return nil, opts, nil, p, &Error{Reason: quillv1.ReasonSecretInvalid, Err: fmt.Errorf("%w: secret %s has no %q", errMissingKey, pinKey, so.pin.Key)}
 	}
-	return so.withPIN(pin), opts, deps, nil
+	p.tp, p.uid, p.rv, p.mac = tp, pinSecret.UID, pinSecret.ResourceVersion, s.refused.mac(pin)
+	return so.withPIN(pin), opts, deps, p, nil
 }
 
-// keyFailure classifies an error from opening a key, and remembers a
-// refused PIN so that it is not tried again before one of deps changes.
-// An error HSMFault does not know is still the key store's: the issuer is
-// HSMUnavailable and tries again with backoff.
-func (s *Store) keyFailure(id string, deps map[types.NamespacedName]string, err error) error {
+// keyFailure classifies an error from opening a key. A PIN the token
+// refused is remembered by token and PIN (refuse), and the failure is
+// also kept for this CA source until one of deps changes, so that loads
+// of the source answer from memory. An error HSMFault does not know is
+// still the key store's: the issuer is HSMUnavailable and tries again
+// with backoff.
+func (s *Store) keyFailure(ctx context.Context, id string, deps map[types.NamespacedName]string, p presented, err error) error {
 	hf := HSMFault(err)
 	if hf == nil {
 		hf = &Error{Reason: quillv1.ReasonHSMUnavailable, Err: err}
+	}
+	var caErr *Error
+	refusedNow := errors.Is(err, kms.ErrPINRefused) && !errors.As(err, &caErr)
+	if refusedNow {
+		hf = s.refuse(ctx, p, hf)
 	}
 	if errors.Is(err, kms.ErrPINRefused) {
 		s.remember(id, &entry{deps: deps, err: hf})
@@ -176,7 +232,7 @@ func HSMFault(err error) error {
 	case errors.As(err, &caErr):
 		return caErr
 	case errors.Is(err, kms.ErrPINRefused):
-		return &Error{Reason: quillv1.ReasonPINIncorrect, Err: fmt.Errorf("%w; Quill will not try again until the PIN Secret changes", err)}
+		return &Error{Reason: quillv1.ReasonPINIncorrect, Err: fmt.Errorf("%w; Quill will not present it to this token again until the PIN Secret holds another PIN", err)}
 	case errors.Is(err, kms.ErrNotAllowed):
 		return &Error{Reason: quillv1.ReasonModuleNotAllowed, Err: err}
 	case errors.Is(err, kms.ErrKeyMismatch):

@@ -104,7 +104,12 @@ type Store struct {
 	// key: the module's allow-list name, the token's label or serial, and
 	// the result. quill-controller counts them in quill_pkcs11_logins_total.
 	PKCS11Login func(module, token string, result kms.LoginResult)
+	// Refusals keeps the PINs HSM tokens refused where every controller
+	// process finds them (refusal.go); nil keeps them in this process's
+	// memory only.
+	Refusals *RefusalLog
 
+	refused refusalMemory
 	mu      sync.Mutex
 	entries map[string]*entry
 	loading map[string]*loadLock

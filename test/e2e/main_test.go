@@ -7,6 +7,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -30,7 +31,18 @@ var revocationAddr string
 var env *harness.Env
 
 func TestMain(m *testing.M) {
-	os.Exit(harness.Main(m, &env, startControllers))
+	code := harness.Main(m, &env, startControllers)
+	// startControllers's teardown re-checked the ledger while the API
+	// server still ran.
+	fmt.Fprintf(os.Stderr, "ledger re-check: %d certificates, %d also against their issuer's policy and template, %d problems\n",
+		ledgerRecheck.checked, ledgerRecheck.withPolicy, len(ledgerRecheck.problems))
+	for _, p := range ledgerRecheck.problems {
+		fmt.Fprintln(os.Stderr, "FAIL: ledger re-check:", p)
+	}
+	if code == 0 && len(ledgerRecheck.problems) > 0 {
+		code = 1
+	}
+	os.Exit(code)
 }
 
 // startControllers starts cert-manager (with its built-in approver turned
@@ -50,7 +62,7 @@ func startControllers(e *harness.Env) (func(), error) {
 	if revocationAddr, err = freeAddress(); err != nil {
 		return nil, err
 	}
-	return e.StartQuill(controllers.Options{
+	stop, err := e.StartQuill(controllers.Options{
 		RevocationBindAddress:    revocationAddr,
 		RevocationBaseURL:        "http://" + revocationAddr,
 		ClusterResourceNamespace: clusterResourceNamespace,
@@ -61,4 +73,12 @@ func startControllers(e *harness.Env) (func(), error) {
 		return ctrl.NewControllerManagedBy(mgr).Named("e2e-approver").For(&cmapi.CertificateRequest{}).
 			Complete(&policyApprover{client: mgr.GetClient()})
 	})
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		// Every test has ended: re-check all they had signed.
+		recheckLedger(ctx, e.Client)
+		stop()
+	}, nil
 }

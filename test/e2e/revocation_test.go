@@ -303,7 +303,17 @@ func TestRevocationTenancy(t *testing.T) {
 		IssuerRef:    quillv1.RevocationIssuerRef{Name: name, Kind: quillv1.ClusterIssuerKind},
 		SerialNumber: cert.SerialNumber.Text(16), Reason: quillv1.ReasonAffiliationChanged,
 	}
-	waitRevocation(t, revoke(t, stranger, "steal", spec), metav1.ConditionFalse, quillv1.ReasonForbidden)
+	// The stranger learns nothing: its revocation of the owner's serial
+	// is answered as one of a serial never signed.
+	stolen := waitRevocation(t, revoke(t, stranger, "steal", spec), metav1.ConditionFalse, quillv1.ReasonNotFound)
+	unknown := spec
+	unknown.SerialNumber = "7e57"
+	probe := waitRevocation(t, revoke(t, stranger, "probe", unknown), metav1.ConditionFalse, quillv1.ReasonNotFound)
+	stolenMsg := meta.FindStatusCondition(stolen.Status.Conditions, quillv1.ConditionRevoked).Message
+	probeMsg := meta.FindStatusCondition(probe.Status.Conditions, quillv1.ConditionRevoked).Message
+	if strings.Replace(stolenMsg, "serial "+strings.ToLower(spec.SerialNumber), "serial S", 1) != strings.Replace(probeMsg, "serial 7e57", "serial S", 1) {
+		t.Errorf("another namespace's serial answers %q, an unknown one %q: a stranger can tell them apart", stolenMsg, probeMsg)
+	}
 	k := quillv1.IssuerID{Kind: quillv1.ClusterIssuerKind, Name: name}
 	if e := ledgerRecord(t, clusterResourceNamespace, k, cert); e.Status.Revocation != nil {
 		t.Fatalf("a stranger revoked the certificate: %+v", e.Status.Revocation)

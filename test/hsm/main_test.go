@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -118,9 +119,10 @@ func keyURI(token, label string) string {
 func (h *hsm) file(name string) string { return filepath.Join(h.dir, name) }
 
 // startController runs quill-controller on this test's tokens, allowing
-// SoftHSM2 as module "softhsm", until the test ends; a failed test prints
-// its log.
-func (h *hsm) startController() {
+// SoftHSM2 as module "softhsm", until the test ends or stop is called; a
+// failed test prints its log. It returns that stop; a new process has
+// metrics of its own.
+func (h *hsm) startController() func() {
 	h.t.Helper()
 	addr, err := harness.FreeAddress()
 	if err != nil {
@@ -138,14 +140,19 @@ func (h *hsm) startController() {
 		h.t.Fatal(err)
 	}
 	h.metrics = "http://" + addr + "/metrics"
-	h.t.Cleanup(func() {
-		if h.t.Failed() {
-			h.t.Logf("--- %s log ---\n%s", controllerName, env.Log(controllerName))
-		}
-		if err := stop(); err != nil {
-			h.t.Error(err)
-		}
-	})
+	var once sync.Once
+	stopOnce := func() {
+		once.Do(func() {
+			if h.t.Failed() {
+				h.t.Logf("--- %s log ---\n%s", controllerName, env.Log(controllerName))
+			}
+			if err := stop(); err != nil {
+				h.t.Error(err)
+			}
+		})
+	}
+	h.t.Cleanup(stopOnce)
+	return stopOnce
 }
 
 // logins is how many PINs the controller presented to token with result

@@ -28,7 +28,7 @@ import (
 // tokens are this process's SoftHSM2 tokens, one per test: a login belongs
 // to the process and the token, so tests that share a token would see each
 // other's PINs.
-var tokens = []string{"create", "certificate", "wrong-pin", "mismatch", "missing", "logins"}
+var tokens = []string{"create", "certificate", "wrong-pin", "mismatch", "missing", "logins", "refusals"}
 
 const (
 	userPIN = "4321"
@@ -247,5 +247,36 @@ func TestLogins(t *testing.T) {
 	verify(t, k)
 	if len(results) == 0 || results[0] != kms.LoginOK {
 		t.Errorf("logins reported %q, want %q first", results, kms.LoginOK)
+	}
+}
+
+// TestWrongPINOneLoginPerOpen: every Open with a wrong PIN is exactly one
+// C_Login, reported to OnLogin, and the backend never retries it by
+// itself; so OnLogin counts what the token counts, and whoever remembers
+// refusals (pkg/castore) decides alone how often a PIN reaches the token.
+func TestWrongPINOneLoginPerOpen(t *testing.T) {
+	ctx := context.Background()
+	k, err := kms.Default.CreateKey(ctx, ref("refusals", "k"), "ECDSA-P256", kms.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.Close()
+	r := ref("refusals", "k")
+	r.PIN = "0000"
+	var refused, other int
+	opts := kms.Options{OnLogin: func(res kms.LoginResult) {
+		if res == kms.LoginPINRefused {
+			refused++
+		} else {
+			other++
+		}
+	}}
+	for i := 1; i <= 3; i++ {
+		if _, err := kms.Default.Open(ctx, r, opts); !errors.Is(err, kms.ErrPINRefused) {
+			t.Fatalf("Open %d with a wrong PIN: %v, want ErrPINRefused", i, err)
+		}
+		if refused != i || other != 0 {
+			t.Fatalf("after %d Opens with a wrong PIN: %d refused logins and %d others reported, want %d and 0", i, refused, other, i)
+		}
 	}
 }
