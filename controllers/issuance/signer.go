@@ -1,7 +1,10 @@
 // Package issuance wires Quill's issuers into cert-manager/issuer-lib. The
-// reconcile loops (issuer health, CertificateRequest and Kubernetes
-// CertificateSigningRequest signing, status patches, events) are issuer-lib's;
-// this package supplies its Check and Sign functions, which call into pkg/.
+// issuer health and CertificateRequest reconcile loops (status patches,
+// events) are issuer-lib's; this package supplies its Check and Sign
+// functions, which call into pkg/. Kubernetes CertificateSigningRequests
+// are signed by this package's own reconciler (csr.go), through the same
+// Sign, because issuer-lib neither serves namespaced signer names nor fails
+// a CSR whose issuer is missing.
 package issuance
 
 import (
