@@ -27,8 +27,6 @@ import (
 	"k8s.io/client-go/tools/events"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
-	"github.com/quill-pki/quill/pkg/keyusage"
-	"github.com/quill-pki/quill/pkg/names"
 	"github.com/quill-pki/quill/pkg/policy"
 )
 
@@ -209,12 +207,6 @@ func recheck(t *testing.T, chainPEM []byte, iss *quillv1.QuillIssuer, cr *cmapi.
 	if err != nil {
 		t.Fatalf("signed certificate does not parse: %v", err)
 	}
-	if err := names.CheckCertificate(cert); err != nil {
-		t.Fatalf("signed a certificate whose names are invalid: %v", err)
-	}
-	if err := keyusage.Check(cert.PublicKey, cert.KeyUsage, cert.IsCA); err != nil {
-		t.Fatalf("signed a certificate whose key usages do not fit its key: %v", err)
-	}
 	name, err := policy.SelectTemplate(iss.Spec.Templates, cr.Annotations[quillv1.AnnotationTemplate])
 	if err != nil {
 		t.Fatalf("signed a request whose template choice the issuer refuses: %v", err)
@@ -227,21 +219,8 @@ func recheck(t *testing.T, chainPEM []byte, iss *quillv1.QuillIssuer, cr *cmapi.
 		}
 		tmpl = &policy.Template{Name: name, Spec: spec}
 	}
-	var maxPathLen *int
-	if cert.IsCA && (cert.MaxPathLen > 0 || cert.MaxPathLenZero) {
-		maxPathLen = &cert.MaxPathLen
-	}
-	// What the certificate says, as a CSR would have said it.
-	asked := &x509.CertificateRequest{
-		RawSubject: cert.RawSubject, Subject: cert.Subject,
-		PublicKey: cert.PublicKey, PublicKeyAlgorithm: cert.PublicKeyAlgorithm,
-		DNSNames: cert.DNSNames, EmailAddresses: cert.EmailAddresses, IPAddresses: cert.IPAddresses, URIs: cert.URIs,
-	}
-	if _, err := policy.Evaluate(iss.Spec.Policy, tmpl, policy.Request{
-		CSR: asked, Namespace: cr.Namespace, Template: name, Duration: cert.NotAfter.Sub(cert.NotBefore),
-		IsCA: cert.IsCA, MaxPathLen: maxPathLen, KeyUsage: cert.KeyUsage, ExtKeyUsage: cert.ExtKeyUsage,
-	}); err != nil {
-		t.Fatalf("signed a certificate the issuer's policy refuses when judged from the certificate: %v", err)
+	if err := policy.Recheck(cert, iss.Spec.Policy, tmpl, name, cr.Namespace); err != nil {
+		t.Fatalf("signed a certificate that fails the re-check from the certificate alone: %v", err)
 	}
 }
 

@@ -94,21 +94,8 @@ func recheckRecord(ctx context.Context, c client.Client, e *quillv1.IssuedCertif
 		}
 		tmpl = &policy.Template{Name: name, Spec: spec}
 	}
-	var maxPathLen *int
-	if cert.IsCA && (cert.MaxPathLen > 0 || cert.MaxPathLenZero) {
-		maxPathLen = &cert.MaxPathLen
-	}
-	// What the certificate says, as a CSR would have asked for it.
-	asked := &x509.CertificateRequest{
-		RawSubject: cert.RawSubject, Subject: cert.Subject,
-		PublicKey: cert.PublicKey, PublicKeyAlgorithm: cert.PublicKeyAlgorithm,
-		DNSNames: cert.DNSNames, EmailAddresses: cert.EmailAddresses, IPAddresses: cert.IPAddresses, URIs: cert.URIs,
-	}
-	if _, err := policy.Evaluate(iss.GetSpec().Policy, tmpl, policy.Request{
-		CSR: asked, Namespace: e.Spec.Origin.Namespace, Template: e.Spec.Template, Duration: cert.NotAfter.Sub(cert.NotBefore),
-		IsCA: cert.IsCA, MaxPathLen: maxPathLen, KeyUsage: cert.KeyUsage, ExtKeyUsage: cert.ExtKeyUsage,
-	}); err != nil {
-		return true, fmt.Errorf("policy of %s, judged from the certificate: %w", k, err)
+	if err := policy.Recheck(cert, iss.GetSpec().Policy, tmpl, e.Spec.Template, e.Spec.Origin.Namespace); err != nil {
+		return true, fmt.Errorf("%s: %w", k, err)
 	}
 	return true, nil
 }
