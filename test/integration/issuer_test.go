@@ -178,9 +178,12 @@ func TestBootstrapCreatesOnce(t *testing.T) {
 		t.Errorf("status.ca = %+v", first)
 	}
 
-	// A spec change bumps the generation and re-runs the check.
+	// A spec change bumps the generation and re-runs the check. A merge
+	// patch, not an update: the controller may write status in between,
+	// and a stale resourceVersion would make this test flaky, not wrong.
+	before := iss.DeepCopy()
 	iss.Spec.OCSPServers = []string{"http://ocsp.example.test"}
-	if err := env.Client.Update(context.Background(), iss); err != nil {
+	if err := env.Client.Patch(context.Background(), iss, client.MergeFrom(before)); err != nil {
 		t.Fatal(err)
 	}
 	readyCondition(t, iss, conds, isReady)
