@@ -151,8 +151,11 @@ func TestPKCS11WrongPIN(t *testing.T) {
 	// token again.
 	env.Create(t, harness.Certificate(ns, "waiting", issuerRef("hsm")))
 	for i := range 5 {
+		// Merge patches: the controller writes status between pokes, and
+		// an update would fail on the stale resourceVersion.
+		before := iss.DeepCopy()
 		iss.Annotations = map[string]string{"e2e.quill.dev/poke": fmt.Sprint(i)}
-		if err := env.Client.Update(context.Background(), iss); err != nil {
+		if err := env.Client.Patch(context.Background(), iss, client.MergeFrom(before)); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(300 * time.Millisecond)

@@ -154,8 +154,9 @@ func TestCRLPartNameCollision(t *testing.T) {
 	if err := env.Client.Delete(ctx, theirs); err != nil {
 		t.Fatal(err)
 	}
+	before := iss.DeepCopy()
 	iss.Spec.Revocation.CRL.Validity = &metav1.Duration{Duration: 2 * time.Hour}
-	if err := env.Client.Update(ctx, iss); err != nil {
+	if err := env.Client.Patch(ctx, iss, client.MergeFrom(before)); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the CRL published in marked parts", func() (bool, error) {
