@@ -80,6 +80,10 @@ type Options struct {
 	// RevocationTLSConfig, when set, serves CRL and OCSP over HTTPS with
 	// it instead of plain HTTP.
 	RevocationTLSConfig *tls.Config
+	// OCSPNonceSignaturesPerSecond is the replica's ceiling on fresh OCSP
+	// nonce signatures, all issuers together (revocationhttp.Config);
+	// zero or less means none.
+	OCSPNonceSignaturesPerSecond float64
 	// AuditLog receives the audit lines (pkg/audit); the zero value means
 	// the manager's logger, named "audit". Tests set it to read them.
 	AuditLog logr.Logger
@@ -179,6 +183,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		if err := mgr.Add(revocationhttp.New(revocationhttp.Config{
 			Addr: opts.RevocationBindAddress, TLSConfig: opts.RevocationTLSConfig, Reader: mgr.GetAPIReader(), Cached: mgr.GetClient(),
 			Watcher: watcher, Store: store, Index: index, ClusterResourceNamespace: opts.ClusterResourceNamespace, Clock: opts.Clock,
+			NonceSignaturesPerSecond: opts.OCSPNonceSignaturesPerSecond,
 		})); err != nil {
 			return err
 		}

@@ -52,6 +52,7 @@ func run() error {
 		qps            float64
 		burst          int
 		revAddr        string
+		ocspNonceRate  float64
 		revBaseURL     string
 		cmUsername     string
 	)
@@ -68,6 +69,8 @@ func run() error {
 	flag.Float64Var(&qps, "kube-api-qps", 200, "client-side limit of API requests per second (the API server's priority and fairness still applies)")
 	flag.IntVar(&burst, "kube-api-burst", 400, "client-side burst of API requests")
 	flag.BoolVar(&disableK8sCSRs, "disable-kubernetes-csrs", false, "do not sign Kubernetes CertificateSigningRequests")
+	flag.Float64Var(&ocspNonceRate, "ocsp-max-nonce-signatures-per-second", 1000,
+		"fresh OCSP nonce signatures per second on this replica, all issuers together, above each issuer's own bound; 0 for no ceiling")
 	flag.StringVar(&revAddr, "revocation-bind-address", ":8082", "address of the CRL and OCSP HTTP endpoint, served by every replica; 0 disables it")
 	flag.StringVar(&revBaseURL, "revocation-base-url", "",
 		"URL at which clients reach the CRL/OCSP endpoint (e.g. http://quill.quill-system.svc:8082); embedded in certificates of issuers that set no URLs of their own")
@@ -153,16 +156,17 @@ func run() error {
 	index := ledger.NewIndex()
 	readyChecks := map[string]healthz.Checker{"ping": healthz.Ping, "ledger": index.ReadyCheck}
 	if err := controllers.Setup(ctx, mgr, controllers.Options{
-		ClusterResourceNamespace: clusterNS,
-		MaxRetryDuration:         maxRetry,
-		MaxConcurrentReconciles:  workers,
-		DisableKubernetesCSRs:    disableK8sCSRs,
-		PKCS11Modules:            modules,
-		RevocationBindAddress:    revAddr,
-		RevocationTLSConfig:      revTLS,
-		RevocationBaseURL:        strings.TrimSuffix(revBaseURL, "/"),
-		CertManagerUsername:      cmUsername,
-		LedgerIndex:              index,
+		ClusterResourceNamespace:     clusterNS,
+		MaxRetryDuration:             maxRetry,
+		MaxConcurrentReconciles:      workers,
+		DisableKubernetesCSRs:        disableK8sCSRs,
+		PKCS11Modules:                modules,
+		RevocationBindAddress:        revAddr,
+		RevocationTLSConfig:          revTLS,
+		OCSPNonceSignaturesPerSecond: ocspNonceRate,
+		RevocationBaseURL:            strings.TrimSuffix(revBaseURL, "/"),
+		CertManagerUsername:          cmUsername,
+		LedgerIndex:                  index,
 	}); err != nil {
 		return fmt.Errorf("setting up controllers: %w", err)
 	}

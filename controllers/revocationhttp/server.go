@@ -68,6 +68,11 @@ type Config struct {
 	Index                    *ledger.Index
 	ClusterResourceNamespace string
 	Clock                    clock.PassiveClock
+	// NonceSignaturesPerSecond is this replica's ceiling on fresh OCSP
+	// nonce signatures, all issuers together, above each issuer's own
+	// spec.revocation.ocsp.maxNonceSignaturesPerSecond; zero or less
+	// means none.
+	NonceSignaturesPerSecond float64
 }
 
 // Server answers CRL and OCSP requests for every issuer, on every replica.
@@ -84,6 +89,7 @@ type Server struct {
 	index            *ledger.Index
 	clusterNamespace string
 	clock            clock.PassiveClock
+	nonceBudget      *ocspserver.NonceBudget
 
 	crls       *listedStore
 	mu         sync.Mutex
@@ -109,9 +115,10 @@ func New(cfg Config) *Server {
 	s := &Server{
 		addr: cfg.Addr, tlsConfig: cfg.TLSConfig, reader: cfg.Reader, cached: cfg.Cached, watcher: cfg.Watcher,
 		store: cfg.Store, index: cfg.Index, clusterNamespace: cfg.ClusterResourceNamespace, clock: cfg.Clock,
-		responders: map[quillv1.IssuerID]*issuerResponder{},
-		crlServers: map[quillv1.IssuerID]*crlSource{},
-		crls:       &listedStore{Store: cache.NewStore(cache.MetaNamespaceKeyFunc)},
+		nonceBudget: ocspserver.NewNonceBudget(cfg.NonceSignaturesPerSecond),
+		responders:  map[quillv1.IssuerID]*issuerResponder{},
+		crlServers:  map[quillv1.IssuerID]*crlSource{},
+		crls:        &listedStore{Store: cache.NewStore(cache.MetaNamespaceKeyFunc)},
 	}
 	s.index.Subscribe(s.invalidate)
 	return s
@@ -484,6 +491,7 @@ func (s *Server) responder(ctx context.Context, k quillv1.IssuerID) (*ocspserver
 		resp, err := ocspserver.New(ocspserver.Config{
 			Issuer: a.Certificate, Source: ledgerSource{index: s.index, k: k}, Key: key, ResponderCert: cert,
 			SignatureAlgorithm: alg, Validity: validity, Now: s.clock.Now, NonceSignaturesPerSecond: nonceRate,
+			SharedNonceBudget: s.nonceBudget,
 			// Until the index has read the whole ledger, a serial it lacks
 			// may be one revoked long ago: tryLater, not "unknown".
 			Ready:   s.index.Synced,

@@ -16,6 +16,23 @@ type tokenBucket struct {
 	last   time.Time
 }
 
+// NonceBudget bounds the fresh nonce signatures of several responders
+// together: the replica-wide ceiling above every issuer's own bound, which
+// the issuer's owner sets and could otherwise raise until one tenant's
+// nonce flood takes the CPU or HSM that every issuer shares. Its zero value
+// is not usable; call NewNonceBudget. It is safe for concurrent use.
+type NonceBudget struct{ bucket *tokenBucket }
+
+// NewNonceBudget returns a budget of perSecond fresh nonce signatures per
+// second (a bucket holding one second's worth), or nil, which bounds
+// nothing, when perSecond is not positive.
+func NewNonceBudget(perSecond float64) *NonceBudget {
+	if !(perSecond > 0) {
+		return nil
+	}
+	return &NonceBudget{bucket: newTokenBucket(perSecond)}
+}
+
 // newTokenBucket returns a full bucket refilled at rate per second and
 // holding one second's worth of tokens, at least one.
 func newTokenBucket(rate float64) *tokenBucket {

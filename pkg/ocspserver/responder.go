@@ -117,6 +117,10 @@ type Config struct {
 	// answer and retry later). Zero means DefaultNonceSignaturesPerSecond,
 	// negative means no bound.
 	NonceSignaturesPerSecond float64
+	// SharedNonceBudget, when set, also bounds this responder's fresh
+	// nonce signatures, together with every other responder given the same
+	// budget; a request over either bound is answered without its nonce.
+	SharedNonceBudget *NonceBudget
 	// Ready, when set, reports whether Source holds every certificate's
 	// status. Until it does, the responder answers tryLater (unsigned and
 	// never cached) to every request about the issuer: an answer from a
@@ -169,6 +173,7 @@ type Responder struct {
 	onError      func(error)
 	ready        func() bool
 	nonces       *tokenBucket // nil: nonce signatures are not bounded
+	shared       *NonceBudget // nil: no bound beyond nonces
 	issuer       *x509.Certificate
 	signer       atomic.Pointer[signer]
 	cache        *cache // nil when caching is off
@@ -198,6 +203,7 @@ func New(cfg Config) (*Responder, error) {
 		onError:  cfg.OnError,
 		ready:    cfg.Ready,
 		issuer:   cfg.Issuer,
+		shared:   cfg.SharedNonceBudget,
 	}
 	switch rate := cfg.NonceSignaturesPerSecond; {
 	case rate == 0:
@@ -335,7 +341,7 @@ func (r *Responder) respondTo(req *Request) *Response {
 		return tryLaterResponse
 	}
 	now := r.now()
-	if req.Nonce != nil && r.nonces != nil && !r.nonces.take(now) {
+	if req.Nonce != nil && !r.nonceFits(now) {
 		// Over the bound: the answer without the nonce, which the cache
 		// usually holds already.
 		plain := *req
@@ -420,4 +426,15 @@ func (r *Responder) report(err error) {
 	if r.onError != nil {
 		r.onError(err)
 	}
+}
+
+// nonceFits reports whether a fresh nonce signature at now fits both the
+// issuer's bound and the shared budget, and counts it in both if so. The
+// issuer's bound is asked first, so that an issuer over its own bound does
+// not spend the budget the others share.
+func (r *Responder) nonceFits(now time.Time) bool {
+	if r.nonces != nil && !r.nonces.take(now) {
+		return false
+	}
+	return r.shared == nil || r.shared.bucket.take(now)
 }

@@ -179,3 +179,53 @@ func TestNoRevocationAvailable(t *testing.T) {
 		})
 	}
 }
+
+// TestSharedNonceBudget checks the replica-wide ceiling: two issuers whose
+// owners each allow many nonce signatures share one budget, so together
+// they get no more fresh signatures than the budget, and an issuer over
+// its own bound leaves the shared budget to the others.
+func TestSharedNonceBudget(t *testing.T) {
+	t.Parallel()
+	clock := newClock(testNow)
+	budget := NewNonceBudget(10)
+	fresh := func(r *Responder, ca *testCA, n int) int {
+		spec := specFor(t, ca, ca.leaves["good"], crypto.SHA1)
+		spec.nonceValue = octetNonce(32)
+		req := buildRequest(t, spec)
+		got := 0
+		for range n {
+			resp := r.Respond(req)
+			if resp.Status != Successful {
+				t.Fatalf("status %s", resp.Status)
+			}
+			if len(parseBasic(t, resp.DER).respExts) == 1 {
+				got++
+			}
+		}
+		return got
+	}
+	tight, generous, other := newTestCA(t, issuance.ECDSAP256, 0), newTestCA(t, issuance.ECDSAP256, 0), newTestCA(t, issuance.ECDSAP256, 0)
+	withBudget := func(rate float64) func(*Config) {
+		return func(c *Config) { c.Now = clock.Now; c.NonceSignaturesPerSecond = rate; c.SharedNonceBudget = budget }
+	}
+	rTight := tight.responder(t, withBudget(2))
+	rGenerous := generous.responder(t, withBudget(100_000))
+	rOther := other.responder(t, withBudget(100_000))
+
+	if got := fresh(rTight, tight, 50); got != 2 {
+		t.Fatalf("issuer with its own bound of 2 signed %d fresh", got)
+	}
+	if got := fresh(rGenerous, generous, 50); got != 8 {
+		t.Fatalf("generous issuer signed %d fresh; want the 8 left of the shared 10", got)
+	}
+	if got := fresh(rOther, other, 50); got != 0 {
+		t.Fatalf("third issuer signed %d fresh after the shared budget was spent", got)
+	}
+	clock.Advance(time.Second)
+	if got := fresh(rOther, other, 50); got != 10 {
+		t.Fatalf("after a second the shared budget gave %d fresh signatures; want 10", got)
+	}
+	if NewNonceBudget(0) != nil || NewNonceBudget(-1) != nil {
+		t.Error("a non-positive budget should bound nothing (nil)")
+	}
+}
