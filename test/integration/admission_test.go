@@ -294,9 +294,12 @@ func mutatingPolicy(t *testing.T, alice, bob client.Client) {
 	if err := env.Client.Create(ctx, secret); err != nil {
 		t.Fatal(err)
 	}
-	if err := mergePatch(bob, secret, setAnnotation(quillv1.AnnotationState, "Disabled")); err != nil {
-		t.Fatalf("disabling the key Secret: %v", err)
-	}
+	// The Secret's mutating policy is its own object and may be compiled
+	// after the issuers' one: wait for it the same way.
+	waitFor(t, "the mutating policy to stamp quill.dev/disabled-by on a key Secret", func() (bool, error) {
+		err := mergePatch(bob, secret, setAnnotation(quillv1.AnnotationState, "Disabled"))
+		return err == nil, err
+	})
 	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(secret), secret); err != nil {
 		t.Fatal(err)
 	}
