@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"time"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -42,6 +44,11 @@ type IssuerSpec struct {
 	// revocation for this issuer's certificates.
 	// +optional
 	Revocation RevocationPolicy `json:"revocation,omitempty"`
+
+	// Ledger configures how long the issuer's ledger keeps entries of
+	// expired certificates before moving them to the ledger archive.
+	// +optional
+	Ledger LedgerPolicy `json:"ledger,omitempty"`
 
 	// TrustBundle configures the ConfigMap in which the issuer publishes
 	// the CA certificates that workloads should trust. Every issuer
@@ -378,6 +385,23 @@ type RevocationPolicy struct {
 	// +optional
 	ShortLived *ShortLivedPolicy `json:"shortLived,omitempty"`
 }
+
+// LedgerPolicy configures an issuer's ledger retention. Entries leave the
+// live ledger only into the archive (the controller's --ledger-archive-dir):
+// without an archive they stay live.
+// +kubebuilder:validation:XValidation:rule="!has(self.retainExpiredFor) || duration(self.retainExpiredFor) >= duration('1h')",message="ledger.retainExpiredFor must be at least 1h"
+type LedgerPolicy struct {
+	// RetainExpiredFor is the safety margin: how long after its notAfter a
+	// certificate's entry stays in the live ledger, where OCSP, the CRL,
+	// revocation and crash recall read it, before it is appended to the
+	// compressed archive and removed from the cluster. `quillctl audit
+	// report` reads both. Default 72h.
+	// +optional
+	RetainExpiredFor *metav1.Duration `json:"retainExpiredFor,omitempty"`
+}
+
+// DefaultRetainExpiredFor is the default of spec.ledger.retainExpiredFor.
+const DefaultRetainExpiredFor = 72 * time.Hour
 
 // ShortLivedPolicy bounds which certificates an issuer signs without
 // revocation information (RFC 9608).

@@ -46,7 +46,7 @@ func (w countingWriter) Patch(ctx context.Context, obj client.Object, patch clie
 
 func ledgerRecord(k quillv1.IssuerID, serial int64, keyAlg, sigAlg string, notAfter time.Time) ledger.Record {
 	return ledger.Record{
-		Name: fmt.Sprintf("qi.%s.%040x", k.Name, serial), Namespace: k.Namespace, Issuer: k, Serial: big.NewInt(serial),
+		Segment: fmt.Sprintf("qi.%s.%040x", k.Name, serial), Namespace: k.Namespace, Issuer: k, Serial: big.NewInt(serial),
 		IssuedAt: testNow.Add(-time.Hour), NotBefore: testNow.Add(-time.Hour), NotAfter: notAfter,
 		KeyAlgorithm: keyAlg, SignatureAlgorithm: sigAlg,
 	}

@@ -63,7 +63,7 @@ func (l *Ledger) recall(ctx context.Context, k quillv1.IssuerID, cr signer.Certi
 	}
 	var name types.NamespacedName
 	if rec, ok := l.Index.ByRequest(k, cr.GetUID()); ok {
-		name = types.NamespacedName{Namespace: rec.Namespace, Name: rec.Name}
+		name = types.NamespacedName{Namespace: rec.Namespace, Name: rec.Segment}
 	} else if n, ok := l.unsureOf(cr.GetUID()); ok {
 		name = n
 	} else {

@@ -195,11 +195,11 @@ const supersessionRecheck = 5 * time.Second
 // Certificate's current certificate. Any doubt revokes nothing.
 func (r *lifecycleReconciler) supersedes(ctx context.Context, namespace, name string, newest ledger.Record) (doubt string, transient bool, err error) {
 	var e quillv1.IssuedCertificate
-	if err := r.reader.Get(ctx, types.NamespacedName{Namespace: newest.Namespace, Name: newest.Name}, &e); err != nil {
+	if err := r.reader.Get(ctx, types.NamespacedName{Namespace: newest.Namespace, Name: newest.Segment}, &e); err != nil {
 		if apierrors.IsNotFound(err) {
 			return "its ledger record is gone", false, nil
 		}
-		return "", false, fmt.Errorf("reading ledger record %s/%s: %w", newest.Namespace, newest.Name, err)
+		return "", false, fmt.Errorf("reading ledger record %s/%s: %w", newest.Namespace, newest.Segment, err)
 	}
 	o := e.Spec.Origin
 	if o.Kind != quillv1.OriginKindCertificateRequest || o.Namespace != namespace {

@@ -79,7 +79,7 @@ func TestSupersedes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			r := &lifecycleReconciler{revoker: revoker{reader: newAPI(t, tc.objs...)}, certManagerUsername: cm}
-			doubt, transient, err := r.supersedes(context.Background(), testNamespace, "web", ledger.Record{Namespace: testNamespace, Name: "qi.ca.02"})
+			doubt, transient, err := r.supersedes(context.Background(), testNamespace, "web", ledger.Record{Namespace: testNamespace, Segment: "qi.ca.02", Legacy: true})
 			if err != nil {
 				t.Fatal(err)
 			}

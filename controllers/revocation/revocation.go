@@ -54,8 +54,8 @@ type revoker struct {
 // holds afterwards: reason, or the first revocation's.
 func (r *revoker) revoke(ctx context.Context, rec ledger.Record, reason quillv1.RevocationReason, by string) (quillv1.RevocationReason, error) {
 	var e quillv1.IssuedCertificate
-	if err := r.reader.Get(ctx, types.NamespacedName{Namespace: rec.Namespace, Name: rec.Name}, &e); err != nil {
-		return "", fmt.Errorf("reading ledger record %s/%s: %w", rec.Namespace, rec.Name, err)
+	if err := r.reader.Get(ctx, types.NamespacedName{Namespace: rec.Namespace, Name: rec.Segment}, &e); err != nil {
+		return "", fmt.Errorf("reading ledger record %s/%s: %w", rec.Namespace, rec.Segment, err)
 	}
 	if e.Status.Revocation == nil {
 		base := e.DeepCopy()

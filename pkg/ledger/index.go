@@ -185,7 +185,7 @@ func (ix *Index) PutCreated(e *quillv1.IssuedCertificate) {
 	if ix.created == nil {
 		ix.created = map[string]createdRecord{}
 	}
-	ix.created[r.Namespace+"/"+r.Name] = createdRecord{record: r, rv: rv}
+	ix.created[r.Namespace+"/"+r.Segment] = createdRecord{record: r, rv: rv}
 	c := ix.upsert(r)
 	ix.mu.Unlock()
 	ix.notify(c)

@@ -153,7 +153,7 @@ func TestIndexRevocation(t *testing.T) {
 func TestIndexPutBeforeWatch(t *testing.T) {
 	ix := NewIndex()
 	_ = ix.Replace(nil, "1")
-	ix.Put(Record{Name: "n", Namespace: "home", Issuer: issuerA, Serial: big.NewInt(7), RequestUID: types.UID("u7"), IssuedAt: t0, NotAfter: t0.Add(time.Hour)})
+	ix.Put(Record{Segment: "n", Namespace: "home", Issuer: issuerA, Serial: big.NewInt(7), RequestUID: types.UID("u7"), IssuedAt: t0, NotAfter: t0.Add(time.Hour)})
 	if r, ok := ix.ByRequest(issuerA, "u7"); !ok || r.Serial.Int64() != 7 {
 		t.Fatalf("a record put locally is not found: %+v %v", r, ok)
 	}

@@ -29,7 +29,7 @@ var (
 // otherwise.
 func record(serial int64, keyAlg, sigAlg string, opts ...recordOption) Record {
 	r := Record{
-		Name: fmt.Sprintf("qi.ca.%040x", serial), Namespace: "team-a", Issuer: invIssuer, Serial: big.NewInt(serial),
+		Segment: fmt.Sprintf("qi.ca.%040x", serial), Namespace: "team-a", Issuer: invIssuer, Serial: big.NewInt(serial),
 		IssuedAt: invNow.Add(-time.Hour), NotBefore: invNow.Add(-time.Hour), NotAfter: invNow.Add(24 * time.Hour),
 		KeyAlgorithm: keyAlg, SignatureAlgorithm: sigAlg,
 	}

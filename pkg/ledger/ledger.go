@@ -141,15 +141,23 @@ func NewEntry(k quillv1.IssuerID, homeNamespace string, cert *x509.Certificate, 
 
 // Record is the index's compact view of one ledger entry.
 type Record struct {
-	// Name and Namespace locate the IssuedCertificate object.
-	Name, Namespace string
-	Issuer          quillv1.IssuerID
-	Serial          *big.Int
-	IssuedAt        time.Time
-	NotBefore       time.Time
-	NotAfter        time.Time
-	KeyAlgorithm    string
-	RequestUID      types.UID
+	// Segment and Namespace locate the object holding the entry: a
+	// LedgerSegment, or when Legacy the IssuedCertificate of a ledger not
+	// migrated yet. ReadEntry reads the full entry from it.
+	Segment, Namespace string
+	Legacy             bool
+	Issuer             quillv1.IssuerID
+	Serial             *big.Int
+	IssuedAt           time.Time
+	NotBefore          time.Time
+	NotAfter           time.Time
+	KeyAlgorithm       string
+	RequestUID         types.UID
+	// OriginKind and RequestName name the request the certificate was
+	// signed for (see EntryOrigin).
+	OriginKind, RequestName string
+	// Template is the certificate template the request selected, if any.
+	Template string
 	// OriginNamespace and Certificate name the cert-manager Certificate the
 	// certificate was issued for, when there is one.
 	OriginNamespace string
@@ -176,8 +184,12 @@ func recordOf(e *quillv1.IssuedCertificate) (Record, bool) {
 		return Record{}, false
 	}
 	r := Record{
-		Name:                  e.Name,
+		Segment:               e.Name,
 		Namespace:             e.Namespace,
+		Legacy:                true,
+		OriginKind:            e.Spec.Origin.Kind,
+		RequestName:           e.Spec.Origin.Name,
+		Template:              e.Spec.Template,
 		Issuer:                e.Spec.IssuerRef.ID(),
 		Serial:                serial,
 		IssuedAt:              e.Spec.IssuedAt.Time,
