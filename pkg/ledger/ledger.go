@@ -146,6 +146,9 @@ type Record struct {
 	// migrated yet. ReadEntry reads the full entry from it.
 	Segment, Namespace string
 	Legacy             bool
+	// HasCertificate says the holding object still keeps the DER
+	// certificate, so a retried request can be given it back.
+	HasCertificate bool
 	Issuer             quillv1.IssuerID
 	Serial             *big.Int
 	IssuedAt           time.Time
@@ -187,6 +190,7 @@ func recordOf(e *quillv1.IssuedCertificate) (Record, bool) {
 		Segment:               e.Name,
 		Namespace:             e.Namespace,
 		Legacy:                true,
+		HasCertificate:        e.Spec.Certificate != "",
 		OriginKind:            e.Spec.Origin.Kind,
 		RequestName:           e.Spec.Origin.Name,
 		Template:              e.Spec.Template,
