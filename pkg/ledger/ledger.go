@@ -149,13 +149,13 @@ type Record struct {
 	// HasCertificate says the holding object still keeps the DER
 	// certificate, so a retried request can be given it back.
 	HasCertificate bool
-	Issuer             quillv1.IssuerID
-	Serial             *big.Int
-	IssuedAt           time.Time
-	NotBefore          time.Time
-	NotAfter           time.Time
-	KeyAlgorithm       string
-	RequestUID         types.UID
+	Issuer         quillv1.IssuerID
+	Serial         *big.Int
+	IssuedAt       time.Time
+	NotBefore      time.Time
+	NotAfter       time.Time
+	KeyAlgorithm   string
+	RequestUID     types.UID
 	// OriginKind and RequestName name the request the certificate was
 	// signed for (see EntryOrigin).
 	OriginKind, RequestName string
