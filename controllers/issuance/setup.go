@@ -78,7 +78,7 @@ func (s *Signer) Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error 
 		MaxRetryDuration:               cfg.MaxRetryDuration,
 		Check:                          s.Check,
 		Sign:                           s.Sign,
-		EventRecorder:                  cfg.Recorder,
+		EventRecorder:                  withoutIssuedEvents(cfg.Recorder),
 		Clock:                          cfg.Clock,
 		SetCAOnCertificateRequest:      true,
 		DisableKubernetesCSRController: true, // csrReconciler signs Kubernetes CSRs

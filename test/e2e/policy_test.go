@@ -121,7 +121,20 @@ func TestPolicyTemplates(t *testing.T) {
 	if got := requestOf(t, ns, "partner-a").Annotations[quillv1.AnnotationTemplate]; got != quillv1.TemplateClientAuth {
 		t.Errorf("the CertificateRequest carries %s=%q; cert-manager should have copied it from the Certificate", quillv1.AnnotationTemplate, got)
 	}
-	waitEvent(t, ns, requestOf(t, ns, "partner-a").Name, "CertificateIssued")
+	issuedReq := requestOf(t, ns, "partner-a").Name
+	waitEvent(t, ns, issuedReq, "CertificateIssued")
+	// One event per signed request: issuer-lib's own "Issued" would be a
+	// second API write per certificate saying less. It is recorded with
+	// the status write, which the Certificate's readiness above follows.
+	var evs eventsv1.EventList
+	if err := env.Client.List(context.Background(), &evs, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range evs.Items {
+		if e.Regarding.Name == issuedReq && e.Reason == "Issued" {
+			t.Errorf("request %s has issuer-lib's Issued event besides CertificateIssued: %q", issuedReq, e.Note)
+		}
+	}
 
 	create(t, certificate(ns, "partner-server", ref,
 		withCertAnnotation(quillv1.AnnotationTemplate, quillv1.TemplateClientAuth),
