@@ -472,3 +472,12 @@ func ReadEntry(ctx context.Context, r client.Reader, rec Record) (Entry, error) 
 }
 
 var errStop = errors.New("stop")
+
+// InHome reports whether an object of the ledger of issuer k (a segment,
+// or a legacy IssuedCertificate) found in namespace may be believed: only
+// one in k's home namespace. Anyone allowed to write ledger objects in
+// their own namespace could otherwise revoke, or vouch for, certificates
+// of another namespace's issuer or of a QuillClusterIssuer.
+func InHome(k quillv1.IssuerID, namespace, clusterResourceNamespace string) bool {
+	return namespace != "" && namespace == k.HomeNamespace(clusterResourceNamespace)
+}
