@@ -41,6 +41,15 @@ const (
 	ReasonLedgerCompactionFailed = "LedgerCompactionFailed"
 )
 
+// The compactor reads and writes segments, deletes migrated
+// IssuedCertificates, and reads issuers and requests from the cache.
+// +kubebuilder:rbac:groups=quill.dev,resources=ledgersegments,verbs=get;list;watch;create;delete
+// +kubebuilder:rbac:groups=quill.dev,resources=issuedcertificates,verbs=get;list;watch;delete
+// +kubebuilder:rbac:groups=quill.dev,resources=quillissuers;quillclusterissuers,verbs=get;list;watch
+// +kubebuilder:rbac:groups=cert-manager.io,resources=certificaterequests,verbs=get;list;watch
+// +kubebuilder:rbac:groups=certificates.k8s.io,resources=certificatesigningrequests,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
 // DefaultInterval is how often the compactor looks at every issuer.
 const DefaultInterval = time.Minute
 
