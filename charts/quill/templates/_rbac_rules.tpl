@@ -107,21 +107,20 @@
   resources:
   - issuedcertificates
   verbs:
-  - create
+  - delete
   - get
   - list
   - watch
 - apiGroups:
   - quill.dev
   resources:
-  - issuedcertificates/status
-  - quillclusterissuers/status
-  - quillissuers/status
-  - quillrevocations/status
+  - ledgersegments
   verbs:
+  - create
+  - delete
   - get
-  - patch
-  - update
+  - list
+  - watch
 - apiGroups:
   - quill.dev
   resources:
@@ -133,6 +132,16 @@
   - get
   - list
   - watch
+- apiGroups:
+  - quill.dev
+  resources:
+  - quillclusterissuers/status
+  - quillissuers/status
+  - quillrevocations/status
+  verbs:
+  - get
+  - patch
+  - update
 {{- end }}
 
 {{- define "quill.approverRules" }}
