@@ -3,6 +3,7 @@ package issuance
 import (
 	"context"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"sync"
@@ -11,7 +12,6 @@ import (
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	"github.com/cert-manager/issuer-lib/controllers/signer"
 	certificatesv1 "k8s.io/api/certificates/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -24,17 +24,19 @@ import (
 	"github.com/quill-pki/quill/pkg/ledger"
 )
 
-// RBAC for the ledger: records are created once, and only their status
-// (revocation) changes afterwards.
-// +kubebuilder:rbac:groups=quill.dev,resources=issuedcertificates,verbs=get;list;watch;create
-// +kubebuilder:rbac:groups=quill.dev,resources=issuedcertificates/status,verbs=get;patch;update
+// RBAC for the ledger: journal segments are created while signing and
+// deleted by the leader's compactor once sealed; IssuedCertificates, the
+// ledger's objects before segments, are only read and, once migrated,
+// deleted.
+// +kubebuilder:rbac:groups=quill.dev,resources=ledgersegments,verbs=get;list;watch;create;delete
+// +kubebuilder:rbac:groups=quill.dev,resources=issuedcertificates,verbs=get;list;watch;delete
 
 // Ledger is the Signer's issuance ledger.
 type Ledger struct {
 	Index *ledger.Index
-	// Writer creates records.
-	Writer client.Writer
-	// Reader reads a record straight from the API server when a retried
+	// Journal records each certificate before it is returned.
+	Journal *ledger.Journal
+	// Reader reads a segment straight from the API server when a retried
 	// request needs the certificate already signed for it.
 	Reader client.Reader
 	// CertManagerUsername is the requester of the CertificateRequests
@@ -43,12 +45,17 @@ type Ledger struct {
 	// revocation by Certificate name act on it.
 	CertManagerUsername string
 
-	// unsure holds, by request UID, the record whose creation failed
-	// without saying whether it happened (a timeout, a lost reply): the
-	// retry must look it up before signing again.
+	// unsure holds, by request UID, where the entry is whose journal write
+	// failed without saying whether it happened (a timeout, a lost reply):
+	// the retry must look it up before signing again.
 	mu     sync.Mutex
-	unsure map[types.UID]types.NamespacedName
+	unsure map[types.UID]ledger.Record
 }
+
+// errCertificateDropped fails a retried request whose certificate the
+// ledger no longer keeps: it was signed, so signing again would give the
+// request a second certificate.
+var errCertificateDropped = errors.New("its certificate is no longer kept; create a new request")
 
 // recall returns what was signed for cr earlier, if anything. A request is
 // signed at most once: when the signed result was recorded but never
@@ -61,74 +68,82 @@ func (l *Ledger) recall(ctx context.Context, k quillv1.IssuerID, cr signer.Certi
 		// break the one-signature rule.
 		return nil, false, issuers.ErrLedgerNotSynced // plain: retried with backoff
 	}
-	var name types.NamespacedName
-	if rec, ok := l.Index.ByRequest(k, cr.GetUID()); ok {
-		name = types.NamespacedName{Namespace: rec.Namespace, Name: rec.Segment}
-	} else if n, ok := l.unsureOf(cr.GetUID()); ok {
-		name = n
-	} else {
-		return nil, false, nil
-	}
-	var e quillv1.IssuedCertificate
-	if err := l.Reader.Get(ctx, name, &e); err != nil {
-		if apierrors.IsNotFound(err) {
-			l.resolve(cr.GetUID())
-			return nil, false, nil // never created, or an administrator removed the record
+	rec, indexed := l.Index.ByRequest(k, cr.GetUID())
+	if !indexed {
+		var ok bool
+		if rec, ok = l.unsureOf(cr.GetUID()); !ok {
+			return nil, false, nil // never signed
 		}
-		return nil, false, fmt.Errorf("reading ledger record %s: %w", name.Name, err)
+	}
+	where := fmt.Sprintf("serial %s, ledger segment %s/%s", ledger.SerialHex(rec.Serial), rec.Namespace, rec.Segment)
+	if indexed && !rec.HasCertificate {
+		l.resolve(cr.GetUID())
+		return nil, false, invalidRequest(fmt.Errorf("this request was already signed (%s); %w", where, errCertificateDropped))
+	}
+	e, err := ledger.ReadEntry(ctx, l.Reader, rec)
+	switch {
+	case errors.Is(err, ledger.ErrEntryGone) && !indexed:
+		l.resolve(cr.GetUID())
+		return nil, false, nil // the unsure write never happened
+	case errors.Is(err, ledger.ErrEntryGone):
+		// Sealed or archived since the index saw it: the index will
+		// point at its new place in a moment.
+		return nil, false, fmt.Errorf("this request was already signed (%s): %w", where, err)
+	case err != nil:
+		return nil, false, err // retry with backoff
 	}
 	l.resolve(cr.GetUID())
-	issued, err := a.Recall([]byte(e.Spec.Certificate))
+	if len(e.Certificate) == 0 {
+		return nil, false, invalidRequest(fmt.Errorf("this request was already signed (%s); %w", where, errCertificateDropped))
+	}
+	issued, err := a.Recall(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: e.Certificate}))
 	if err != nil {
 		// The CA changed since: signing again would give this request a
 		// second certificate, so it fails and the requester starts anew.
-		return nil, false, invalidRequest(fmt.Errorf("this request was already signed (serial %s, ledger record %s/%s) by a CA that is no longer the issuer's; create a new request: %w",
-			e.Spec.SerialNumber, name.Namespace, name.Name, err))
+		return nil, false, invalidRequest(fmt.Errorf("this request was already signed (%s) by a CA that is no longer the issuer's; create a new request: %w", where, err))
 	}
 	return issued, true, nil
 }
 
-// record writes the ledger record of cert before anyone receives it. An
+// record writes the ledger entry of cert before anyone receives it. An
 // error means the certificate must be discarded: it was never published, so
-// the ledger still knows every certificate in circulation.
+// the ledger still knows every certificate in circulation. A serial
+// collision (ledger.ErrSerialTaken) is such an error too: the retry signs
+// with a new serial.
 func (l *Ledger) record(ctx context.Context, k quillv1.IssuerID, homeNamespace string, cert *x509.Certificate, issuedAt time.Time, cr signer.CertificateRequestObject, template string) error {
 	origin := originOf(cr, l.CertManagerUsername)
 	origin.Template = template
-	e, err := ledger.NewEntry(k, homeNamespace, cert, issuedAt, origin)
+	e, err := ledger.EntryOf(cert, issuedAt, origin)
 	if err != nil {
 		return err
 	}
-	if err := l.Writer.Create(ctx, e); err != nil {
-		// A refusal (AlreadyExists too: a serial collision is retried
-		// with a new serial) created nothing. Any other failure may have
-		// created the record all the same.
-		var status apierrors.APIStatus
-		if !errors.As(err, &status) || status.Status().Code >= 500 || status.Status().Code < 400 {
-			l.mu.Lock()
-			if l.unsure == nil {
-				l.unsure = map[types.UID]types.NamespacedName{}
-			}
-			l.unsure[cr.GetUID()] = types.NamespacedName{Namespace: e.Namespace, Name: e.Name}
-			l.mu.Unlock()
+	segment, err := l.Journal.Record(ctx, k, homeNamespace, e)
+	if errors.Is(err, ledger.ErrOutcomeUnknown) {
+		// The entry may be in segment all the same: the retry reads it
+		// there before signing again.
+		l.mu.Lock()
+		if l.unsure == nil {
+			l.unsure = map[types.UID]ledger.Record{}
 		}
-		return fmt.Errorf("recording serial %s in the issuance ledger: %w", e.Spec.SerialNumber, err)
+		l.unsure[cr.GetUID()] = ledger.Record{Issuer: k, Segment: segment, Namespace: homeNamespace, Serial: cert.SerialNumber}
+		l.mu.Unlock()
 	}
-	// Known at once, also across a relist that has not seen it yet: a retry
-	// of this request must find it.
-	l.Index.PutCreated(e)
+	if err != nil {
+		return fmt.Errorf("recording serial %s in the issuance ledger: %w", e.Serial, err)
+	}
 	return nil
 }
 
-// unsureOf returns the record whose creation for request uid may or may
-// not have happened.
-func (l *Ledger) unsureOf(uid types.UID) (types.NamespacedName, bool) {
+// unsureOf returns where the entry of request uid is, if its write may or
+// may not have happened.
+func (l *Ledger) unsureOf(uid types.UID) (ledger.Record, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	n, ok := l.unsure[uid]
-	return n, ok
+	r, ok := l.unsure[uid]
+	return r, ok
 }
 
-// resolve forgets the doubt about request uid's record: it was read, or is
+// resolve forgets the doubt about request uid's entry: it was read, or is
 // known not to exist.
 func (l *Ledger) resolve(uid types.UID) {
 	l.mu.Lock()

@@ -2,9 +2,12 @@ package issuance
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"testing"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	"github.com/cert-manager/issuer-lib/controllers/signer"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -15,10 +18,31 @@ import (
 	"github.com/quill-pki/quill/pkg/ledger"
 )
 
+// journalEntries reads every issued entry of the ledger segments in api.
+func journalEntries(t *testing.T, api client.Reader) []ledger.Entry {
+	t.Helper()
+	var list quillv1.LedgerSegmentList
+	if err := api.List(context.Background(), &list); err != nil {
+		t.Fatal(err)
+	}
+	var out []ledger.Entry
+	for i := range list.Items {
+		if err := ledger.SegmentEntries(&list.Items[i], func(e *ledger.Entry) error {
+			if !e.IsRevocationLine() {
+				out = append(out, *e)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
 // TestSignLedger: a certificate is recorded before Sign returns it; a
 // retried request gets the recorded certificate back instead of a second
-// signature, also when the record's creation failed without saying
-// whether it happened (the API server committed it, the reply was lost).
+// signature, also when the journal write failed without saying whether it
+// happened (the API server committed it, the reply was lost).
 func TestSignLedger(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -41,42 +65,38 @@ func TestSignLedger(t *testing.T) {
 			return nil
 		},
 	})
-	f.signer.Ledger = &Ledger{Index: index, Writer: writer, Reader: f.api}
-	records := func() []quillv1.IssuedCertificate {
-		t.Helper()
-		var list quillv1.IssuedCertificateList
-		if err := f.api.List(ctx, &list); err != nil {
-			t.Fatal(err)
-		}
-		return list.Items
-	}
+	f.signer.Ledger = &Ledger{Index: index, Journal: ledger.NewJournal(writer, index, f.clock), Reader: f.api}
 
 	withUID := func(uid string) crOption {
 		return func(cr *cmapi.CertificateRequest) { cr.UID = types.UID(uid) }
 	}
-	// The first request: the record is created, but Sign cannot know it.
+	// The first request: the entry is written, but Sign cannot know it,
+	// and the index does not have it.
 	cr := certificateRequest(withUID("uid-1"))(t)
 	if _, err := f.signer.Sign(ctx, cr, newIssuer()); err == nil {
 		t.Fatal("Sign succeeded although recording its certificate reported a failure")
 	}
-	if n := len(records()); n != 1 {
-		t.Fatalf("%d ledger records after the lost reply, want 1", n)
+	if n := len(journalEntries(t, f.api)); n != 1 {
+		t.Fatalf("%d ledger entries after the lost reply, want 1", n)
+	}
+	if _, ok := index.ByRequest(newIssuer().ID(), "uid-1"); ok {
+		t.Fatal("the index has an entry whose write reported an unknown outcome; the test tests nothing")
 	}
 	// Its retry: the recorded certificate, no second signature.
 	bundle, err := f.signer.Sign(ctx, cr, newIssuer())
 	if err != nil {
 		t.Fatalf("retry: %v", err)
 	}
-	recs := records()
+	recs := journalEntries(t, f.api)
 	if len(recs) != 1 {
-		t.Fatalf("%d ledger records after the retry, want 1: signed twice", len(recs))
+		t.Fatalf("%d ledger entries after the retry, want 1: signed twice", len(recs))
 	}
 	leaf := parseChain(t, bundle.ChainPEM)[0]
-	if ledger.SerialHex(leaf.SerialNumber) != recs[0].Spec.SerialNumber || recs[0].Spec.Origin.UID != string(cr.GetUID()) {
-		t.Fatalf("retry returned serial %x for request %s; the ledger recorded %s for %s", leaf.SerialNumber, cr.GetUID(), recs[0].Spec.SerialNumber, recs[0].Spec.Origin.UID)
+	if ledger.SerialHex(leaf.SerialNumber) != recs[0].Serial || recs[0].Origin.UID != string(cr.GetUID()) {
+		t.Fatalf("retry returned serial %x for request %s; the ledger recorded %s for %s", leaf.SerialNumber, cr.GetUID(), recs[0].Serial, recs[0].Origin.UID)
 	}
 
-	// A request whose record was written normally: found in the index.
+	// A request whose entry was written normally: found in the index.
 	other := certificateRequest(withUID("uid-2"))(t)
 	first, err := f.signer.Sign(ctx, other, newIssuer())
 	if err != nil {
@@ -86,8 +106,50 @@ func TestSignLedger(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(first.ChainPEM) != string(again.ChainPEM) || len(records()) != 2 {
-		t.Fatalf("a retried request was signed again (%d records)", len(records()))
+	if string(first.ChainPEM) != string(again.ChainPEM) || len(journalEntries(t, f.api)) != 2 {
+		t.Fatalf("a retried request was signed again (%d entries)", len(journalEntries(t, f.api)))
+	}
+}
+
+// TestSignLedgerDroppedCertificate: a retried request whose entry no
+// longer keeps its certificate (sealed since) fails for good, saying why,
+// rather than being signed a second time.
+func TestSignLedgerDroppedCertificate(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	root := newCA(t)
+	f := newSigner(t, withObjects(caSecret(testNamespace, "ca", root)))
+	index := ledger.NewIndex()
+	if err := index.Replace(nil, "1"); err != nil {
+		t.Fatal(err)
+	}
+	f.signer.Ledger = &Ledger{Index: index, Journal: ledger.NewJournal(f.api, index, f.clock), Reader: f.api}
+	cr := certificateRequest(func(cr *cmapi.CertificateRequest) { cr.UID = "uid-sealed" })(t)
+	if _, err := f.signer.Sign(ctx, cr, newIssuer()); err != nil {
+		t.Fatal(err)
+	}
+	// What the compactor leaves: the entry, sealed, without its DER.
+	e := journalEntries(t, f.api)[0]
+	e.Certificate = nil
+	sealed, err := ledger.NewSegment(newIssuer().ID(), testNamespace, quillv1.LedgerStageSealed, testNow, []ledger.Entry{e})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.api.Create(ctx, sealed); err != nil {
+		t.Fatal(err)
+	}
+	index.PutSegment(sealed, []ledger.Entry{e})
+	if rec, _ := index.ByRequest(newIssuer().ID(), "uid-sealed"); rec.Segment != sealed.Name {
+		t.Fatalf("the index points at %s, not at the sealed segment; the test tests nothing", rec.Segment)
+	}
+	_, err = f.signer.Sign(ctx, cr, newIssuer())
+	var perm signer.PermanentError
+	if !errors.As(err, &perm) || !strings.Contains(err.Error(), "already signed (serial "+e.Serial) ||
+		!strings.Contains(err.Error(), "no longer kept; create a new request") {
+		t.Fatalf("retry of a request whose certificate was dropped: %v; want a permanent failure naming the serial", err)
+	}
+	if n := len(journalEntries(t, f.api)); n != 2 { // the journal's and the sealed copy of one entry
+		t.Fatalf("%d entries in the ledger; want the one entry twice: signed again", n)
 	}
 }
 

@@ -194,30 +194,23 @@ const supersessionRecheck = 5 * time.Second
 // certificate-revision, so cert-manager itself has taken newest as the
 // Certificate's current certificate. Any doubt revokes nothing.
 func (r *lifecycleReconciler) supersedes(ctx context.Context, namespace, name string, newest ledger.Record) (doubt string, transient bool, err error) {
-	var e quillv1.IssuedCertificate
-	if err := r.reader.Get(ctx, types.NamespacedName{Namespace: newest.Namespace, Name: newest.Segment}, &e); err != nil {
-		if apierrors.IsNotFound(err) {
-			return "its ledger record is gone", false, nil
-		}
-		return "", false, fmt.Errorf("reading ledger record %s/%s: %w", newest.Namespace, newest.Segment, err)
-	}
-	o := e.Spec.Origin
-	if o.Kind != quillv1.OriginKindCertificateRequest || o.Namespace != namespace {
+	// The index holds the origin: no segment is read.
+	if newest.OriginKind != quillv1.OriginKindCertificateRequest || newest.OriginNamespace != namespace {
 		return "the newest certificate was not signed for a CertificateRequest in " + namespace, false, nil
 	}
 	var cr cmapi.CertificateRequest
-	if err := r.reader.Get(ctx, types.NamespacedName{Namespace: o.Namespace, Name: o.Name}, &cr); err != nil {
+	if err := r.reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: newest.RequestName}, &cr); err != nil {
 		if apierrors.IsNotFound(err) {
-			return fmt.Sprintf("its CertificateRequest %s is gone", o.Name), false, nil
+			return fmt.Sprintf("its CertificateRequest %s is gone", newest.RequestName), false, nil
 		}
-		return "", false, fmt.Errorf("reading CertificateRequest %s/%s: %w", o.Namespace, o.Name, err)
+		return "", false, fmt.Errorf("reading CertificateRequest %s/%s: %w", namespace, newest.RequestName, err)
 	}
-	if string(cr.UID) != o.UID {
-		return fmt.Sprintf("its CertificateRequest %s was replaced by another of that name", o.Name), false, nil
+	if cr.UID != newest.RequestUID {
+		return fmt.Sprintf("its CertificateRequest %s was replaced by another of that name", newest.RequestName), false, nil
 	}
 	if issuance.CertificateOf(&cr, r.certManagerUsername) != name {
 		return fmt.Sprintf("CertificateRequest %s was not created by cert-manager (%q) for Certificate %s: requested by %q, controlled by %s",
-			o.Name, r.certManagerUsername, name, cr.Spec.Username, describeController(&cr)), false, nil
+			newest.RequestName, r.certManagerUsername, name, cr.Spec.Username, describeController(&cr)), false, nil
 	}
 	var crt cmapi.Certificate
 	if err := r.reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &crt); err != nil {
@@ -227,20 +220,20 @@ func (r *lifecycleReconciler) supersedes(ctx context.Context, namespace, name st
 		return "", false, fmt.Errorf("reading Certificate %s/%s: %w", namespace, name, err)
 	}
 	if owner := metav1.GetControllerOf(&cr); owner == nil || owner.UID != crt.UID {
-		return fmt.Sprintf("CertificateRequest %s belongs to an earlier Certificate of that name", o.Name), false, nil
+		return fmt.Sprintf("CertificateRequest %s belongs to an earlier Certificate of that name", newest.RequestName), false, nil
 	}
 	rev, err := strconv.Atoi(cr.Annotations[cmapi.CertificateRequestRevisionAnnotationKey])
 	if err != nil {
-		return fmt.Sprintf("CertificateRequest %s carries no valid %s", o.Name, cmapi.CertificateRequestRevisionAnnotationKey), false, nil
+		return fmt.Sprintf("CertificateRequest %s carries no valid %s", newest.RequestName, cmapi.CertificateRequestRevisionAnnotationKey), false, nil
 	}
 	switch {
 	case crt.Status.Revision == nil || *crt.Status.Revision < rev:
-		return fmt.Sprintf("the Certificate's status.revision has not reached revision %d of CertificateRequest %s", rev, o.Name), true, nil
+		return fmt.Sprintf("the Certificate's status.revision has not reached revision %d of CertificateRequest %s", rev, newest.RequestName), true, nil
 	case *crt.Status.Revision > rev:
 		// A later revision is current, and not signed here (or not
 		// recorded yet): its certificate, once in the ledger, is the
 		// one that supersedes.
-		return fmt.Sprintf("the Certificate is at revision %d, past revision %d of CertificateRequest %s", *crt.Status.Revision, rev, o.Name), false, nil
+		return fmt.Sprintf("the Certificate is at revision %d, past revision %d of CertificateRequest %s", *crt.Status.Revision, rev, newest.RequestName), false, nil
 	}
 	return "", false, nil
 }

@@ -45,41 +45,41 @@ func TestSupersedes(t *testing.T) {
 			Status:     cmapi.CertificateStatus{Revision: rev},
 		}
 	}
-	record := func(originNamespace string) *quillv1.IssuedCertificate {
-		return &quillv1.IssuedCertificate{
-			ObjectMeta: metav1.ObjectMeta{Namespace: testNamespace, Name: "qi.ca.02"},
-			Spec: quillv1.IssuedCertificateSpec{Origin: quillv1.LedgerOrigin{
-				Kind: quillv1.OriginKindCertificateRequest, Namespace: originNamespace, Name: "web-2", UID: "cr-uid", Certificate: "web",
-			}},
-		}
-	}
+	// The newest record, as the index holds it: supersedes reads no
+	// segment (none exists here).
+	record := ledger.Record{Namespace: testNamespace, Segment: "qi.ca.j02",
+		OriginKind: quillv1.OriginKindCertificateRequest, OriginNamespace: testNamespace, RequestName: "web-2", RequestUID: "cr-uid", Certificate: "web"}
+	elsewhere, signingRequest := record, record
+	elsewhere.OriginNamespace = "elsewhere"
+	signingRequest.OriginKind = quillv1.OriginKindCertificateSigningRequest
 	tests := []struct {
 		name      string
+		record    ledger.Record
 		objs      []client.Object
 		supersede bool
 		transient bool
 	}{
-		{name: "cert-manager-renewal", objs: []client.Object{record(testNamespace), request(), certificate("crt-uid", revision(2))}, supersede: true},
-		{name: "record-gone", objs: []client.Object{request(), certificate("crt-uid", revision(2))}},
-		{name: "origin-in-another-namespace", objs: []client.Object{record("elsewhere"), request(), certificate("crt-uid", revision(2))}},
-		{name: "request-gone", objs: []client.Object{record(testNamespace), certificate("crt-uid", revision(2))}},
-		{name: "request-replaced", objs: []client.Object{record(testNamespace), request(func(cr *cmapi.CertificateRequest) { cr.UID = "other" }), certificate("crt-uid", revision(2))}},
-		{name: "requested-by-a-tenant", objs: []client.Object{record(testNamespace), request(func(cr *cmapi.CertificateRequest) { cr.Spec.Username = "mallory" }), certificate("crt-uid", revision(2))}},
-		{name: "not-controlled", objs: []client.Object{record(testNamespace), request(func(cr *cmapi.CertificateRequest) { cr.OwnerReferences = nil }), certificate("crt-uid", revision(2))}},
-		{name: "certificate-gone", objs: []client.Object{record(testNamespace), request()}},
-		{name: "earlier-certificate-of-that-name", objs: []client.Object{record(testNamespace), request(), certificate("new-uid", revision(2))}},
-		{name: "no-revision-annotation", objs: []client.Object{record(testNamespace), request(func(cr *cmapi.CertificateRequest) {
+		{name: "cert-manager-renewal", record: record, objs: []client.Object{request(), certificate("crt-uid", revision(2))}, supersede: true},
+		{name: "origin-not-a-certificaterequest", record: signingRequest, objs: []client.Object{request(), certificate("crt-uid", revision(2))}},
+		{name: "origin-in-another-namespace", record: elsewhere, objs: []client.Object{request(), certificate("crt-uid", revision(2))}},
+		{name: "request-gone", record: record, objs: []client.Object{certificate("crt-uid", revision(2))}},
+		{name: "request-replaced", record: record, objs: []client.Object{request(func(cr *cmapi.CertificateRequest) { cr.UID = "other" }), certificate("crt-uid", revision(2))}},
+		{name: "requested-by-a-tenant", record: record, objs: []client.Object{request(func(cr *cmapi.CertificateRequest) { cr.Spec.Username = "mallory" }), certificate("crt-uid", revision(2))}},
+		{name: "not-controlled", record: record, objs: []client.Object{request(func(cr *cmapi.CertificateRequest) { cr.OwnerReferences = nil }), certificate("crt-uid", revision(2))}},
+		{name: "certificate-gone", record: record, objs: []client.Object{request()}},
+		{name: "earlier-certificate-of-that-name", record: record, objs: []client.Object{request(), certificate("new-uid", revision(2))}},
+		{name: "no-revision-annotation", record: record, objs: []client.Object{request(func(cr *cmapi.CertificateRequest) {
 			delete(cr.Annotations, cmapi.CertificateRequestRevisionAnnotationKey)
 		}), certificate("crt-uid", revision(2))}},
-		{name: "certificate-not-caught-up", objs: []client.Object{record(testNamespace), request(), certificate("crt-uid", revision(1))}, transient: true},
-		{name: "certificate-never-issued", objs: []client.Object{record(testNamespace), request(), certificate("crt-uid", nil)}, transient: true},
-		{name: "certificate-past-the-request", objs: []client.Object{record(testNamespace), request(), certificate("crt-uid", revision(3))}},
+		{name: "certificate-not-caught-up", record: record, objs: []client.Object{request(), certificate("crt-uid", revision(1))}, transient: true},
+		{name: "certificate-never-issued", record: record, objs: []client.Object{request(), certificate("crt-uid", nil)}, transient: true},
+		{name: "certificate-past-the-request", record: record, objs: []client.Object{request(), certificate("crt-uid", revision(3))}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			r := &lifecycleReconciler{revoker: revoker{reader: newAPI(t, tc.objs...)}, certManagerUsername: cm}
-			doubt, transient, err := r.supersedes(context.Background(), testNamespace, "web", ledger.Record{Namespace: testNamespace, Segment: "qi.ca.02", Legacy: true})
+			doubt, transient, err := r.supersedes(context.Background(), testNamespace, "web", tc.record)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -19,6 +19,7 @@ import (
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 	"github.com/quill-pki/quill/controllers/internal/classify"
@@ -36,13 +37,16 @@ import (
 // lists (status.revokedSerialNumbers' MaxItems).
 const maxListedSerials = 1000
 
-// revoker marks ledger records revoked. It is shared by the QuillRevocation
-// reconciler and the automatic rules.
+// revoker records revocations in the ledger. It is shared by the
+// QuillRevocation reconciler and the automatic rules.
 type revoker struct {
 	client client.Client
 	reader client.Reader
 	index  *ledger.Index
-	clock  clock.PassiveClock
+	// journal writes the revocation lines; its per-issuer lock makes the
+	// first revocation of a serial the one that stands.
+	journal *ledger.Journal
+	clock   clock.PassiveClock
 	// metrics and audit record each newly revoked certificate; nil and
 	// the zero value record nothing.
 	metrics *metrics.Metrics
@@ -50,38 +54,33 @@ type revoker struct {
 }
 
 // revoke records the revocation of rec unless it is already revoked, in
-// which case the first revocation stands. It returns the reason the record
+// which case the first revocation stands. It returns the reason the ledger
 // holds afterwards: reason, or the first revocation's.
 func (r *revoker) revoke(ctx context.Context, rec ledger.Record, reason quillv1.RevocationReason, by string) (quillv1.RevocationReason, error) {
-	var e quillv1.IssuedCertificate
-	if err := r.reader.Get(ctx, types.NamespacedName{Namespace: rec.Namespace, Name: rec.Segment}, &e); err != nil {
-		return "", fmt.Errorf("reading ledger record %s/%s: %w", rec.Namespace, rec.Segment, err)
+	at := r.clock.Now().UTC().Truncate(time.Second)
+	held, now, err := r.journal.Revoke(ctx, rec.Issuer, rec.Namespace, rec, ledger.EntryRevocation{Reason: reason, At: at.Unix(), By: by})
+	if err != nil {
+		return "", fmt.Errorf("revoking serial %s: %w", ledger.SerialHex(rec.Serial), err)
 	}
-	if e.Status.Revocation == nil {
-		base := e.DeepCopy()
-		e.Status.Revocation = &quillv1.RevocationRecord{
-			Reason:    reason,
-			RevokedAt: metav1.NewTime(r.clock.Now().UTC().Truncate(time.Second)),
-			By:        by,
-		}
-		// The optimistic lock keeps a concurrent revocation from being
-		// overwritten: the loser re-reads and finds it revoked.
-		if err := r.client.Status().Patch(ctx, &e, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
-			return "", fmt.Errorf("revoking serial %s: %w", e.Spec.SerialNumber, err)
-		}
+	if now {
 		// Counted and logged once: only the revocation that wrote the
-		// record gets here.
-		r.metrics.Revoke(rec.Issuer, e.Spec.Template, e.Spec.KeyAlgorithm, string(reason))
-		r.audit.Revoke(audit.Revocation{
-			Issuer: rec.Issuer, Serial: e.Spec.SerialNumber, Subject: e.Spec.Subject,
-			Namespace: e.Spec.Origin.Namespace, Certificate: e.Spec.Origin.Certificate,
-			Reason: string(reason), RevokedAt: e.Status.Revocation.RevokedAt.Time, By: by,
-		})
+		// line gets here.
+		r.metrics.Revoke(rec.Issuer, rec.Template, rec.KeyAlgorithm, string(reason))
+		line := audit.Revocation{
+			Issuer: rec.Issuer, Serial: ledger.SerialHex(rec.Serial),
+			Namespace: rec.OriginNamespace, Certificate: rec.Certificate,
+			Reason: string(reason), RevokedAt: at, By: by,
+		}
+		// The subject is only in the segment. The revocation is recorded
+		// already, and must not fail for want of an audit detail.
+		if e, err := ledger.ReadEntry(ctx, r.reader, rec); err == nil {
+			line.Subject = e.Subject
+		} else {
+			logf.FromContext(ctx).Error(err, "revocation audited without the certificate's subject", "serial", line.Serial)
+		}
+		r.audit.Revoke(line)
 	}
-	rev := e.Status.Revocation
-	rec.Revoked, rec.RevokedAt, rec.Reason = true, rev.RevokedAt.Time, quillv1.RevocationReasonCodes[rev.Reason]
-	r.index.Put(rec)
-	return rev.Reason, nil
+	return held.Reason, nil
 }
 
 // revocationReconciler carries out QuillRevocations. It runs on the leader

@@ -27,6 +27,9 @@ import (
 type Config struct {
 	// Index is the ledger index, kept by a watch on every replica.
 	Index *ledger.Index
+	// Journal writes revocation lines into the ledger; the signer shares
+	// it.
+	Journal *ledger.Journal
 	// Store loads issuers' CAs to sign CRLs and responder certificates.
 	Store *castore.Store
 	// ClusterResourceNamespace is the home of QuillClusterIssuers.
@@ -55,7 +58,7 @@ type Config struct {
 // rules, the CRL publisher and the ledger-size metric to mgr.
 func Setup(mgr ctrl.Manager, cfg Config) error {
 	countLedger(cfg.Index, cfg.Metrics)
-	rv := revoker{client: mgr.GetClient(), reader: mgr.GetAPIReader(), index: cfg.Index, clock: cfg.Clock,
+	rv := revoker{client: mgr.GetClient(), reader: mgr.GetAPIReader(), index: cfg.Index, journal: cfg.Journal, clock: cfg.Clock,
 		metrics: cfg.Metrics, audit: cfg.Audit}
 	if err := (&revocationReconciler{revoker: rv, clusterNamespace: cfg.ClusterResourceNamespace, recorder: cfg.Recorder}).setup(mgr); err != nil {
 		return err
