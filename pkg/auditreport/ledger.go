@@ -105,7 +105,7 @@ func Walk(ctx context.Context, c client.Reader, opts Options, fn func(*ledger.En
 	if err != nil {
 		return err
 	}
-	err = listLegacy(ctx, c, opts, opts.chunk(), func(ic *quillv1.IssuedCertificate) error {
+	err = ListLegacy(ctx, c, opts, func(ic *quillv1.IssuedCertificate) error {
 		e, err := ledger.EntryOfLegacy(ic)
 		if err != nil {
 			skip("IssuedCertificate "+ic.Namespace+"/"+ic.Name, err)
@@ -164,8 +164,11 @@ func ListSegments(ctx context.Context, c client.Reader, opts Options, fn func(*q
 	}
 }
 
-// listLegacy calls fn for each IssuedCertificate of opts.Issuer.
-func listLegacy(ctx context.Context, c client.Reader, opts Options, chunk int64, fn func(*quillv1.IssuedCertificate) error) error {
+// ListLegacy calls fn for each IssuedCertificate of opts.Issuer, the
+// per-certificate records of a ledger the controller has not migrated to
+// segments yet, opts.ChunkSize at a time.
+func ListLegacy(ctx context.Context, c client.Reader, opts Options, fn func(*quillv1.IssuedCertificate) error) error {
+	chunk := opts.chunk()
 	list := listOptions(opts, chunk)
 	for {
 		var page quillv1.IssuedCertificateList
