@@ -164,8 +164,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if index == nil {
 		index = ledger.NewIndex()
 	}
-	// TEMPORARY(journal shim): index.Run once helper "index" lands.
-	if err := mgr.Add(issuers.Runnable(func(ctx context.Context) error { return index.RunWithSegmentsShim(ctx, watcher) })); err != nil {
+	if err := mgr.Add(issuers.Runnable(func(ctx context.Context) error { return index.Run(ctx, watcher) })); err != nil {
 		return err
 	}
 	// The journal writes the ledger for signing and revocation alike: one

@@ -78,7 +78,7 @@ func (s *compactSigner) entry(t testing.TB, serial int64, issued time.Time) Entr
 	return e
 }
 
-func revocationLine(serial int64, notAfter time.Time, reason quillv1.RevocationReason, at time.Time) Entry {
+func compactRevocationLine(serial int64, notAfter time.Time, reason quillv1.RevocationReason, at time.Time) Entry {
 	return Entry{Serial: SerialHex(big.NewInt(serial)), NotAfter: notAfter.Unix(),
 		Revocation: &EntryRevocation{Reason: reason, At: at.Unix(), By: "test"}}
 }
@@ -196,10 +196,10 @@ func TestSealFoldsRevocationsAndDropsCertificates(t *testing.T) {
 	ctx := t.Context()
 	e1, e2, e3, e4 := f.sig.entry(t, 1, compactT0), f.sig.entry(t, 2, compactT0), f.sig.entry(t, 3, compactT0), f.sig.entry(t, 4, compactT0)
 	f.journal(t, e1, e2)
-	f.journal(t, e3, e4, revocationLine(1, compactT0.Add(time.Hour), quillv1.ReasonKeyCompromise, compactT0))
+	f.journal(t, e3, e4, compactRevocationLine(1, compactT0.Add(time.Hour), quillv1.ReasonKeyCompromise, compactT0))
 	f.clock.Step(30 * time.Second)
-	young := f.journal(t, revocationLine(99, compactT0.Add(time.Hour), quillv1.ReasonSuperseded, compactT0),
-		revocationLine(1, compactT0.Add(time.Hour), quillv1.ReasonSuperseded, compactT0.Add(-time.Minute)))
+	young := f.journal(t, compactRevocationLine(99, compactT0.Add(time.Hour), quillv1.ReasonSuperseded, compactT0),
+		compactRevocationLine(1, compactT0.Add(time.Hour), quillv1.ReasonSuperseded, compactT0.Add(-time.Minute)))
 
 	f.clock.Step(40 * time.Second) // the first two are older than a minute, the third is not
 	st, err := f.c.Seal(ctx, compactIssuer, "team-c")
@@ -290,7 +290,7 @@ func TestSealCrashBetweenWriteAndDelete(t *testing.T) {
 		es = append(es, f.sig.entry(t, 200+i, compactT0))
 	}
 	f.journal(t, es[:3]...)
-	f.journal(t, append(es[3:], revocationLine(201, compactT0.Add(time.Hour), quillv1.ReasonKeyCompromise, compactT0))...)
+	f.journal(t, append(es[3:], compactRevocationLine(201, compactT0.Add(time.Hour), quillv1.ReasonKeyCompromise, compactT0))...)
 	f.clock.Step(2 * time.Minute)
 
 	crashing := *f.c
@@ -379,7 +379,7 @@ func TestRetainArchivesExpiredSegments(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Serial 401 is revoked later, by a line in a segment of its own.
-	f.journal(t, fresh[0], revocationLine(401, compactT0.Add(time.Hour), quillv1.ReasonKeyCompromise, compactT0.Add(30*time.Minute)))
+	f.journal(t, fresh[0], compactRevocationLine(401, compactT0.Add(time.Hour), quillv1.ReasonKeyCompromise, compactT0.Add(30*time.Minute)))
 	f.clock.Step(2 * time.Minute)
 	if _, err := f.c.Seal(ctx, compactIssuer, "team-c"); err != nil {
 		t.Fatal(err)
