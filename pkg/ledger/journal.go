@@ -116,6 +116,7 @@ func (j *Journal) Record(ctx context.Context, k quillv1.IssuerID, homeNamespace 
 	if !ok || e.IsRevocationLine() {
 		return "", fmt.Errorf("%w: serial %q", errNotAnEntry, e.Serial)
 	}
+	e.Serial = SerialHex(serial) // the one spelling the queue and index key by
 	op := &journalOp{ctx: ctx, entry: e, done: make(chan struct{})}
 	j.mu.Lock()
 	q := j.queue(k, homeNamespace)

@@ -278,23 +278,20 @@ func TestDisabledIssuerKeepsRevocation(t *testing.T) {
 // trail (an audit=true issue line).
 func checkResponderRecorded(t *testing.T, ns, issuer string, responder *x509.Certificate) {
 	t.Helper()
-	var list quillv1.IssuedCertificateList
-	if err := env.Client.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
-		t.Fatal(err)
-	}
 	serial := ledger.SerialHex(responder.SerialNumber)
+	view := ledgerView(t, ns) // segments, and IssuedCertificates not migrated yet
 	found := false
-	for _, e := range list.Items {
+	for _, e := range view {
 		if e.Spec.SerialNumber != serial {
 			continue
 		}
 		found = true
 		if e.Spec.Origin.Kind != quillv1.OriginKindOCSPResponder || e.Spec.IssuerRef.Name != issuer || e.Spec.IssuerRef.Kind != quillv1.IssuerKind {
-			t.Errorf("ledger record of the responder certificate: issuer %+v, origin %+v; want %s's, origin OCSPResponder", e.Spec.IssuerRef, e.Spec.Origin, issuer)
+			t.Errorf("ledger entry of the responder certificate: issuer %+v, origin %+v; want %s's, origin OCSPResponder", e.Spec.IssuerRef, e.Spec.Origin, issuer)
 		}
 	}
 	if !found {
-		t.Errorf("the delegated responder certificate (serial %s) is not in the ledger of namespace %s (%d records)", serial, ns, len(list.Items))
+		t.Errorf("the delegated responder certificate (serial %s) is not in the ledger of namespace %s (%d entries)", serial, ns, len(view))
 	}
 	id := quillv1.IssuerID{Kind: quillv1.IssuerKind, Namespace: ns, Name: issuer}
 	hexSerial := hex.EncodeToString(responder.SerialNumber.Bytes())

@@ -5,14 +5,18 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
@@ -149,4 +153,171 @@ func mustWatchClient(t *testing.T) client.WithWatch {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// createCounter counts the objects a client creates.
+type createCounter struct {
+	client.Client
+	creates atomic.Int32
+}
+
+func (c *createCounter) Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error {
+	c.creates.Add(1)
+	return c.Client.Create(ctx, obj, opts...)
+}
+
+// TestLedgerJournal writes the ledger through the journal against the real
+// API server: a hundred certificates recorded at once take far fewer
+// segment creations than a hundred, every entry is in exactly one segment
+// with its certificate, the one each caller was told; concurrent
+// revocations of one serial write one line; and a segment the API server
+// refuses writes nothing and says so (no unknown outcome).
+func TestLedgerJournal(t *testing.T) {
+	t.Parallel()
+	ns := newNamespace(t)
+	ctx := t.Context()
+	const n = 100
+	k := quillv1.IssuerID{Kind: quillv1.IssuerKind, Namespace: ns, Name: "journal"}
+
+	caPEM, keyPEM, err := issuance.NewSelfSignedRoot(pkix.Name{CommonName: "journal CA"}, issuance.ECDSAP256, 24*time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth, err := issuance.LoadAuthority(caPEM, keyPEM, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := issuance.GenerateKey(issuance.ECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateCertificateRequest(nil, &x509.CertificateRequest{DNSNames: []string{"journal.example.com"}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
+	now := time.Now()
+	entries := make([]ledger.Entry, n)
+	for i := range n {
+		issued, err := auth.Sign(issuance.Request{CSR: csr, KeyUsage: x509.KeyUsageDigitalSignature}, issuance.Options{Now: now, DefaultDuration: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if entries[i], err = ledger.EntryOf(issued.Certificate, now, ledger.Origin{Kind: quillv1.OriginKindCertificateRequest,
+			Namespace: ns, Name: fmt.Sprintf("r%d", i), UID: types.UID(fmt.Sprintf("uid-%d", i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	cc := &createCounter{Client: env.Client}
+	ix := ledger.NewIndex()
+	if err := ix.Replace(nil, "1"); err != nil {
+		t.Fatal(err)
+	}
+	j := ledger.NewJournal(cc, ix, clock.RealClock{})
+	told := make([]string, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			seg, err := j.Record(ctx, k, ns, entries[i])
+			if err != nil {
+				t.Errorf("Record %d: %v", i, err)
+			}
+			told[i] = seg
+		})
+	}
+	wg.Wait()
+	creates := cc.creates.Load()
+	t.Logf("%d concurrent records took %d segment creations", n, creates)
+	if creates > n/4 {
+		t.Errorf("%d segment creations for %d concurrent records; want a group commit (at most %d)", creates, n, n/4)
+	}
+	var segs quillv1.LedgerSegmentList
+	if err := env.Client.List(ctx, &segs, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	where := map[string]string{}
+	for i := range segs.Items {
+		seg := &segs.Items[i]
+		if seg.Spec.Stage != quillv1.LedgerStageJournal || seg.Spec.IssuerRef.ID() != k || len(seg.Spec.Data) > ledger.MaxSegmentBytes {
+			t.Errorf("segment %s: stage %s, issuer %+v, %d bytes", seg.Name, seg.Spec.Stage, seg.Spec.IssuerRef, len(seg.Spec.Data))
+		}
+		if err := ledger.SegmentEntries(seg, func(e *ledger.Entry) error {
+			if prev, dup := where[e.Serial]; dup {
+				t.Errorf("serial %s is in segments %s and %s", e.Serial, prev, seg.Name)
+			}
+			where[e.Serial] = seg.Name
+			if len(e.Certificate) == 0 {
+				t.Errorf("journal entry %s keeps no certificate", e.Serial)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(where) != n {
+		t.Fatalf("the segments hold %d entries; want %d", len(where), n)
+	}
+	for i, e := range entries {
+		if where[e.Serial] != told[i] {
+			t.Errorf("Record %d said segment %s; its entry is in %q", i, told[i], where[e.Serial])
+		}
+	}
+	// Crash recall reads a certificate back from its segment.
+	rec, ok := ix.ByRequest(k, "uid-42")
+	if !ok {
+		t.Fatal("the index does not know request uid-42")
+	}
+	if e, err := ledger.ReadEntry(ctx, env.Client, rec); err != nil || string(e.Certificate) != string(entries[42].Certificate) {
+		t.Fatalf("ReadEntry of request uid-42: %v", err)
+	}
+
+	// Five revocations of one serial at once: one line.
+	before := cc.creates.Load()
+	var revokedNow atomic.Int32
+	for i := range 5 {
+		wg.Go(func() {
+			rev := ledger.EntryRevocation{Reason: quillv1.ReasonKeyCompromise, At: now.Unix() + int64(i), By: "test"}
+			if _, first, err := j.Revoke(ctx, k, ns, rec, rev); err != nil {
+				t.Errorf("Revoke %d: %v", i, err)
+			} else if first {
+				revokedNow.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if err := env.Client.List(ctx, &segs, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	lines := 0
+	for i := range segs.Items {
+		if err := ledger.SegmentEntries(&segs.Items[i], func(e *ledger.Entry) error {
+			if e.IsRevocationLine() {
+				lines++
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if lines != 1 || revokedNow.Load() != 1 || cc.creates.Load()-before != 1 {
+		t.Fatalf("five concurrent revocations: %d lines, %d callers revoked, %d creations; want 1, 1, 1", lines, revokedNow.Load(), cc.creates.Load()-before)
+	}
+
+	// A namespace that does not exist: the API server refuses the
+	// segment, so every caller knows nothing was written.
+	gone := quillv1.IssuerID{Kind: quillv1.IssuerKind, Namespace: "no-such-namespace-" + ns, Name: "journal"}
+	for i := range 3 {
+		wg.Go(func() {
+			e := entries[i]
+			_, err := j.Record(ctx, gone, gone.Namespace, e)
+			if err == nil || errors.Is(err, ledger.ErrOutcomeUnknown) || !apierrors.IsNotFound(err) {
+				t.Errorf("Record into a missing namespace: %v; want NotFound, known outcome", err)
+			}
+		})
+	}
+	wg.Wait()
+	if got := ix.Count(gone); got != 0 {
+		t.Errorf("the index holds %d entries of a refused segment", got)
+	}
 }
