@@ -78,10 +78,12 @@ func crlBatchDelay(spec *quillv1.IssuerSpec) time.Duration {
 // changes (after the issuer's batch delay) and when half of the current
 // CRL's validity has passed.
 type crlPublisher struct {
-	client           client.Client
-	reader           client.Reader
-	store            *castore.Store
-	index            *ledger.Index
+	client client.Client
+	reader client.Reader
+	store  *castore.Store
+	index  *ledger.Index
+	// journal records each delegated responder certificate in the ledger.
+	journal          *ledger.Journal
 	clusterNamespace string
 	clock            clock.PassiveClock
 	baseURL          string
@@ -691,13 +693,14 @@ func (p *crlPublisher) ensureResponder(ctx context.Context, home string, k quill
 // certificate, kept in the Secret home/secret, before the certificate is
 // used.
 func (p *crlPublisher) recordResponder(ctx context.Context, home, secret string, k quillv1.IssuerID, cert *x509.Certificate, now time.Time) error {
-	e, err := ledger.NewEntry(k, home, cert, now, ledger.Origin{Kind: quillv1.OriginKindOCSPResponder, Namespace: home, Name: secret})
+	e, err := ledger.EntryOf(cert, now, ledger.Origin{Kind: quillv1.OriginKindOCSPResponder, Namespace: home, Name: secret})
 	if err != nil {
 		return err
 	}
-	if err := p.client.Create(ctx, e); err != nil {
-		return fmt.Errorf("recording OCSP responder serial %s in the issuance ledger: %w", e.Spec.SerialNumber, err)
+	// The responder's key is in its Secret: the ledger need not keep the
+	// certificate for recall, and sealing drops it.
+	if _, err := p.journal.Record(ctx, k, home, e); err != nil {
+		return fmt.Errorf("recording OCSP responder serial %s in the issuance ledger: %w", e.Serial, err)
 	}
-	p.index.PutCreated(e)
 	return nil
 }

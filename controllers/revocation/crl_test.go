@@ -169,7 +169,8 @@ func TestEnsureResponderRecordsLedgerAndAudit(t *testing.T) {
 		}
 		lines = append(lines, m)
 	}, funcr.Options{})
-	p := &crlPublisher{client: api, reader: api, index: index, clock: clocktesting.NewFakePassiveClock(testNow), audit: audit.Logger{Log: logger}}
+	p := &crlPublisher{client: api, reader: api, index: index, journal: ledger.NewJournal(api, index, clocktesting.NewFakePassiveClock(testNow)),
+		clock: clocktesting.NewFakePassiveClock(testNow), audit: audit.Logger{Log: logger}}
 	k := quillv1.IssuerID{Kind: quillv1.IssuerKind, Namespace: testNamespace, Name: "hsm"}
 
 	if _, err := p.ensureResponder(ctx, testNamespace, k, a); err != nil {
@@ -181,18 +182,15 @@ func TestEnsureResponderRecordsLedgerAndAudit(t *testing.T) {
 	}
 	cert := parseCert(t, sec.Data[corev1.TLSCertKey])
 
-	var list quillv1.IssuedCertificateList
-	if err := api.List(ctx, &list, client.InNamespace(testNamespace)); err != nil {
-		t.Fatal(err)
+	entries := ledgerEntries(t, api, testNamespace)
+	if len(entries) != 1 {
+		t.Fatalf("%d ledger entries, want the responder's", len(entries))
 	}
-	if len(list.Items) != 1 {
-		t.Fatalf("%d ledger records, want the responder's", len(list.Items))
-	}
-	e := list.Items[0]
-	if e.Spec.SerialNumber != ledger.SerialHex(cert.SerialNumber) || e.Spec.IssuerRef.ID() != k ||
-		e.Spec.Origin.Kind != quillv1.OriginKindOCSPResponder || e.Spec.Origin.Name != revocationdata.OCSPResponderSecretName("hsm") ||
-		e.Spec.Origin.Namespace != testNamespace {
-		t.Errorf("ledger record = %+v, want serial %s of %s with origin OCSPResponder %s/%s", e.Spec,
+	e := entries[0]
+	if e.Serial != ledger.SerialHex(cert.SerialNumber) || e.issuer != k || e.Origin == nil ||
+		e.Origin.Kind != quillv1.OriginKindOCSPResponder || e.Origin.Name != revocationdata.OCSPResponderSecretName("hsm") ||
+		e.Origin.Namespace != testNamespace {
+		t.Errorf("ledger entry = %+v, want serial %s of %s with origin OCSPResponder %s/%s", e,
 			ledger.SerialHex(cert.SerialNumber), k, testNamespace, revocationdata.OCSPResponderSecretName("hsm"))
 	}
 	if _, ok := index.Lookup(k, cert.SerialNumber); !ok {
@@ -210,11 +208,8 @@ func TestEnsureResponderRecordsLedgerAndAudit(t *testing.T) {
 	if _, err := p.ensureResponder(ctx, testNamespace, k, a); err != nil {
 		t.Fatalf("second ensureResponder: %v", err)
 	}
-	if err := api.List(ctx, &list, client.InNamespace(testNamespace)); err != nil {
-		t.Fatal(err)
-	}
-	if len(list.Items) != 1 || len(lines) != 1 {
-		t.Errorf("a current responder was signed again: %d records, %d audit lines", len(list.Items), len(lines))
+	if again := ledgerEntries(t, api, testNamespace); len(again) != 1 || len(lines) != 1 {
+		t.Errorf("a current responder was signed again: %d records, %d audit lines", len(again), len(lines))
 	}
 }
 
@@ -372,16 +367,15 @@ func TestEnsureResponderLeavesOthersSecret(t *testing.T) {
 				owned.Mark(sec, tt.mark)
 			}
 			api := newAPI(t, sec)
-			p := &crlPublisher{client: api, reader: api, index: ledger.NewIndex(), clock: clocktesting.NewFakePassiveClock(testNow)}
+			ix := ledger.NewIndex()
+			p := &crlPublisher{client: api, reader: api, index: ix, journal: ledger.NewJournal(api, ix, clocktesting.NewFakePassiveClock(testNow)),
+				clock: clocktesting.NewFakePassiveClock(testNow)}
 			_, err := p.ensureResponder(ctx, testNamespace, k, a)
 			var got corev1.Secret
 			if gerr := api.Get(ctx, client.ObjectKey{Namespace: testNamespace, Name: secretName}, &got); gerr != nil {
 				t.Fatal(gerr)
 			}
-			var records quillv1.IssuedCertificateList
-			if err := api.List(ctx, &records); err != nil {
-				t.Fatal(err)
-			}
+			records := ledgerEntries(t, api, "")
 			if tt.collision {
 				if !errors.Is(err, owned.ErrCollision) {
 					t.Fatalf("ensureResponder = %v, want a collision", err)
@@ -389,8 +383,8 @@ func TestEnsureResponderLeavesOthersSecret(t *testing.T) {
 				if string(got.Data["password"]) != "keep me" || len(got.Data) != 1 {
 					t.Errorf("the Secret that is not the issuer's was written: keys %v", slices.Collect(maps.Keys(got.Data)))
 				}
-				if len(records.Items) != 0 {
-					t.Errorf("%d responder certificates signed for a Secret Quill may not write", len(records.Items))
+				if len(records) != 0 {
+					t.Errorf("%d responder certificates signed for a Secret Quill may not write", len(records))
 				}
 				return
 			}
@@ -435,4 +429,33 @@ func TestReportTakenLooksAgainWithinAMinute(t *testing.T) {
 			}
 		})
 	}
+}
+
+// issuerEntry is a ledger entry with the issuer whose segment holds it.
+type issuerEntry struct {
+	ledger.Entry
+	issuer quillv1.IssuerID
+}
+
+// ledgerEntries lists the issued entries of api's ledger segments in
+// namespace (every namespace when empty).
+func ledgerEntries(t *testing.T, api client.Reader, namespace string) []issuerEntry {
+	t.Helper()
+	var list quillv1.LedgerSegmentList
+	if err := api.List(context.Background(), &list, client.InNamespace(namespace)); err != nil {
+		t.Fatal(err)
+	}
+	var out []issuerEntry
+	for i := range list.Items {
+		seg := &list.Items[i]
+		if err := ledger.SegmentEntries(seg, func(e *ledger.Entry) error {
+			if !e.IsRevocationLine() {
+				out = append(out, issuerEntry{Entry: *e, issuer: seg.Spec.IssuerRef.ID()})
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
 }

@@ -70,7 +70,7 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 		}
 	}
 	return (&crlPublisher{
-		client: mgr.GetClient(), reader: mgr.GetAPIReader(), store: cfg.Store, index: cfg.Index,
+		client: mgr.GetClient(), reader: mgr.GetAPIReader(), store: cfg.Store, index: cfg.Index, journal: cfg.Journal,
 		clusterNamespace: cfg.ClusterResourceNamespace, clock: cfg.Clock, baseURL: cfg.BaseURL, audit: cfg.Audit,
 		recorder: cfg.Recorder, partSize: cfg.CRLPartSize,
 	}).setup(mgr)
