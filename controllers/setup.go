@@ -164,6 +164,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if index == nil {
 		index = ledger.NewIndex()
 	}
+	index.SetClusterResourceNamespace(opts.ClusterResourceNamespace)
 	if err := mgr.Add(issuers.Runnable(func(ctx context.Context) error { return index.Run(ctx, watcher) })); err != nil {
 		return err
 	}

@@ -62,6 +62,25 @@ type Index struct {
 
 	subsMu sync.RWMutex
 	subs   []func(Change)
+
+	// clusterNS is the cluster resource namespace, the only one whose
+	// ledger objects may speak for a QuillClusterIssuer.
+	clusterNS string
+}
+
+// SetClusterResourceNamespace tells the index where QuillClusterIssuers'
+// ledgers live; call it before Run. A ledger object is believed only in
+// its issuer's home namespace (InHome): anyone allowed to write ledger
+// objects in their own namespace could otherwise revoke, or vouch for,
+// certificates of another namespace's issuer or of a cluster issuer.
+// Until it is called, a QuillIssuer's objects are still held to the
+// issuer's own namespace, and cluster issuers' are taken from anywhere
+// (unit tests).
+func (ix *Index) SetClusterResourceNamespace(ns string) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ix.clusterNS = ns
+	ix.st.clusterNS = ns
 }
 
 // createdObject is an object of PutSegment or PutCreated and the
@@ -76,7 +95,7 @@ type createdObject struct {
 // NewIndex returns an empty index; it becomes Synced once Run has read the
 // whole ledger.
 func NewIndex() *Index {
-	return &Index{st: newStore()}
+	return &Index{st: newStore("")}
 }
 
 // Subscribe registers fn to be called after every change, outside the
@@ -127,6 +146,15 @@ func (ix *Index) CorruptSegments() int {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
 	return ix.st.corrupt
+}
+
+// ForeignObjects counts the ledger objects the index ignored because they
+// name an issuer whose home is another namespace (see
+// SetClusterResourceNamespace).
+func (ix *Index) ForeignObjects() int {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	return ix.st.foreign
 }
 
 // SegmentInfo describes a LedgerSegment the index holds, so that the
@@ -511,10 +539,31 @@ type store struct {
 	holders    []holder
 	freeHolder []uint32
 	corrupt    int
+	// foreign counts the objects ignored for naming an issuer whose home
+	// is another namespace (see SetClusterResourceNamespace).
+	foreign int
+	// clusterNS: see Index.clusterNS; "" takes cluster issuers' objects
+	// from any namespace.
+	clusterNS string
 }
 
-func newStore() *store {
+// believes reports whether a ledger object of issuer k found in namespace
+// may be applied (see SetClusterResourceNamespace), counting those that
+// may not.
+func (st *store) believes(k quillv1.IssuerID, namespace string) bool {
+	ok := InHome(k, namespace, st.clusterNS)
+	if k.IsCluster() && st.clusterNS == "" {
+		ok = namespace != ""
+	}
+	if !ok {
+		st.foreign++
+	}
+	return ok
+}
+
+func newStore(clusterNS string) *store {
 	return &store{
+		clusterNS:  clusterNS,
 		issuers:    map[quillv1.IssuerID]*issuerIndex{},
 		strs:       map[string]uint32{"": 0},
 		strList:    []string{""},
@@ -1012,6 +1061,9 @@ func (st *store) recOfEntry(e *Entry, h uint32) (rec, bool) {
 // applySegment applies a segment and its entries, unless the segment is
 // already applied: segments never change.
 func (st *store) applySegment(seg *quillv1.LedgerSegment, entries []Entry, ch *changes) {
+	if !st.believes(seg.Spec.IssuerRef.ID(), seg.Namespace) {
+		return
+	}
 	id, fresh := st.liveSegment(seg)
 	if !fresh {
 		return
@@ -1115,6 +1167,9 @@ func (st *store) legacyHolder(k quillv1.IssuerID, serial *big.Int, ns, name stri
 // applyLegacy applies an IssuedCertificate, the ledger's per-certificate
 // object before segments.
 func (st *store) applyLegacy(e *quillv1.IssuedCertificate, ch *changes) {
+	if !st.believes(e.Spec.IssuerRef.ID(), e.Namespace) {
+		return
+	}
 	key, ok := keyOfHex(e.Spec.SerialNumber)
 	if !ok {
 		return // a record nobody can look up; the schema prevents it
@@ -1374,7 +1429,7 @@ func (ix *Index) Delete(obj any) error {
 // Replace implements cache.ReflectorStore: the reflector hands over the
 // whole ledger, segments and IssuedCertificates, as of resourceVersion.
 func (ix *Index) Replace(list []any, resourceVersion string) error {
-	fresh := newStore()
+	fresh := newStore(ix.clusterNS)
 	logger := log.Log.WithName("ledger-index")
 	for _, obj := range list {
 		if err := fresh.load(obj, logger); err != nil {

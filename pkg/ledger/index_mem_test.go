@@ -72,13 +72,13 @@ func heapBytesPerRecord(b *testing.B, n int, load func() *Index) {
 func BenchmarkIndexMemory(b *testing.B) {
 	b.Run("segments", func(b *testing.B) {
 		heapBytesPerRecord(b, memRecords, func() *Index {
-			ix, fresh := NewIndex(), newStore()
+			ix, fresh := NewIndex(), newStore("")
 			for start := 0; start < memRecords; start += 2000 {
 				entries := make([]Entry, 0, 2000)
 				for i := start; i < start+2000; i++ {
 					entries = append(entries, memEntry(i))
 				}
-				seg, err := NewSegment(issuerA, "home", quillv1.LedgerStageSealed, t0, entries)
+				seg, err := NewSegment(issuerA, "team-a", quillv1.LedgerStageSealed, t0, entries)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -95,7 +95,7 @@ func BenchmarkIndexMemory(b *testing.B) {
 			ix := NewIndex()
 			const page = 500
 			list := make([]any, 0, page)
-			fresh := newStore()
+			fresh := newStore("")
 			for i := range memRecords {
 				list = append(list, legacyOf(issuerA, memEntry(i)))
 				if len(list) == page || i == memRecords-1 {
@@ -115,7 +115,7 @@ func BenchmarkIndexMemory(b *testing.B) {
 func legacyOf(k quillv1.IssuerID, e Entry) *quillv1.IssuedCertificate {
 	serial, _ := e.SerialInt()
 	ic := &quillv1.IssuedCertificate{
-		ObjectMeta: metav1.ObjectMeta{Name: EntryName(k, serial), Namespace: "home"},
+		ObjectMeta: metav1.ObjectMeta{Name: EntryName(k, serial), Namespace: "team-a"},
 		Spec: quillv1.IssuedCertificateSpec{
 			IssuerRef: k.Ref(), SerialNumber: e.Serial, SHA256Fingerprint: e.Fingerprint,
 			IssuedAt: metav1.NewMicroTime(time.UnixMicro(e.IssuedAt)), NotBefore: metav1.NewTime(time.Unix(e.NotBefore, 0)),

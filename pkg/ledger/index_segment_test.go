@@ -44,7 +44,7 @@ func revocationLine(serial int64, reason quillv1.RevocationReason, at int64) Ent
 // stage does) as the API server returns it at resourceVersion rv.
 func segment(t testing.TB, stage, name, rv string, entries ...Entry) *quillv1.LedgerSegment {
 	t.Helper()
-	seg, err := NewSegment(issuerA, "home", stage, t0, entries)
+	seg, err := NewSegment(issuerA, "team-a", stage, t0, entries)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +148,7 @@ func TestIndexRecordFromSegment(t *testing.T) {
 			serial, _ := e.SerialInt()
 			got, ok := ix.Lookup(issuerA, serial)
 			want := Record{
-				Segment: "qi.ca.j01", Namespace: "home", HasCertificate: true, Issuer: issuerA, Serial: serial,
+				Segment: "qi.ca.j01", Namespace: "team-a", HasCertificate: true, Issuer: issuerA, Serial: serial,
 				IssuedAt: time.UnixMicro(e.IssuedAt).UTC(), NotBefore: t0, NotAfter: t0.Add(24 * time.Hour), KeyAlgorithm: "ECDSA-P256",
 				RequestUID: types.UID(uid), OriginKind: quillv1.OriginKindCertificateRequest, RequestName: "app-" + uid, Template: "server",
 				OriginNamespace: "team-a", Certificate: "app", Revoked: true, RevokedAt: t0.Add(5 * time.Second), Reason: 9,
@@ -183,7 +183,7 @@ func TestIndexRemovalRules(t *testing.T) {
 	if r, _ := ix.Lookup(issuerA, big.NewInt(3)); r.Segment != "qi.ca.s02" || r.Legacy {
 		t.Fatalf("a migrated record points at %s (legacy %v), want its sealed segment", r.Segment, r.Legacy)
 	}
-	if r, _ := ix.Lookup(issuerA, big.NewInt(4)); r.Segment != legacyOnly.Name || !r.Legacy || r.Namespace != "home" {
+	if r, _ := ix.Lookup(issuerA, big.NewInt(4)); r.Segment != legacyOnly.Name || !r.Legacy || r.Namespace != "team-a" {
 		t.Fatalf("a legacy record points at %s/%s (legacy %v)", r.Namespace, r.Segment, r.Legacy)
 	}
 
@@ -373,7 +373,7 @@ func TestIndexSegmentsInfo(t *testing.T) {
 	s := segment(t, quillv1.LedgerStageSealed, "qi.ca.s01", "1", issued(1, "u1"), revocationLine(9, quillv1.ReasonKeyCompromise, 1))
 	mustApply(t, ix, s, segment(t, quillv1.LedgerStageJournal, "qi.ca.j01", "2", issued(2, "u2")))
 	got := ix.Segments(issuerA)
-	want := SegmentInfo{Name: "qi.ca.s01", Namespace: "home", Stage: quillv1.LedgerStageSealed, ExpiresAfter: s.Spec.ExpiresAfter.Time,
+	want := SegmentInfo{Name: "qi.ca.s01", Namespace: "team-a", Stage: quillv1.LedgerStageSealed, ExpiresAfter: s.Spec.ExpiresAfter.Time,
 		Entries: 1, Revocations: 1, Created: t0}
 	if len(got) != 2 || got[0].Name != "qi.ca.j01" || fmt.Sprint(got[1]) != fmt.Sprint(want) {
 		t.Fatalf("Segments = %+v; want the journal, then %+v", got, want)
@@ -394,4 +394,54 @@ func gzipOf(t testing.TB, text string) []byte {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
+}
+
+// TestIndexIgnoresForeignLedgerObjects: a segment or IssuedCertificate is
+// believed only in its issuer's home namespace. Someone who may write
+// ledger objects in their own namespace must not revoke, or vouch for, a
+// certificate of another namespace's issuer or of a cluster issuer.
+func TestIndexIgnoresForeignLedgerObjects(t *testing.T) {
+	t.Parallel()
+	cluster := quillv1.IssuerID{Kind: quillv1.ClusterIssuerKind, Name: "root"}
+	forge := func(k quillv1.IssuerID, namespace string, e Entry) *quillv1.LedgerSegment {
+		seg, err := NewSegment(k, namespace, quillv1.LedgerStageSealed, t0, []Entry{e})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seg.ResourceVersion = "5"
+		return seg
+	}
+	tests := []struct {
+		name   string
+		issuer quillv1.IssuerID
+		ns     string
+		want   bool
+	}{
+		{name: "issuer-in-its-namespace", issuer: issuerA, ns: "team-a", want: true},
+		{name: "issuer-from-another-namespace", issuer: issuerA, ns: "team-b"},
+		{name: "cluster-issuer-in-cluster-resource-namespace", issuer: cluster, ns: "quill-system", want: true},
+		{name: "cluster-issuer-from-a-team-namespace", issuer: cluster, ns: "team-b"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ix := NewIndex()
+			ix.SetClusterResourceNamespace("quill-system")
+			mustApply(t, ix, forge(tc.issuer, tc.ns, issued(7, "u7")))
+			// A forged revocation of a serial the index does know.
+			if tc.want {
+				mustApply(t, ix, forge(tc.issuer, "team-b", revocationLine(7, quillv1.ReasonKeyCompromise, t0.Unix())))
+			}
+			rec, ok := ix.Lookup(tc.issuer, big.NewInt(7))
+			if ok != tc.want {
+				t.Fatalf("record known = %v; want %v", ok, tc.want)
+			}
+			if ok && rec.Revoked {
+				t.Error("a revocation line from another namespace revoked the certificate")
+			}
+			if !tc.want && ix.ForeignObjects() != 1 {
+				t.Errorf("ForeignObjects = %d; want 1", ix.ForeignObjects())
+			}
+		})
+	}
 }

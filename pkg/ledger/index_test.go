@@ -32,7 +32,7 @@ var (
 func entry(k quillv1.IssuerID, serial int64, uid, cert string, issued time.Time, notAfter time.Time) *quillv1.IssuedCertificate {
 	s := big.NewInt(serial)
 	return &quillv1.IssuedCertificate{
-		ObjectMeta: metav1.ObjectMeta{Name: EntryName(k, s), Namespace: "home"},
+		ObjectMeta: metav1.ObjectMeta{Name: EntryName(k, s), Namespace: "team-a"},
 		Spec: quillv1.IssuedCertificateSpec{
 			IssuerRef: k.Ref(), SerialNumber: SerialHex(s), IssuedAt: metav1.NewMicroTime(issued),
 			NotBefore: metav1.NewTime(issued), NotAfter: metav1.NewTime(notAfter), KeyAlgorithm: "ECDSA-P256",
@@ -153,7 +153,7 @@ func TestIndexRevocation(t *testing.T) {
 func TestIndexPutBeforeWatch(t *testing.T) {
 	ix := NewIndex()
 	_ = ix.Replace(nil, "1")
-	ix.Put(Record{Segment: "n", Namespace: "home", Issuer: issuerA, Serial: big.NewInt(7), RequestUID: types.UID("u7"), IssuedAt: t0, NotAfter: t0.Add(time.Hour)})
+	ix.Put(Record{Segment: "n", Namespace: "team-a", Issuer: issuerA, Serial: big.NewInt(7), RequestUID: types.UID("u7"), IssuedAt: t0, NotAfter: t0.Add(time.Hour)})
 	if r, ok := ix.ByRequest(issuerA, "u7"); !ok || r.Serial.Int64() != 7 {
 		t.Fatalf("a record put locally is not found: %+v %v", r, ok)
 	}

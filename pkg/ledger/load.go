@@ -97,7 +97,7 @@ func (ix *Index) Run(ctx context.Context, c client.WithWatch) error {
 // migrated between the two lists is in the second, never in neither.
 func (ix *Index) load(ctx context.Context, c client.WithWatch, logger logr.Logger) (*cursor, error) {
 	for {
-		fresh := newStore()
+		fresh := newStore(ix.clusterNS)
 		icRV, err := listPages(ctx, c, &quillv1.IssuedCertificateList{}, loadPageSize, func(l client.ObjectList) {
 			page := l.(*quillv1.IssuedCertificateList)
 			for i := range page.Items {

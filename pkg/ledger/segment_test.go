@@ -337,7 +337,7 @@ func TestReadEntry(t *testing.T) {
 	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(seg, ic).Build()
 	ctx := context.Background()
 	rec := func(serial int64, name string, legacy bool) Record {
-		return Record{Segment: name, Namespace: "home", Legacy: legacy, Serial: big.NewInt(serial)}
+		return Record{Segment: name, Namespace: "team-a", Legacy: legacy, Serial: big.NewInt(serial)}
 	}
 	if e, err := ReadEntry(ctx, c, rec(1, seg.Name, false)); err != nil || e.Origin.UID != "u1" || len(e.Certificate) == 0 {
 		t.Errorf("entry 1: %+v, %v", e, err)

@@ -47,7 +47,7 @@ func TestNewEntryRecordsNoRevAvail(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			e, err := NewEntry(issuerA, "home", cert, t0, Origin{Kind: "CertificateRequest", UID: "uid"})
+			e, err := NewEntry(issuerA, "team-a", cert, t0, Origin{Kind: "CertificateRequest", UID: "uid"})
 			if err != nil {
 				t.Fatal(err)
 			}
