@@ -582,12 +582,13 @@ func (ii *issuerIndex) add(r rec) uint32 {
 	return uint32((n-1)*chunkSize + len(last))
 }
 
-// each calls fn with every slot in use.
-func (ii *issuerIndex) each(fn func(slot uint32, r *rec)) {
+// each calls fn with every slot in use, in slot order, until fn returns
+// false.
+func (ii *issuerIndex) each(fn func(slot uint32, r *rec) bool) {
 	for c, chunk := range ii.recs {
 		for i := range chunk {
-			if r := &chunk[i]; r.flags&flagFree == 0 {
-				fn(uint32(c*chunkSize+i), r)
+			if r := &chunk[i]; r.flags&flagFree == 0 && !fn(uint32(c*chunkSize+i), r) {
+				return
 			}
 		}
 	}
@@ -1085,18 +1086,22 @@ func (st *store) deleteSegment(ns, name string, ch *changes) {
 	if h.stage == quillv1.LedgerStageSealed {
 		k := h.issuer
 		if ii := st.issuers[k]; ii != nil {
-			ii.each(func(slot uint32, r *rec) {
-				if r.flags&flagLegacy == 0 && r.holder == id {
-					serial := r.serial
-					ch.add(k, &serial, st.removeSlot(ii, slot))
-				}
-			})
 			for serial, p := range ii.pending {
 				if p.holder == id {
 					delete(ii.pending, serial)
 					st.release(id)
 				}
 			}
+			// Every remaining reference is a record. Retention deletes the
+			// oldest segments, whose records sit in the first slots, so
+			// the walk usually stops early.
+			ii.each(func(slot uint32, r *rec) bool {
+				if r.flags&flagLegacy == 0 && r.holder == id {
+					serial := r.serial
+					ch.add(k, &serial, st.removeSlot(ii, slot))
+				}
+				return st.holders[id].refs > 0
+			})
 		}
 	}
 	st.forgetIfUnused(id)
