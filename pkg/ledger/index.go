@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/big"
@@ -794,7 +795,7 @@ func (st *store) record(k quillv1.IssuerID, r *rec) Record {
 		NoRevocationAvailable: r.flags&flagNoRevAvail != 0,
 	}
 	if r.flags&flagDerivedName != 0 {
-		out.Segment, out.Namespace = EntryName(k, out.Serial), st.strList[r.holder]
+		out.Segment, out.Namespace = derivedEntryName(k, &r.serial), st.strList[r.holder]
 	} else if r.holder != 0 {
 		h := &st.holders[r.holder]
 		out.Segment, out.Namespace = h.name, h.namespace
@@ -1107,11 +1108,25 @@ func (st *store) deleteSegment(ns, name string, ch *changes) {
 	st.forgetIfUnused(id)
 }
 
+// derivedEntryName is EntryName(k, serial), without formatting a big.Int
+// on every Lookup of a record not migrated yet: the key is the serial in
+// 20 bytes, so its hex is EntryName's 40 digits.
+func derivedEntryName(k quillv1.IssuerID, serial *serialKey) string {
+	prefix := "qi."
+	if k.IsCluster() {
+		prefix = "qci."
+	}
+	if len(prefix)+len(k.Name)+1+2*len(serial) > maxNameLen {
+		return EntryName(k, serial.bigInt())
+	}
+	return prefix + k.Name + "." + hex.EncodeToString(serial[:])
+}
+
 // legacyHolder is the holder of the IssuedCertificate ns/name of issuer k
 // holding serial: a derived name when it is EntryName's (every record
 // Quill wrote), else a holder of its own.
-func (st *store) legacyHolder(k quillv1.IssuerID, serial *big.Int, ns, name string) (uint32, uint8) {
-	if name == EntryName(k, serial) {
+func (st *store) legacyHolder(k quillv1.IssuerID, serial *serialKey, ns, name string) (uint32, uint8) {
+	if name == derivedEntryName(k, serial) {
 		return st.str(ns), flagLegacy | flagDerivedName
 	}
 	return st.holderFor(legacyKey(ns, name), holder{name: name, namespace: ns, issuer: k, legacy: true}), flagLegacy
@@ -1126,7 +1141,7 @@ func (st *store) applyLegacy(e *quillv1.IssuedCertificate, ch *changes) {
 	}
 	k := e.Spec.IssuerRef.ID()
 	s := &e.Spec
-	h, flags := st.legacyHolder(k, key.bigInt(), e.Namespace, e.Name)
+	h, flags := st.legacyHolder(k, &key, e.Namespace, e.Name)
 	r := rec{
 		serial: key, holder: h, flags: flags, request: s.Origin.Name,
 		issuedAt: s.IssuedAt.UnixMicro(), notBefore: s.NotBefore.Unix(), notAfter: s.NotAfter.Unix(),
@@ -1185,7 +1200,7 @@ func (st *store) deleteLegacy(e *quillv1.IssuedCertificate, ch *changes) {
 		return
 	}
 	if r.flags&flagDerivedName != 0 {
-		if st.strList[r.holder] != e.Namespace || e.Name != EntryName(k, key.bigInt()) {
+		if st.strList[r.holder] != e.Namespace || e.Name != derivedEntryName(k, &key) {
 			return
 		}
 	} else if h := &st.holders[r.holder]; h.namespace != e.Namespace || h.name != e.Name {
@@ -1218,7 +1233,7 @@ func (st *store) put(in Record, ch *changes) {
 	}
 	switch {
 	case in.Legacy:
-		r.holder, r.flags = st.legacyHolder(k, in.Serial, in.Namespace, in.Segment)
+		r.holder, r.flags = st.legacyHolder(k, &key, in.Namespace, in.Segment)
 	case in.Segment != "":
 		r.holder = st.holderFor(segmentKey(in.Namespace, in.Segment), holder{name: in.Segment, namespace: in.Namespace, issuer: k})
 	}

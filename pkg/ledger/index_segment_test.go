@@ -456,3 +456,16 @@ func TestIndexManyRecords(t *testing.T) {
 		t.Fatalf("ForCertificate lists %d, want 4000", got)
 	}
 }
+
+func TestDerivedEntryName(t *testing.T) {
+	t.Parallel()
+	long := quillv1.IssuerID{Kind: quillv1.ClusterIssuerKind, Name: strings.Repeat("x", 250)}
+	for _, k := range []quillv1.IssuerID{issuerA, issuerB, long} {
+		for _, s := range []*big.Int{big.NewInt(0), big.NewInt(0xabc), new(big.Int).Lsh(big.NewInt(1), 159)} {
+			key, _ := keyOf(s)
+			if got, want := derivedEntryName(k, &key), EntryName(k, s); got != want {
+				t.Errorf("derivedEntryName(%s, %x) = %s, want %s", k.Name[:2], s, got, want)
+			}
+		}
+	}
+}
