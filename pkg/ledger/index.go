@@ -172,8 +172,8 @@ func (ix *Index) Segments(k quillv1.IssuerID) []SegmentInfo {
 // signed a second time. The index keeps neither seg's data nor entries'
 // certificates beyond that.
 func (ix *Index) PutSegment(seg *quillv1.LedgerSegment, entries []Entry) {
-	meta := seg.DeepCopy()
-	meta.Spec.Data = nil
+	meta := &quillv1.LedgerSegment{ObjectMeta: *seg.ObjectMeta.DeepCopy(), Spec: seg.Spec}
+	meta.Spec.Data = nil // not copied: up to MaxSegmentBytes the index does not keep
 	rv, _ := strconv.ParseUint(seg.ResourceVersion, 10, 64)
 	var ch changes
 	ix.mu.Lock()
@@ -923,9 +923,11 @@ func (st *store) removeSlot(ii *issuerIndex, slot uint32) bool {
 	return wasRevoked
 }
 
-// applyIssued applies an issued entry r (without revocation) of issuer k,
-// whose own revocation is rev, and reports the change; always says
-// whether it reports a change even when nothing did (legacy updates did).
+// applyIssued applies r, an issued entry of issuer k without its
+// revocation, which is rev. The record takes r's holder unless it has one
+// of higher rank; its revocation is the winner of all it has seen. With
+// always, a Change is reported even when nothing changed, as an
+// IssuedCertificate's update always was.
 func (st *store) applyIssued(k quillv1.IssuerID, r rec, rev *EntryRevocation, ch *changes, always bool) {
 	ii := st.issuer(k)
 	slot, existed := ii.bySerial[r.serial]
