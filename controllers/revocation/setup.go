@@ -89,6 +89,7 @@ func countLedger(index *ledger.Index, m *metrics.Metrics) {
 		mu.Lock()
 		defer mu.Unlock()
 		m.LedgerSize(c.Issuer, index.Count(c.Issuer))
+		m.LedgerIgnoredObjects(index.CorruptSegments(), index.ForeignObjects())
 	})
 }
 

@@ -64,6 +64,9 @@ type Index struct {
 	subsMu sync.RWMutex
 	subs   []func(Change)
 
+	// lastIgnored is what ignoredChanged last saw.
+	lastIgnored [2]int
+
 	// clusterNS is the cluster resource namespace, the only one whose
 	// ledger objects may speak for a QuillClusterIssuer.
 	clusterNS string
@@ -1412,8 +1415,36 @@ func (ix *Index) apply(obj any, logger logr.Logger) error {
 	default:
 		return fmt.Errorf("ledger index: unexpected object %T", obj)
 	}
-	ix.notify(ch.list()...)
+	changed := ch.list()
+	if ix.ignoredChanged() {
+		// Nothing a reader sees changed, but CorruptSegments or
+		// ForeignObjects did: subscribers that report them hear of it.
+		changed = append(changed, Change{Issuer: issuerOf(obj)})
+	}
+	ix.notify(changed...)
 	return nil
+}
+
+// ignoredChanged reports whether CorruptSegments or ForeignObjects changed
+// since it was last called.
+func (ix *Index) ignoredChanged() bool {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	now := [2]int{ix.st.corrupt, ix.st.foreign}
+	changed := now != ix.lastIgnored
+	ix.lastIgnored = now
+	return changed
+}
+
+// issuerOf is the issuer a ledger object names.
+func issuerOf(obj any) quillv1.IssuerID {
+	switch o := obj.(type) {
+	case *quillv1.IssuedCertificate:
+		return o.Spec.IssuerRef.ID()
+	case *quillv1.LedgerSegment:
+		return o.Spec.IssuerRef.ID()
+	}
+	return quillv1.IssuerID{}
 }
 
 // decodeSegment reads seg's entries, all of them or none: a segment that

@@ -75,6 +75,11 @@ type Metrics struct {
 	// LedgerEntries is how many IssuedCertificate records the issuer has
 	// (revoked and expired ones included), as the ledger index holds them.
 	LedgerEntries *prometheus.GaugeVec
+	// LedgerIgnored counts the ledger objects the index does not believe,
+	// by reason: corrupt (a segment whose data does not decode) or foreign
+	// (an object naming an issuer whose home is another namespace). Their
+	// entries are missing from OCSP, CRLs and inventory: alert on any.
+	LedgerIgnored *prometheus.GaugeVec
 	// CertificatesUnexpired counts the issuer's unexpired certificates
 	// (revoked ones included) by key algorithm and whether they are
 	// quantum-vulnerable, as its status.inventory does.
@@ -128,6 +133,10 @@ func New() *Metrics {
 			Name: "quill_ledger_entries",
 			Help: "Issued-certificate records in the issuer's ledger, revoked and expired ones included.",
 		}, issuer),
+		LedgerIgnored: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "quill_ledger_ignored_objects",
+			Help: "Ledger objects the index ignores, by reason: corrupt (a segment that does not decode) or foreign (outside its issuer's home namespace). Their entries are missing from OCSP, CRLs and inventory.",
+		}, []string{LabelReason}),
 		CertificatesUnexpired: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "quill_certificates_unexpired",
 			Help: "Unexpired certificates in the issuer's ledger, revoked ones included, by key algorithm and whether they are quantum-vulnerable (classical key or classical signature).",
@@ -147,7 +156,7 @@ func New() *Metrics {
 // by an earlier Register in the same process (a second manager in one test
 // binary) is adopted instead, so both record into the series r serves.
 func (m *Metrics) Register(r prometheus.Registerer) error {
-	for _, f := range []any{&m.Issued, &m.Denied, &m.SigningDuration, &m.CANotAfter, &m.IssuerReady, &m.Revoked, &m.LedgerEntries, &m.CertificatesUnexpired, &m.CAInfo, &m.PKCS11Logins} {
+	for _, f := range []any{&m.Issued, &m.Denied, &m.SigningDuration, &m.CANotAfter, &m.IssuerReady, &m.Revoked, &m.LedgerEntries, &m.LedgerIgnored, &m.CertificatesUnexpired, &m.CAInfo, &m.PKCS11Logins} {
 		if err := register(r, f); err != nil {
 			return err
 		}
@@ -262,6 +271,15 @@ func (m *Metrics) LedgerSize(i quillv1.IssuerID, n int) {
 		return
 	}
 	m.LedgerEntries.WithLabelValues(i.Kind, issuerLabel(i)).Set(float64(n))
+}
+
+// LedgerIgnoredObjects sets quill_ledger_ignored_objects.
+func (m *Metrics) LedgerIgnoredObjects(corrupt, foreign int) {
+	if m == nil {
+		return
+	}
+	m.LedgerIgnored.WithLabelValues("corrupt").Set(float64(corrupt))
+	m.LedgerIgnored.WithLabelValues("foreign").Set(float64(foreign))
 }
 
 // UnexpiredCount is one quill_certificates_unexpired series of an issuer.
