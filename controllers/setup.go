@@ -112,6 +112,10 @@ type Options struct {
 	// LedgerSealAfter is how old a journal is before the compactor seals
 	// it; zero means ledger.DefaultSealAfter.
 	LedgerSealAfter time.Duration
+	// SkipLedgerMigration leaves the legacy IssuedCertificates in place
+	// instead of converting them into sealed segments when the leader
+	// starts.
+	SkipLedgerMigration bool
 
 	// CRLPartSize is for tests only: the most CRL bytes one ConfigMap
 	// holds, so that a CRL of a few entries is published in parts; zero
@@ -222,6 +226,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if err := mgr.Add(ledgercontroller.New(ledgercontroller.Config{
 		Compactor: compactor, Issuers: mgr.GetClient(), ClusterResourceNamespace: opts.ClusterResourceNamespace,
 		Recorder: recorder, Log: mgr.GetLogger().WithName("ledger-compactor"), Metrics: compactorMetrics,
+		SkipMigration: opts.SkipLedgerMigration,
 	})); err != nil {
 		return err
 	}

@@ -60,6 +60,7 @@ func run() error {
 		cmUsername     string
 		archiveDir     string
 		sealAfter      time.Duration
+		migrate        bool
 	)
 	// --kubeconfig is registered by controller-runtime's config package.
 	flag.StringVar(&clusterNS, "cluster-resource-namespace", "quill-system",
@@ -85,6 +86,8 @@ func run() error {
 		"directory (a mounted volume) of the ledger archive: entries whose certificates expired longer ago than their issuer's spec.ledger.retainExpiredFor move there from the cluster; empty turns retention off and nothing leaves the live ledger")
 	flag.DurationVar(&sealAfter, "ledger-seal-after", ledger.DefaultSealAfter,
 		"how old a ledger journal is before the leader seals it into a compact segment (dropping certificates no request needs any more)")
+	flag.BoolVar(&migrate, "ledger-migrate", true,
+		"when the leader starts, convert the legacy ledger (one IssuedCertificate per certificate) into sealed segments and delete the IssuedCertificates; false leaves them, still read")
 	modules := map[string]string{}
 	flag.Func("pkcs11-module", "allow a PKCS#11 library for spec.ca.pkcs11.module, as name=/absolute/path.so (repeatable)", func(v string) error {
 		name, path, ok := strings.Cut(v, "=")
@@ -184,6 +187,7 @@ func run() error {
 		LedgerIndex:                  index,
 		LedgerArchiveDir:             archiveDir,
 		LedgerSealAfter:              sealAfter,
+		SkipLedgerMigration:          !migrate,
 	}); err != nil {
 		return fmt.Errorf("setting up controllers: %w", err)
 	}

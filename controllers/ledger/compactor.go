@@ -72,6 +72,10 @@ type Config struct {
 	Log logr.Logger
 	// Metrics records the counters; nil records nothing.
 	Metrics *Metrics
+	// SkipMigration leaves IssuedCertificates alone (the index still
+	// reads them): to postpone the migration, or in tests that write the
+	// legacy ledger while a controller runs.
+	SkipMigration bool
 }
 
 // Runner is the compactor's leader-only manager.Runnable.
@@ -138,7 +142,7 @@ func (r *Runner) Round(ctx context.Context) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	c := r.cfg.Compactor
-	if !r.migrated {
+	if !r.migrated && !r.cfg.SkipMigration {
 		n, err := c.Migrate(ctx)
 		r.cfg.Metrics.add(quillv1.IssuerID{}, stepMigrate, n)
 		if err != nil {
@@ -151,12 +155,42 @@ func (r *Runner) Round(ctx context.Context) {
 			}
 		}
 	}
-	for _, k := range c.Index.Issuers() {
+	for _, k := range r.issuers(ctx) {
 		if ctx.Err() != nil {
 			return
 		}
 		r.compact(ctx, k)
 	}
+}
+
+// issuers lists the issuers whose ledgers a round looks at: those the
+// index has records of (an issuer's ledger outlives the issuer) and every
+// existing issuer (a journal of revocations alone may hold no record).
+func (r *Runner) issuers(ctx context.Context) []quillv1.IssuerID {
+	seen := map[quillv1.IssuerID]bool{}
+	var out []quillv1.IssuerID
+	add := func(k quillv1.IssuerID) {
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	for _, k := range r.cfg.Compactor.Index.Issuers() {
+		add(k)
+	}
+	if r.cfg.Issuers != nil {
+		for _, kind := range quillv1.IssuerKinds() {
+			list := kind.NewList()
+			if err := r.cfg.Issuers.List(ctx, list); err != nil {
+				r.cfg.Log.Error(err, "listing issuers for ledger compaction")
+				continue
+			}
+			for _, iss := range list.Issuers() {
+				add(iss.ID())
+			}
+		}
+	}
+	return out
 }
 
 func (r *Runner) compact(ctx context.Context, k quillv1.IssuerID) {

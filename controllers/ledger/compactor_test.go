@@ -172,3 +172,56 @@ func TestStartWaitsForSync(t *testing.T) {
 		t.Fatal("migrated before the index was synced")
 	}
 }
+
+// TestRoundSealsRevocationOnlyJournals checks that a round also looks at
+// existing issuers the index holds no record of: a journal of revocation
+// lines alone is sealed too.
+func TestRoundSealsRevocationOnlyJournals(t *testing.T) {
+	t.Parallel()
+	k := quillv1.IssuerID{Kind: quillv1.IssuerKind, Namespace: "team-a", Name: "ca"}
+	f := newRoundFixture(t, false, &quillv1.QuillIssuer{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "ca"}})
+	f.journal(t, k, ledger.Entry{Serial: "abc", NotAfter: roundT0.Add(time.Hour).Unix(),
+		Revocation: &ledger.EntryRevocation{Reason: quillv1.ReasonKeyCompromise, At: roundT0.Unix()}})
+	if n := f.ix.Count(k); n != 0 {
+		t.Fatalf("the index holds %d records of the issuer; the test wants none", n)
+	}
+	f.clock.Step(2 * time.Minute)
+	f.runner.Round(t.Context())
+	if got := f.stages(t); got[quillv1.LedgerStageJournal] != 0 || got[quillv1.LedgerStageSealed] != 1 {
+		t.Fatalf("after a round the ledger has %v; want the journal sealed", got)
+	}
+}
+
+// TestRoundMigratesOnceUnlessSkipped checks that the first round converts
+// the legacy ledger, and that SkipMigration leaves it alone.
+func TestRoundMigratesOnceUnlessSkipped(t *testing.T) {
+	t.Parallel()
+	k := quillv1.IssuerID{Kind: quillv1.IssuerKind, Namespace: "team-a", Name: "ca"}
+	for _, tc := range []struct {
+		name string
+		skip bool
+		left int
+	}{
+		{"migrates", false, 0},
+		{"skipped", true, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ic := &quillv1.IssuedCertificate{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "qi.ca.0a"},
+				Spec: quillv1.IssuedCertificateSpec{IssuerRef: k.Ref(), SerialNumber: "a", NotAfter: metav1.NewTime(roundT0.Add(time.Hour))}}
+			f := newRoundFixture(t, false, ic)
+			f.runner.cfg.SkipMigration = tc.skip
+			f.runner.Round(t.Context())
+			var left quillv1.IssuedCertificateList
+			if err := f.cl.List(t.Context(), &left); err != nil {
+				t.Fatal(err)
+			}
+			if len(left.Items) != tc.left {
+				t.Fatalf("%d IssuedCertificates left after a round; want %d", len(left.Items), tc.left)
+			}
+			if got := f.stages(t)[quillv1.LedgerStageSealed]; got != 1-tc.left {
+				t.Fatalf("%d sealed segments; want %d", got, 1-tc.left)
+			}
+		})
+	}
+}
