@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 
@@ -117,6 +118,12 @@ func Walk(ctx context.Context, c client.Reader, opts Options, fn func(*ledger.En
 		return err
 	}
 	if opts.ArchiveDir != "" {
+		// A mistyped directory must not pass for an empty archive.
+		if st, err := os.Stat(opts.ArchiveDir); err != nil {
+			return fmt.Errorf("the ledger archive: %w", err)
+		} else if !st.IsDir() {
+			return fmt.Errorf("%w: the ledger archive %s is not a directory", ErrInvalid, opts.ArchiveDir)
+		}
 		p := Place{Kind: PlaceArchive, Name: opts.ArchiveDir}
 		err := ledger.ReadArchive(opts.ArchiveDir, opts.Issuer, func(e *ledger.Entry) error {
 			p := p
