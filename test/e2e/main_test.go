@@ -69,6 +69,10 @@ func startControllers(e *harness.Env) (func(), error) {
 		MaxRetryDuration:         30 * time.Second,
 		MaxConcurrentReconciles:  4,
 		AuditLog:                 audited.logger(),
+		// Journals keep every certificate until sealed: the teardown
+		// re-checks what the suite signed from them. Sealing is tested on
+		// its own (test/integration's compactor tests).
+		LedgerSealAfter: time.Hour,
 	}, logLevel(), func(mgr ctrl.Manager) error {
 		return ctrl.NewControllerManagedBy(mgr).Named("e2e-approver").For(&cmapi.CertificateRequest{}).
 			Complete(&policyApprover{client: mgr.GetClient()})
