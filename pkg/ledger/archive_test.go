@@ -37,7 +37,16 @@ func TestArchiveDirName(t *testing.T) {
 			if !strings.HasPrefix(got, tc.want) || len(got) > maxFileName {
 				t.Fatalf("ArchiveDirName = %q; want %q (or that prefix), at most %d bytes", got, tc.want, maxFileName)
 			}
+			back, ok := IssuerOfArchiveDir(got)
+			if reversible := tc.name != "too-long"; ok != reversible || ok && back != tc.k {
+				t.Fatalf("IssuerOfArchiveDir(%q) = %v, %v; want %v, %v", got, back, ok, tc.k, reversible)
+			}
 		})
+	}
+	for _, bad := range []string{"", "QuillIssuer_ns", "QuillIssuer__name", "Other_x", "QuillClusterIssuer_a_b", ".tmp"} {
+		if k, ok := IssuerOfArchiveDir(bad); ok {
+			t.Errorf("IssuerOfArchiveDir(%q) = %v; want not an issuer's directory", bad, k)
+		}
 	}
 	a := quillv1.IssuerID{Kind: quillv1.IssuerKind, Namespace: "team-a", Name: long + "x"}
 	b := quillv1.IssuerID{Kind: quillv1.IssuerKind, Namespace: "team-a", Name: long + "y"}
