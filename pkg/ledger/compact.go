@@ -1,0 +1,621 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	certificatesv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
+)
+
+// Defaults of the Compactor's zero fields.
+const (
+	// DefaultSealAfter is how old a journal must be before it is sealed:
+	// long enough that a request signed just before a crash is retried
+	// and served from the journal, short enough that certificates (about
+	// 1 KB each) leave etcd within minutes.
+	DefaultSealAfter = time.Minute
+	// DefaultMaxEntries bounds the lines of a sealed segment: 2,000
+	// entries encode to about 250–300 KB, under MaxSegmentBytes, and one
+	// segment is what a reader decodes at a time.
+	DefaultMaxEntries = 2000
+)
+
+// ErrNoArchive is returned by Retain when the compactor has no archive:
+// entries leave the live ledger only into the archive.
+var ErrNoArchive = errors.New("ledger retention needs an archive (--ledger-archive-dir)")
+
+// Compactor keeps an issuer's live ledger small: it seals journals into
+// sealed segments (Seal), moves segments past retention into the archive
+// (Retain) and converts the legacy one-object-per-certificate ledger
+// (Migrate). Only the leader runs it (controllers/ledger), one call at a
+// time per issuer.
+//
+// Every step writes before it deletes (the new segment, or the fsynced
+// archive file, before the objects it replaces), so a crash or a failed
+// delete at any point leaves entries twice, never zero times; a rerun
+// completes the step without writing a third copy, because it skips
+// entries the index already places in a sealed segment. Readers dedupe by
+// serial.
+type Compactor struct {
+	// Client reads segments and IssuedCertificates and writes segments. It
+	// must read from the API server, not from a cache: a cache would hold
+	// every segment's data in memory.
+	Client client.Client
+	// Requests reads CertificateRequests and CertificateSigningRequests;
+	// the manager's cache.
+	Requests client.Reader
+	// Index is the ledger index: which segments exist, and the final
+	// revocation state of each serial.
+	Index *Index
+	// Archive receives the entries retention removes; nil turns retention
+	// off.
+	Archive *Archive
+	// Clock is the compactor's time; nil means the real clock.
+	Clock clock.PassiveClock
+	// SealAfter is how old a journal must be to be sealed; zero means
+	// DefaultSealAfter.
+	SealAfter time.Duration
+	// MaxEntries bounds the lines of a sealed segment; zero means
+	// DefaultMaxEntries.
+	MaxEntries int
+}
+
+// SealStats says what one Seal did.
+type SealStats struct {
+	// Journals counts the journals sealed and deleted, Segments the sealed
+	// segments created.
+	Journals, Segments int
+	// Entries counts the issued entries written, Revocations the
+	// revocations written (folded into an entry or as a line of their
+	// own).
+	Entries, Revocations int
+	// CertificatesKept counts the entries that kept their certificate
+	// because their request may still need it; CertificatesDropped those
+	// that lost it.
+	CertificatesKept, CertificatesDropped int
+	// Duplicates counts entries already in a sealed segment, left out
+	// (an earlier Seal wrote them but could not delete their journal).
+	Duplicates int
+	// Corrupt names the journals that could not be decoded; they are
+	// left in place.
+	Corrupt []string
+}
+
+// RetainStats says what one Retain did.
+type RetainStats struct {
+	// Segments counts the segments archived and deleted; Entries and
+	// Revocations their issued entries and revocations.
+	Segments, Entries, Revocations int
+	// Corrupt names the segments that could not be decoded; they are
+	// left in place.
+	Corrupt []string
+}
+
+func (c *Compactor) now() time.Time {
+	if c.Clock == nil {
+		return time.Now()
+	}
+	return c.Clock.Now()
+}
+
+func (c *Compactor) sealAfter() time.Duration {
+	if c.SealAfter <= 0 {
+		return DefaultSealAfter
+	}
+	return c.SealAfter
+}
+
+func (c *Compactor) maxEntries() int {
+	if c.MaxEntries <= 0 {
+		return DefaultMaxEntries
+	}
+	return c.MaxEntries
+}
+
+// sealBatchLines bounds how many lines one round of Seal holds in memory
+// (journals keep certificates: about 1.3 KB a line decoded).
+func (c *Compactor) sealBatchLines() int { return 5 * c.maxEntries() }
+
+// Seal merges issuer k's journals in home older than SealAfter into sealed
+// segments, then deletes them. It returns ErrNotSynced before the index
+// has read the whole ledger. A journal that cannot be decoded is left in
+// place, named in the stats, and reported by an error wrapping
+// ErrCorruptSegment after the others are sealed.
+func (c *Compactor) Seal(ctx context.Context, k quillv1.IssuerID, home string) (SealStats, error) {
+	var st SealStats
+	if !c.Index.Synced() {
+		return st, ErrNotSynced
+	}
+	cutoff := c.now().Add(-c.sealAfter())
+	var due []SegmentInfo
+	for _, s := range c.Index.Segments(k) {
+		if s.Stage == quillv1.LedgerStageJournal && s.Namespace == home && !s.Created.After(cutoff) {
+			due = append(due, s)
+		}
+	}
+	sort.Slice(due, func(i, j int) bool { return due[i].Name < due[j].Name })
+	var corrupt []error
+	for len(due) > 0 {
+		n, lines := 0, 0
+		for n < len(due) && (n == 0 || lines+int(due[n].Entries+due[n].Revocations) <= c.sealBatchLines()) {
+			lines += int(due[n].Entries + due[n].Revocations)
+			n++
+		}
+		if err := c.sealBatch(ctx, k, home, due[:n], &st, &corrupt); err != nil {
+			return st, err
+		}
+		due = due[n:]
+	}
+	return st, errors.Join(corrupt...)
+}
+
+func (c *Compactor) sealBatch(ctx context.Context, k quillv1.IssuerID, home string, batch []SegmentInfo, st *SealStats, corrupt *[]error) error {
+	var journals []*quillv1.LedgerSegment
+	inBatch := map[string]bool{}
+	issued := map[string]*Entry{}
+	revoked := map[string]*Entry{}
+	for _, info := range batch {
+		seg := &quillv1.LedgerSegment{}
+		if err := c.Client.Get(ctx, types.NamespacedName{Namespace: info.Namespace, Name: info.Name}, seg); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue // sealed by an earlier run; the index has not seen the deletion yet
+			}
+			return fmt.Errorf("reading journal %s/%s: %w", info.Namespace, info.Name, err)
+		}
+		if seg.Spec.Stage != quillv1.LedgerStageJournal || seg.Spec.IssuerRef.ID() != k {
+			continue
+		}
+		// Decode into a scratch map first, so that a journal corrupt half
+		// way through contributes nothing and is not deleted.
+		var lines []*Entry
+		if err := SegmentEntries(seg, func(e *Entry) error { lines = append(lines, e); return nil }); err != nil {
+			st.Corrupt = append(st.Corrupt, seg.Name)
+			*corrupt = append(*corrupt, err)
+			continue
+		}
+		for _, e := range lines {
+			if e.IsRevocationLine() {
+				foldRevocation(revoked, e)
+				continue
+			}
+			if prev := issued[e.Serial]; prev != nil {
+				mergeEntry(prev, e)
+				continue
+			}
+			issued[e.Serial] = e
+		}
+		journals = append(journals, seg)
+		inBatch[seg.Name] = true
+	}
+	if len(journals) == 0 {
+		return nil
+	}
+
+	var out, lines []Entry
+	for serial, e := range issued {
+		if rl := revoked[serial]; rl != nil {
+			if rl.Revocation.Wins(e.Revocation) {
+				e.Revocation = rl.Revocation
+			}
+			delete(revoked, serial)
+		}
+		if sn, ok := e.SerialInt(); ok {
+			if rec, found := c.Index.Lookup(k, sn); found && !rec.Legacy && !inBatch[rec.Segment] && isSealedSegmentName(rec.Segment) {
+				// Already sealed: keep only its revocation, which the
+				// sealed copy may lack.
+				st.Duplicates++
+				if e.Revocation != nil {
+					lines = append(lines, Entry{Serial: e.Serial, NotAfter: e.NotAfter, Revocation: e.Revocation})
+				}
+				continue
+			}
+		}
+		if len(e.Certificate) > 0 {
+			keep, err := c.requestMayNeed(ctx, e.Origin)
+			if err != nil {
+				return err
+			}
+			if keep {
+				st.CertificatesKept++
+			} else {
+				e.Certificate = nil
+				st.CertificatesDropped++
+			}
+		}
+		out = append(out, *e)
+	}
+	for _, rl := range revoked {
+		lines = append(lines, *rl)
+	}
+	sortEntries(out)
+	sortEntries(lines)
+	out = append(out, lines...)
+
+	n, err := c.writeSealed(ctx, k, home, out)
+	st.Segments += n
+	if err != nil {
+		return err
+	}
+	for i := range out {
+		if !out[i].IsRevocationLine() {
+			st.Entries++
+		}
+		if out[i].Revocation != nil {
+			st.Revocations++
+		}
+	}
+	for _, j := range journals {
+		if err := c.deleteObject(ctx, j); err != nil {
+			return fmt.Errorf("deleting sealed journal %s/%s: %w", j.Namespace, j.Name, err)
+		}
+		st.Journals++
+	}
+	return nil
+}
+
+// foldRevocation keeps in byserial the winning revocation line of e's serial.
+func foldRevocation(bySerial map[string]*Entry, e *Entry) {
+	if e.Revocation == nil {
+		return
+	}
+	prev := bySerial[e.Serial]
+	if prev == nil {
+		bySerial[e.Serial] = e
+		return
+	}
+	if e.Revocation.Wins(prev.Revocation) {
+		prev.Revocation = e.Revocation
+	}
+	if e.NotAfter > prev.NotAfter {
+		prev.NotAfter = e.NotAfter
+	}
+}
+
+// mergeEntry folds a second copy of an issued entry (the same serial is
+// the same certificate) into prev: the winning revocation, and the
+// certificate if only the copy kept it.
+func mergeEntry(prev, e *Entry) {
+	if e.Revocation.Wins(prev.Revocation) {
+		prev.Revocation = e.Revocation
+	}
+	if len(prev.Certificate) == 0 {
+		prev.Certificate = e.Certificate
+	}
+}
+
+func sortEntries(es []Entry) {
+	sort.Slice(es, func(i, j int) bool {
+		if es[i].IssuedAt != es[j].IssuedAt {
+			return es[i].IssuedAt < es[j].IssuedAt
+		}
+		if len(es[i].Serial) != len(es[j].Serial) {
+			return len(es[i].Serial) < len(es[j].Serial)
+		}
+		return es[i].Serial < es[j].Serial
+	})
+}
+
+// writeSealed creates sealed segments holding entries, each at most
+// MaxEntries lines and MaxSegmentBytes encoded, and puts each in the
+// index. It returns how many it created.
+func (c *Compactor) writeSealed(ctx context.Context, k quillv1.IssuerID, home string, entries []Entry) (int, error) {
+	created := 0
+	for len(entries) > 0 {
+		n := min(len(entries), c.maxEntries())
+		m, err := c.writeChunk(ctx, k, home, entries[:n])
+		created += m
+		if err != nil {
+			return created, err
+		}
+		entries = entries[n:]
+	}
+	return created, nil
+}
+
+func (c *Compactor) writeChunk(ctx context.Context, k quillv1.IssuerID, home string, entries []Entry) (int, error) {
+	seg, err := NewSegment(k, home, quillv1.LedgerStageSealed, c.now(), entries)
+	if err != nil {
+		return 0, err
+	}
+	if len(seg.Spec.Data) > MaxSegmentBytes {
+		if len(entries) == 1 {
+			return 0, fmt.Errorf("ledger entry %s encodes to %d bytes, more than a segment holds", entries[0].Serial, len(seg.Spec.Data))
+		}
+		half := len(entries) / 2
+		a, err := c.writeChunk(ctx, k, home, entries[:half])
+		if err != nil {
+			return a, err
+		}
+		b, err := c.writeChunk(ctx, k, home, entries[half:])
+		return a + b, err
+	}
+	if err := c.Client.Create(ctx, seg); err != nil {
+		return 0, fmt.Errorf("creating sealed ledger segment %s/%s: %w", seg.Namespace, seg.Name, err)
+	}
+	c.Index.PutSegment(seg, entries)
+	return 1, nil
+}
+
+// deleteObject deletes obj if it is still the object read (same UID); one
+// already gone counts as deleted.
+func (c *Compactor) deleteObject(ctx context.Context, obj client.Object) error {
+	uid := obj.GetUID()
+	err := c.Client.Delete(ctx, obj, client.Preconditions{UID: &uid})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+// requestMayNeed reports whether the request o names may still need its
+// certificate back from the ledger: it exists with the same UID, has no
+// certificate in its status, and has neither failed nor been denied. Only
+// such a request can be retried into Quill's crash recall.
+func (c *Compactor) requestMayNeed(ctx context.Context, o *EntryOrigin) (bool, error) {
+	if o == nil {
+		return false, nil
+	}
+	key := types.NamespacedName{Namespace: o.Namespace, Name: o.Name}
+	switch o.Kind {
+	case quillv1.OriginKindCertificateRequest:
+		var cr cmapi.CertificateRequest
+		if err := c.Requests.Get(ctx, key, &cr); err != nil {
+			if apierrors.IsNotFound(err) {
+				return false, nil
+			}
+			return false, fmt.Errorf("reading CertificateRequest %s: %w", key, err)
+		}
+		if string(cr.UID) != o.UID || len(cr.Status.Certificate) > 0 || cr.Status.FailureTime != nil {
+			return false, nil
+		}
+		for _, cond := range cr.Status.Conditions {
+			if cond.Type == cmapi.CertificateRequestConditionDenied && cond.Status == cmmeta.ConditionTrue {
+				return false, nil
+			}
+			if cond.Type == cmapi.CertificateRequestConditionReady && cond.Status == cmmeta.ConditionFalse &&
+				(cond.Reason == cmapi.CertificateRequestReasonFailed || cond.Reason == cmapi.CertificateRequestReasonDenied) {
+				return false, nil
+			}
+		}
+		return true, nil
+	case quillv1.OriginKindCertificateSigningRequest:
+		var csr certificatesv1.CertificateSigningRequest
+		if err := c.Requests.Get(ctx, types.NamespacedName{Name: o.Name}, &csr); err != nil {
+			if apierrors.IsNotFound(err) {
+				return false, nil
+			}
+			return false, fmt.Errorf("reading CertificateSigningRequest %s: %w", o.Name, err)
+		}
+		if string(csr.UID) != o.UID || len(csr.Status.Certificate) > 0 {
+			return false, nil
+		}
+		for _, cond := range csr.Status.Conditions {
+			if (cond.Type == certificatesv1.CertificateDenied || cond.Type == certificatesv1.CertificateFailed) && cond.Status == corev1.ConditionTrue {
+				return false, nil
+			}
+		}
+		return true, nil
+	}
+	// A delegated OCSP responder's certificate lives in its Secret; no
+	// request is ever retried for it.
+	return false, nil
+}
+
+// isSealedSegmentName reports whether name is a sealed segment's (see
+// SegmentName): the part after the last dot starts with the sealed letter.
+func isSealedSegmentName(name string) bool {
+	i := strings.LastIndexByte(name, '.')
+	return i >= 0 && strings.HasPrefix(name[i+1:], segmentSealedLetter)
+}
+
+// reasonOfCode is the reason whose RFC 5280 code is code; unspecified when
+// none is.
+func reasonOfCode(code int) quillv1.RevocationReason {
+	for r, c := range quillv1.RevocationReasonCodes {
+		if c == code {
+			return r
+		}
+	}
+	return quillv1.ReasonUnspecified
+}
+
+// Retain archives and deletes issuer k's sealed segments in home whose
+// certificates all expired more than margin ago (the issuer's
+// spec.ledger.retainExpiredFor; zero means DefaultRetainExpiredFor).
+// Journals are never retained: they are sealed first. Each segment's
+// entries reach the archive with their final revocation state, taken from
+// the index (a revocation may have been written in a later segment), and
+// the archive file is on disk before the segment is deleted. It returns
+// ErrNoArchive without an archive and ErrNotSynced before the index has
+// read the whole ledger.
+func (c *Compactor) Retain(ctx context.Context, k quillv1.IssuerID, home string, margin time.Duration) (RetainStats, error) {
+	var st RetainStats
+	if c.Archive == nil {
+		return st, ErrNoArchive
+	}
+	if !c.Index.Synced() {
+		return st, ErrNotSynced
+	}
+	if margin <= 0 {
+		margin = quillv1.DefaultRetainExpiredFor
+	}
+	cutoff := c.now().Add(-margin)
+	var corrupt []error
+	for _, info := range c.Index.Segments(k) {
+		if info.Stage != quillv1.LedgerStageSealed || info.Namespace != home || !info.ExpiresAfter.Before(cutoff) {
+			continue
+		}
+		seg := &quillv1.LedgerSegment{}
+		if err := c.Client.Get(ctx, types.NamespacedName{Namespace: info.Namespace, Name: info.Name}, seg); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue // archived by an earlier run
+			}
+			return st, fmt.Errorf("reading ledger segment %s/%s: %w", info.Namespace, info.Name, err)
+		}
+		// The spec, not the index's copy, decides: it is what is deleted.
+		if seg.Spec.Stage != quillv1.LedgerStageSealed || seg.Spec.IssuerRef.ID() != k || !seg.Spec.ExpiresAfter.Time.Before(cutoff) {
+			continue
+		}
+		var entries []Entry
+		if err := SegmentEntries(seg, func(e *Entry) error { entries = append(entries, *e); return nil }); err != nil {
+			st.Corrupt = append(st.Corrupt, seg.Name)
+			corrupt = append(corrupt, err)
+			continue
+		}
+		revs := 0
+		for i := range entries {
+			c.finalRevocation(k, &entries[i])
+			if entries[i].Revocation != nil {
+				revs++
+			}
+		}
+		if err := c.Archive.Append(k, seg.Name, entries); err != nil {
+			return st, fmt.Errorf("archiving ledger segment %s/%s: %w", seg.Namespace, seg.Name, err)
+		}
+		if err := c.deleteObject(ctx, seg); err != nil {
+			return st, fmt.Errorf("deleting archived ledger segment %s/%s: %w", seg.Namespace, seg.Name, err)
+		}
+		st.Segments++
+		st.Entries += int(seg.Spec.Entries)
+		st.Revocations += revs
+	}
+	return st, errors.Join(corrupt...)
+}
+
+// finalRevocation sets e's revocation to the index's when that one wins:
+// a revocation line written after the entry was sealed lives in another
+// segment.
+func (c *Compactor) finalRevocation(k quillv1.IssuerID, e *Entry) {
+	serial, ok := e.SerialInt()
+	if !ok {
+		return
+	}
+	rec, ok := c.Index.Lookup(k, serial)
+	if !ok || !rec.Revoked {
+		return
+	}
+	rev := &EntryRevocation{Reason: reasonOfCode(rec.Reason), At: rec.RevokedAt.Unix()}
+	if rev.Wins(e.Revocation) {
+		e.Revocation = rev
+	}
+}
+
+// migratePageSize is how many IssuedCertificates one list page holds.
+const migratePageSize = 500
+
+// migrateGroup collects the IssuedCertificates of one issuer in one
+// namespace until they fill a sealed segment.
+type migrateGroup struct {
+	k       quillv1.IssuerID
+	home    string
+	entries []Entry
+	objs    []*quillv1.IssuedCertificate
+	// already holds objects whose entry is already sealed: deleted only.
+	already []*quillv1.IssuedCertificate
+}
+
+// Migrate converts the legacy ledger, every IssuedCertificate in every
+// namespace, into sealed segments of its issuer in the same namespace, then
+// deletes the IssuedCertificates it converted. Each certificate is kept
+// only if its request may still need it. An IssuedCertificate whose serial
+// does not parse is left alone (the index ignores it too). It returns how
+// many IssuedCertificates it deleted.
+func (c *Compactor) Migrate(ctx context.Context) (int, error) {
+	if !c.Index.Synced() {
+		return 0, ErrNotSynced
+	}
+	groups := map[[4]string]*migrateGroup{}
+	migrated := 0
+	flush := func(g *migrateGroup) error {
+		if len(g.entries) > 0 {
+			if _, err := c.writeSealed(ctx, g.k, g.home, g.entries); err != nil {
+				return err
+			}
+		}
+		for _, ic := range append(g.objs, g.already...) {
+			if err := c.deleteObject(ctx, ic); err != nil {
+				return fmt.Errorf("deleting migrated IssuedCertificate %s/%s: %w", ic.Namespace, ic.Name, err)
+			}
+			migrated++
+		}
+		g.entries, g.objs, g.already = nil, nil, nil
+		return nil
+	}
+	cont, restarts := "", 0
+	for {
+		var list quillv1.IssuedCertificateList
+		if err := c.Client.List(ctx, &list, client.Limit(migratePageSize), client.Continue(cont)); err != nil {
+			// A continue token expires with etcd's compaction; what was
+			// migrated is gone, so listing again from the start is safe.
+			if apierrors.IsResourceExpired(err) && restarts < 3 {
+				cont, restarts = "", restarts+1
+				continue
+			}
+			return migrated, fmt.Errorf("listing IssuedCertificates: %w", err)
+		}
+		for i := range list.Items {
+			ic := &list.Items[i]
+			e, err := EntryOfLegacy(ic)
+			if err != nil {
+				continue
+			}
+			k := ic.Spec.IssuerRef.ID()
+			gk := [4]string{k.Kind, k.Namespace, k.Name, ic.Namespace}
+			g := groups[gk]
+			if g == nil {
+				g = &migrateGroup{k: k, home: ic.Namespace}
+				groups[gk] = g
+			}
+			serial, _ := e.SerialInt()
+			if rec, ok := c.Index.Lookup(k, serial); ok && !rec.Legacy && isSealedSegmentName(rec.Segment) && (rec.Revoked || e.Revocation == nil) {
+				g.already = append(g.already, ic) // an earlier run wrote it
+				continue
+			}
+			if len(e.Certificate) > 0 {
+				keep, err := c.requestMayNeed(ctx, e.Origin)
+				if err != nil {
+					return migrated, err
+				}
+				if !keep {
+					e.Certificate = nil
+				}
+			}
+			g.entries = append(g.entries, e)
+			g.objs = append(g.objs, ic)
+			if len(g.entries) >= c.maxEntries() {
+				if err := flush(g); err != nil {
+					return migrated, err
+				}
+			}
+		}
+		if cont = list.Continue; cont == "" {
+			break
+		}
+	}
+	keys := make([][4]string, 0, len(groups))
+	for gk := range groups {
+		keys = append(keys, gk)
+	}
+	sort.Slice(keys, func(i, j int) bool { return strings.Join(keys[i][:], "/") < strings.Join(keys[j][:], "/") })
+	for _, gk := range keys {
+		g := groups[gk]
+		sortEntries(g.entries)
+		if err := flush(g); err != nil {
+			return migrated, err
+		}
+	}
+	return migrated, nil
+}
