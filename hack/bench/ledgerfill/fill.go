@@ -111,6 +111,11 @@ type Spec struct {
 	Archive  Appender
 	ArchiveN int
 
+	// Created, when set, is told of every segment created in the API with
+	// its entries, as the journal and the compactor tell the index of their
+	// own writes (ledger.Index.PutSegment).
+	Created func(seg *quillv1.LedgerSegment, entries []ledger.Entry)
+
 	// Progress, when set, is called with the number of entries written so
 	// far, every few thousand entries.
 	Progress func(done int)
@@ -373,8 +378,13 @@ func (f *filler) segment(ctx context.Context, from, to int) error {
 		if err := s.Archive.Append(s.Issuer, seg.Name, entries); err != nil {
 			return fmt.Errorf("archiving %s: %w", seg.Name, err)
 		}
-	} else if err := f.c.Create(ctx, seg); err != nil {
-		return fmt.Errorf("creating segment %s: %w", seg.Name, err)
+	} else {
+		if err := f.c.Create(ctx, seg); err != nil {
+			return fmt.Errorf("creating segment %s: %w", seg.Name, err)
+		}
+		if s.Created != nil {
+			s.Created(seg, entries)
+		}
 	}
 	size := 0
 	if !archived {

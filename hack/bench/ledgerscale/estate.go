@@ -94,7 +94,7 @@ func runEstate(o options) (err error) {
 		t0 := time.Now()
 		res, err := ledgerfill.Fill(ctx, b.c, ledgerfill.Spec{Issuer: issuerID, Home: clusterNS, Authority: b.ca.Authority,
 			Format: ledgerfill.FormatSegments, N: perDay, IssuedFrom: dayStart, IssuedSpan: 24 * time.Hour, Lifetime: e.lifetime,
-			FirstIndex: d * perDay, Pods: e.pods, RevokedPercent: o.revokedPct, Concurrency: 2, SignPool: e.signPool})
+			FirstIndex: d * perDay, Pods: e.pods, RevokedPercent: o.revokedPct, Concurrency: 2, SignPool: e.signPool, Created: ret.created})
 		if err != nil {
 			return fmt.Errorf("day %d: %w", d+1, err)
 		}

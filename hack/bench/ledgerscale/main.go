@@ -165,7 +165,7 @@ func printTable(w io.Writer, rows []row, memoryLimit int64) {
 	if memoryLimit > 0 {
 		limit = fmt.Sprintf(" (limit %s, GOMEMLIMIT %s)", mib(memoryLimit), mib(goMemLimit(memoryLimit)))
 	}
-	fmt.Fprintln(w, "\n| N entries | storage | live / archived | objects | revoked | fill | bytes/entry in the API (JSON) | etcd DB as written (Δ) | etcd DB compacted+defragmented | kube-apiserver RSS (Δ) | quill-controller RSS settled / peak"+limit+" | start → ledger synced | start → CRL served | OCSP answers for a revoked serial during start | wrong | audit report | archive |")
+	fmt.Fprintln(w, "\n| N entries | storage | live / archived | objects | revoked | fill | bytes/entry in the API (JSON) | etcd DB as written (Δ) | etcd DB compacted+defragmented (status dbSize) | kube-apiserver RSS (Δ) | quill-controller RSS settled / peak"+limit+" | start → ledger synced | start → CRL served | OCSP answers for a revoked serial during start | wrong | audit report | archive |")
 	fmt.Fprintln(w, "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|")
 	for _, r := range rows {
 		fmt.Fprintf(w, "| %d | %s | %d / %d | %d | %d | %s | %.0f | %s (+%s) | %s | %s (+%s) | %s / %s | %s | %s | %s | %d | %s (%d rows) | %s |\n",
