@@ -166,7 +166,9 @@ func TestInventoryFollowsTheLedger(t *testing.T) {
 		t.Fatalf("once the RSA certificate expired: %+v", got)
 	}
 	ix.mu.Lock()
-	ix.remove(short)
+	ii := ix.st.issuers[short.Issuer]
+	key, _ := keyOf(short.Serial)
+	ix.st.removeSlot(ii, ii.bySerial[key])
 	ix.mu.Unlock()
 	if got := ix.Inventory(invIssuer, invNow); got.Unexpired != 1 {
 		t.Fatalf("after deleting the record: %+v", got)

@@ -109,12 +109,31 @@ type EntryRevocation struct {
 // elsewhere.
 func (e *Entry) IsRevocationLine() bool { return e.Fingerprint == "" }
 
-// SerialInt parses e's serial; false when it does not parse.
+// SerialInt parses e's serial; false unless it is spelled as SerialHex
+// spells it (lowercase hex, no sign, no leading zero) in at most 40
+// digits. The index keys serials by value, but readers find an entry in
+// its segment by spelling: an entry spelled otherwise would be indexed and
+// then never found.
 func (e *Entry) SerialInt() (*big.Int, bool) {
-	if e.Serial == "" || len(e.Serial) > 40 {
+	n, ok := parseSerialHex(e.Serial)
+	if !ok || SerialHex(n) != e.Serial {
 		return nil, false
 	}
-	return new(big.Int).SetString(e.Serial, 16)
+	return n, true
+}
+
+// parseSerialHex parses 1 to 40 lowercase hex digits, as the
+// IssuedCertificate schema allows (leading zeros included).
+func parseSerialHex(s string) (*big.Int, bool) {
+	if s == "" || len(s) > 40 {
+		return nil, false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return nil, false
+		}
+	}
+	return new(big.Int).SetString(s, 16)
 }
 
 // Wins reports whether revocation a takes precedence over b (see
@@ -214,9 +233,12 @@ func EntryOfLegacy(ic *quillv1.IssuedCertificate) (Entry, error) {
 	if rev := ic.Status.Revocation; rev != nil {
 		e.Revocation = &EntryRevocation{Reason: rev.Reason, At: rev.RevokedAt.Unix(), By: rev.By}
 	}
-	if _, ok := e.SerialInt(); !ok {
+	n, ok := parseSerialHex(s.SerialNumber)
+	if !ok {
 		return Entry{}, fmt.Errorf("%w: IssuedCertificate %s/%s has serial %q", ErrCorruptSegment, ic.Namespace, ic.Name, s.SerialNumber)
 	}
+	e.Serial = SerialHex(n) // the schema allows leading zeros; entries do not
+
 	if b, _ := pem.Decode([]byte(s.Certificate)); b != nil {
 		e.Certificate = b.Bytes
 	}
