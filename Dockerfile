@@ -34,10 +34,14 @@ COPY controllers/ controllers/
 COPY pkg/ pkg/
 COPY hack/image-binary.sh hack/
 ARG VERSION=devel
-RUN hack/image-binary.sh /out/quill-controller "${VERSION}"
+RUN hack/image-binary.sh /out/quill-controller "${VERSION}" /out/quillctl
 
 # cc (glibc, libgcc, libstdc++): vendor PKCS#11 libraries are often C++.
 FROM ${BASE_IMAGE}
 COPY --from=build /out/quill-controller /quill-controller
+# quillctl, for `kubectl exec <pod> -- /quillctl audit report --archive-dir
+# ...`: the ledger archive is on the controller's volume, and the image has
+# no shell to copy it out with.
+COPY --from=build /out/quillctl /quillctl
 USER 65532:65532
 ENTRYPOINT ["/quill-controller"]

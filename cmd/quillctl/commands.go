@@ -42,6 +42,9 @@ func (a *app) command() *cobra.Command {
   quillctl audit report
                        write an issuer's audit report (CSV or JSON) from
                        its ledger in the cluster
+  quillctl ledger get|history|list
+                       look up a serial, a Certificate's history or the
+                       segments of an issuer's ledger
   quillctl inventory   list every issuer's CA algorithms and unexpired
                        certificates by algorithm, quantum-vulnerable share
 
@@ -67,7 +70,7 @@ never overwritten without --force, and a failed command writes nothing.`,
 	ca.AddCommand(a.initCommand(), a.csrCommand(), a.signCommand(), a.importCommand())
 	root.AddCommand(ca, a.hsmCommand(), a.versionCommand())
 	root.AddCommand(a.leafCSRCommand())
-	root.AddCommand(a.auditCommand())
+	root.AddCommand(a.auditCommand(), a.ledgerCommand())
 	root.AddCommand(a.inventoryCommand())
 	return root
 }

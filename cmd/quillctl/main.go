@@ -20,6 +20,9 @@ import (
 	"syscall"
 	"time"
 
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
 	"github.com/quill-pki/quill/pkg/ceremony"
 	// The key backends quillctl offers (pkg/kms/backends lists them);
 	// keyResolver picks them up from the registry.
@@ -63,6 +66,9 @@ type app struct {
 	now            func() time.Time
 	getenv         func(string) (string, bool)
 	keys           ceremony.KeyResolver
+	// connect reaches the cluster for the commands that read it; nil
+	// means the kubeconfig, as kubectl reads it (see connect).
+	connect func(kubeconfig, kubeContext string) (clientcmd.ClientConfig, client.Client, error)
 }
 
 func (a *app) warn(msgs ...string) {

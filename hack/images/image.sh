@@ -5,7 +5,8 @@
 #   - its configured user is 65532:65532 (distroless' nonroot);
 #   - it has no shell and no package manager (nothing named sh, bash, dash,
 #     ash, busybox, apt or dpkg anywhere, /bin/sh cannot be run, and no
-#     executable file but /quill-controller and shared libraries);
+#     executable file but /quill-controller, /quillctl and shared
+#     libraries);
 #   - `quill-controller --version`, run in it, prints VERSION and pkcs11=true;
 #   - its size, which it prints.
 #
@@ -108,6 +109,11 @@ case ${got} in
 "quill-controller ${version} ("*"pkcs11=true)") ;;
 *) fail "${ref} --version printed '${got}', want version ${version} and pkcs11=true" ;;
 esac
+ctl=$(podman "${run_flags[@]}" --network none --entrypoint /quillctl "${ref}" version) || fail "${ref} /quillctl version failed: ${ctl}"
+case ${ctl} in
+"quillctl ${version} ("*) ;;
+*) fail "${ref} /quillctl version printed '${ctl}', want version ${version}" ;;
+esac
 if out=$(podman "${run_flags[@]}" --network none --entrypoint /bin/sh "${ref}" -c true 2>&1); then
 	fail "${ref} ran /bin/sh"
 fi
@@ -115,11 +121,11 @@ mnt=$(podman image mount "${ref}")
 found=$(find "${mnt}" ! -type d \( -name sh -o -name bash -o -name dash -o -name ash -o -name busybox \
 	-o -name apt -o -name apt-get -o -name dpkg \) -printf '/%P\n')
 # Every executable file that is not a shared library (the loader is one):
-# the binary alone.
+# the controller and quillctl alone.
 execs=$(find "${mnt}" -type f -perm /111 ! -name '*.so' ! -name '*.so.*' -printf '/%P\n' | sort | tr '\n' ' ')
 podman image unmount "${ref}" >/dev/null
 [ -z "${found}" ] || fail "${ref} has a shell or package manager: ${found}"
-[ "${execs}" = "/quill-controller " ] || fail "${ref} has executables besides /quill-controller: ${execs}"
+[ "${execs}" = "/quill-controller /quillctl " ] || fail "${ref} has executables besides /quill-controller and /quillctl: ${execs}"
 size=$(podman image inspect --format '{{.Size}}' "${ref}")
 log "${image} = ${ref}: user 65532:65532, no shell (sh cannot run: ${out##*: }), no executable but ${execs}"
 log "${image}: ${got}; size $((size / 1000 / 1000)) MB (${size} bytes)"

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
+	"github.com/quill-pki/quill/pkg/ledger"
 )
 
 // Format is the report's encoding.
@@ -75,36 +75,35 @@ type Row struct {
 	RevokedBy        string `json:"revoked_by"`
 }
 
-// RowOf is the report row of a ledger record.
-func RowOf(e *quillv1.IssuedCertificate) Row {
-	s := e.Spec
+// RowOf is the report row of a ledger entry (an issued one, with the
+// revocation merged in).
+func RowOf(e *ledger.Entry) Row {
 	r := Row{
-		Serial:      s.SerialNumber,
-		Subject:     s.Subject,
-		SANs:        []string{},
-		Requester:   s.Requester,
-		Namespace:   s.Origin.Namespace,
-		RequestKind: s.Origin.Kind,
-		Request:     s.Origin.Name,
-		Certificate: s.Origin.Certificate,
-		Template:    s.Template,
-		Issued:      s.IssuedAt.UTC().Format(issuedLayout),
-		Expires:     s.NotAfter.UTC().Format(timeLayout),
+		Serial:    e.Serial,
+		Subject:   e.Subject,
+		SANs:      []string{},
+		Requester: e.Requester,
+		Template:  e.Template,
+		Issued:    time.UnixMicro(e.IssuedAt).UTC().Format(issuedLayout),
+		Expires:   time.Unix(e.NotAfter, 0).UTC().Format(timeLayout),
+	}
+	if o := e.Origin; o != nil {
+		r.Namespace, r.RequestKind, r.Request, r.Certificate = o.Namespace, o.Kind, o.Name, o.Certificate
 	}
 	for _, set := range []struct {
 		prefix string
 		names  []string
-	}{{"DNS:", s.DNSNames}, {"IP:", s.IPAddresses}, {"URI:", s.URIs}, {"email:", s.EmailAddresses}} {
+	}{{"DNS:", e.DNSNames}, {"IP:", e.IPAddresses}, {"URI:", e.URIs}, {"email:", e.EmailAddresses}} {
 		for _, n := range set.names {
 			r.SANs = append(r.SANs, set.prefix+n)
 		}
 	}
-	for _, o := range s.OtherNames {
+	for _, o := range e.OtherNames {
 		r.SANs = append(r.SANs, "otherName:"+o.TypeID+":"+o.Value)
 	}
-	if rev := e.Status.Revocation; rev != nil {
+	if rev := e.Revocation; rev != nil {
 		r.RevocationReason = string(rev.Reason)
-		r.RevokedAt = rev.RevokedAt.UTC().Format(timeLayout)
+		r.RevokedAt = time.Unix(rev.At, 0).UTC().Format(timeLayout)
 		r.RevokedBy = rev.By
 	}
 	return r

@@ -3,12 +3,16 @@
 // where from, under which template, when it was issued and expires, and its
 // revocation. quillctl audit report is its command line.
 //
-// The report reads the IssuedCertificate objects in the issuer's home
-// namespace (the issuer's own namespace for a QuillIssuer, the cluster
-// resource namespace for a QuillClusterIssuer) a page at a time, and writes
-// each page before it asks for the next, so its memory does not grow with
-// the ledger. Rows come in the API server's list order, which is the
-// records' name order: by serial number.
+// The report reads the issuer's ledger in its home namespace (the
+// issuer's own namespace for a QuillIssuer, the cluster resource namespace
+// for a QuillClusterIssuer): the LedgerSegments, listed a few at a time and
+// decoded one at a time, the IssuedCertificates of a ledger the controller
+// has not migrated yet, and, when given, the archive the controller moves
+// expired entries to. The lines are merged by serial (one row per
+// certificate, with its revocation wherever that was recorded) and the
+// rows written in serial number order. Memory grows with the ledger by a
+// few hundred bytes per certificate (the compressed segments are never
+// held all at once); `quillctl ledger` reads through the same functions.
 package auditreport
 
 import (
@@ -20,7 +24,6 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -45,7 +48,8 @@ var (
 	ErrExpired = errors.New("ledger listing expired")
 )
 
-// DefaultChunkSize is how many records one list request asks for.
+// DefaultChunkSize is how many legacy records one list request asks for
+// (see SegmentChunkSize for segments).
 const DefaultChunkSize = 500
 
 // Options select the issuer and the records of a report.
@@ -62,9 +66,21 @@ type Options struct {
 	// ChunkSize is the page size of the list requests; 0 means
 	// DefaultChunkSize.
 	ChunkSize int64
+	// ArchiveDir, when set, is the ledger archive's directory (the
+	// controller's --ledger-archive-dir, or a copy of it): the entries
+	// past the issuer's retention are read from it too.
+	ArchiveDir string
 	// Warn receives warnings, such as an issuer that no longer exists but
 	// left records; nil drops them.
 	Warn func(string)
+}
+
+// chunk is the page size of list requests.
+func (o Options) chunk() int64 {
+	if o.ChunkSize == 0 {
+		return DefaultChunkSize
+	}
+	return o.ChunkSize
 }
 
 // homeNamespace is where the issuer's ledger records live.
@@ -101,9 +117,12 @@ func (o Options) validate() error {
 }
 
 // Write writes the report of opts.Issuer to w as format and returns how
-// many rows it wrote. Nothing is written when the issuer cannot be read or
-// the options are wrong; an error after the first page leaves w holding an
-// incomplete report.
+// many rows it wrote. The whole ledger is read (Walk) and merged by serial
+// (Merger) before the first row is written, so nothing is written when the
+// issuer or its ledger cannot be read or the options are wrong. A ledger
+// with undecodable segments is reported without them, with a warning for
+// each, and Write then returns an error wrapping ledger.ErrCorruptSegment:
+// the report is incomplete.
 func Write(ctx context.Context, c client.Reader, opts Options, format Format, w io.Writer) (int, error) {
 	if err := opts.validate(); err != nil {
 		return 0, err
@@ -115,47 +134,50 @@ func Write(ctx context.Context, c client.Reader, opts Options, format Format, w 
 	if err := checkIssuer(ctx, c, opts); err != nil {
 		return 0, err
 	}
-	chunk := opts.ChunkSize
-	if chunk == 0 {
-		chunk = DefaultChunkSize
+	var m Merger
+	walkErr := Walk(ctx, c, opts, m.Add)
+	if walkErr != nil && !errors.Is(walkErr, ledger.ErrCorruptSegment) {
+		return 0, walkErr
 	}
-	list := listOptions(opts, chunk)
+	if unmatched := m.Unmatched(); len(unmatched) > 0 && opts.Warn != nil {
+		hint := ""
+		if opts.ArchiveDir == "" {
+			hint = " (archived? pass --archive-dir)"
+		}
+		opts.Warn(fmt.Sprintf("%d revoked serials have no entry in the ledger%s: %s", len(unmatched), hint, strings.Join(unmatched[:min(len(unmatched), 10)], " ")))
+	}
+	if err := enc.begin(); err != nil {
+		return 0, err
+	}
 	rows := 0
-	for first := true; ; first = false {
-		var page quillv1.IssuedCertificateList
-		if err := c.List(ctx, &page, list...); err != nil {
-			return rows, listError(err, opts)
+	entries := m.Entries()
+	for i := range entries {
+		e := entries[i].Entry
+		if !inPeriod(e, opts.Since) {
+			continue
 		}
-		if first {
-			// Only now: a ledger the user may not list leaves no header.
-			if err := enc.begin(); err != nil {
-				return 0, err
-			}
-		}
-		for i := range page.Items {
-			e := &page.Items[i]
-			if !belongs(e, opts.Issuer) || !inPeriod(e, opts.Since) {
-				continue
-			}
-			if err := enc.row(RowOf(e)); err != nil {
-				return rows, err
-			}
-			rows++
-		}
-		if err := enc.flush(); err != nil {
+		if err := enc.row(RowOf(e)); err != nil {
 			return rows, err
 		}
-		if page.Continue == "" {
-			break
+		rows++
+		if i%1000 == 999 {
+			if err := enc.flush(); err != nil {
+				return rows, err
+			}
 		}
-		list = append(listOptions(opts, chunk), client.Continue(page.Continue))
 	}
-	return rows, enc.end()
+	if err := enc.end(); err != nil {
+		return rows, err
+	}
+	return rows, walkErr
 }
+
+// errFound ends a walk at the first line found.
+var errFound = errors.New("found")
 
 // checkIssuer reads the issuer so that a misspelt name or a missing right
 // fails before anything is written. An issuer deleted after issuing still
-// has an audit trail: its records are reported with a warning.
+// has an audit trail: its ledger is reported with a warning.
 func checkIssuer(ctx context.Context, c client.Reader, opts Options) error {
 	k := opts.Issuer
 	var obj client.Object = &quillv1.QuillClusterIssuer{}
@@ -172,67 +194,29 @@ func checkIssuer(ctx context.Context, c client.Reader, opts Options) error {
 	case !apierrors.IsNotFound(err):
 		return fmt.Errorf("reading %s: %w", what, err)
 	}
-	// Gone, or never there: look for records it left. One page is enough
-	// to tell; records of other issuers with the same labels (a long name
-	// not in the label) are skipped.
-	list := listOptions(opts, DefaultChunkSize)
-	for {
-		var page quillv1.IssuedCertificateList
-		if err := c.List(ctx, &page, list...); err != nil {
-			return listError(err, opts)
-		}
-		for i := range page.Items {
-			if belongs(&page.Items[i], k) {
-				if opts.Warn != nil {
-					opts.Warn(what + " no longer exists; reporting the records it left in its ledger")
-				}
-				return nil
-			}
-		}
-		if page.Continue == "" {
-			return fmt.Errorf("%w: %s does not exist and has no ledger records in namespace %s", ErrIssuerNotFound, what, opts.homeNamespace())
-		}
-		list = append(listOptions(opts, DefaultChunkSize), client.Continue(page.Continue))
-	}
-}
-
-// listOptions select the issuer's records by the labels Quill sets on
-// them. The name label is missing for names longer than a label value may
-// be; belongs then tells the issuer's records apart.
-func listOptions(opts Options, chunk int64) []client.ListOption {
-	sel := labels.Set{ledger.LabelIssuerKind: opts.Issuer.Kind}
-	if len(opts.Issuer.Name) <= 63 {
-		sel[ledger.LabelIssuerName] = opts.Issuer.Name
-	}
-	return []client.ListOption{
-		client.InNamespace(opts.homeNamespace()),
-		client.MatchingLabels(sel),
-		client.Limit(chunk),
-	}
-}
-
-func listError(err error, opts Options) error {
+	// Gone, or never there: look for a line it left, in the segments,
+	// the legacy records or the archive.
+	quiet := opts
+	quiet.Warn = nil
+	err = Walk(ctx, c, quiet, func(*ledger.Entry, Place) error { return errFound })
 	switch {
-	case apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err):
-		return fmt.Errorf("%w: listing issuedcertificates in namespace %s: %s", ErrNoAccess, opts.homeNamespace(), err.Error())
-	case apierrors.IsResourceExpired(err) || apierrors.IsGone(err):
-		return fmt.Errorf("%w: %s (run the report again, with a larger --chunk-size if it keeps happening)", ErrExpired, err.Error())
+	case errors.Is(err, errFound):
+		if opts.Warn != nil {
+			opts.Warn(what + " no longer exists; reporting the ledger it left")
+		}
+		return nil
+	case err != nil && !errors.Is(err, ledger.ErrCorruptSegment):
+		return err
 	}
-	return fmt.Errorf("listing issuedcertificates in namespace %s: %w", opts.homeNamespace(), err)
-}
-
-// belongs reports whether e is a record of issuer k.
-func belongs(e *quillv1.IssuedCertificate, k quillv1.IssuerID) bool {
-	return e.Spec.IssuerRef.ID() == k
+	return fmt.Errorf("%w: %s does not exist and has no ledger in namespace %s", ErrIssuerNotFound, what, opts.homeNamespace())
 }
 
 // inPeriod reports whether e was issued or revoked at or after since.
-func inPeriod(e *quillv1.IssuedCertificate, since time.Time) bool {
-	if since.IsZero() || !e.Spec.IssuedAt.Time.Before(since) {
+func inPeriod(e *ledger.Entry, since time.Time) bool {
+	if since.IsZero() || e.IssuedAt >= since.UnixMicro() {
 		return true
 	}
-	rev := e.Status.Revocation
-	return rev != nil && !rev.RevokedAt.Time.Before(since)
+	return e.Revocation != nil && e.Revocation.At >= since.Unix()
 }
 
 // ParseSince reads a --since value: an RFC 3339 time, or a duration before

@@ -6,12 +6,17 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io/fs"
 	"math/big"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -35,21 +40,17 @@ var (
 	}()
 )
 
-// entry builds a ledger record of issuer k issued at t0+offset.
-func entry(k quillv1.IssuerID, home string, serial int64, offset time.Duration, opts ...func(*quillv1.IssuedCertificate)) *quillv1.IssuedCertificate {
-	s := big.NewInt(serial)
-	e := &quillv1.IssuedCertificate{
-		ObjectMeta: metav1.ObjectMeta{Namespace: home, Name: ledger.EntryName(k, s),
-			Labels: map[string]string{ledger.LabelIssuerKind: k.Kind, ledger.LabelIssuerName: k.Name}},
-		Spec: quillv1.IssuedCertificateSpec{
-			IssuerRef: k.Ref(), SerialNumber: ledger.SerialHex(s), Subject: "CN=web,O=Example, Inc.",
-			DNSNames: []string{"web.team-a.svc"}, IPAddresses: []string{"10.0.0.1"}, URIs: []string{"spiffe://cluster.local/ns/team-a/sa/web"},
-			EmailAddresses: []string{"ops@example.test"},
-			IssuedAt:       metav1.NewMicroTime(t0.Add(offset)), NotBefore: metav1.NewTime(t0.Add(offset)),
-			NotAfter: metav1.NewTime(t0.Add(offset + 90*24*time.Hour)), Requester: "system:serviceaccount:cert-manager:cert-manager",
-			Template: "server-auth",
-			Origin:   quillv1.LedgerOrigin{Kind: "CertificateRequest", Namespace: "team-a", Name: "web-1", UID: "u", Certificate: "web"},
-		},
+// entry builds a ledger entry of a certificate issued at t0+offset.
+func entry(serial int64, offset time.Duration, opts ...func(*ledger.Entry)) *ledger.Entry {
+	e := &ledger.Entry{
+		Serial: ledger.SerialHex(big.NewInt(serial)), Fingerprint: fmt.Sprintf("%064x", serial), Subject: "CN=web,O=Example, Inc.",
+		DNSNames: []string{"web.team-a.svc"}, IPAddresses: []string{"10.0.0.1"}, URIs: []string{"spiffe://cluster.local/ns/team-a/sa/web"},
+		EmailAddresses: []string{"ops@example.test"},
+		IssuedAt:       t0.Add(offset).UnixMicro(), NotBefore: t0.Add(offset).Unix(),
+		NotAfter: t0.Add(offset + 90*24*time.Hour).Unix(), Requester: "system:serviceaccount:cert-manager:cert-manager",
+		KeyAlgorithm: "ECDSA-P256", SignatureAlgorithm: "ECDSA-SHA256",
+		Template: "server-auth",
+		Origin:   &ledger.EntryOrigin{Kind: "CertificateRequest", Namespace: "team-a", Name: "web-1", UID: "u", Certificate: "web"},
 	}
 	for _, o := range opts {
 		o(e)
@@ -57,19 +58,112 @@ func entry(k quillv1.IssuerID, home string, serial int64, offset time.Duration, 
 	return e
 }
 
-func revoked(at time.Time) func(*quillv1.IssuedCertificate) {
-	return func(e *quillv1.IssuedCertificate) {
-		e.Status.Revocation = &quillv1.RevocationRecord{Reason: "keyCompromise", RevokedAt: metav1.NewTime(at), By: "QuillRevocation team-a/leak"}
+func revoked(at time.Time) func(*ledger.Entry) {
+	return func(e *ledger.Entry) {
+		e.Revocation = &ledger.EntryRevocation{Reason: "keyCompromise", At: at.Unix(), By: "QuillRevocation team-a/leak"}
 	}
+}
+
+// revocationLine is the line a journal writes when it revokes serial.
+func revocationLine(serial int64, at time.Time, reason quillv1.RevocationReason) *ledger.Entry {
+	return &ledger.Entry{Serial: ledger.SerialHex(big.NewInt(serial)), NotAfter: at.Add(90 * 24 * time.Hour).Unix(),
+		Revocation: &ledger.EntryRevocation{Reason: reason, At: at.Unix(), By: "QuillRevocation team-a/" + string(reason)}}
+}
+
+// segment builds issuer k's LedgerSegment at stage holding entries.
+func segment(t testing.TB, k quillv1.IssuerID, home, stage string, entries ...*ledger.Entry) *quillv1.LedgerSegment {
+	t.Helper()
+	es := make([]ledger.Entry, len(entries))
+	for i, e := range entries {
+		es[i] = *e
+	}
+	seg, err := ledger.NewSegment(k, home, stage, t0, es)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seg
+}
+
+// legacy builds the IssuedCertificate, the ledger record before segments,
+// saying what e says.
+func legacy(k quillv1.IssuerID, home string, e *ledger.Entry) *quillv1.IssuedCertificate {
+	serial, _ := e.SerialInt()
+	ic := &quillv1.IssuedCertificate{
+		ObjectMeta: metav1.ObjectMeta{Namespace: home, Name: ledger.EntryName(k, serial),
+			Labels: map[string]string{ledger.LabelIssuerKind: k.Kind, ledger.LabelIssuerName: k.Name}},
+		Spec: quillv1.IssuedCertificateSpec{
+			IssuerRef: k.Ref(), SerialNumber: e.Serial, Subject: e.Subject, SHA256Fingerprint: e.Fingerprint,
+			DNSNames: e.DNSNames, IPAddresses: e.IPAddresses, URIs: e.URIs, EmailAddresses: e.EmailAddresses,
+			IssuedAt: metav1.NewMicroTime(time.UnixMicro(e.IssuedAt)), NotBefore: metav1.NewTime(time.Unix(e.NotBefore, 0)),
+			NotAfter: metav1.NewTime(time.Unix(e.NotAfter, 0)), Requester: e.Requester, Template: e.Template,
+			KeyAlgorithm: e.KeyAlgorithm, SignatureAlgorithm: e.SignatureAlgorithm,
+			Origin: quillv1.LedgerOrigin{Kind: e.Origin.Kind, Namespace: e.Origin.Namespace, Name: e.Origin.Name, UID: e.Origin.UID, Certificate: e.Origin.Certificate},
+		},
+	}
+	for _, o := range e.OtherNames {
+		ic.Spec.OtherNames = append(ic.Spec.OtherNames, quillv1.LedgerOtherName{TypeID: o.TypeID, Value: o.Value})
+	}
+	if r := e.Revocation; r != nil {
+		ic.Status.Revocation = &quillv1.RevocationRecord{Reason: r.Reason, RevokedAt: metav1.NewTime(time.Unix(r.At, 0)), By: r.By}
+	}
+	return ic
 }
 
 func newClient(objs ...client.Object) client.WithWatch {
 	return fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).WithStatusSubresource(&quillv1.IssuedCertificate{}).Build()
 }
 
+// pager makes the fake client page its lists as the API server does
+// (the fake returns everything at once): at most Limit items, and a
+// continue token for the rest. lists counts the requests by kind, and
+// maxLimit keeps the largest page size asked for.
+type pager struct {
+	mu       sync.Mutex
+	lists    map[string]int
+	maxLimit map[string]int64
+}
+
+func (p *pager) funcs() interceptor.Funcs {
+	return interceptor.Funcs{List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+		var lo client.ListOptions
+		lo.ApplyOptions(opts)
+		if err := c.List(ctx, list, opts...); err != nil {
+			return err
+		}
+		kind := fmt.Sprintf("%T", list)
+		p.mu.Lock()
+		if p.lists == nil {
+			p.lists, p.maxLimit = map[string]int{}, map[string]int64{}
+		}
+		p.lists[kind]++
+		p.maxLimit[kind] = max(p.maxLimit[kind], lo.Limit)
+		p.mu.Unlock()
+		items, err := meta.ExtractList(list)
+		if err != nil {
+			return err
+		}
+		from := 0
+		if lo.Continue != "" {
+			from, _ = strconv.Atoi(lo.Continue)
+		}
+		to := len(items)
+		if lo.Limit > 0 && from+int(lo.Limit) < to {
+			to = from + int(lo.Limit)
+			list.(metav1.ListInterface).SetContinue(strconv.Itoa(to))
+		} else {
+			list.(metav1.ListInterface).SetContinue("")
+		}
+		return meta.SetList(list, items[from:to])
+	}}
+}
+
+func pagedClient(p *pager, objs ...client.Object) client.WithWatch {
+	return fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).WithInterceptorFuncs(p.funcs()).Build()
+}
+
 func TestRowAndCSV(t *testing.T) {
 	t.Parallel()
-	e := entry(root, "quill-system", 0xabc, 0, revoked(time.Date(2026, 3, 2, 1, 2, 3, 0, time.FixedZone("CET", 3600))))
+	e := entry(0xabc, 0, revoked(time.Date(2026, 3, 2, 1, 2, 3, 0, time.FixedZone("CET", 3600))))
 	r := RowOf(e)
 	want := []string{
 		"abc", "CN=web,O=Example, Inc.", "DNS:web.team-a.svc IP:10.0.0.1 URI:spiffe://cluster.local/ns/team-a/sa/web email:ops@example.test",
@@ -87,7 +181,7 @@ func TestRowAndCSV(t *testing.T) {
 	}
 
 	var buf bytes.Buffer
-	n, err := Write(context.Background(), newClient(&quillv1.QuillClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: "root"}}, e),
+	n, err := Write(context.Background(), newClient(&quillv1.QuillClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: "root"}}, segment(t, root, "quill-system", quillv1.LedgerStageSealed, e)),
 		Options{Issuer: root, ClusterResourceNamespace: "quill-system"}, FormatCSV, &buf)
 	if err != nil || n != 1 {
 		t.Fatalf("Write: %d rows, %v", n, err)
@@ -115,7 +209,8 @@ func TestJSON(t *testing.T) {
 		rows int
 	}{
 		{name: "empty-ledger", objs: []client.Object{iss}},
-		{name: "two-records", objs: []client.Object{iss, entry(k, "team-a", 1, 0), entry(k, "team-a", 2, time.Second, revoked(t0.Add(time.Hour)))}, rows: 2},
+		{name: "two-entries", objs: []client.Object{iss, segment(t, k, "team-a", quillv1.LedgerStageJournal, entry(1, 0), entry(2, time.Second, revoked(t0.Add(time.Hour))))}, rows: 2},
+		{name: "two-legacy-records", objs: []client.Object{iss, legacy(k, "team-a", entry(1, 0)), legacy(k, "team-a", entry(2, time.Second, revoked(t0.Add(time.Hour))))}, rows: 2},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -153,16 +248,23 @@ func TestSelection(t *testing.T) {
 	t.Parallel()
 	other := quillv1.IssuerID{Kind: quillv1.ClusterIssuerKind, Name: "other"}
 	nsIssuer := quillv1.IssuerID{Kind: quillv1.IssuerKind, Namespace: "quill-system", Name: "root"}
-	c := newClient(
+	impostor := segment(t, root, "quill-system", quillv1.LedgerStageSealed, entry(6, -time.Hour))
+	impostor.Spec.IssuerRef.Name = "impostor" // label lies: kept out by issuerRef
+	impostor.Name += "x"
+	legacyImpostor := legacy(root, "quill-system", entry(8, 0))
+	legacyImpostor.Spec.IssuerRef.Name = "impostor"
+	var p pager
+	c := pagedClient(&p,
 		&quillv1.QuillClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: "root"}},
-		entry(root, "quill-system", 1, -48*time.Hour),                                // old
-		entry(root, "quill-system", 2, -48*time.Hour, revoked(t0.Add(-time.Minute))), // old, revoked recently
-		entry(root, "quill-system", 3, 0),                                            // new
-		entry(other, "quill-system", 4, 0),                                           // another issuer
-		entry(nsIssuer, "quill-system", 5, 0),                                        // a namespaced issuer of the same name
-		entry(root, "quill-system", 6, -time.Hour, func(e *quillv1.IssuedCertificate) { // label lies: kept out by issuerRef
-			e.Spec.IssuerRef.Name = "impostor"
-		}),
+		segment(t, root, "quill-system", quillv1.LedgerStageSealed,
+			entry(1, -48*time.Hour),                                // old
+			entry(2, -48*time.Hour, revoked(t0.Add(-time.Minute))), // old, revoked recently
+		),
+		legacy(root, "quill-system", entry(3, 0)),                                    // new, not migrated yet
+		segment(t, other, "quill-system", quillv1.LedgerStageSealed, entry(4, 0)),    // another issuer
+		segment(t, nsIssuer, "quill-system", quillv1.LedgerStageSealed, entry(5, 0)), // a namespaced issuer of the same name
+		impostor, legacyImpostor,
+		segment(t, root, "team-a", quillv1.LedgerStageSealed, entry(7, 0)), // another namespace
 	)
 	for _, tt := range []struct {
 		name  string
@@ -175,7 +277,7 @@ func TestSelection(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			var buf bytes.Buffer
-			if _, err := Write(context.Background(), c, Options{Issuer: root, ClusterResourceNamespace: "quill-system", Since: tt.since, ChunkSize: 2}, FormatCSV, &buf); err != nil {
+			if _, err := Write(context.Background(), c, Options{Issuer: root, ClusterResourceNamespace: "quill-system", Since: tt.since, ChunkSize: 1}, FormatCSV, &buf); err != nil {
 				t.Fatal(err)
 			}
 			recs, err := csv.NewReader(&buf).ReadAll()
@@ -199,7 +301,17 @@ func TestErrors(t *testing.T) {
 		return apierrors.NewForbidden(schema.GroupResource{Group: "quill.dev", Resource: "quillclusterissuers"}, key.Name, errors.New("RBAC"))
 	}
 	listForbidden := func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
-		return apierrors.NewForbidden(schema.GroupResource{Group: "quill.dev", Resource: "issuedcertificates"}, "", errors.New("RBAC"))
+		return apierrors.NewForbidden(schema.GroupResource{Group: "quill.dev", Resource: "ledgersegments"}, "", errors.New("RBAC"))
+	}
+	// A role written before segments: issuedcertificates only.
+	legacyOnly := func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+		if _, ok := list.(*quillv1.LedgerSegmentList); ok {
+			return listForbidden(ctx, c, list, opts...)
+		}
+		return c.List(ctx, list, opts...)
+	}
+	expired := func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+		return apierrors.NewResourceExpired("continue token too old")
 	}
 	issuer := &quillv1.QuillClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: "root"}}
 	base := Options{Issuer: root, ClusterResourceNamespace: "quill-system"}
@@ -215,6 +327,11 @@ func TestErrors(t *testing.T) {
 			opts: base, format: FormatCSV, want: ErrNoAccess},
 		{name: "ledger-forbidden", client: fake.NewClientBuilder().WithScheme(scheme).WithObjects(issuer).WithInterceptorFuncs(interceptor.Funcs{List: listForbidden}).Build(),
 			opts: base, format: FormatCSV, want: ErrNoAccess},
+		{name: "segments-forbidden", client: fake.NewClientBuilder().WithScheme(scheme).WithObjects(issuer).WithInterceptorFuncs(interceptor.Funcs{List: legacyOnly}).Build(),
+			opts: base, format: FormatCSV, want: ErrNoAccess},
+		{name: "listing-expired", client: fake.NewClientBuilder().WithScheme(scheme).WithObjects(issuer).WithInterceptorFuncs(interceptor.Funcs{List: expired}).Build(),
+			opts: base, format: FormatCSV, want: ErrExpired},
+		{name: "archive-missing", client: newClient(issuer), opts: Options{Issuer: root, ClusterResourceNamespace: "quill-system", ArchiveDir: "/nonexistent/quill-archive"}, format: FormatCSV, want: fs.ErrNotExist},
 		{name: "bad-format", client: newClient(issuer), opts: base, format: "xml", want: ErrInvalid},
 		{name: "bad-kind", client: newClient(issuer), opts: Options{Issuer: quillv1.IssuerID{Kind: "Issuer", Name: "x"}}, format: FormatCSV, want: ErrInvalid},
 		{name: "issuer-without-namespace", client: newClient(issuer), opts: Options{Issuer: quillv1.IssuerID{Kind: quillv1.IssuerKind, Name: "x"}}, format: FormatCSV, want: ErrInvalid},
@@ -240,7 +357,7 @@ func TestDeletedIssuer(t *testing.T) {
 	t.Parallel()
 	var warnings []string
 	var buf bytes.Buffer
-	n, err := Write(context.Background(), newClient(entry(root, "quill-system", 7, 0)),
+	n, err := Write(context.Background(), newClient(segment(t, root, "quill-system", quillv1.LedgerStageSealed, entry(7, 0))),
 		Options{Issuer: root, ClusterResourceNamespace: "quill-system", Warn: func(s string) { warnings = append(warnings, s) }}, FormatCSV, &buf)
 	if err != nil || n != 1 {
 		t.Fatalf("Write: %d rows, %v", n, err)
@@ -288,8 +405,8 @@ func TestParseSince(t *testing.T) {
 // the report's SANs, after the names OpenSSL prints by type.
 func TestRowOtherNames(t *testing.T) {
 	t.Parallel()
-	e := entry(root, "quill-system", 0xabd, 0, func(e *quillv1.IssuedCertificate) {
-		e.Spec.OtherNames = []quillv1.LedgerOtherName{{TypeID: "1.3.6.1.4.1.311.20.2.3", Value: "web@team-a.example.com"}}
+	e := entry(0xabd, 0, func(e *ledger.Entry) {
+		e.OtherNames = []ledger.EntryOtherName{{TypeID: "1.3.6.1.4.1.311.20.2.3", Value: "web@team-a.example.com"}}
 	})
 	got := RowOf(e).Record()[2]
 	want := "DNS:web.team-a.svc IP:10.0.0.1 URI:spiffe://cluster.local/ns/team-a/sa/web email:ops@example.test otherName:1.3.6.1.4.1.311.20.2.3:web@team-a.example.com"
