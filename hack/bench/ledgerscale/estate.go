@@ -42,7 +42,7 @@ type estateDay struct {
 	archivedToday            int
 	archiveBytes             int64
 	etcd                     etcdSizes
-	apiRSS                   int64
+	apiRSS, apiHeap          int64
 	fill, retainTook, elapse time.Duration
 }
 
@@ -108,15 +108,15 @@ func runEstate(o options) (err error) {
 			return err
 		}
 		row.archiveBytes = dirSize(archiveDir)
-		row.apiRSS = rss(b.procs["kube-apiserver"], "VmRSS")
+		row.apiRSS, row.apiHeap = rss(b.procs["kube-apiserver"], "VmRSS"), apiHeap(b.env.Config)
 		if row.etcd, err = gw.measure(b.procs["etcd"]); err != nil {
 			return fmt.Errorf("day %d: %w", d+1, err)
 		}
 		row.elapse = time.Since(began)
 		days = append(days, row)
-		step("estate: day %d: %d written, %d archived, %d live in %d segments, archive %s, etcd %s (compacted in use %s, defragmented %s), kube-apiserver %s",
+		step("estate: day %d: %d written, %d archived, %d live in %d segments, archive %s, etcd %s (compacted in use %s, defragmented %s), kube-apiserver %s (heap in use %s)",
 			row.day, row.written, row.archivedToday, row.live, row.segments, mib(row.archiveBytes),
-			mib(row.etcd.file), mib(row.etcd.inUseCompacted), mib(row.etcd.fileDefragged), mib(row.apiRSS))
+			mib(row.etcd.file), mib(row.etcd.inUseCompacted), mib(row.etcd.fileDefragged), mib(row.apiRSS), mib(row.apiHeap))
 	}
 	printEstate(os.Stdout, days, empty, apiEmpty, e, perDay)
 	return nil
@@ -141,14 +141,14 @@ func liveLedger(ctx context.Context, c client.Client) (entries, segments int, er
 func printEstate(w io.Writer, days []estateDay, empty etcdSizes, apiEmpty int64, e estateOptions, perDay int) {
 	fmt.Fprintf(w, "\n%d pods, %d certificates of %s each a day (%d entries a day), retainExpiredFor %s; empty control plane: etcd %s defragmented, kube-apiserver %s\n\n",
 		e.pods, e.renewalsPerDay, e.lifetime, perDay, e.retain, mib(empty.fileDefragged), mib(apiEmpty))
-	fmt.Fprintln(w, "| day | entries written (total) | archived that day | live entries | live segments | archive | etcd DB as written | etcd in use after compaction | etcd DB defragmented | kube-apiserver RSS | fill / retention | elapsed |")
+	fmt.Fprintln(w, "| day | entries written (total) | archived that day | live entries | live segments | archive | etcd DB as written | etcd in use after compaction | etcd DB defragmented | kube-apiserver RSS (Go heap in use) | fill / retention | elapsed |")
 	fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	total := 0
 	for _, d := range days {
 		total += d.written
-		fmt.Fprintf(w, "| %d | %d (%d) | %d | %d | %d | %s | %s | %s | %s | %s | %s / %s | %s |\n",
+		fmt.Fprintf(w, "| %d | %d (%d) | %d | %d | %d | %s | %s | %s | %s | %s (%s) | %s / %s | %s |\n",
 			d.day, d.written, total, d.archivedToday, d.live, d.segments, mib(d.archiveBytes),
-			mib(d.etcd.file), mib(d.etcd.inUseCompacted), mib(d.etcd.fileDefragged), mib(d.apiRSS),
+			mib(d.etcd.file), mib(d.etcd.inUseCompacted), mib(d.etcd.fileDefragged), mib(d.apiRSS), mib(d.apiHeap),
 			d.fill.Round(100*time.Millisecond), d.retainTook.Round(100*time.Millisecond), d.elapse.Round(time.Second))
 	}
 	if total > 0 && len(days) > 0 {

@@ -150,6 +150,7 @@ type row struct {
 	etcd                       etcdSizes
 	etcdDBEmpty                int64
 	apiRSS, apiRSSEmpty        int64
+	apiHeap, apiHeapEmpty      int64
 	ctlRSS, ctlPeak            int64
 	synced, crlServed          time.Duration
 	answers                    map[string]int
@@ -165,12 +166,12 @@ func printTable(w io.Writer, rows []row, memoryLimit int64) {
 	if memoryLimit > 0 {
 		limit = fmt.Sprintf(" (limit %s, GOMEMLIMIT %s)", mib(memoryLimit), mib(goMemLimit(memoryLimit)))
 	}
-	fmt.Fprintln(w, "\n| N entries | storage | live / archived | objects | revoked | fill | bytes/entry in the API (JSON) | etcd DB as written (Δ) | etcd DB compacted+defragmented (status dbSize) | kube-apiserver RSS (Δ) | quill-controller RSS settled / peak"+limit+" | start → ledger synced | start → CRL served | OCSP answers for a revoked serial during start | wrong | audit report | archive |")
-	fmt.Fprintln(w, "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|")
+	fmt.Fprintln(w, "\n| N entries | storage | live / archived | objects | revoked | fill | bytes/entry in the API (JSON) | etcd DB as written (Δ) | etcd DB compacted+defragmented (status dbSize) | kube-apiserver RSS (Δ) | kube-apiserver Go heap in use (Δ) | quill-controller RSS settled / peak"+limit+" | start → ledger synced | start → CRL served | OCSP answers for a revoked serial during start | wrong | audit report | archive |")
+	fmt.Fprintln(w, "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|")
 	for _, r := range rows {
-		fmt.Fprintf(w, "| %d | %s | %d / %d | %d | %d | %s | %.0f | %s (+%s) | %s | %s (+%s) | %s / %s | %s | %s | %s | %d | %s (%d rows) | %s |\n",
+		fmt.Fprintf(w, "| %d | %s | %d / %d | %d | %d | %s | %.0f | %s (+%s) | %s | %s (+%s) | %s (+%s) | %s / %s | %s | %s | %s | %d | %s (%d rows) | %s |\n",
 			r.n, r.format, r.live, r.archived, r.objects, r.revoked, r.fill.Round(time.Second), r.bytesPerEntry,
-			mib(r.etcd.file), mib(r.etcd.file-r.etcdDBEmpty), mib(r.etcd.fileDefragged), mib(r.apiRSS), mib(r.apiRSS-r.apiRSSEmpty),
+			mib(r.etcd.file), mib(r.etcd.file-r.etcdDBEmpty), mib(r.etcd.fileDefragged), mib(r.apiRSS), mib(r.apiRSS-r.apiRSSEmpty), mib(r.apiHeap), mib(r.apiHeap-r.apiHeapEmpty),
 			mib(r.ctlRSS), mib(r.ctlPeak), r.synced.Round(10*time.Millisecond), r.crlServed.Round(10*time.Millisecond),
 			formatAnswers(r.answers), r.wrongAnswers, r.audit.Round(10*time.Millisecond), r.auditRows, mib(r.archiveBytes))
 	}
@@ -270,7 +271,7 @@ func measure(o options, n int, format ledgerfill.Format) (r row, err error) {
 	if err != nil {
 		return r, err
 	}
-	r.etcdDBEmpty, r.apiRSSEmpty = etcdDBSize(b.procs["etcd"]), rss(b.procs["kube-apiserver"], "VmRSS")
+	r.etcdDBEmpty, r.apiRSSEmpty, r.apiHeapEmpty = etcdDBSize(b.procs["etcd"]), rss(b.procs["kube-apiserver"], "VmRSS"), apiHeap(env.Config)
 
 	spec := ledgerfill.Spec{Issuer: issuerID, Home: clusterNS, Authority: b.ca.Authority, Format: format, N: n,
 		RevokedPercent: o.revokedPct, Concurrency: o.concurrency,
@@ -317,7 +318,7 @@ func measure(o options, n int, format ledgerfill.Format) (r row, err error) {
 	}
 	// The API server's watch cache holds every object from the moment it
 	// was written; etcd's file holds every revision until compacted.
-	r.apiRSS = rss(b.procs["kube-apiserver"], "VmRSS")
+	r.apiRSS, r.apiHeap = rss(b.procs["kube-apiserver"], "VmRSS"), apiHeap(env.Config)
 	if r.etcd, err = gw.measure(b.procs["etcd"]); err != nil {
 		return r, err
 	}
