@@ -46,11 +46,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	"golang.org/x/crypto/ocsp"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 	"github.com/quill-pki/quill/controllers/revocationdata"
@@ -91,6 +93,9 @@ func main() {
 	flag.BoolVar(&o.estate.run, "estate", false, "run the 30-day estate instead of the ledger sizes (see estate.go)")
 	o.estate.register()
 	flag.Parse()
+	// controller-runtime's clients log through it; the benchmark reports
+	// their errors itself.
+	ctrllog.SetLogger(logr.Discard())
 	if *memLimit != "" {
 		q, err := resource.ParseQuantity(*memLimit)
 		if err != nil {
@@ -256,7 +261,14 @@ func measure(o options, n int, format ledgerfill.Format) (r row, err error) {
 	r.n, r.format = n, format
 	step("N=%d %s: starting kube-apiserver and etcd", n, format)
 	ctx := context.Background()
-	b, err := startBench(ctx, time.Now().Add(-24*time.Hour))
+	// With -live-max the oldest entries go to the archive, signed long
+	// ago by a CA that was valid then.
+	archived := o.liveMax > 0 && n > o.liveMax && format == ledgerfill.FormatSegments
+	caFrom := time.Now().Add(-24 * time.Hour)
+	if archived {
+		caFrom = time.Now().Add(-210 * 24 * time.Hour)
+	}
+	b, err := startBench(ctx, caFrom)
 	if err != nil {
 		return r, err
 	}
@@ -284,27 +296,28 @@ func measure(o options, n int, format ledgerfill.Format) (r row, err error) {
 			spec.Concurrency = 4
 		}
 	}
+	step("N=%d %s: signing and recording %d certificates", n, format, n)
+	start := time.Now()
 	var archiveDir string
-	if o.liveMax > 0 && n > o.liveMax && format == ledgerfill.FormatSegments {
+	if archived {
 		if archiveDir, err = os.MkdirTemp("", "ledgerscale-archive-"); err != nil {
 			return r, err
 		}
 		defer os.RemoveAll(archiveDir)
-		// The archived part expired long ago: signed 120 to 30 days before
-		// the live part, for 90 days, as retention would have left it.
-		spec.Archive, spec.ArchiveN = newArchive(archiveDir), n-o.liveMax
-		spec.IssuedFrom, spec.IssuedSpan = time.Now().Add(-120*24*time.Hour), 120*24*time.Hour
-		b.ca, err = ledgerfill.NewCA("Quill ledger-scale CA", time.Now().Add(-200*24*time.Hour))
+		// The archived part is what retention left: signed 200 to 100 days
+		// ago for 90 days, so expired 10 to 110 days ago.
+		old := spec
+		old.N, old.ArchiveN, old.Archive = n-o.liveMax, n-o.liveMax, newArchive(archiveDir)
+		old.IssuedFrom, old.IssuedSpan = time.Now().Add(-200*24*time.Hour), 100*24*time.Hour
+		resOld, err := ledgerfill.Fill(ctx, b.c, old)
 		if err != nil {
 			return r, err
 		}
-		if err := b.replaceCA(ctx); err != nil {
-			return r, err
-		}
-		spec.Authority = b.ca.Authority
+		r.archived, r.revoked = resOld.Archived, resOld.Revoked
+		// The live part: signed over the last 10 days.
+		spec.N, spec.FirstIndex = o.liveMax, n-o.liveMax
+		spec.IssuedFrom, spec.IssuedSpan = time.Now().Add(-10*24*time.Hour), 10*24*time.Hour
 	}
-	step("N=%d %s: signing and recording %d certificates", n, format, n)
-	start := time.Now()
 	res, err := ledgerfill.Fill(ctx, b.c, spec)
 	if err != nil {
 		return r, err
@@ -312,7 +325,8 @@ func measure(o options, n int, format ledgerfill.Format) (r row, err error) {
 	if res.RevokedCert == nil {
 		return r, errors.New("no live entry was revoked: raise -revoked-percent or N")
 	}
-	r.fill, r.revoked, r.live, r.archived, r.objects, r.bytesPerEntry = time.Since(start), res.RevokedLive, res.Live, res.Archived, res.Objects, res.BytesPerEntry()
+	r.fill, r.live, r.objects, r.bytesPerEntry = time.Since(start), res.Live, res.Objects, res.BytesPerEntry()
+	r.revoked += res.Revoked
 	if archiveDir != "" {
 		r.archiveBytes = dirSize(archiveDir)
 	}
@@ -404,16 +418,6 @@ func measure(o options, n int, format ledgerfill.Format) (r row, err error) {
 		return r, fmt.Errorf("audit report has %d rows; the ledger has %d entries", r.auditRows, n)
 	}
 	return r, nil
-}
-
-// replaceCA points the issuer's CA Secret at b.ca.
-func (b *bench) replaceCA(ctx context.Context) error {
-	var s corev1.Secret
-	if err := b.c.Get(ctx, client.ObjectKey{Namespace: clusterNS, Name: caSecret}, &s); err != nil {
-		return err
-	}
-	s.Data = map[string][]byte{corev1.TLSCertKey: b.ca.CertPEM, corev1.TLSPrivateKeyKey: b.ca.KeyPEM}
-	return b.c.Update(ctx, &s)
 }
 
 // dirSize is the bytes of the files under dir.
