@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/big"
@@ -171,8 +172,8 @@ func (ix *Index) Segments(k quillv1.IssuerID) []SegmentInfo {
 // signed a second time. The index keeps neither seg's data nor entries'
 // certificates beyond that.
 func (ix *Index) PutSegment(seg *quillv1.LedgerSegment, entries []Entry) {
-	meta := seg.DeepCopy()
-	meta.Spec.Data = nil
+	meta := &quillv1.LedgerSegment{ObjectMeta: *seg.ObjectMeta.DeepCopy(), Spec: seg.Spec}
+	meta.Spec.Data = nil // not copied: up to MaxSegmentBytes the index does not keep
 	rv, _ := strconv.ParseUint(seg.ResourceVersion, 10, 64)
 	var ch changes
 	ix.mu.Lock()
@@ -582,12 +583,13 @@ func (ii *issuerIndex) add(r rec) uint32 {
 	return uint32((n-1)*chunkSize + len(last))
 }
 
-// each calls fn with every slot in use.
-func (ii *issuerIndex) each(fn func(slot uint32, r *rec)) {
+// each calls fn with every slot in use, in slot order, until fn returns
+// false.
+func (ii *issuerIndex) each(fn func(slot uint32, r *rec) bool) {
 	for c, chunk := range ii.recs {
 		for i := range chunk {
-			if r := &chunk[i]; r.flags&flagFree == 0 {
-				fn(uint32(c*chunkSize+i), r)
+			if r := &chunk[i]; r.flags&flagFree == 0 && !fn(uint32(c*chunkSize+i), r) {
+				return
 			}
 		}
 	}
@@ -793,7 +795,7 @@ func (st *store) record(k quillv1.IssuerID, r *rec) Record {
 		NoRevocationAvailable: r.flags&flagNoRevAvail != 0,
 	}
 	if r.flags&flagDerivedName != 0 {
-		out.Segment, out.Namespace = EntryName(k, out.Serial), st.strList[r.holder]
+		out.Segment, out.Namespace = derivedEntryName(k, &r.serial), st.strList[r.holder]
 	} else if r.holder != 0 {
 		h := &st.holders[r.holder]
 		out.Segment, out.Namespace = h.name, h.namespace
@@ -921,9 +923,11 @@ func (st *store) removeSlot(ii *issuerIndex, slot uint32) bool {
 	return wasRevoked
 }
 
-// applyIssued applies an issued entry r (without revocation) of issuer k,
-// whose own revocation is rev, and reports the change; always says
-// whether it reports a change even when nothing did (legacy updates did).
+// applyIssued applies r, an issued entry of issuer k without its
+// revocation, which is rev. The record takes r's holder unless it has one
+// of higher rank; its revocation is the winner of all it has seen. With
+// always, a Change is reported even when nothing changed, as an
+// IssuedCertificate's update always was.
 func (st *store) applyIssued(k quillv1.IssuerID, r rec, rev *EntryRevocation, ch *changes, always bool) {
 	ii := st.issuer(k)
 	slot, existed := ii.bySerial[r.serial]
@@ -1085,28 +1089,46 @@ func (st *store) deleteSegment(ns, name string, ch *changes) {
 	if h.stage == quillv1.LedgerStageSealed {
 		k := h.issuer
 		if ii := st.issuers[k]; ii != nil {
-			ii.each(func(slot uint32, r *rec) {
-				if r.flags&flagLegacy == 0 && r.holder == id {
-					serial := r.serial
-					ch.add(k, &serial, st.removeSlot(ii, slot))
-				}
-			})
 			for serial, p := range ii.pending {
 				if p.holder == id {
 					delete(ii.pending, serial)
 					st.release(id)
 				}
 			}
+			// Every remaining reference is a record. Retention deletes the
+			// oldest segments, whose records sit in the first slots, so
+			// the walk usually stops early.
+			ii.each(func(slot uint32, r *rec) bool {
+				if r.flags&flagLegacy == 0 && r.holder == id {
+					serial := r.serial
+					ch.add(k, &serial, st.removeSlot(ii, slot))
+				}
+				return st.holders[id].refs > 0
+			})
 		}
 	}
 	st.forgetIfUnused(id)
 }
 
+// derivedEntryName is EntryName(k, serial), without formatting a big.Int
+// on every Lookup of a record not migrated yet: the key is the serial in
+// 20 bytes, so its hex is EntryName's 40 digits.
+func derivedEntryName(k quillv1.IssuerID, serial *serialKey) string {
+	prefix := "qi."
+	if k.IsCluster() {
+		prefix = "qci."
+	}
+	if len(prefix)+len(k.Name)+1+2*len(serial) > maxNameLen {
+		return EntryName(k, serial.bigInt())
+	}
+	return prefix + k.Name + "." + hex.EncodeToString(serial[:])
+}
+
 // legacyHolder is the holder of the IssuedCertificate ns/name of issuer k
 // holding serial: a derived name when it is EntryName's (every record
 // Quill wrote), else a holder of its own.
-func (st *store) legacyHolder(k quillv1.IssuerID, serial *big.Int, ns, name string) (uint32, uint8) {
-	if name == EntryName(k, serial) {
+func (st *store) legacyHolder(k quillv1.IssuerID, serial *serialKey, ns, name string) (uint32, uint8) {
+	if name == derivedEntryName(k, serial) {
 		return st.str(ns), flagLegacy | flagDerivedName
 	}
 	return st.holderFor(legacyKey(ns, name), holder{name: name, namespace: ns, issuer: k, legacy: true}), flagLegacy
@@ -1121,7 +1143,7 @@ func (st *store) applyLegacy(e *quillv1.IssuedCertificate, ch *changes) {
 	}
 	k := e.Spec.IssuerRef.ID()
 	s := &e.Spec
-	h, flags := st.legacyHolder(k, key.bigInt(), e.Namespace, e.Name)
+	h, flags := st.legacyHolder(k, &key, e.Namespace, e.Name)
 	r := rec{
 		serial: key, holder: h, flags: flags, request: s.Origin.Name,
 		issuedAt: s.IssuedAt.UnixMicro(), notBefore: s.NotBefore.Unix(), notAfter: s.NotAfter.Unix(),
@@ -1180,7 +1202,7 @@ func (st *store) deleteLegacy(e *quillv1.IssuedCertificate, ch *changes) {
 		return
 	}
 	if r.flags&flagDerivedName != 0 {
-		if st.strList[r.holder] != e.Namespace || e.Name != EntryName(k, key.bigInt()) {
+		if st.strList[r.holder] != e.Namespace || e.Name != derivedEntryName(k, &key) {
 			return
 		}
 	} else if h := &st.holders[r.holder]; h.namespace != e.Namespace || h.name != e.Name {
@@ -1213,7 +1235,7 @@ func (st *store) put(in Record, ch *changes) {
 	}
 	switch {
 	case in.Legacy:
-		r.holder, r.flags = st.legacyHolder(k, in.Serial, in.Namespace, in.Segment)
+		r.holder, r.flags = st.legacyHolder(k, &key, in.Namespace, in.Segment)
 	case in.Segment != "":
 		r.holder = st.holderFor(segmentKey(in.Namespace, in.Segment), holder{name: in.Segment, namespace: in.Namespace, issuer: k})
 	}

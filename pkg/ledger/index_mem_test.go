@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-logr/logr"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 )
@@ -71,24 +72,7 @@ func heapBytesPerRecord(b *testing.B, n int, load func() *Index) {
 //	go test -run '^$' -bench IndexMemory -benchtime 1x ./pkg/ledger/
 func BenchmarkIndexMemory(b *testing.B) {
 	b.Run("segments", func(b *testing.B) {
-		heapBytesPerRecord(b, memRecords, func() *Index {
-			ix, fresh := NewIndex(), newStore()
-			for start := 0; start < memRecords; start += 2000 {
-				entries := make([]Entry, 0, 2000)
-				for i := start; i < start+2000; i++ {
-					entries = append(entries, memEntry(i))
-				}
-				seg, err := NewSegment(issuerA, "home", quillv1.LedgerStageSealed, t0, entries)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if err := fresh.load(seg, logr.Discard()); err != nil {
-					b.Fatal(err)
-				}
-			}
-			ix.replace(fresh, "1", "1")
-			return ix
-		})
+		heapBytesPerRecord(b, memRecords, func() *Index { return loadSegments(b) })
 	})
 	b.Run("issued-certificates", func(b *testing.B) {
 		heapBytesPerRecord(b, memRecords, func() *Index {
@@ -108,6 +92,54 @@ func BenchmarkIndexMemory(b *testing.B) {
 			ix.replace(fresh, "1", "1")
 			return ix
 		})
+	})
+}
+
+// loadSegments loads memRecords entries as Run does: sealed segments of
+// 2000, each decoded, applied and dropped.
+func loadSegments(b *testing.B) *Index {
+	ix, fresh := NewIndex(), newStore()
+	for start := 0; start < memRecords; start += 2000 {
+		entries := make([]Entry, 0, 2000)
+		for i := start; i < start+2000; i++ {
+			entries = append(entries, memEntry(i))
+		}
+		seg, err := NewSegment(issuerA, "home", quillv1.LedgerStageSealed, t0, entries)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := fresh.load(seg, logr.Discard()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	ix.replace(fresh, "1", "1")
+	return ix
+}
+
+// BenchmarkIndexLookup is OCSP's and a retried request's question at the
+// design size: a serial's record, and a request's.
+//
+//	go test -run '^$' -bench IndexLookup ./pkg/ledger/
+func BenchmarkIndexLookup(b *testing.B) {
+	ix := loadSegments(b)
+	e := memEntry(memRecords / 2)
+	serial, _ := e.SerialInt()
+	uid := types.UID(e.Origin.UID)
+	b.Run("serial", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, ok := ix.Lookup(issuerA, serial); !ok {
+				b.Fatal("not found")
+			}
+		}
+	})
+	b.Run("request", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, ok := ix.ByRequest(issuerA, uid); !ok {
+				b.Fatal("not found")
+			}
+		}
 	})
 }
 

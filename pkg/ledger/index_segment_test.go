@@ -395,3 +395,77 @@ func gzipOf(t testing.TB, text string) []byte {
 	}
 	return buf.Bytes()
 }
+
+// TestIndexSealedDeletionRemovesAll: deleting a sealed segment removes
+// every record it holds, wherever they sit among other segments' records.
+func TestIndexSealedDeletionRemovesAll(t *testing.T) {
+	t.Parallel()
+	var all []Entry
+	for i := int64(1); i <= 5; i++ {
+		all = append(all, issued(i, fmt.Sprint("u", i)))
+	}
+	odd := segment(t, quillv1.LedgerStageSealed, "qi.ca.s01", "2", all[0], all[2], all[4])
+	even := segment(t, quillv1.LedgerStageSealed, "qi.ca.s02", "3", all[1], all[3])
+	ix := NewIndex()
+	mustApply(t, ix, segment(t, quillv1.LedgerStageJournal, "qi.ca.j01", "1", all...), odd, even)
+	if err := ix.Delete(odd); err != nil {
+		t.Fatal(err)
+	}
+	if got := serials(ix.ForCertificate(issuerA, "team-a", "app")); got != "2,4" {
+		t.Fatalf("after deleting the odd serials' segment: %s, want 2,4", got)
+	}
+	if err := ix.Delete(even); err != nil {
+		t.Fatal(err)
+	}
+	if n := ix.Count(issuerA); n != 0 {
+		t.Fatalf("%d records after deleting both sealed segments", n)
+	}
+}
+
+// TestIndexManyRecords crosses chunk boundaries and reuses freed slots.
+func TestIndexManyRecords(t *testing.T) {
+	t.Parallel()
+	batch := func(name string, from, n int64) *quillv1.LedgerSegment {
+		var es []Entry
+		for i := from; i < from+n; i++ {
+			es = append(es, issued(i, fmt.Sprint("u", i)))
+		}
+		return segment(t, quillv1.LedgerStageSealed, name, "1", es...)
+	}
+	ix := NewIndex()
+	middle := batch("qi.ca.s02", 1500, 1500)
+	mustApply(t, ix, batch("qi.ca.s01", 0, 1500), middle, batch("qi.ca.s03", 3000, 1500))
+	if err := ix.Delete(middle); err != nil {
+		t.Fatal(err)
+	}
+	mustApply(t, ix, batch("qi.ca.s04", 10_000, 1000))
+	if n := ix.Count(issuerA); n != 4000 {
+		t.Fatalf("count %d, want 4000", n)
+	}
+	for i := int64(0); i < 11_000; i++ {
+		want := i < 1500 || 3000 <= i && i < 4500 || i >= 10_000
+		r, ok := ix.ByRequest(issuerA, types.UID(fmt.Sprint("u", i)))
+		if ok != want || ok && r.Serial.Int64() != i {
+			t.Fatalf("request u%d: found %v (serial %v), want %v", i, ok, r.Serial, want)
+		}
+		if _, ok := ix.Lookup(issuerA, big.NewInt(i)); ok != want {
+			t.Fatalf("serial %d: found %v, want %v", i, ok, want)
+		}
+	}
+	if got := len(ix.ForCertificate(issuerA, "team-a", "app")); got != 4000 {
+		t.Fatalf("ForCertificate lists %d, want 4000", got)
+	}
+}
+
+func TestDerivedEntryName(t *testing.T) {
+	t.Parallel()
+	long := quillv1.IssuerID{Kind: quillv1.ClusterIssuerKind, Name: strings.Repeat("x", 250)}
+	for _, k := range []quillv1.IssuerID{issuerA, issuerB, long} {
+		for _, s := range []*big.Int{big.NewInt(0), big.NewInt(0xabc), new(big.Int).Lsh(big.NewInt(1), 159)} {
+			key, _ := keyOf(s)
+			if got, want := derivedEntryName(k, &key), EntryName(k, s); got != want {
+				t.Errorf("derivedEntryName(%s, %x) = %s, want %s", k.Name[:2], s, got, want)
+			}
+		}
+	}
+}

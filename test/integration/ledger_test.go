@@ -39,14 +39,17 @@ func (c *listCounter) List(ctx context.Context, list client.ObjectList, opts ...
 }
 
 // TestLedgerIndexLoadsInPages checks that the ledger index reads the ledger
-// page by page from the real API server (so its start-up peak is one page,
-// not the whole ledger decoded at once), is synced only once every page is
-// in, and then follows revocations and deletions through its watch.
+// page by page from the real API server, both its LedgerSegments and the
+// IssuedCertificates of a ledger not migrated yet (so its start-up peak is
+// one page, not the whole ledger decoded at once), skips a corrupt segment,
+// is synced only once every page is in, and then follows revocations,
+// migrations and deletions through its watches.
 func TestLedgerIndexLoadsInPages(t *testing.T) {
 	t.Parallel()
 	ns := newNamespace(t)
 	ctx := t.Context()
-	const n = 1203 // three pages of 500
+	const n = 1203    // IssuedCertificates: three pages of 500
+	const nSeg = 1800 // segment entries: 18 sealed segments of 100, two pages of 16
 	k := quillv1.IssuerID{Kind: quillv1.IssuerKind, Namespace: ns, Name: "paged"}
 
 	caPEM, keyPEM, err := issuance.NewSelfSignedRoot(pkix.Name{CommonName: "paged CA"}, issuance.ECDSAP256, 24*time.Hour, time.Now())
@@ -66,30 +69,59 @@ func TestLedgerIndexLoadsInPages(t *testing.T) {
 		t.Fatal(err)
 	}
 	csr := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
-	entries := make([]*quillv1.IssuedCertificate, n)
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	sem := make(chan struct{}, 16)
 	now := time.Now()
-	for i := range n {
+	sign := func() *x509.Certificate {
 		issued, err := auth.Sign(issuance.Request{CSR: csr, KeyUsage: x509.KeyUsageDigitalSignature}, issuance.Options{Now: now, DefaultDuration: time.Hour})
 		if err != nil {
 			t.Fatal(err)
 		}
-		e, err := ledger.NewEntry(k, ns, issued.Certificate, now, ledger.Origin{Kind: quillv1.OriginKindCertificateRequest,
-			Namespace: ns, Name: fmt.Sprintf("r%d", i), UID: types.UID(fmt.Sprintf("uid-%d", i))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		entries[i] = e
+		return issued.Certificate
+	}
+	origin := func(i int) ledger.Origin {
+		return ledger.Origin{Kind: quillv1.OriginKindCertificateRequest, Namespace: ns, Name: fmt.Sprintf("r%d", i), UID: types.UID(fmt.Sprintf("uid-%d", i))}
+	}
+	entries := make([]*quillv1.IssuedCertificate, n)
+	var wg sync.WaitGroup
+	errs := make(chan error, n+nSeg)
+	sem := make(chan struct{}, 16)
+	create := func(o client.Object) {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			if err := env.Client.Create(ctx, e); err != nil {
+			if err := env.Client.Create(ctx, o); err != nil {
 				errs <- err
 			}
 		})
 	}
+	for i := range n {
+		e, err := ledger.NewEntry(k, ns, sign(), now, origin(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries[i] = e
+		create(e)
+	}
+	segEntries := make([]ledger.Entry, nSeg)
+	for i := range nSeg {
+		if segEntries[i], err = ledger.EntryOf(sign(), now, origin(n+i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sealed := make([]*quillv1.LedgerSegment, 0, nSeg/100)
+	for i := 0; i < nSeg; i += 100 {
+		seg, err := ledger.NewSegment(k, ns, quillv1.LedgerStageSealed, now, segEntries[i:i+100])
+		if err != nil {
+			t.Fatal(err)
+		}
+		sealed = append(sealed, seg)
+		create(seg)
+	}
+	corrupt, err := ledger.NewSegment(k, ns, quillv1.LedgerStageJournal, now, segEntries[:1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	corrupt.Spec.Data = []byte("not gzip")
+	create(corrupt)
 	wg.Wait()
 	close(errs)
 	for err := range errs {
@@ -104,14 +136,20 @@ func TestLedgerIndexLoadsInPages(t *testing.T) {
 	t.Cleanup(func() { stop(); <-done })
 
 	harness.Eventually(t, "the index to sync", time.Minute, func() (bool, error) { return ix.Synced(), nil })
-	if got := ix.Count(k); got != n {
-		t.Fatalf("index holds %d records of the issuer after sync; want %d", got, n)
+	if got := ix.Count(k); got != n+nSeg {
+		t.Fatalf("index holds %d records of the issuer after sync; want %d", got, n+nSeg)
+	}
+	if got := ix.CorruptSegments(); got != 1 {
+		t.Fatalf("%d corrupt segments counted; want the one", got)
+	}
+	if got := len(ix.Segments(k)); got != len(sealed)+1 {
+		t.Fatalf("%d segments described; want %d", got, len(sealed)+1)
 	}
 	lc.mu.Lock()
 	limits := append([]int64(nil), lc.limits...)
 	lc.mu.Unlock()
-	if len(limits) < 3 {
-		t.Fatalf("the index listed the ledger in %d requests %v; want pages of at most 500 (at least 3 for %d records)", len(limits), limits, n)
+	if len(limits) < 3+2 {
+		t.Fatalf("the index listed the ledger in %d requests %v; want pages of at most 500 (at least 3 for %d records, 2 for %d segments)", len(limits), limits, n, len(sealed)+1)
 	}
 	for _, l := range limits {
 		if l <= 0 || l > 500 {
@@ -119,7 +157,10 @@ func TestLedgerIndexLoadsInPages(t *testing.T) {
 		}
 	}
 
-	// Changes after the list arrive through the watch.
+	// Changes after the list arrive through the watches: a legacy
+	// revocation and deletion, a journal's revocation line, a record
+	// migrated into a sealed segment (its IssuedCertificate deleted after),
+	// and a sealed segment deleted with what it holds.
 	revoked := entries[7].DeepCopy()
 	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(revoked), revoked); err != nil {
 		t.Fatal(err)
@@ -131,11 +172,43 @@ func TestLedgerIndexLoadsInPages(t *testing.T) {
 	if err := env.Client.Delete(ctx, entries[8]); err != nil {
 		t.Fatal(err)
 	}
+	revokeLine := ledger.Entry{Serial: segEntries[5].Serial, NotAfter: segEntries[5].NotAfter,
+		Revocation: &ledger.EntryRevocation{Reason: quillv1.ReasonSuperseded, At: now.Unix(), By: "test"}}
+	journal, err := ledger.NewSegment(k, ns, quillv1.LedgerStageJournal, now, []ledger.Entry{revokeLine})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Client.Create(ctx, journal); err != nil {
+		t.Fatal(err)
+	}
+	migratedEntry, err := ledger.EntryOfLegacy(entries[9])
+	if err != nil {
+		t.Fatal(err)
+	}
+	migrated, err := ledger.NewSegment(k, ns, quillv1.LedgerStageSealed, now, []ledger.Entry{migratedEntry})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Client.Create(ctx, migrated); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Client.Delete(ctx, entries[9]); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Client.Delete(ctx, sealed[len(sealed)-1]); err != nil {
+		t.Fatal(err)
+	}
 	serial7, _ := ledgerSerial(entries[7])
-	harness.Eventually(t, "the watch to deliver a revocation and a deletion", time.Minute, func() (bool, error) {
-		r, ok := ix.Lookup(k, serial7)
-		return ok && r.Revoked && ix.Count(k) == n-1, nil
+	serial9, _ := ledgerSerial(entries[9])
+	serial5, _ := segEntries[5].SerialInt()
+	harness.Eventually(t, "the watches to deliver revocations, a migration and deletions", time.Minute, func() (bool, error) {
+		r7, ok7 := ix.Lookup(k, serial7)
+		r5, ok5 := ix.Lookup(k, serial5)
+		return ok7 && r7.Revoked && ok5 && r5.Revoked && ix.Count(k) == n+nSeg-1-100, nil
 	})
+	if r, ok := ix.Lookup(k, serial9); !ok || r.Segment != migrated.Name || r.Legacy {
+		t.Fatalf("the migrated record: found %v, in %s (legacy %v); want it in its sealed segment", ok, r.Segment, r.Legacy)
+	}
 }
 
 func ledgerSerial(e *quillv1.IssuedCertificate) (*big.Int, bool) {
