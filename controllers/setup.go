@@ -11,6 +11,8 @@
 //     ConfigMaps, responder Secrets, URLs), shared by the three above;
 //   - trustbundle, intermediate, inventory: CA bundles, HSM-backed
 //     intermediates' certificates, and the crypto-agility inventory.
+//   - ledger: the leader's ledger compactor (sealing journals, retention
+//     into the archive, migration of IssuedCertificates).
 //
 // What they share sits under internal/: issuers (reconciler plumbing),
 // classify (errors to reasons and retry behaviour) and fixture (unit-test
@@ -32,6 +34,7 @@ import (
 	"github.com/quill-pki/quill/controllers/internal/issuers"
 	"github.com/quill-pki/quill/controllers/inventory"
 	"github.com/quill-pki/quill/controllers/issuance"
+	ledgercontroller "github.com/quill-pki/quill/controllers/ledger"
 	"github.com/quill-pki/quill/controllers/revocation"
 	"github.com/quill-pki/quill/controllers/revocationhttp"
 	"github.com/quill-pki/quill/controllers/trustbundle"
@@ -100,6 +103,19 @@ type Options struct {
 	// controller creates; only those are taken to belong to a Certificate.
 	// Empty means DefaultCertManagerUsername.
 	CertManagerUsername string
+
+	// LedgerArchiveDir is the ledger archive's directory (a mounted
+	// volume): entries whose certificates expired longer ago than their
+	// issuer's spec.ledger.retainExpiredFor move there. Empty turns
+	// retention off: nothing leaves the live ledger.
+	LedgerArchiveDir string
+	// LedgerSealAfter is how old a journal is before the compactor seals
+	// it; zero means ledger.DefaultSealAfter.
+	LedgerSealAfter time.Duration
+	// SkipLedgerMigration leaves the legacy IssuedCertificates in place
+	// instead of converting them into sealed segments when the leader
+	// starts.
+	SkipLedgerMigration bool
 
 	// CRLPartSize is for tests only: the most CRL bytes one ConfigMap
 	// holds, so that a CRL of a few entries is published in parts; zero
@@ -191,6 +207,25 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if err := inventory.Setup(mgr, index, opts.Metrics, opts.Clock); err != nil {
 		return err
 	}
+	// The ledger's compactor, on the leader: seals journals, applies
+	// retention into the archive, migrates IssuedCertificates. It reads
+	// segments through the uncached watcher client, never the cache.
+	compactor := &ledger.Compactor{Client: watcher, Requests: mgr.GetClient(), Index: index, Clock: opts.Clock, SealAfter: opts.LedgerSealAfter}
+	if opts.LedgerArchiveDir != "" {
+		compactor.Archive = &ledger.Archive{Dir: opts.LedgerArchiveDir}
+	}
+	compactorMetrics, err := ledgercontroller.NewMetrics(crmetrics.Registry)
+	if err != nil {
+		return err
+	}
+	if err := mgr.Add(ledgercontroller.New(ledgercontroller.Config{
+		Compactor: compactor, Issuers: mgr.GetClient(), ClusterResourceNamespace: opts.ClusterResourceNamespace,
+		Recorder: recorder, Log: mgr.GetLogger().WithName("ledger-compactor"), Metrics: compactorMetrics,
+		SkipMigration: opts.SkipLedgerMigration,
+	})); err != nil {
+		return err
+	}
+
 	if err := intermediate.Setup(mgr, store, opts.ClusterResourceNamespace, opts.Clock, recorder); err != nil {
 		return err
 	}

@@ -30,6 +30,9 @@ import (
 var (
 	errNoNamespace = errors.New("--cluster-resource-namespace must not be empty")
 	errBadModule   = errors.New("want name=/absolute/path/to/library.so")
+
+	errRelativeArchive = errors.New("--ledger-archive-dir must be an absolute path")
+	errBadSealAfter    = errors.New("--ledger-seal-after must be positive")
 )
 
 func main() {
@@ -55,6 +58,9 @@ func run() error {
 		ocspNonceRate  float64
 		revBaseURL     string
 		cmUsername     string
+		archiveDir     string
+		sealAfter      time.Duration
+		migrate        bool
 	)
 	// --kubeconfig is registered by controller-runtime's config package.
 	flag.StringVar(&clusterNS, "cluster-resource-namespace", "quill-system",
@@ -76,6 +82,12 @@ func run() error {
 		"URL at which clients reach the CRL/OCSP endpoint (e.g. http://quill.quill-system.svc:8082); embedded in certificates of issuers that set no URLs of their own")
 	flag.StringVar(&cmUsername, "cert-manager-username", controllers.DefaultCertManagerUsername,
 		"the user cert-manager's controller authenticates as: only CertificateRequests it created (spec.username, recorded by cert-manager's webhook) count as a Certificate's, for revocation of superseded and deleted Certificates' certificates")
+	flag.StringVar(&archiveDir, "ledger-archive-dir", "",
+		"directory (a mounted volume) of the ledger archive: entries whose certificates expired longer ago than their issuer's spec.ledger.retainExpiredFor move there from the cluster; empty turns retention off and nothing leaves the live ledger")
+	flag.DurationVar(&sealAfter, "ledger-seal-after", ledger.DefaultSealAfter,
+		"how old a ledger journal is before the leader seals it into a compact segment (dropping certificates no request needs any more)")
+	flag.BoolVar(&migrate, "ledger-migrate", true,
+		"when the leader starts, convert the legacy ledger (one IssuedCertificate per certificate) into sealed segments and delete the IssuedCertificates; false leaves them, still read")
 	modules := map[string]string{}
 	flag.Func("pkcs11-module", "allow a PKCS#11 library for spec.ca.pkcs11.module, as name=/absolute/path.so (repeatable)", func(v string) error {
 		name, path, ok := strings.Cut(v, "=")
@@ -101,6 +113,12 @@ func run() error {
 
 	if clusterNS == "" {
 		return errNoNamespace
+	}
+	if archiveDir != "" && !filepath.IsAbs(archiveDir) {
+		return errRelativeArchive
+	}
+	if sealAfter <= 0 {
+		return errBadSealAfter
 	}
 	if err := serving.validate(); err != nil {
 		return err
@@ -167,6 +185,9 @@ func run() error {
 		RevocationBaseURL:            strings.TrimSuffix(revBaseURL, "/"),
 		CertManagerUsername:          cmUsername,
 		LedgerIndex:                  index,
+		LedgerArchiveDir:             archiveDir,
+		LedgerSealAfter:              sealAfter,
+		SkipLedgerMigration:          !migrate,
 	}); err != nil {
 		return fmt.Errorf("setting up controllers: %w", err)
 	}

@@ -102,6 +102,10 @@ type RetainStats struct {
 	// Corrupt names the segments that could not be decoded; they are
 	// left in place.
 	Corrupt []string
+	// Unexpired counts the segments due by their spec but holding a line
+	// whose certificate is not past the margin (or whose notAfter is
+	// unknown); they are left in place.
+	Unexpired int
 }
 
 func (c *Compactor) now() time.Time {
@@ -238,6 +242,15 @@ func (c *Compactor) sealBatch(ctx context.Context, k quillv1.IssuerID, home stri
 		out = append(out, *e)
 	}
 	for _, rl := range revoked {
+		if rl.NotAfter == 0 {
+			// Retention reads a segment's expiry from its lines: a
+			// revocation line must carry its certificate's notAfter.
+			if sn, ok := rl.SerialInt(); ok {
+				if rec, found := c.Index.Lookup(k, sn); found {
+					rl.NotAfter = rec.NotAfter.Unix()
+				}
+			}
+		}
 		lines = append(lines, *rl)
 	}
 	sortEntries(out)
@@ -475,6 +488,10 @@ func (c *Compactor) Retain(ctx context.Context, k quillv1.IssuerID, home string,
 			corrupt = append(corrupt, err)
 			continue
 		}
+		if !c.allExpired(k, entries, cutoff) {
+			st.Unexpired++
+			continue
+		}
 		revs := 0
 		for i := range entries {
 			c.finalRevocation(k, &entries[i])
@@ -493,6 +510,28 @@ func (c *Compactor) Retain(ctx context.Context, k quillv1.IssuerID, home string,
 		st.Revocations += revs
 	}
 	return st, errors.Join(corrupt...)
+}
+
+// allExpired reports whether every line of entries names a certificate
+// that expired before cutoff. A line without a notAfter (a revocation
+// line some writer left without one) takes it from the index; when that
+// is unknown too the segment is kept: archiving a revocation while its
+// certificate is still valid would make OCSP answer good.
+func (c *Compactor) allExpired(k quillv1.IssuerID, entries []Entry, cutoff time.Time) bool {
+	for i := range entries {
+		na := entries[i].NotAfter
+		if na == 0 {
+			if sn, ok := entries[i].SerialInt(); ok {
+				if rec, found := c.Index.Lookup(k, sn); found {
+					na = rec.NotAfter.Unix()
+				}
+			}
+		}
+		if na == 0 || !time.Unix(na, 0).Before(cutoff) {
+			return false
+		}
+	}
+	return true
 }
 
 // finalRevocation sets e's revocation to the index's when that one wins:
@@ -525,6 +564,14 @@ type migrateGroup struct {
 	objs    []*quillv1.IssuedCertificate
 	// already holds objects whose entry is already sealed: deleted only.
 	already []*quillv1.IssuedCertificate
+}
+
+// identity keeps what deleting ic needs, so that a group of 2,000 waiting
+// to be flushed does not hold 2,000 certificates.
+func identity(ic *quillv1.IssuedCertificate) *quillv1.IssuedCertificate {
+	out := &quillv1.IssuedCertificate{}
+	out.Namespace, out.Name, out.UID = ic.Namespace, ic.Name, ic.UID
+	return out
 }
 
 // Migrate converts the legacy ledger, every IssuedCertificate in every
@@ -581,7 +628,7 @@ func (c *Compactor) Migrate(ctx context.Context) (int, error) {
 			}
 			serial, _ := e.SerialInt()
 			if rec, ok := c.Index.Lookup(k, serial); ok && !rec.Legacy && isSealedSegmentName(rec.Segment) && (rec.Revoked || e.Revocation == nil) {
-				g.already = append(g.already, ic) // an earlier run wrote it
+				g.already = append(g.already, identity(ic)) // an earlier run wrote it
 				continue
 			}
 			if len(e.Certificate) > 0 {
@@ -594,7 +641,7 @@ func (c *Compactor) Migrate(ctx context.Context) (int, error) {
 				}
 			}
 			g.entries = append(g.entries, e)
-			g.objs = append(g.objs, ic)
+			g.objs = append(g.objs, identity(ic))
 			if len(g.entries) >= c.maxEntries() {
 				if err := flush(g); err != nil {
 					return migrated, err

@@ -570,3 +570,33 @@ func TestRequestMayNeed(t *testing.T) {
 		})
 	}
 }
+
+// TestRetainKeepsRevocationOfUnknownExpiry checks that a segment due by
+// its spec is kept when one of its revocation lines has no notAfter the
+// compactor can find: archiving that revocation while its certificate may
+// still be valid would make OCSP answer good.
+func TestRetainKeepsRevocationOfUnknownExpiry(t *testing.T) {
+	t.Parallel()
+	f := newCompactFixture(t)
+	f.c.Archive = &Archive{Dir: t.TempDir()}
+	lines := []Entry{f.sig.entry(t, 800, compactT0), {Serial: "ff01", Revocation: &EntryRevocation{Reason: quillv1.ReasonKeyCompromise, At: compactT0.Unix()}}}
+	seg, err := NewSegment(compactIssuer, "team-c", quillv1.LedgerStageSealed, compactT0, lines)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.cl.Create(t.Context(), seg); err != nil {
+		t.Fatal(err)
+	}
+	f.ix.PutSegment(seg, lines)
+	f.clock.SetTime(compactT0.Add(100 * time.Hour))
+	st, err := f.c.Retain(t.Context(), compactIssuer, "team-c", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Segments != 0 || st.Unexpired != 1 {
+		t.Fatalf("Retain = %+v; want the segment kept", st)
+	}
+	if err := f.cl.Get(t.Context(), client.ObjectKeyFromObject(seg), seg); err != nil {
+		t.Fatalf("the segment is gone: %v", err)
+	}
+}

@@ -106,8 +106,10 @@
   - quill.dev
   resources:
   - issuedcertificates
+  - ledgersegments
   verbs:
   - create
+  - delete
   - get
   - list
   - watch

@@ -1,0 +1,330 @@
+package integration
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"math/big"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	clocktesting "k8s.io/utils/clock/testing"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
+	"github.com/quill-pki/quill/pkg/ledger"
+	"github.com/quill-pki/quill/test/harness"
+)
+
+// compactCrash is a client whose deletes fail, as if the compactor
+// crashed after writing and before deleting.
+type compactCrash struct{ client.Client }
+
+var errCompactCrash = errors.New("crashed before deleting")
+
+func (compactCrash) Delete(context.Context, client.Object, ...client.DeleteOption) error {
+	return errCompactCrash
+}
+
+// inNamespace is a client whose lists see one namespace only, so that
+// Migrate, which lists every namespace, leaves other tests' ledgers alone.
+type inNamespace struct {
+	client.Client
+	ns string
+}
+
+func (c inNamespace) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	return c.Client.List(ctx, list, append(opts, client.InNamespace(c.ns))...)
+}
+
+// compactLeaves signs n ECDSA P-256 leaves with serials from first on,
+// valid for an hour from now.
+func compactLeaves(t *testing.T, first int64, n int, now time.Time) []*x509.Certificate {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "compact CA"}, IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour)}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	leafKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]*x509.Certificate, n)
+	for i := range n {
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(first + int64(i)), DNSNames: []string{fmt.Sprintf("app-%d.example.com", i)},
+			NotBefore: now.Add(-time.Minute), NotAfter: now.Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &leafKey.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[i], _ = x509.ParseCertificate(der)
+	}
+	return out
+}
+
+// compactLedger is what the API server and the archive hold of one
+// namespace's ledger: every issued entry's copies by serial, and each
+// serial's winning revocation.
+type compactLedger struct {
+	copies      map[string]int
+	revocations map[string]*ledger.EntryRevocation
+	journals    int
+	legacy      int
+	archived    int
+}
+
+func readCompactLedger(t *testing.T, ns, archiveDir string, k quillv1.IssuerID) compactLedger {
+	t.Helper()
+	ctx := t.Context()
+	l := compactLedger{copies: map[string]int{}, revocations: map[string]*ledger.EntryRevocation{}}
+	add := func(e *ledger.Entry) error {
+		if !e.IsRevocationLine() {
+			l.copies[e.Serial]++
+		}
+		if e.Revocation != nil && e.Revocation.Wins(l.revocations[e.Serial]) {
+			l.revocations[e.Serial] = e.Revocation
+		}
+		return nil
+	}
+	var segs quillv1.LedgerSegmentList
+	if err := env.Client.List(ctx, &segs, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range segs.Items {
+		if segs.Items[i].Spec.Stage == quillv1.LedgerStageJournal {
+			l.journals++
+		}
+		if err := ledger.SegmentEntries(&segs.Items[i], add); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ics quillv1.IssuedCertificateList
+	if err := env.Client.List(ctx, &ics, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range ics.Items {
+		e, err := ledger.EntryOfLegacy(&ics.Items[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.legacy++
+		_ = add(&e)
+	}
+	if archiveDir != "" {
+		if err := ledger.ReadArchive(archiveDir, k, func(e *ledger.Entry) error { l.archived++; return add(e) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return l
+}
+
+// feedCompactIndex puts ns's segments into ix, as the index's watch would.
+func feedCompactIndex(t *testing.T, ix *ledger.Index, ns string) {
+	t.Helper()
+	var segs quillv1.LedgerSegmentList
+	if err := env.Client.List(t.Context(), &segs, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range segs.Items {
+		var entries []ledger.Entry
+		if err := ledger.SegmentEntries(&segs.Items[i], func(e *ledger.Entry) error { entries = append(entries, *e); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		ix.PutSegment(&segs.Items[i], entries)
+	}
+}
+
+// check fails unless every serial in want is held exactly once (or, with
+// atLeastOnce, once or more) and revoked ones carry their revocation.
+func (l compactLedger) check(t *testing.T, stage string, want []string, revoked map[string]quillv1.RevocationReason, atLeastOnce bool) {
+	t.Helper()
+	if len(l.copies) != len(want) {
+		t.Fatalf("%s: the ledger holds %d serials; want %d", stage, len(l.copies), len(want))
+	}
+	for _, s := range want {
+		n := l.copies[s]
+		if n == 0 || (!atLeastOnce && n != 1) {
+			t.Fatalf("%s: serial %s is held %d times", stage, s, n)
+		}
+	}
+	for s, reason := range revoked {
+		if rv := l.revocations[s]; rv == nil || rv.Reason != reason {
+			t.Fatalf("%s: serial %s has revocation %+v; want %s", stage, s, rv, reason)
+		}
+	}
+}
+
+// TestLedgerCompactNothingLostAcrossCrashes runs the compactor's three
+// steps (migrate the legacy ledger, seal journals, archive expired
+// segments) against the real API server, each first with deletes that
+// fail as if the process crashed between writing and deleting, then again:
+// every serial stays in the live ledger or the archive throughout, and
+// ends there exactly once, with its revocation.
+func TestLedgerCompactNothingLostAcrossCrashes(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	ns := newNamespace(t)
+	k := quillv1.IssuerID{Kind: quillv1.IssuerKind, Namespace: ns, Name: "compact"}
+	now := time.Now().UTC().Truncate(time.Second)
+	certs := compactLeaves(t, 1000, 300, now)
+	origin := func(i int) ledger.Origin {
+		return ledger.Origin{Kind: quillv1.OriginKindCertificateRequest, Namespace: ns, Name: fmt.Sprintf("r%d", i), UID: types.UID(fmt.Sprintf("u%d", i))}
+	}
+	var want []string
+	revoked := map[string]quillv1.RevocationReason{}
+
+	// The controller this package runs migrates the legacy ledger once,
+	// when it starts: wait until a sentinel IssuedCertificate stays put,
+	// so that this test's compactor is the only one at work.
+	sentinelNS := newNamespace(t)
+	sentinel, err := ledger.NewEntry(k, sentinelNS, compactLeaves(t, 1, 1, now)[0], now, ledger.Origin{Kind: quillv1.OriginKindOCSPResponder, Name: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Client.Create(ctx, sentinel); err != nil {
+		t.Fatal(err)
+	}
+	settled := 0
+	harness.Eventually(t, "the running controller's start-up migration to end", time.Minute, func() (bool, error) {
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(sentinel), sentinel); err != nil {
+			if client.IgnoreNotFound(err) != nil {
+				return false, err
+			}
+			again := sentinel.DeepCopy()
+			again.ResourceVersion, again.UID = "", ""
+			if err := env.Client.Create(ctx, again); client.IgnoreAlreadyExists(err) != nil {
+				return false, err
+			}
+			settled = 0
+		}
+		settled++
+		time.Sleep(500 * time.Millisecond)
+		return settled >= 6, nil
+	})
+
+	// 120 legacy IssuedCertificates, one of them revoked the old way.
+	for i, cert := range certs[:120] {
+		ic, err := ledger.NewEntry(k, ns, cert, now, origin(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := env.Client.Create(ctx, ic); err != nil {
+			t.Fatal(err)
+		}
+		if i == 7 {
+			ic.Status.Revocation = &quillv1.RevocationRecord{Reason: quillv1.ReasonCACompromise, RevokedAt: metav1.NewTime(now), By: "test"}
+			if err := env.Client.Status().Update(ctx, ic); err != nil {
+				t.Fatal(err)
+			}
+			revoked[ic.Spec.SerialNumber] = quillv1.ReasonCACompromise
+		}
+		want = append(want, ic.Spec.SerialNumber)
+	}
+
+	ix := ledger.NewIndex()
+	if err := ix.Replace(nil, "0"); err != nil { // the ledger index, synced
+		t.Fatal(err)
+	}
+	feedCompactIndex(t, ix, ns)
+	// Six journals of 30 entries, as the signing path writes them; the
+	// last also revokes a journal entry and a legacy one.
+	for j := range 6 {
+		var entries []ledger.Entry
+		for i := 120 + 30*j; i < 150+30*j; i++ {
+			e, err := ledger.EntryOf(certs[i], now, origin(i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			entries = append(entries, e)
+			want = append(want, e.Serial)
+		}
+		if j == 5 {
+			for _, s := range []string{want[130], want[3]} {
+				entries = append(entries, ledger.Entry{Serial: s, NotAfter: now.Add(time.Hour).Unix(),
+					Revocation: &ledger.EntryRevocation{Reason: quillv1.ReasonKeyCompromise, At: now.Unix(), By: "test"}})
+				revoked[s] = quillv1.ReasonKeyCompromise
+			}
+		}
+		seg, err := ledger.NewSegment(k, ns, quillv1.LedgerStageJournal, now, entries)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := env.Client.Create(ctx, seg); err != nil {
+			t.Fatal(err)
+		}
+		seg.CreationTimestamp = metav1.NewTime(now) // what the index reads from the object
+		ix.PutSegment(seg, entries)
+	}
+	readCompactLedger(t, ns, "", k).check(t, "before compaction", want, revoked, false)
+
+	clk := clocktesting.NewFakeClock(now.Add(2 * time.Minute))
+	archiveDir := t.TempDir()
+	c := &ledger.Compactor{Client: inNamespace{env.Client, ns}, Requests: env.Client, Index: ix, Clock: clk, MaxEntries: 100,
+		Archive: &ledger.Archive{Dir: archiveDir}}
+	crashing := *c
+	crashing.Client = compactCrash{c.Client}
+
+	// Migration.
+	if _, err := crashing.Migrate(ctx); !errors.Is(err, errCompactCrash) {
+		t.Fatalf("Migrate with failing deletes: %v", err)
+	}
+	readCompactLedger(t, ns, "", k).check(t, "after a crashed migration", want, revoked, true)
+	if _, err := c.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// Sealing.
+	if _, err := crashing.Seal(ctx, k, ns); !errors.Is(err, errCompactCrash) {
+		t.Fatalf("Seal with failing deletes: %v", err)
+	}
+	readCompactLedger(t, ns, "", k).check(t, "after a crashed seal", want, revoked, true)
+	st, err := c.Seal(ctx, k, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Journals != 6 || st.Entries != 0 {
+		t.Fatalf("Seal after the crash = %+v; want the 6 journals deleted and nothing written again", st)
+	}
+	l := readCompactLedger(t, ns, "", k)
+	l.check(t, "after migration and sealing", want, revoked, false)
+	if l.journals != 0 || l.legacy != 0 {
+		t.Fatalf("%d journals and %d IssuedCertificates left; want none", l.journals, l.legacy)
+	}
+
+	// Retention, at notAfter plus the default margin.
+	clk.SetTime(now.Add(time.Hour + quillv1.DefaultRetainExpiredFor + time.Minute))
+	if _, err := crashing.Retain(ctx, k, ns, 0); !errors.Is(err, errCompactCrash) {
+		t.Fatalf("Retain with failing deletes: %v", err)
+	}
+	readCompactLedger(t, ns, archiveDir, k).check(t, "after a crashed retention", want, revoked, true)
+	rst, err := c.Retain(ctx, k, ns, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rst.Segments == 0 {
+		t.Fatalf("Retain after the crash = %+v; want the segments deleted", rst)
+	}
+	l = readCompactLedger(t, ns, archiveDir, k)
+	l.check(t, "after retention", want, revoked, false)
+	var segs quillv1.LedgerSegmentList
+	if err := env.Client.List(ctx, &segs, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	if len(segs.Items) != 0 || l.archived < len(want) {
+		t.Fatalf("%d segments live and %d lines archived after retention; want every segment archived", len(segs.Items), l.archived)
+	}
+}
