@@ -136,7 +136,13 @@ func runLedger(t *testing.T, objs []client.Object, args ...string) (string, stri
 	if err := quillv1.AddToScheme(scheme); err != nil {
 		t.Fatal(err)
 	}
-	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).Build()
+	// The fake client writes resourceVersions into the objects it is
+	// given, and parallel tests share the fixture.
+	own := make([]client.Object, len(objs))
+	for i, o := range objs {
+		own[i] = o.DeepCopyObject().(client.Object)
+	}
+	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(own...).Build()
 	var stdout, stderr bytes.Buffer
 	a := &app{stdin: os.Stdin, stdout: &stdout, stderr: &stderr, now: time.Now, getenv: os.LookupEnv,
 		connect: func(string, string) (clientcmd.ClientConfig, client.Client, error) { return nil, c, nil }}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"runtime"
 	"sort"
 	"strings"
 
@@ -89,23 +91,10 @@ func Walk(ctx context.Context, c client.Reader, opts Options, fn func(*ledger.En
 			opts.Warn(fmt.Sprintf("skipping %s: %v", what, err))
 		}
 	}
-	err := ListSegments(ctx, c, opts, func(seg *quillv1.LedgerSegment) error {
-		p := Place{Kind: PlaceSegment, Namespace: seg.Namespace, Name: seg.Name, Stage: seg.Spec.Stage}
-		err := ledger.SegmentEntries(seg, func(e *ledger.Entry) error {
-			p := p
-			p.RevocationOnly = e.IsRevocationLine()
-			return fn(e, p)
-		})
-		if errors.Is(err, ledger.ErrCorruptSegment) {
-			skip("LedgerSegment "+seg.Namespace+"/"+seg.Name, err)
-			return nil
-		}
-		return err
-	})
-	if err != nil {
+	if err := walkSegments(ctx, c, opts, skip, fn); err != nil {
 		return err
 	}
-	err = ListLegacy(ctx, c, opts, func(ic *quillv1.IssuedCertificate) error {
+	err := ListLegacy(ctx, c, opts, func(ic *quillv1.IssuedCertificate) error {
 		e, err := ledger.EntryOfLegacy(ic)
 		if err != nil {
 			skip("IssuedCertificate "+ic.Namespace+"/"+ic.Name, err)
@@ -117,6 +106,12 @@ func Walk(ctx context.Context, c client.Reader, opts Options, fn func(*ledger.En
 		return err
 	}
 	if opts.ArchiveDir != "" {
+		// A mistyped directory must not pass for an empty archive.
+		if st, err := os.Stat(opts.ArchiveDir); err != nil {
+			return fmt.Errorf("the ledger archive: %w", err)
+		} else if !st.IsDir() {
+			return fmt.Errorf("%w: the ledger archive %s is not a directory", ErrInvalid, opts.ArchiveDir)
+		}
 		p := Place{Kind: PlaceArchive, Name: opts.ArchiveDir}
 		err := ledger.ReadArchive(opts.ArchiveDir, opts.Issuer, func(e *ledger.Entry) error {
 			p := p
@@ -134,6 +129,74 @@ func Walk(ctx context.Context, c client.Reader, opts Options, fn func(*ledger.En
 		return fmt.Errorf("%w: skipped %s", ledger.ErrCorruptSegment, strings.Join(corrupt, ", "))
 	}
 	return nil
+}
+
+// walkSegments is Walk's part over segments. Decoding is most of a
+// report's time, so segments are decoded by up to GOMAXPROCS goroutines
+// while the next page is listed; fn still sees them one at a time, in list
+// order. At most a few decoded segments wait, so memory stays bounded.
+func walkSegments(ctx context.Context, c client.Reader, opts Options, skip func(string, error), fn func(*ledger.Entry, Place) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type decoded struct {
+		place Place
+		lines []*ledger.Entry
+		err   error
+		done  chan struct{}
+	}
+	workers := max(1, runtime.GOMAXPROCS(0))
+	queue := make(chan *decoded, workers)
+	listed := make(chan error, 1)
+	go func() {
+		defer close(queue)
+		listed <- ListSegments(ctx, c, opts, func(seg *quillv1.LedgerSegment) error {
+			d := &decoded{place: Place{Kind: PlaceSegment, Namespace: seg.Namespace, Name: seg.Name, Stage: seg.Spec.Stage}, done: make(chan struct{})}
+			select {
+			case queue <- d:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			// ListSegments clears its page's copy once this returns; the
+			// data's bytes are never written, so a shallow copy is enough.
+			s := *seg
+			go func() {
+				defer close(d.done)
+				d.err = ledger.SegmentEntries(&s, func(e *ledger.Entry) error {
+					d.lines = append(d.lines, e)
+					return nil
+				})
+			}()
+			return nil
+		})
+	}()
+	var err error
+	for d := range queue {
+		<-d.done
+		if err != nil {
+			continue // draining after a failure
+		}
+		switch {
+		case errors.Is(d.err, ledger.ErrCorruptSegment):
+			skip("LedgerSegment "+d.place.Namespace+"/"+d.place.Name, d.err)
+		case d.err != nil:
+			err = d.err
+		default:
+			for _, e := range d.lines {
+				p := d.place
+				p.RevocationOnly = e.IsRevocationLine()
+				if err = fn(e, p); err != nil {
+					break
+				}
+			}
+		}
+		if err != nil {
+			cancel()
+		}
+	}
+	if lerr := <-listed; err == nil {
+		err = lerr
+	}
+	return err
 }
 
 // ListSegments calls fn for each LedgerSegment of opts.Issuer, listed

@@ -44,7 +44,7 @@ var (
 	// to the user (the quill-auditor role grants both).
 	ErrNoAccess = errors.New("no access")
 	// ErrExpired: the listing took longer than the API server keeps a
-	// continuation; the output written so far is incomplete.
+	// continuation; nothing was written.
 	ErrExpired = errors.New("ledger listing expired")
 )
 
@@ -64,7 +64,8 @@ type Options struct {
 	// or after it.
 	Since time.Time
 	// ChunkSize is the page size of the list requests; 0 means
-	// DefaultChunkSize.
+	// DefaultChunkSize. Segments are listed at most SegmentChunkSize at a
+	// time.
 	ChunkSize int64
 	// ArchiveDir, when set, is the ledger archive's directory (the
 	// controller's --ledger-archive-dir, or a copy of it): the entries

@@ -110,7 +110,17 @@ func legacy(k quillv1.IssuerID, home string, e *ledger.Entry) *quillv1.IssuedCer
 }
 
 func newClient(objs ...client.Object) client.WithWatch {
-	return fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).WithStatusSubresource(&quillv1.IssuedCertificate{}).Build()
+	return fake.NewClientBuilder().WithScheme(scheme).WithObjects(copies(objs)...).WithStatusSubresource(&quillv1.IssuedCertificate{}).Build()
+}
+
+// copies deep-copies objs: the fake client writes resourceVersions into
+// the objects it is given, and parallel tests share fixtures.
+func copies(objs []client.Object) []client.Object {
+	out := make([]client.Object, len(objs))
+	for i, o := range objs {
+		out[i] = o.DeepCopyObject().(client.Object)
+	}
+	return out
 }
 
 // pager makes the fake client page its lists as the API server does
@@ -158,7 +168,7 @@ func (p *pager) funcs() interceptor.Funcs {
 }
 
 func pagedClient(p *pager, objs ...client.Object) client.WithWatch {
-	return fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).WithInterceptorFuncs(p.funcs()).Build()
+	return fake.NewClientBuilder().WithScheme(scheme).WithObjects(copies(objs)...).WithInterceptorFuncs(p.funcs()).Build()
 }
 
 func TestRowAndCSV(t *testing.T) {
@@ -325,11 +335,11 @@ func TestErrors(t *testing.T) {
 		{name: "issuer-not-found", client: newClient(), opts: base, format: FormatCSV, want: ErrIssuerNotFound},
 		{name: "issuer-forbidden", client: fake.NewClientBuilder().WithScheme(scheme).WithInterceptorFuncs(interceptor.Funcs{Get: forbidden}).Build(),
 			opts: base, format: FormatCSV, want: ErrNoAccess},
-		{name: "ledger-forbidden", client: fake.NewClientBuilder().WithScheme(scheme).WithObjects(issuer).WithInterceptorFuncs(interceptor.Funcs{List: listForbidden}).Build(),
+		{name: "ledger-forbidden", client: fake.NewClientBuilder().WithScheme(scheme).WithObjects(issuer.DeepCopy()).WithInterceptorFuncs(interceptor.Funcs{List: listForbidden}).Build(),
 			opts: base, format: FormatCSV, want: ErrNoAccess},
-		{name: "segments-forbidden", client: fake.NewClientBuilder().WithScheme(scheme).WithObjects(issuer).WithInterceptorFuncs(interceptor.Funcs{List: legacyOnly}).Build(),
+		{name: "segments-forbidden", client: fake.NewClientBuilder().WithScheme(scheme).WithObjects(issuer.DeepCopy()).WithInterceptorFuncs(interceptor.Funcs{List: legacyOnly}).Build(),
 			opts: base, format: FormatCSV, want: ErrNoAccess},
-		{name: "listing-expired", client: fake.NewClientBuilder().WithScheme(scheme).WithObjects(issuer).WithInterceptorFuncs(interceptor.Funcs{List: expired}).Build(),
+		{name: "listing-expired", client: fake.NewClientBuilder().WithScheme(scheme).WithObjects(issuer.DeepCopy()).WithInterceptorFuncs(interceptor.Funcs{List: expired}).Build(),
 			opts: base, format: FormatCSV, want: ErrExpired},
 		{name: "archive-missing", client: newClient(issuer), opts: Options{Issuer: root, ClusterResourceNamespace: "quill-system", ArchiveDir: "/nonexistent/quill-archive"}, format: FormatCSV, want: fs.ErrNotExist},
 		{name: "bad-format", client: newClient(issuer), opts: base, format: "xml", want: ErrInvalid},

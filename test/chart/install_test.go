@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
+	"github.com/quill-pki/quill/pkg/ledger"
 	"github.com/quill-pki/quill/test/harness"
 )
 
@@ -312,16 +313,41 @@ func TestChartHighAvailability(t *testing.T) {
 }
 
 // ledgerSerialsByRequest maps request UIDs to the serials the ledger
-// recorded for them.
+// recorded for them: the entries of every LedgerSegment in the release
+// namespace, and of the IssuedCertificates of a ledger not migrated yet.
+// A serial in more than one object (a journal not deleted yet after its
+// entries were sealed) is one entry, so it counts once.
 func ledgerSerialsByRequest(t *testing.T) map[string][]string {
 	t.Helper()
-	var list quillv1.IssuedCertificateList
-	if err := env.Client.List(context.Background(), &list, client.InNamespace(releaseNamespace)); err != nil {
+	ctx := context.Background()
+	out := map[string][]string{}
+	seen := map[string]bool{}
+	add := func(e *ledger.Entry) {
+		if e.IsRevocationLine() || seen[e.Serial] {
+			return
+		}
+		seen[e.Serial] = true
+		out[e.Origin.UID] = append(out[e.Origin.UID], e.Serial)
+	}
+	var segs quillv1.LedgerSegmentList
+	if err := env.Client.List(ctx, &segs, client.InNamespace(releaseNamespace)); err != nil {
 		t.Fatal(err)
 	}
-	out := map[string][]string{}
-	for _, e := range list.Items {
-		out[e.Spec.Origin.UID] = append(out[e.Spec.Origin.UID], e.Spec.SerialNumber)
+	for i := range segs.Items {
+		if err := ledger.SegmentEntries(&segs.Items[i], func(e *ledger.Entry) error { add(e); return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var list quillv1.IssuedCertificateList
+	if err := env.Client.List(ctx, &list, client.InNamespace(releaseNamespace)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range list.Items {
+		e, err := ledger.EntryOfLegacy(&list.Items[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		add(&e)
 	}
 	return out
 }

@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
+	"github.com/quill-pki/quill/pkg/ledger"
 	"github.com/quill-pki/quill/test/harness"
 )
 
@@ -62,25 +63,20 @@ func TestKubectlPrinterColumns(t *testing.T) {
 	env.Create(t, tmpl)
 	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), tmpl) })
 
-	// A ledger record: sign a Kubernetes CSR (no cert-manager here).
+	// A certificate: sign a Kubernetes CSR (no cert-manager here).
 	csrName := ns + "-printed"
 	submitCSR(t, env.Client, csrName, iss.ID().SignerName(), kubeCSR(t, "printed.example.test"), nil)
 	if csr := csrOutcome(t, csrName); len(csr.Status.Certificate) == 0 {
 		t.Fatalf("CSR not signed: %+v", csr.Status.Conditions)
 	}
 	leaf := harness.ParseCerts(t, mustCSR(t, csrName).Status.Certificate)[0]
-	var records quillv1.IssuedCertificateList
-	harness.Eventually(t, "the ledger record", harness.WaitTimeout, func() (bool, error) {
-		err := env.Client.List(ctx, &records, client.InNamespace(ns))
-		return err == nil && len(records.Items) == 1, err
-	})
-	record := records.Items[0]
+	serial := ledger.SerialHex(leaf.SerialNumber)
 
 	rev := &quillv1.QuillRevocation{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "printed"},
 		Spec: quillv1.QuillRevocationSpec{
 			IssuerRef:    quillv1.RevocationIssuerRef{Kind: quillv1.IssuerKind, Name: iss.Name},
-			SerialNumber: record.Spec.SerialNumber,
+			SerialNumber: serial,
 			Reason:       quillv1.ReasonKeyCompromise,
 		},
 	}
@@ -89,10 +85,43 @@ func TestKubectlPrinterColumns(t *testing.T) {
 		err := env.Client.Get(ctx, client.ObjectKeyFromObject(rev), rev)
 		return err == nil && len(rev.Status.Conditions) > 0, err
 	})
-	harness.Eventually(t, "the ledger record to show the revocation", harness.WaitTimeout, func() (bool, error) {
-		err := env.Client.Get(ctx, client.ObjectKeyFromObject(&record), &record)
-		return err == nil && record.Status.Revocation != nil, err
+
+	// The ledger's two kinds, as the ledger of an issuer that no longer
+	// exists holds them (the controller's own objects come and go as it
+	// seals and migrates): a sealed LedgerSegment, and a legacy
+	// IssuedCertificate not migrated yet, which a finalizer keeps
+	// printable should the controller migrate it meanwhile.
+	gone := quillv1.IssuerID{Kind: quillv1.IssuerKind, Namespace: ns, Name: "printed-gone"}
+	revokedAt := time.Now().Truncate(time.Second)
+	origin := ledger.Origin{Kind: quillv1.OriginKindCertificateSigningRequest, Name: csrName, UID: "printed-uid", Requester: "printed-requester"}
+	entry, err := ledger.EntryOf(leaf, revokedAt, origin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry.Certificate = nil
+	entry.Revocation = &ledger.EntryRevocation{Reason: quillv1.ReasonKeyCompromise, At: revokedAt.Unix(), By: "QuillRevocation " + ns + "/printed"}
+	segment, err := ledger.NewSegment(gone, ns, quillv1.LedgerStageSealed, revokedAt, []ledger.Entry{entry})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.Create(t, segment)
+	record, err := ledger.NewEntry(gone, ns, leaf, revokedAt, origin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	record.Finalizers = []string{"quill.dev/kubectl-test"}
+	env.Create(t, record)
+	t.Cleanup(func() {
+		var r quillv1.IssuedCertificate
+		if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(record), &r); err == nil {
+			r.Finalizers = nil
+			_ = env.Client.Update(context.Background(), &r)
+		}
 	})
+	record.Status.Revocation = &quillv1.RevocationRecord{Reason: quillv1.ReasonKeyCompromise, RevokedAt: metav1.NewTime(revokedAt), By: entry.Revocation.By}
+	if err := env.Client.Status().Update(ctx, record); err != nil {
+		t.Fatal(err)
+	}
 	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(iss), iss); err != nil {
 		t.Fatal(err)
 	}
@@ -118,13 +147,17 @@ func TestKubectlPrinterColumns(t *testing.T) {
 		{name: "quillrevocations", args: []string{"quillrevocations", "-n", ns, rev.Name},
 			header: []string{"NAME", "ISSUER", "REASON", "REVOKED", "WHY", "AGE"},
 			row:    []string{rev.Name, iss.Name, "keyCompromise", "True", quillv1.ReasonRevoked, ""}},
+		{name: "ledgersegments", args: []string{"ledgersegments", "-n", ns, segment.Name},
+			header: []string{"NAME", "ISSUER", "STAGE", "ENTRIES", "REVOCATIONS", "FIRST ISSUED", "EXPIRES AFTER"},
+			row: []string{segment.Name, gone.Name, quillv1.LedgerStageSealed, "1", "1", revokedAt.UTC().Format("2006-01-02T15:04:05.000000Z"),
+				leaf.NotAfter.UTC().Format(time.RFC3339)}},
 		{name: "issuedcertificates", args: []string{"issuedcertificates", "-n", ns, record.Name},
 			header: []string{"NAME", "ISSUER", "SERIAL", "SUBJECT", "NOT AFTER", "REVOKED"},
-			row:    []string{record.Name, iss.Name, record.Spec.SerialNumber, record.Spec.Subject, leaf.NotAfter.UTC().Format(time.RFC3339), "keyCompromise"}},
+			row:    []string{record.Name, gone.Name, serial, record.Spec.Subject, leaf.NotAfter.UTC().Format(time.RFC3339), "keyCompromise"}},
 		{name: "issuedcertificates-wide", args: []string{"issuedcertificates", "-n", ns, record.Name, "-o", "wide"},
 			header: []string{"NAME", "ISSUER", "SERIAL", "SUBJECT", "NOT AFTER", "REVOKED", "ORIGIN", "REQUESTER"},
-			row: []string{record.Name, iss.Name, record.Spec.SerialNumber, record.Spec.Subject, leaf.NotAfter.UTC().Format(time.RFC3339), "keyCompromise",
-				csrName, record.Spec.Requester}},
+			row: []string{record.Name, gone.Name, serial, record.Spec.Subject, leaf.NotAfter.UTC().Format(time.RFC3339), "keyCompromise",
+				csrName, "printed-requester"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
