@@ -11,6 +11,7 @@ package ledger
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync"
 	"time"
 
@@ -84,6 +85,9 @@ type Runner struct {
 
 	mu       sync.Mutex
 	migrated bool
+	// legacy is the legacy ledger as this leader found it when it
+	// started; only that is migrated (see snapshotLegacy).
+	legacy legacySnapshot
 	// kick asks for a round before the next tick.
 	kick chan struct{}
 }
@@ -113,6 +117,11 @@ func (r *Runner) Kick() {
 // one every Interval until ctx ends. A failed round is retried at the next
 // tick; Start itself returns only when ctx ends.
 func (r *Runner) Start(ctx context.Context) error {
+	if !r.cfg.SkipMigration {
+		r.mu.Lock()
+		r.legacy = r.snapshotLegacy(ctx)
+		r.mu.Unlock()
+	}
 	poll := time.NewTicker(time.Second)
 	defer poll.Stop()
 	for !r.cfg.Compactor.Index.Synced() {
@@ -142,8 +151,15 @@ func (r *Runner) Round(ctx context.Context) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	c := r.cfg.Compactor
+	if !r.migrated && !r.cfg.SkipMigration && r.legacy.empty {
+		r.migrated = true // there was no legacy ledger when this leader started
+	}
 	if !r.migrated && !r.cfg.SkipMigration {
-		n, err := c.Migrate(ctx)
+		mc := *c
+		if r.legacy.known {
+			mc.Client = legacyUpTo{Client: c.Client, rv: r.legacy.rv}
+		}
+		n, err := mc.Migrate(ctx)
 		r.cfg.Metrics.add(quillv1.IssuerID{}, stepMigrate, n)
 		if err != nil {
 			r.cfg.Metrics.fail(quillv1.IssuerID{}, stepMigrate)
@@ -161,6 +177,59 @@ func (r *Runner) Round(ctx context.Context) {
 		}
 		r.compact(ctx, k)
 	}
+}
+
+// legacySnapshot is what one list request said of the legacy ledger.
+type legacySnapshot struct {
+	// empty: there was no IssuedCertificate at all.
+	empty bool
+	// known: rv is the list's resourceVersion, a number.
+	known bool
+	rv    uint64
+}
+
+// snapshotLegacy asks the API server whether a legacy ledger exists, and
+// as of which resourceVersion. The migration converts only objects at or
+// before it: the ledger this leader found when it started. Nothing writes
+// IssuedCertificates after that in a cluster whose leader runs this
+// version; something that does (a test, say) is left alone rather than
+// raced.
+func (r *Runner) snapshotLegacy(ctx context.Context) legacySnapshot {
+	var list quillv1.IssuedCertificateList
+	if err := r.cfg.Compactor.Client.List(ctx, &list, client.Limit(1)); err != nil {
+		r.cfg.Log.Error(err, "looking for a legacy ledger; the first round migrates whatever it finds")
+		return legacySnapshot{}
+	}
+	snap := legacySnapshot{empty: len(list.Items) == 0 && list.Continue == ""}
+	if rv, err := strconv.ParseUint(list.ResourceVersion, 10, 64); err == nil {
+		snap.known, snap.rv = true, rv
+	}
+	return snap
+}
+
+// legacyUpTo is a client whose lists of IssuedCertificates leave out the
+// objects written after rv. resourceVersions are compared as numbers, as
+// the ledger index does: an etcd-backed API server gives every write a
+// number from one increasing counter.
+type legacyUpTo struct {
+	client.Client
+	rv uint64
+}
+
+func (c legacyUpTo) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	if err := c.Client.List(ctx, list, opts...); err != nil {
+		return err
+	}
+	if ics, ok := list.(*quillv1.IssuedCertificateList); ok {
+		kept := ics.Items[:0]
+		for _, ic := range ics.Items {
+			if rv, err := strconv.ParseUint(ic.ResourceVersion, 10, 64); err != nil || rv <= c.rv {
+				kept = append(kept, ic)
+			}
+		}
+		ics.Items = kept
+	}
+	return nil
 }
 
 // issuers lists the issuers whose ledgers a round looks at: those the

@@ -225,3 +225,61 @@ func TestRoundMigratesOnceUnlessSkipped(t *testing.T) {
 		})
 	}
 }
+
+// TestMigrationLeavesLaterObjects checks that the migration converts the
+// legacy ledger as the leader found it when it started, not objects
+// written after, and that a leader that found none migrates nothing.
+func TestMigrationLeavesLaterObjects(t *testing.T) {
+	t.Parallel()
+	k := quillv1.IssuerID{Kind: quillv1.IssuerKind, Namespace: "team-a", Name: "ca"}
+	legacy := func(name, serial string) *quillv1.IssuedCertificate {
+		return &quillv1.IssuedCertificate{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: name},
+			Spec: quillv1.IssuedCertificateSpec{IssuerRef: k.Ref(), SerialNumber: serial, NotAfter: metav1.NewTime(roundT0.Add(time.Hour))}}
+	}
+	count := func(f *roundFixture) int {
+		var left quillv1.IssuedCertificateList
+		if err := f.cl.List(t.Context(), &left); err != nil {
+			t.Fatal(err)
+		}
+		return len(left.Items)
+	}
+
+	f := newRoundFixture(t, false)
+	if snap := f.runner.snapshotLegacy(t.Context()); !snap.empty {
+		t.Fatalf("snapshot of no legacy ledger = %+v; want empty", snap)
+	}
+	f.runner.legacy = legacySnapshot{empty: true}
+	if err := f.cl.Create(t.Context(), legacy("qi.ca.0a", "a")); err != nil {
+		t.Fatal(err)
+	}
+	f.runner.Round(t.Context())
+	if n := count(f); n != 1 {
+		t.Fatalf("%d IssuedCertificates left; want the one written after the start left alone", n)
+	}
+
+	// Objects at or before the snapshot's resourceVersion are listed,
+	// later ones are not.
+	older, newer := legacy("qi.ca.0b", "b"), legacy("qi.ca.0c", "c")
+	older.ResourceVersion, newer.ResourceVersion = "5", "9"
+	var list quillv1.IssuedCertificateList
+	if err := (legacyUpTo{Client: presetList{items: []*quillv1.IssuedCertificate{older, newer}}, rv: 7}).List(t.Context(), &list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Items) != 1 || list.Items[0].Name != "qi.ca.0b" {
+		t.Fatalf("listed %d objects; want only the one at resourceVersion 5", len(list.Items))
+	}
+}
+
+// presetList is a client whose IssuedCertificate lists hold these objects.
+type presetList struct {
+	client.Client
+	items []*quillv1.IssuedCertificate
+}
+
+func (p presetList) List(_ context.Context, list client.ObjectList, _ ...client.ListOption) error {
+	ics := list.(*quillv1.IssuedCertificateList)
+	for _, ic := range p.items {
+		ics.Items = append(ics.Items, *ic)
+	}
+	return nil
+}

@@ -53,6 +53,27 @@ func ArchiveDirName(k quillv1.IssuerID) string {
 	return build()
 }
 
+// IssuerOfArchiveDir is the inverse of ArchiveDirName, for readers that
+// walk the whole archive and want each file's issuer. It reports false for
+// a name that is not an issuer's directory, and for the digest form of an
+// over-long issuer name, which cannot be reversed.
+func IssuerOfArchiveDir(dirName string) (quillv1.IssuerID, bool) {
+	parts := strings.Split(dirName, "_")
+	var k quillv1.IssuerID
+	switch {
+	case len(parts) == 2 && parts[0] == quillv1.ClusterIssuerKind:
+		k = quillv1.IssuerID{Kind: parts[0], Name: parts[1]}
+	case len(parts) == 3 && parts[0] == quillv1.IssuerKind && parts[1] != "":
+		k = quillv1.IssuerID{Kind: parts[0], Namespace: parts[1], Name: parts[2]}
+	default:
+		return quillv1.IssuerID{}, false
+	}
+	if k.Name == "" || strings.HasPrefix(k.Name, "sha256-") {
+		return quillv1.IssuerID{}, false
+	}
+	return k, true
+}
+
 var errBadSegmentName = errors.New("not a ledger segment name")
 
 // Append writes entries as the archive file of issuer k's segment. Writing

@@ -37,7 +37,16 @@ func TestArchiveDirName(t *testing.T) {
 			if !strings.HasPrefix(got, tc.want) || len(got) > maxFileName {
 				t.Fatalf("ArchiveDirName = %q; want %q (or that prefix), at most %d bytes", got, tc.want, maxFileName)
 			}
+			back, ok := IssuerOfArchiveDir(got)
+			if reversible := tc.name != "too-long"; ok != reversible || ok && back != tc.k {
+				t.Fatalf("IssuerOfArchiveDir(%q) = %v, %v; want %v, %v", got, back, ok, tc.k, reversible)
+			}
 		})
+	}
+	for _, bad := range []string{"", "QuillIssuer_ns", "QuillIssuer__name", "Other_x", "QuillClusterIssuer_a_b", ".tmp"} {
+		if k, ok := IssuerOfArchiveDir(bad); ok {
+			t.Errorf("IssuerOfArchiveDir(%q) = %v; want not an issuer's directory", bad, k)
+		}
 	}
 	a := quillv1.IssuerID{Kind: quillv1.IssuerKind, Namespace: "team-a", Name: long + "x"}
 	b := quillv1.IssuerID{Kind: quillv1.IssuerKind, Namespace: "team-a", Name: long + "y"}
@@ -46,7 +55,7 @@ func TestArchiveDirName(t *testing.T) {
 	}
 }
 
-func archiveEntries(serials ...int64) []Entry {
+func compactArchiveEntries(serials ...int64) []Entry {
 	var out []Entry
 	for _, s := range serials {
 		out = append(out, Entry{Serial: SerialHex(big.NewInt(s)), Fingerprint: fmt.Sprintf("%064x", s), IssuedAt: compactT0.UnixMicro(),
@@ -55,7 +64,7 @@ func archiveEntries(serials ...int64) []Entry {
 	return out
 }
 
-func readAll(t *testing.T, dir string, k quillv1.IssuerID) ([]string, error) {
+func compactReadArchive(t *testing.T, dir string, k quillv1.IssuerID) ([]string, error) {
 	t.Helper()
 	var got []string
 	err := ReadArchive(dir, k, func(e *Entry) error { got = append(got, e.Serial); return nil })
@@ -67,18 +76,18 @@ func TestArchiveAppendAndRead(t *testing.T) {
 	dir := t.TempDir()
 	a := &Archive{Dir: dir}
 	other := quillv1.IssuerID{Kind: quillv1.ClusterIssuerKind, Name: "root"}
-	if err := a.Append(compactIssuer, "qi.ca.s01", archiveEntries(1, 2)); err != nil {
+	if err := a.Append(compactIssuer, "qi.ca.s01", compactArchiveEntries(1, 2)); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Append(compactIssuer, "qi.ca.s02", archiveEntries(3)); err != nil {
+	if err := a.Append(compactIssuer, "qi.ca.s02", compactArchiveEntries(3)); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Append(other, "qci.root.s01", archiveEntries(10)); err != nil {
+	if err := a.Append(other, "qci.root.s01", compactArchiveEntries(10)); err != nil {
 		t.Fatal(err)
 	}
 	// Appending a segment again replaces its file: the rerun of a
 	// retention step that crashed before deleting the segment.
-	if err := a.Append(compactIssuer, "qi.ca.s01", archiveEntries(1, 2)); err != nil {
+	if err := a.Append(compactIssuer, "qi.ca.s01", compactArchiveEntries(1, 2)); err != nil {
 		t.Fatal(err)
 	}
 	// Left-overs of a crash in the middle of a write are not read.
@@ -86,21 +95,21 @@ func TestArchiveAppendAndRead(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	got, err := readAll(t, dir, compactIssuer)
+	got, err := compactReadArchive(t, dir, compactIssuer)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if strings.Join(got, ",") != "1,2,3" {
 		t.Fatalf("issuer's archive reads %v; want 1,2,3 in segment order", got)
 	}
-	got, err = readAll(t, dir, quillv1.IssuerID{})
+	got, err = compactReadArchive(t, dir, quillv1.IssuerID{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != 4 {
 		t.Fatalf("whole archive reads %v; want 4 lines of both issuers", got)
 	}
-	if got, err := readAll(t, filepath.Join(dir, "missing"), quillv1.IssuerID{}); err != nil || len(got) != 0 {
+	if got, err := compactReadArchive(t, filepath.Join(dir, "missing"), quillv1.IssuerID{}); err != nil || len(got) != 0 {
 		t.Fatalf("a missing archive reads %v, %v; want nothing and no error", got, err)
 	}
 	entries, err := os.ReadDir(filepath.Join(dir, ArchiveDirName(compactIssuer)))
@@ -118,13 +127,13 @@ func TestArchiveCorruptFileReported(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	a := &Archive{Dir: dir}
-	if err := a.Append(compactIssuer, "qi.ca.s01", archiveEntries(1)); err != nil {
+	if err := a.Append(compactIssuer, "qi.ca.s01", compactArchiveEntries(1)); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, ArchiveDirName(compactIssuer), "qi.ca.s00"+archiveExt), []byte("not gzip"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	got, err := readAll(t, dir, compactIssuer)
+	got, err := compactReadArchive(t, dir, compactIssuer)
 	if !errors.Is(err, ErrCorruptSegment) {
 		t.Fatalf("ReadArchive: %v; want ErrCorruptSegment", err)
 	}
@@ -141,14 +150,14 @@ func TestArchiveRefusesBadSegmentNames(t *testing.T) {
 	t.Parallel()
 	a := &Archive{Dir: t.TempDir()}
 	for _, name := range []string{"", ".hidden", "../escape", `a\b`} {
-		if err := a.Append(compactIssuer, name, archiveEntries(1)); !errors.Is(err, errBadSegmentName) {
+		if err := a.Append(compactIssuer, name, compactArchiveEntries(1)); !errors.Is(err, errBadSegmentName) {
 			t.Errorf("Append(%q): %v; want errBadSegmentName", name, err)
 		}
 	}
 }
 
-// randomUID is a random UUID, as the API server gives every object.
-func randomUID() string {
+// compactRandomUID is a random UUID, as the API server gives every object.
+func compactRandomUID() string {
 	var u [16]byte
 	_, _ = rand.Read(u[:])
 	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:])
@@ -181,7 +190,7 @@ func BenchmarkArchiveBytesPerRecord(b *testing.B) {
 		}
 		cert, _ := x509.ParseCertificate(der)
 		e, err := EntryOf(cert, compactT0.Add(time.Duration(i)*time.Millisecond), Origin{Kind: quillv1.OriginKindCertificateRequest,
-			Namespace: ns, Name: fmt.Sprintf("%s-%d", name, i/2500+1), UID: types.UID(randomUID()),
+			Namespace: ns, Name: fmt.Sprintf("%s-%d", name, i/2500+1), UID: types.UID(compactRandomUID()),
 			Certificate: name, Requester: "system:serviceaccount:cert-manager:cert-manager"})
 		if err != nil {
 			b.Fatal(err)

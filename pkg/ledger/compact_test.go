@@ -78,7 +78,7 @@ func (s *compactSigner) entry(t testing.TB, serial int64, issued time.Time) Entr
 	return e
 }
 
-func revocationLine(serial int64, notAfter time.Time, reason quillv1.RevocationReason, at time.Time) Entry {
+func compactRevocationLine(serial int64, notAfter time.Time, reason quillv1.RevocationReason, at time.Time) Entry {
 	return Entry{Serial: SerialHex(big.NewInt(serial)), NotAfter: notAfter.Unix(),
 		Revocation: &EntryRevocation{Reason: reason, At: at.Unix(), By: "test"}}
 }
@@ -94,14 +94,14 @@ func compactScheme(t testing.TB) *runtime.Scheme {
 	return s
 }
 
-// failDeletes is a client whose deletes fail, as if the compactor crashed
+// compactFailDeletes is a client whose deletes fail, as if the compactor crashed
 // between writing and deleting.
-type failDeletes struct{ client.Client }
+type compactFailDeletes struct{ client.Client }
 
-var errCrash = errors.New("crashed before deleting")
+var errCompactCrash = errors.New("crashed before deleting")
 
-func (failDeletes) Delete(context.Context, client.Object, ...client.DeleteOption) error {
-	return errCrash
+func (compactFailDeletes) Delete(context.Context, client.Object, ...client.DeleteOption) error {
+	return errCompactCrash
 }
 
 type compactFixture struct {
@@ -162,7 +162,7 @@ func (f *compactFixture) live(t *testing.T) (segs map[string][]Entry) {
 	return segs
 }
 
-func issuedBySerial(t *testing.T, entries []Entry) map[string]Entry {
+func compactIssuedBySerial(t *testing.T, entries []Entry) map[string]Entry {
 	t.Helper()
 	out := map[string]Entry{}
 	for _, e := range entries {
@@ -177,7 +177,7 @@ func issuedBySerial(t *testing.T, entries []Entry) map[string]Entry {
 	return out
 }
 
-func pendingRequest(serial int64, mutate func(*cmapi.CertificateRequest)) *cmapi.CertificateRequest {
+func compactPendingRequest(serial int64, mutate func(*cmapi.CertificateRequest)) *cmapi.CertificateRequest {
 	cr := &cmapi.CertificateRequest{ObjectMeta: metav1.ObjectMeta{Namespace: "team-c", Name: fmt.Sprintf("r%d", serial),
 		UID: types.UID(fmt.Sprintf("u%d", serial))}}
 	if mutate != nil {
@@ -189,17 +189,17 @@ func pendingRequest(serial int64, mutate func(*cmapi.CertificateRequest)) *cmapi
 func TestSealFoldsRevocationsAndDropsCertificates(t *testing.T) {
 	t.Parallel()
 	f := newCompactFixture(t,
-		pendingRequest(2, nil), // still waiting for its certificate: keeps it
-		pendingRequest(3, func(cr *cmapi.CertificateRequest) { cr.Status.Certificate = []byte("x") }),
-		pendingRequest(4, func(cr *cmapi.CertificateRequest) { cr.UID = "another" }),
+		compactPendingRequest(2, nil), // still waiting for its certificate: keeps it
+		compactPendingRequest(3, func(cr *cmapi.CertificateRequest) { cr.Status.Certificate = []byte("x") }),
+		compactPendingRequest(4, func(cr *cmapi.CertificateRequest) { cr.UID = "another" }),
 	)
 	ctx := t.Context()
 	e1, e2, e3, e4 := f.sig.entry(t, 1, compactT0), f.sig.entry(t, 2, compactT0), f.sig.entry(t, 3, compactT0), f.sig.entry(t, 4, compactT0)
 	f.journal(t, e1, e2)
-	f.journal(t, e3, e4, revocationLine(1, compactT0.Add(time.Hour), quillv1.ReasonKeyCompromise, compactT0))
+	f.journal(t, e3, e4, compactRevocationLine(1, compactT0.Add(time.Hour), quillv1.ReasonKeyCompromise, compactT0))
 	f.clock.Step(30 * time.Second)
-	young := f.journal(t, revocationLine(99, compactT0.Add(time.Hour), quillv1.ReasonSuperseded, compactT0),
-		revocationLine(1, compactT0.Add(time.Hour), quillv1.ReasonSuperseded, compactT0.Add(-time.Minute)))
+	young := f.journal(t, compactRevocationLine(99, compactT0.Add(time.Hour), quillv1.ReasonSuperseded, compactT0),
+		compactRevocationLine(1, compactT0.Add(time.Hour), quillv1.ReasonSuperseded, compactT0.Add(-time.Minute)))
 
 	f.clock.Step(40 * time.Second) // the first two are older than a minute, the third is not
 	st, err := f.c.Seal(ctx, compactIssuer, "team-c")
@@ -214,7 +214,7 @@ func TestSealFoldsRevocationsAndDropsCertificates(t *testing.T) {
 	if n := len(live[quillv1.LedgerStageJournal]); n != 2 {
 		t.Fatalf("%d journal lines left; want the young journal's 2", n)
 	}
-	sealed := issuedBySerial(t, live[quillv1.LedgerStageSealed])
+	sealed := compactIssuedBySerial(t, live[quillv1.LedgerStageSealed])
 	if len(sealed) != 4 {
 		t.Fatalf("sealed %d entries; want 4", len(sealed))
 	}
@@ -290,16 +290,16 @@ func TestSealCrashBetweenWriteAndDelete(t *testing.T) {
 		es = append(es, f.sig.entry(t, 200+i, compactT0))
 	}
 	f.journal(t, es[:3]...)
-	f.journal(t, append(es[3:], revocationLine(201, compactT0.Add(time.Hour), quillv1.ReasonKeyCompromise, compactT0))...)
+	f.journal(t, append(es[3:], compactRevocationLine(201, compactT0.Add(time.Hour), quillv1.ReasonKeyCompromise, compactT0))...)
 	f.clock.Step(2 * time.Minute)
 
 	crashing := *f.c
-	crashing.Client = failDeletes{f.cl}
-	if _, err := crashing.Seal(ctx, compactIssuer, "team-c"); !errors.Is(err, errCrash) {
+	crashing.Client = compactFailDeletes{f.cl}
+	if _, err := crashing.Seal(ctx, compactIssuer, "team-c"); !errors.Is(err, errCompactCrash) {
 		t.Fatalf("Seal with failing deletes: %v; want the delete's error", err)
 	}
 	live := f.live(t)
-	if got := len(issuedBySerial(t, live[quillv1.LedgerStageSealed])); got != 5 {
+	if got := len(compactIssuedBySerial(t, live[quillv1.LedgerStageSealed])); got != 5 {
 		t.Fatalf("after the crash %d entries sealed; want 5", got)
 	}
 	st, err := f.c.Seal(ctx, compactIssuer, "team-c")
@@ -313,7 +313,7 @@ func TestSealCrashBetweenWriteAndDelete(t *testing.T) {
 	if len(live[quillv1.LedgerStageJournal]) != 0 {
 		t.Fatal("journals left after the rerun")
 	}
-	sealed := issuedBySerial(t, live[quillv1.LedgerStageSealed])
+	sealed := compactIssuedBySerial(t, live[quillv1.LedgerStageSealed])
 	if len(sealed) != 5 {
 		t.Fatalf("%d entries sealed after the rerun; want 5 exactly once", len(sealed))
 	}
@@ -379,7 +379,7 @@ func TestRetainArchivesExpiredSegments(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Serial 401 is revoked later, by a line in a segment of its own.
-	f.journal(t, fresh[0], revocationLine(401, compactT0.Add(time.Hour), quillv1.ReasonKeyCompromise, compactT0.Add(30*time.Minute)))
+	f.journal(t, fresh[0], compactRevocationLine(401, compactT0.Add(time.Hour), quillv1.ReasonKeyCompromise, compactT0.Add(30*time.Minute)))
 	f.clock.Step(2 * time.Minute)
 	if _, err := f.c.Seal(ctx, compactIssuer, "team-c"); err != nil {
 		t.Fatal(err)
@@ -414,7 +414,7 @@ func TestRetainArchivesExpiredSegments(t *testing.T) {
 		t.Fatalf("serial 401 archived with revocation %+v; want its final keyCompromise", rv)
 	}
 	live := f.live(t)
-	got := issuedBySerial(t, live[quillv1.LedgerStageSealed])
+	got := compactIssuedBySerial(t, live[quillv1.LedgerStageSealed])
 	if _, ok := got[SerialHex(big.NewInt(402))]; !ok || len(got) != 1 {
 		t.Fatalf("live sealed entries %v; want only the unexpired 402", got)
 	}
@@ -436,8 +436,8 @@ func TestRetainCrashBetweenArchiveAndDelete(t *testing.T) {
 	f.c.Archive = &Archive{Dir: dir}
 	f.clock.SetTime(compactT0.Add(100 * time.Hour))
 	crashing := *f.c
-	crashing.Client = failDeletes{f.cl}
-	if _, err := crashing.Retain(ctx, compactIssuer, "team-c", 0); !errors.Is(err, errCrash) {
+	crashing.Client = compactFailDeletes{f.cl}
+	if _, err := crashing.Retain(ctx, compactIssuer, "team-c", 0); !errors.Is(err, errCompactCrash) {
 		t.Fatalf("Retain with failing deletes: %v; want the delete's error", err)
 	}
 	if st, err := f.c.Retain(ctx, compactIssuer, "team-c", 0); err != nil || st.Segments != 1 {
@@ -448,12 +448,12 @@ func TestRetainCrashBetweenArchiveAndDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 	all = append(all, f.live(t)[quillv1.LedgerStageSealed]...)
-	if got := issuedBySerial(t, all); len(got) != 2 {
+	if got := compactIssuedBySerial(t, all); len(got) != 2 {
 		t.Fatalf("live+archive hold %d serials; want 2, once each", len(got))
 	}
 }
 
-func legacyObject(t *testing.T, e Entry) *quillv1.IssuedCertificate {
+func compactLegacyObject(t *testing.T, e Entry) *quillv1.IssuedCertificate {
 	t.Helper()
 	cert, err := x509.ParseCertificate(e.Certificate)
 	if err != nil {
@@ -469,11 +469,11 @@ func legacyObject(t *testing.T, e Entry) *quillv1.IssuedCertificate {
 
 func TestMigrateConvertsLegacyLedger(t *testing.T) {
 	t.Parallel()
-	f := newCompactFixture(t, pendingRequest(602, nil))
+	f := newCompactFixture(t, compactPendingRequest(602, nil))
 	ctx := t.Context()
 	f.c.MaxEntries = 2
 	for i := range int64(5) {
-		ic := legacyObject(t, f.sig.entry(t, 600+i, compactT0))
+		ic := compactLegacyObject(t, f.sig.entry(t, 600+i, compactT0))
 		if i == 1 {
 			ic.Status.Revocation = &quillv1.RevocationRecord{Reason: quillv1.ReasonSuperseded, RevokedAt: metav1.NewTime(compactT0), By: "test"}
 		}
@@ -481,15 +481,15 @@ func TestMigrateConvertsLegacyLedger(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	bad := legacyObject(t, f.sig.entry(t, 700, compactT0))
+	bad := compactLegacyObject(t, f.sig.entry(t, 700, compactT0))
 	bad.Spec.SerialNumber = "not hex"
 	if err := f.cl.Create(ctx, bad); err != nil {
 		t.Fatal(err)
 	}
 
 	crashing := *f.c
-	crashing.Client = failDeletes{f.cl}
-	if _, err := crashing.Migrate(ctx); !errors.Is(err, errCrash) {
+	crashing.Client = compactFailDeletes{f.cl}
+	if _, err := crashing.Migrate(ctx); !errors.Is(err, errCompactCrash) {
 		t.Fatalf("Migrate with failing deletes: %v; want the delete's error", err)
 	}
 	n, err := f.c.Migrate(ctx)
@@ -506,7 +506,7 @@ func TestMigrateConvertsLegacyLedger(t *testing.T) {
 	if len(left.Items) != 1 || left.Items[0].Name != bad.Name {
 		t.Fatalf("%d IssuedCertificates left; want only the unparsable one", len(left.Items))
 	}
-	sealed := issuedBySerial(t, f.live(t)[quillv1.LedgerStageSealed])
+	sealed := compactIssuedBySerial(t, f.live(t)[quillv1.LedgerStageSealed])
 	if len(sealed) != 5 {
 		t.Fatalf("%d entries sealed; want 5, once each", len(sealed))
 	}
@@ -524,13 +524,13 @@ func TestRequestMayNeed(t *testing.T) {
 	t.Parallel()
 	now := metav1.NewTime(compactT0)
 	objs := []client.Object{
-		pendingRequest(1, nil),
-		pendingRequest(2, func(cr *cmapi.CertificateRequest) { cr.Status.Certificate = []byte("pem") }),
-		pendingRequest(3, func(cr *cmapi.CertificateRequest) { cr.Status.FailureTime = &now }),
-		pendingRequest(4, func(cr *cmapi.CertificateRequest) {
+		compactPendingRequest(1, nil),
+		compactPendingRequest(2, func(cr *cmapi.CertificateRequest) { cr.Status.Certificate = []byte("pem") }),
+		compactPendingRequest(3, func(cr *cmapi.CertificateRequest) { cr.Status.FailureTime = &now }),
+		compactPendingRequest(4, func(cr *cmapi.CertificateRequest) {
 			cr.Status.Conditions = []cmapi.CertificateRequestCondition{{Type: cmapi.CertificateRequestConditionDenied, Status: cmmeta.ConditionTrue}}
 		}),
-		pendingRequest(5, func(cr *cmapi.CertificateRequest) {
+		compactPendingRequest(5, func(cr *cmapi.CertificateRequest) {
 			cr.Status.Conditions = []cmapi.CertificateRequestCondition{{Type: cmapi.CertificateRequestConditionReady, Status: cmmeta.ConditionFalse, Reason: cmapi.CertificateRequestReasonPending}}
 		}),
 		&certificatesv1.CertificateSigningRequest{ObjectMeta: metav1.ObjectMeta{Name: "csr-pending", UID: "c1"}},

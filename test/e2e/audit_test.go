@@ -20,6 +20,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -451,5 +452,52 @@ func TestAuditReport(t *testing.T) {
 	got, _, err = runQuillctl("ledger", append([]string{"list"}, base...)...)
 	if err != nil || !strings.Contains(got, fmt.Sprintf("QuillIssuer/%s/audited in namespace %s: ", ns, ns)) {
 		t.Errorf("ledger list (%v):\n%s", err, got)
+	}
+
+	// A deleted issuer's ledger as segments, read through the real API
+	// server a segment per list request: sealed segments with the entries
+	// (no certificate kept), one of them twice (a journal sealed but not
+	// deleted yet), and a journal revoking one of them apart.
+	gone := quillv1.IssuerID{Kind: quillv1.IssuerKind, Namespace: ns, Name: "audited-gone"}
+	var goneEntries []ledger.Entry
+	for _, name := range []string{"web", "api", "partner"} {
+		e, err := ledger.EntryOf(certs[name], time.Now(), ledger.Origin{Kind: quillv1.OriginKindCertificateRequest, Namespace: ns,
+			Name: name + "-1", UID: types.UID("uid-" + name), Certificate: name, Requester: "someone"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Certificate = nil
+		goneEntries = append(goneEntries, e)
+	}
+	revokedAt := time.Now().Truncate(time.Second)
+	for i, es := range [][]ledger.Entry{goneEntries[:2], goneEntries[1:], {{Serial: goneEntries[2].Serial, NotAfter: goneEntries[2].NotAfter,
+		Revocation: &ledger.EntryRevocation{Reason: quillv1.ReasonCessationOfOperation, At: revokedAt.Unix(), By: "QuillRevocation " + ns + "/gone"}}}} {
+		stage := quillv1.LedgerStageSealed
+		if i == 2 {
+			stage = quillv1.LedgerStageJournal
+		}
+		seg, err := ledger.NewSegment(gone, ns, stage, time.Now(), es)
+		if err != nil {
+			t.Fatal(err)
+		}
+		create(t, seg)
+	}
+	goneBase := []string{"--kubeconfig", env.Kubeconfig, "--kind", "QuillIssuer", "--namespace", ns, "--issuer", gone.Name}
+	out, warnings, err = auditReport(append(goneBase, "--chunk-size", "1")...)
+	if err != nil || len(warnings) != 1 || !strings.Contains(warnings[0], "no longer exists") {
+		t.Fatalf("report of a deleted issuer's segments: %v, warnings %q", err, warnings)
+	}
+	table, err = csv.NewReader(strings.NewReader(out)).ReadAll()
+	if err != nil || len(table) != 4 {
+		t.Fatalf("want 3 rows (%v):\n%s", err, out)
+	}
+	for _, row := range table[1:] {
+		revoked := row[11] != ""
+		if want := row[0] == goneEntries[2].Serial; revoked != want || revoked && (row[11] != string(quillv1.ReasonCessationOfOperation) || row[12] != revokedAt.UTC().Format(time.RFC3339)) {
+			t.Errorf("row %q: revoked %v; want only %s, by the journal's line", row, revoked, goneEntries[2].Serial)
+		}
+		if row[3] != "someone" || row[7] == "" {
+			t.Errorf("row %q does not carry the segment's entry", row)
+		}
 	}
 }

@@ -33,14 +33,14 @@ func (compactCrash) Delete(context.Context, client.Object, ...client.DeleteOptio
 	return errCompactCrash
 }
 
-// inNamespace is a client whose lists see one namespace only, so that
+// compactInNamespace is a client whose lists see one namespace only, so that
 // Migrate, which lists every namespace, leaves other tests' ledgers alone.
-type inNamespace struct {
+type compactInNamespace struct {
 	client.Client
 	ns string
 }
 
-func (c inNamespace) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+func (c compactInNamespace) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
 	return c.Client.List(ctx, list, append(opts, client.InNamespace(c.ns))...)
 }
 
@@ -273,7 +273,7 @@ func TestLedgerCompactNothingLostAcrossCrashes(t *testing.T) {
 
 	clk := clocktesting.NewFakeClock(now.Add(2 * time.Minute))
 	archiveDir := t.TempDir()
-	c := &ledger.Compactor{Client: inNamespace{env.Client, ns}, Requests: env.Client, Index: ix, Clock: clk, MaxEntries: 100,
+	c := &ledger.Compactor{Client: compactInNamespace{env.Client, ns}, Requests: env.Client, Index: ix, Clock: clk, MaxEntries: 100,
 		Archive: &ledger.Archive{Dir: archiveDir}}
 	crashing := *c
 	crashing.Client = compactCrash{c.Client}
