@@ -90,11 +90,17 @@ BENCH_N ?= 200
 bench-issuance: deps tools build ## Issuance benchmark: CA issuer vs Quill (every certificate in its ledger) vs Quill with an HSM key (docs/benchmarks.md).
 	go run ./hack/bench/issuance -n $(BENCH_N)
 
-LEDGER_N ?= 10000,100000
+LEDGER_N ?= 10000,100000,1000000
+LEDGER_FORMAT ?= segments
+LEDGER_ARGS ?=
 
 .PHONY: bench-ledger-scale
-bench-ledger-scale: deps tools build ## Ledger at scale: etcd, kube-apiserver and controller memory, start-up to OCSP/CRL served, audit report, at LEDGER_N records (docs/benchmarks.md).
-	go run ./hack/bench/ledgerscale -n $(LEDGER_N)
+bench-ledger-scale: deps tools build ## Ledger at scale: etcd, kube-apiserver and controller memory, start-up to OCSP/CRL served, audit report, at LEDGER_N entries stored as LEDGER_FORMAT (segments, legacy or both: legacy,segments) (docs/benchmarks.md).
+	go run ./hack/bench/ledgerscale -n $(LEDGER_N) -format $(LEDGER_FORMAT) $(LEDGER_ARGS)
+
+.PHONY: bench-ledger-estate
+bench-ledger-estate: deps tools ## Ledger steady state: 5,000 pods on 1-hour certificates over 30 simulated days with retention; etcd, live entries and archive per day (docs/benchmarks.md).
+	go run ./hack/bench/ledgerscale -estate $(LEDGER_ARGS)
 
 # The version stamped into the image binary (and the chart's appVersion on release).
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
@@ -129,8 +135,8 @@ bench-crl: ## CRL build benchmark: pkg/crl vs openssl ca -gencrl at 10k and 100k
 	go run ./hack/bench/crl
 
 .PHONY: bench-startup
-bench-startup: deps tools build ## Restart quill-controller over a ledger of BENCH_RECORDS (100000) records: OCSP answers and readiness during the start (docs/benchmarks.md).
-	QUILL_STARTUP_RECORDS=$(or $(BENCH_RECORDS),100000) go test -count=1 -timeout 60m -run TestRestartNeverAnswersWrongly -v ./test/startup 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|\s+startup_test)'
+bench-startup: deps tools build ## Restart quill-controller over a ledger of BENCH_RECORDS (100000) entries, as sealed segments or BENCH_FORMAT=legacy: OCSP answers and readiness during the start (docs/benchmarks.md).
+	QUILL_STARTUP_RECORDS=$(or $(BENCH_RECORDS),100000) QUILL_STARTUP_FORMAT=$(or $(BENCH_FORMAT),segments) go test -count=1 -timeout 60m -run TestRestartNeverAnswersWrongly -v ./test/startup 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|\s+startup_test)'
 
 .PHONY: bench-tls
 bench-tls: ## TLS handshake benchmark: classical, hybrid ML-KEM and ML-DSA chains issued by Quill, on loopback (docs/benchmarks.md).

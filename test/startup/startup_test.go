@@ -7,21 +7,19 @@
 // QUILL_STARTUP_RECORDS sets the ledger size (default 3000, which keeps
 // the test to a few seconds of load); `make bench-startup` runs it at
 // 100,000 and prints the figures recorded in docs/benchmarks.md.
+// QUILL_STARTUP_FORMAT=legacy writes the ledger as one IssuedCertificate per
+// certificate, as before LedgerSegments, instead of sealed segments
+// (hack/bench/ledgerfill writes both).
 package startup
 
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/base64"
-	"encoding/hex"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"math/big"
@@ -37,14 +35,12 @@ import (
 	"golang.org/x/crypto/ocsp"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 	"github.com/quill-pki/quill/controllers/revocationdata"
-	"github.com/quill-pki/quill/pkg/issuance"
-	"github.com/quill-pki/quill/pkg/ledger"
+	"github.com/quill-pki/quill/hack/bench/ledgerfill"
 	"github.com/quill-pki/quill/test/harness"
 )
 
@@ -57,6 +53,18 @@ func TestMain(m *testing.M) {
 		err := e.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: clusterNS}})
 		return func() {}, err
 	}))
+}
+
+func format(t *testing.T) ledgerfill.Format {
+	v := os.Getenv("QUILL_STARTUP_FORMAT")
+	if v == "" {
+		return ledgerfill.FormatSegments
+	}
+	f, err := ledgerfill.ParseFormat(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
 }
 
 func records() int {
@@ -88,23 +96,27 @@ func (t *tally) fail(format string, args ...any) {
 // about a revoked serial over OCSP (GET, as caches see it, and with a
 // nonce), fetch the CRL and poll /readyz.
 func TestRestartNeverAnswersWrongly(t *testing.T) {
-	ca, caPEM, keyPEM := newCA(t)
+	authority, err := ledgerfill.NewCA("Startup Test CA", time.Now().Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := authority.Cert
 	issuerName := "startup"
 	create(t, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: clusterNS, Name: "startup-ca"},
 		Type:       corev1.SecretTypeTLS,
-		Data:       map[string][]byte{corev1.TLSCertKey: caPEM, corev1.TLSPrivateKeyKey: keyPEM, "ca.crt": caPEM},
+		Data:       map[string][]byte{corev1.TLSCertKey: authority.CertPEM, corev1.TLSPrivateKeyKey: authority.KeyPEM, "ca.crt": authority.CertPEM},
 	})
 	iss := &quillv1.QuillClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: issuerName}}
 	iss.Spec.CA.SecretRef = &quillv1.SecretReference{Name: "startup-ca"}
 	create(t, iss)
 	k := iss.ID()
 
-	n := records()
-	revokedSerial := big.NewInt(int64(n/2 + 1))
+	n, f := records(), format(t)
 	start := time.Now()
-	fill(t, ca, k, n, revokedSerial)
-	t.Logf("ledger: %d records written in %s", n, time.Since(start).Round(time.Millisecond))
+	leaf := fill(t, authority, k, n, f)
+	revokedSerial := leaf.SerialNumber
+	t.Logf("ledger: %d records written as %s in %s", n, f, time.Since(start).Round(time.Millisecond))
 
 	ocspAddr, err := harness.FreeAddress()
 	if err != nil {
@@ -123,7 +135,6 @@ func TestRestartNeverAnswersWrongly(t *testing.T) {
 		}
 		return stop
 	}
-	leaf := &x509.Certificate{SerialNumber: revokedSerial}
 	getReq, err := ocsp.CreateRequest(leaf, ca, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -293,11 +304,9 @@ func ask(t *testing.T, client *http.Client, getURL, postURL string, ca, leaf *x5
 	}
 }
 
-// fill writes n ledger records for k, serials 1..n, all carrying one real
-// certificate PEM (a record's size is what matters here), and revokes
-// revoked through the status subresource as the revocation controller
-// does.
-func fill(t *testing.T, ca *x509.Certificate, k quillv1.IssuerID, n int, revoked *big.Int) {
+// fill writes a ledger of n entries for k in format f (hack/bench/ledgerfill:
+// real certificates, 1 % revoked) and returns one revoked certificate.
+func fill(t *testing.T, ca *ledgerfill.CA, k quillv1.IssuerID, n int, f ledgerfill.Format) *x509.Certificate {
 	t.Helper()
 	cfg := rest.CopyConfig(env.Config)
 	cfg.QPS, cfg.Burst = 5000, 5000
@@ -305,90 +314,19 @@ func fill(t *testing.T, ca *x509.Certificate, k quillv1.IssuerID, n int, revoked
 	if err != nil {
 		t.Fatal(err)
 	}
-	leafPEM := samplePEM(t)
-	now := time.Now().UTC()
-	sum := sha256.Sum256(leafPEM)
-	work := make(chan int)
-	errs := make(chan error, 16)
-	var wg sync.WaitGroup
-	for range 16 {
-		wg.Go(func() {
-			for i := range work {
-				s := big.NewInt(int64(i))
-				e := &quillv1.IssuedCertificate{
-					ObjectMeta: metav1.ObjectMeta{Name: ledger.EntryName(k, s), Namespace: clusterNS, Labels: map[string]string{ledger.LabelIssuerKind: k.Kind}},
-					Spec: quillv1.IssuedCertificateSpec{
-						IssuerRef: k.Ref(), SerialNumber: ledger.SerialHex(s), Subject: "CN=app-" + strconv.Itoa(i),
-						IssuedAt: metav1.NewMicroTime(now), NotBefore: metav1.NewTime(now.Add(-time.Minute)), NotAfter: metav1.NewTime(now.Add(90 * 24 * time.Hour)),
-						KeyAlgorithm: "ECDSA-P256", SignatureAlgorithm: "ECDSA-SHA256", SHA256Fingerprint: hex.EncodeToString(sum[:]),
-						Origin:      quillv1.LedgerOrigin{Kind: "CertificateRequest", Namespace: "apps", Name: "app-" + strconv.Itoa(i), UID: "uid-" + strconv.Itoa(i)},
-						Certificate: string(leafPEM),
-					},
-				}
-				if err := c.Create(context.Background(), e); err != nil {
-					errs <- err
-					return
-				}
-				if s.Cmp(revoked) == 0 {
-					e.Status.Revocation = &quillv1.RevocationRecord{Reason: quillv1.ReasonKeyCompromise, RevokedAt: metav1.NewTime(now), By: "test"}
-					if err := c.Status().Update(context.Background(), e); err != nil {
-						errs <- err
-						return
-					}
-				}
-			}
-		})
+	concurrency := 16
+	if f == ledgerfill.FormatSegments {
+		concurrency = 2 // signing is the work; the writes are few
 	}
-	for i := 1; i <= n; i++ {
-		select {
-		case work <- i:
-		case err := <-errs:
-			close(work)
-			wg.Wait()
-			t.Fatal(err)
-		}
-	}
-	close(work)
-	wg.Wait()
-	select {
-	case err := <-errs:
-		t.Fatal(err)
-	default:
-	}
-	var check quillv1.IssuedCertificate
-	if err := c.Get(context.Background(), types.NamespacedName{Namespace: clusterNS, Name: ledger.EntryName(k, revoked)}, &check); err != nil || check.Status.Revocation == nil {
-		t.Fatalf("the revoked record: %v, %+v", err, check.Status)
-	}
-}
-
-func newCA(t *testing.T) (*x509.Certificate, []byte, []byte) {
-	t.Helper()
-	certPEM, keyPEM, err := issuance.NewSelfSignedRoot(pkix.Name{CommonName: "Startup Test CA"}, issuance.ECDSAP256, 365*24*time.Hour, time.Now())
+	res, err := ledgerfill.Fill(context.Background(), c, ledgerfill.Spec{Issuer: k, Home: clusterNS, Authority: ca.Authority,
+		Format: f, N: n, RevokedPercent: 1, Concurrency: concurrency})
 	if err != nil {
 		t.Fatal(err)
 	}
-	block, _ := pem.Decode(certPEM)
-	cert, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		t.Fatal(err)
+	if res.RevokedCert == nil || res.Live != n {
+		t.Fatalf("ledger: %d live entries of %d, revoked certificate %v", res.Live, n, res.RevokedCert != nil)
 	}
-	return cert, certPEM, keyPEM
-}
-
-// samplePEM is a leaf certificate PEM the size of a real one.
-func samplePEM(t *testing.T) []byte {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "app.apps.svc"}, DNSNames: []string{"app.apps.svc", "app.apps.svc.cluster.local"},
-		NotBefore: time.Now(), NotAfter: time.Now().Add(90 * 24 * time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	return res.RevokedCert
 }
 
 func create(t *testing.T, obj client.Object) {

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"k8s.io/client-go/rest"
 )
 
 // findProcs maps the executable names of this process's children to their
@@ -92,6 +95,30 @@ func etcdDBSize(pid int) int64 {
 			if st, err := os.Stat(filepath.Join(dir, "member", "snap", "db")); err == nil {
 				return st.Size()
 			}
+		}
+	}
+	return 0
+}
+
+// apiHeap reads kube-apiserver's Go heap in use from its /metrics
+// (go_memstats_heap_inuse_bytes), which unlike its RSS does not keep pages
+// the runtime has not yet returned; 0 when unknown.
+func apiHeap(cfg *rest.Config) int64 {
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return 0
+	}
+	resp, err := hc.Get(strings.TrimSuffix(cfg.Host, "/") + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), 4<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "go_memstats_heap_inuse_bytes "); ok {
+			f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return int64(f)
 		}
 	}
 	return 0

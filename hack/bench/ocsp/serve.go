@@ -1,11 +1,15 @@
 package main
 
 import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -41,41 +45,32 @@ var benchID = quillv1.IssuerID{Kind: quillv1.ClusterIssuerKind, Name: benchIssue
 // (controllers/revocationhttp, the router and responders quill-controller
 // serves) for the data in dir on a loopback port until the process is
 // killed; it prints the address on stdout once it listens. The API server
-// is an in-memory fake holding the issuer, its CA Secret and its delegated
-// responder Secret; the ledger index holds a record per issued serial, as a
-// replica's index does after reading the ledger. It runs in its own
+// is an in-memory fake holding the issuer, its CA Secret, its delegated
+// responder Secret and its ledger: an entry per issued serial in sealed
+// LedgerSegments of 2000, as the compactor leaves them. The ledger index
+// reads them as a replica's does (ledger.Index.Run: paged list, then
+// watch), and the responder serves once it has. It runs in its own
 // process, as openssl ocsp does, so neither responder shares a Go runtime
 // with the load generator.
 func serveQuill(dir string) error {
-	api, err := benchAPI(dir)
-	if err != nil {
-		return err
-	}
 	src, err := readIndex(filepath.Join(dir, fileIndex))
 	if err != nil {
 		return err
 	}
-	// The index is handed the whole ledger at once, as the watch's first
-	// list does: until then the responder answers tryLater.
-	reasons := map[int]quillv1.RevocationReason{}
-	for name, code := range quillv1.RevocationReasonCodes {
-		reasons[code] = name
+	segments, err := ledgerSegments(src)
+	if err != nil {
+		return err
 	}
-	entries := make([]any, 0, len(src))
-	for hexSerial, st := range src {
-		serial, _ := new(big.Int).SetString(hexSerial, 16)
-		e := &quillv1.IssuedCertificate{
-			ObjectMeta: metav1.ObjectMeta{Name: ledger.EntryName(benchID, serial), Namespace: benchNamespace},
-			Spec:       quillv1.IssuedCertificateSpec{IssuerRef: benchID.Ref(), SerialNumber: ledger.SerialHex(serial), NotAfter: metav1.NewTime(st.NotAfter)},
-		}
-		if st.Revoked {
-			e.Status.Revocation = &quillv1.RevocationRecord{Reason: reasons[st.Reason], RevokedAt: metav1.NewTime(st.RevokedAt)}
-		}
-		entries = append(entries, e)
+	api, err := benchAPI(dir, segments...)
+	if err != nil {
+		return err
 	}
 	index := ledger.NewIndex()
-	if err := index.Replace(entries, "1"); err != nil {
-		return err
+	go func() { _ = index.Run(context.Background(), api) }()
+	for end := time.Now().Add(time.Minute); !index.Synced(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(end) {
+			return errIndexNotSynced
+		}
 	}
 	clk := clock.RealClock{}
 	srv := revocationhttp.New(revocationhttp.Config{
@@ -90,9 +85,57 @@ func serveQuill(dir string) error {
 	return ocspserver.NewServer("", srv.Handler()).Serve(ln)
 }
 
+var errIndexNotSynced = errors.New("the ledger index did not load the benchmark's ledger within a minute")
+
+// segmentEntries is how many entries the compactor puts in a sealed
+// segment.
+const segmentEntries = 2000
+
+// ledgerSegments turns the openssl database's statuses into the issuer's
+// ledger: one entry per serial (the database has no certificates, so the
+// fingerprint stands in: the responder reads serial, validity and
+// revocation only), sealed segments of segmentEntries.
+func ledgerSegments(src indexSource) ([]client.Object, error) {
+	reasons := map[int]quillv1.RevocationReason{}
+	for name, code := range quillv1.RevocationReasonCodes {
+		reasons[code] = name
+	}
+	now := time.Now()
+	var (
+		out     []client.Object
+		entries []ledger.Entry
+	)
+	flush := func() error {
+		if len(entries) == 0 {
+			return nil
+		}
+		seg, err := ledger.NewSegment(benchID, benchNamespace, quillv1.LedgerStageSealed, now, entries)
+		if err != nil {
+			return err
+		}
+		out, entries = append(out, seg), nil
+		return nil
+	}
+	for hexSerial, st := range src {
+		sum := sha256.Sum256([]byte(hexSerial))
+		e := ledger.Entry{Serial: hexSerial, Fingerprint: hex.EncodeToString(sum[:]), IssuedAt: now.UnixMicro(),
+			NotBefore: now.Add(-time.Hour).Unix(), NotAfter: st.NotAfter.Unix(), KeyAlgorithm: "ECDSA-P256", SignatureAlgorithm: "ECDSA-SHA256"}
+		if st.Revoked {
+			e.Revocation = &ledger.EntryRevocation{Reason: reasons[st.Reason], At: st.RevokedAt.Unix(), By: "bench"}
+		}
+		if entries = append(entries, e); len(entries) == segmentEntries {
+			if err := flush(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, flush()
+}
+
 // benchAPI is a fake API server with the benchmark's issuer (delegated
-// OCSP responder, answers valid for an hour) and its Secrets.
-func benchAPI(dir string) (client.WithWatch, error) {
+// OCSP responder, answers valid for an hour), its Secrets and
+// ledgerObjects.
+func benchAPI(dir string, ledgerObjects ...client.Object) (client.WithWatch, error) {
 	read := func(name string) ([]byte, error) { return os.ReadFile(filepath.Join(dir, name)) }
 	caPEM, err := read(fileCA)
 	if err != nil {
@@ -135,5 +178,5 @@ func benchAPI(dir string) (client.WithWatch, error) {
 		Type:       corev1.SecretTypeTLS,
 		Data:       map[string][]byte{corev1.TLSCertKey: signerPEM, corev1.TLSPrivateKeyKey: signerKeyPEM},
 	}
-	return fake.NewClientBuilder().WithScheme(scheme).WithObjects(iss, caSecret, responder).Build(), nil
+	return fake.NewClientBuilder().WithScheme(scheme).WithObjects(append([]client.Object{iss, caSecret, responder}, ledgerObjects...)...).Build(), nil
 }
