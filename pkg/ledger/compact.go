@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -402,32 +403,35 @@ func (c *Compactor) merge(ctx context.Context, k quillv1.IssuerID, home string, 
 	return nil
 }
 
-// mergeChoice picks the small segments (in name order) one merge reads.
-// It leaves out each leading segment larger than all those after it
-// together, so that a segment grown by merges is not rewritten every
-// round for a line or two more: it is merged again once the younger ones
-// add up to it, and each line is rewritten about log2(MaxEntries/4)
-// times before its segment is no longer small. Then it takes segments in
-// order while their lines stay within budget.
+// mergeChoice picks the small segments one merge reads, returned in name
+// order: the smallest, then, by size, each next one of at most twice the
+// lines picked so far, while within budget; none unless two are picked. A
+// segment grown by merges thus waits until the smaller ones add up to
+// half of it, rather than being rewritten every round for a line or two
+// more: each line is rewritten a few times (about log2(MaxEntries/4))
+// before its segment is no longer small, and an issuer keeps only a
+// handful of small segments. Size, not age, decides, because a merge's
+// output is named after the young segments it leaves out.
 func mergeChoice(small []SegmentInfo, budget int) []SegmentInfo {
-	rest := 0
-	for _, s := range small {
-		rest += linesOf(s)
+	if len(small) < 2 {
+		return nil
 	}
-	start := 0
-	for ; start < len(small); start++ {
-		n := linesOf(small[start])
-		rest -= n
-		if n <= rest {
+	bySize := slices.Clone(small)
+	sort.SliceStable(bySize, func(i, j int) bool { return linesOf(bySize[i]) < linesOf(bySize[j]) })
+	picked, lines := 1, linesOf(bySize[0])
+	for ; picked < len(bySize); picked++ {
+		n := linesOf(bySize[picked])
+		if n > 2*lines || lines+n > budget {
 			break
 		}
+		lines += n
 	}
-	end, lines := start, 0
-	for end < len(small) && (end == start || lines+linesOf(small[end]) <= budget) {
-		lines += linesOf(small[end])
-		end++
+	if picked < 2 {
+		return nil
 	}
-	return small[start:end]
+	out := bySize[:picked]
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
 }
 
 // heldRevocations reads the sealed segments outside in that the index

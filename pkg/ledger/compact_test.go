@@ -844,31 +844,33 @@ func TestMergeChoice(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name   string
-		sizes  []int32
+		sizes  []int32 // of segments s0, s1, … in name order
 		budget int
-		want   []int32
+		want   string
 	}{
-		{"none", nil, 100, nil},
-		{"one", []int32{3}, 100, nil},
-		{"all-tiny", []int32{1, 2, 1}, 100, []int32{1, 2, 1}},
-		{"grown-segment-waits", []int32{8, 1, 1}, 100, []int32{1, 1}},
-		{"grown-segments-wait", []int32{8, 4, 2, 1}, 100, nil},
-		{"grown-segment-joins", []int32{4, 2, 1, 1}, 100, []int32{4, 2, 1, 1}},
-		{"within-budget", []int32{3, 3, 3, 3, 3}, 10, []int32{3, 3, 3}},
-		{"one-over-budget", []int32{12, 12, 12}, 10, []int32{12}},
+		{"none", nil, 100, "[]"},
+		{"one", []int32{3}, 100, "[]"},
+		{"all-tiny", []int32{1, 2, 1}, 100, "[s0 s1 s2]"},
+		{"grown-segment-waits", []int32{8, 1, 1}, 100, "[s1 s2]"},
+		{"grown-segments-wait", []int32{8, 4, 1}, 100, "[]"},
+		{"grown-segment-joins", []int32{4, 2, 1, 1}, 100, "[s0 s1 s2 s3]"},
+		{"young-segment-after-grown-one", []int32{300, 1}, 100, "[]"},
+		{"by-size-then-by-name", []int32{5, 1, 2, 1, 40}, 100, "[s0 s1 s2 s3]"},
+		{"within-budget", []int32{3, 3, 3, 3, 3}, 10, "[s0 s1 s2]"},
+		{"over-budget", []int32{12, 12, 12}, 10, "[]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			var small []SegmentInfo
-			for _, n := range tc.sizes {
-				small = append(small, SegmentInfo{Entries: n})
+			for i, n := range tc.sizes {
+				small = append(small, SegmentInfo{Name: fmt.Sprintf("s%d", i), Entries: n})
 			}
-			var got []int32
+			var got []string
 			for _, s := range mergeChoice(small, tc.budget) {
-				got = append(got, s.Entries)
+				got = append(got, s.Name)
 			}
-			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
-				t.Fatalf("mergeChoice(%v, %d) = %v; want %v", tc.sizes, tc.budget, got, tc.want)
+			if fmt.Sprint(got) != tc.want {
+				t.Fatalf("mergeChoice(%v, %d) = %v; want %s", tc.sizes, tc.budget, got, tc.want)
 			}
 		})
 	}
