@@ -347,8 +347,11 @@ func (c *Compactor) smallLines() int { return max(1, c.maxEntries()/4) }
 func (c *Compactor) mergeRoundLines() int { return 5 * c.maxEntries() }
 
 // mergeProbes bounds how many sealed segments outside a merge it reads to
-// learn which revocations they hold already (see heldRevocations).
-const mergeProbes = 4
+// learn which revocations they hold already (see heldRevocations): more
+// than the segments one merge writes (mergeRoundLines / MaxEntries, a few
+// more when certificates make one too large), so that a rerun finds all
+// of its earlier run's.
+const mergeProbes = 8
 
 // linesOf is a segment's size in lines by its spec (revoked entries count
 // twice: an upper bound), at least one.
