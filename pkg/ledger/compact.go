@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -13,6 +14,7 @@ import (
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -87,11 +89,15 @@ type SealStats struct {
 	// that lost it.
 	CertificatesKept, CertificatesDropped int
 	// Duplicates counts entries already in a sealed segment, left out
-	// (an earlier Seal wrote them but could not delete their journal).
+	// (an earlier Seal or merge wrote them but could not delete the
+	// objects it read them from).
 	Duplicates int
-	// Corrupt names the journals that could not be decoded; they are
-	// left in place.
+	// Corrupt names the journals and small sealed segments that could not
+	// be decoded; they are left in place.
 	Corrupt []string
+	// Merged counts the small sealed segments merged into larger ones and
+	// deleted, MergedInto the sealed segments the merge created.
+	Merged, MergedInto int
 }
 
 // RetainStats says what one Retain did.
@@ -134,10 +140,11 @@ func (c *Compactor) maxEntries() int {
 func (c *Compactor) sealBatchLines() int { return 5 * c.maxEntries() }
 
 // Seal merges issuer k's journals in home older than SealAfter into sealed
-// segments, then deletes them. It returns ErrNotSynced before the index
-// has read the whole ledger. A journal that cannot be decoded is left in
-// place, named in the stats, and reported by an error wrapping
-// ErrCorruptSegment after the others are sealed.
+// segments, then deletes them; then it merges small sealed segments (see
+// merge). It returns ErrNotSynced before the index has read the whole
+// ledger. A journal or small sealed segment that cannot be decoded is left
+// in place, named in the stats, and reported by an error wrapping
+// ErrCorruptSegment after the others are done.
 func (c *Compactor) Seal(ctx context.Context, k quillv1.IssuerID, home string) (SealStats, error) {
 	var st SealStats
 	if !c.Index.Synced() {
@@ -163,100 +170,22 @@ func (c *Compactor) Seal(ctx context.Context, k quillv1.IssuerID, home string) (
 		}
 		due = due[n:]
 	}
+	if err := c.merge(ctx, k, home, &st, &corrupt); err != nil {
+		return st, err
+	}
 	return st, errors.Join(corrupt...)
 }
 
 func (c *Compactor) sealBatch(ctx context.Context, k quillv1.IssuerID, home string, batch []SegmentInfo, st *SealStats, corrupt *[]error) error {
-	var journals []*quillv1.LedgerSegment
-	inBatch := map[string]bool{}
-	issued := map[string]*Entry{}
-	revoked := map[string]*Entry{}
-	for _, info := range batch {
-		seg := &quillv1.LedgerSegment{}
-		if err := c.Client.Get(ctx, types.NamespacedName{Namespace: info.Namespace, Name: info.Name}, seg); err != nil {
-			if apierrors.IsNotFound(err) {
-				continue // sealed by an earlier run; the index has not seen the deletion yet
-			}
-			return fmt.Errorf("reading journal %s/%s: %w", info.Namespace, info.Name, err)
-		}
-		if seg.Spec.Stage != quillv1.LedgerStageJournal || seg.Spec.IssuerRef.ID() != k {
-			continue
-		}
-		// Decode into a scratch map first, so that a journal corrupt half
-		// way through contributes nothing and is not deleted.
-		var lines []*Entry
-		if err := SegmentEntries(seg, func(e *Entry) error { lines = append(lines, e); return nil }); err != nil {
-			st.Corrupt = append(st.Corrupt, seg.Name)
-			*corrupt = append(*corrupt, err)
-			continue
-		}
-		for _, e := range lines {
-			if e.IsRevocationLine() {
-				foldRevocation(revoked, e)
-				continue
-			}
-			if prev := issued[e.Serial]; prev != nil {
-				mergeEntry(prev, e)
-				continue
-			}
-			issued[e.Serial] = e
-		}
-		journals = append(journals, seg)
-		inBatch[seg.Name] = true
+	in, err := c.readLines(ctx, k, quillv1.LedgerStageJournal, batch, st, corrupt)
+	if err != nil || len(in.objs) == 0 {
+		return err
 	}
-	if len(journals) == 0 {
-		return nil
+	entries, lines, err := c.outputOf(ctx, k, in, st, nil)
+	if err != nil {
+		return err
 	}
-
-	var out, lines []Entry
-	for serial, e := range issued {
-		if rl := revoked[serial]; rl != nil {
-			if rl.Revocation.Wins(e.Revocation) {
-				e.Revocation = rl.Revocation
-			}
-			delete(revoked, serial)
-		}
-		if sn, ok := e.SerialInt(); ok {
-			if rec, found := c.Index.Lookup(k, sn); found && !rec.Legacy && !inBatch[rec.Segment] && isSealedSegmentName(rec.Segment) {
-				// Already sealed: keep only its revocation, which the
-				// sealed copy may lack.
-				st.Duplicates++
-				if e.Revocation != nil {
-					lines = append(lines, Entry{Serial: e.Serial, NotAfter: e.NotAfter, Revocation: e.Revocation})
-				}
-				continue
-			}
-		}
-		if len(e.Certificate) > 0 {
-			keep, err := c.requestMayNeed(ctx, e.Origin)
-			if err != nil {
-				return err
-			}
-			if keep {
-				st.CertificatesKept++
-			} else {
-				e.Certificate = nil
-				st.CertificatesDropped++
-			}
-		}
-		out = append(out, *e)
-	}
-	for _, rl := range revoked {
-		if rl.NotAfter == 0 {
-			// Retention reads a segment's expiry from its lines: a
-			// revocation line must carry its certificate's notAfter.
-			if sn, ok := rl.SerialInt(); ok {
-				if rec, found := c.Index.Lookup(k, sn); found {
-					rl.NotAfter = rec.NotAfter.Unix()
-				}
-			}
-		}
-		lines = append(lines, *rl)
-	}
-	sortEntries(out)
-	sortEntries(lines)
-	out = append(out, lines...)
-
+	out := append(entries, lines...)
 	n, err := c.writeSealed(ctx, k, home, out)
 	st.Segments += n
 	if err != nil {
@@ -270,13 +199,288 @@ func (c *Compactor) sealBatch(ctx context.Context, k quillv1.IssuerID, home stri
 			st.Revocations++
 		}
 	}
-	for _, j := range journals {
+	for _, j := range in.objs {
 		if err := c.deleteObject(ctx, j); err != nil {
 			return fmt.Errorf("deleting sealed journal %s/%s: %w", j.Namespace, j.Name, err)
 		}
 		st.Journals++
 	}
 	return nil
+}
+
+// lineSet is what one seal or merge read from its input segments.
+type lineSet struct {
+	// objs are the inputs read, without their data: what is deleted once
+	// the output is written.
+	objs []*quillv1.LedgerSegment
+	// names holds objs' names.
+	names map[string]bool
+	// issued holds each serial's issued entry, copies folded; revoked the
+	// winning revocation line of each serial, folded into issued's entry
+	// by outputOf when it has one.
+	issued, revoked map[string]*Entry
+}
+
+// readLines reads the segments of batch that are still issuer k's and at
+// stage. One that is gone was handled by an earlier run whose deletion the
+// index has not seen yet; one that does not decode is named in st and
+// corrupt, contributes nothing and is not deleted.
+func (c *Compactor) readLines(ctx context.Context, k quillv1.IssuerID, stage string, batch []SegmentInfo, st *SealStats, corrupt *[]error) (*lineSet, error) {
+	in := &lineSet{names: map[string]bool{}, issued: map[string]*Entry{}, revoked: map[string]*Entry{}}
+	for _, info := range batch {
+		seg := &quillv1.LedgerSegment{}
+		if err := c.Client.Get(ctx, types.NamespacedName{Namespace: info.Namespace, Name: info.Name}, seg); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return nil, fmt.Errorf("reading ledger segment %s/%s: %w", info.Namespace, info.Name, err)
+		}
+		if seg.Spec.Stage != stage || seg.Spec.IssuerRef.ID() != k {
+			continue
+		}
+		// Decode into a scratch list first, so that a segment corrupt half
+		// way through contributes nothing.
+		var lines []*Entry
+		if err := SegmentEntries(seg, func(e *Entry) error { lines = append(lines, e); return nil }); err != nil {
+			st.Corrupt = append(st.Corrupt, seg.Name)
+			*corrupt = append(*corrupt, err)
+			continue
+		}
+		for _, e := range lines {
+			if e.IsRevocationLine() {
+				foldRevocation(in.revoked, e)
+				continue
+			}
+			if prev := in.issued[e.Serial]; prev != nil {
+				mergeEntry(prev, e)
+				continue
+			}
+			in.issued[e.Serial] = e
+		}
+		seg.Spec.Data = nil
+		in.objs = append(in.objs, seg)
+		in.names[seg.Name] = true
+	}
+	return in, nil
+}
+
+// outputOf builds the lines that replace in: its issued entries with their
+// revocation lines folded in and their certificates kept only where the
+// request may still need them, and, sorted apart, the revocation lines
+// whose entries are not in in. An entry the index places in a sealed
+// segment outside in was written by an earlier run that could not delete
+// its inputs: it is left out, and only its revocation kept as a line. With
+// held (what sealed segments outside in are known to hold, see
+// heldRevocations), a revocation line is left out too when a segment there
+// already holds that revocation or one that wins over it.
+func (c *Compactor) outputOf(ctx context.Context, k quillv1.IssuerID, in *lineSet, st *SealStats, held map[string]*EntryRevocation) (entries, lines []Entry, err error) {
+	addLine := func(rl Entry) {
+		if h := held[rl.Serial]; h != nil && !rl.Revocation.Wins(h) {
+			return
+		}
+		lines = append(lines, rl)
+	}
+	for serial, e := range in.issued {
+		if rl := in.revoked[serial]; rl != nil {
+			if rl.Revocation.Wins(e.Revocation) {
+				e.Revocation = rl.Revocation
+			}
+			delete(in.revoked, serial)
+		}
+		if c.sealedElsewhere(k, e, in) {
+			st.Duplicates++
+			if e.Revocation != nil {
+				addLine(Entry{Serial: e.Serial, NotAfter: e.NotAfter, Revocation: e.Revocation})
+			}
+			continue
+		}
+		if len(e.Certificate) > 0 {
+			keep, err := c.requestMayNeed(ctx, e.Origin)
+			if err != nil {
+				return nil, nil, err
+			}
+			if keep {
+				st.CertificatesKept++
+			} else {
+				e.Certificate = nil
+				st.CertificatesDropped++
+			}
+		}
+		entries = append(entries, *e)
+	}
+	for _, rl := range in.revoked {
+		if rl.NotAfter == 0 {
+			// Retention reads a segment's expiry from its lines: a
+			// revocation line must carry its certificate's notAfter.
+			if sn, ok := rl.SerialInt(); ok {
+				if rec, found := c.Index.Lookup(k, sn); found {
+					rl.NotAfter = rec.NotAfter.Unix()
+				}
+			}
+		}
+		addLine(*rl)
+	}
+	sortEntries(entries)
+	sortEntries(lines)
+	return entries, lines, nil
+}
+
+// sealedElsewhere reports whether the index places e in a sealed segment
+// that is not one of in's inputs.
+func (c *Compactor) sealedElsewhere(k quillv1.IssuerID, e *Entry, in *lineSet) bool {
+	sn, ok := e.SerialInt()
+	if !ok {
+		return false
+	}
+	rec, found := c.Index.Lookup(k, sn)
+	return found && !rec.Legacy && !in.names[rec.Segment] && isSealedSegmentName(rec.Segment)
+}
+
+// smallLines is the size, in lines, under which a sealed segment is
+// merged with others: a quarter of a full one. An issuer that signs slowly
+// seals a segment of a line or two a minute; left alone, 100k live
+// certificates would be 100k objects.
+func (c *Compactor) smallLines() int { return max(1, c.maxEntries()/4) }
+
+// mergeRoundLines bounds the lines one merge reads and holds (sealed
+// entries mostly lack their certificate: a few hundred bytes a line).
+func (c *Compactor) mergeRoundLines() int { return 5 * c.maxEntries() }
+
+// mergeProbes bounds how many sealed segments outside a merge it reads to
+// learn which revocations they hold already (see heldRevocations): more
+// than the segments one merge writes (mergeRoundLines / MaxEntries, a few
+// more when certificates make one too large), so that a rerun finds all
+// of its earlier run's.
+const mergeProbes = 8
+
+// linesOf is a segment's size in lines by its spec (revoked entries count
+// twice: an upper bound), at least one.
+func linesOf(s SegmentInfo) int { return max(1, int(s.Entries)+int(s.Revocations)) }
+
+// merge merges issuer k's small sealed segments in home, older than
+// SealAfter, into sealed segments of up to MaxEntries lines, by the same
+// rules as sealing (revocation lines folded into their entries, a
+// certificate kept only while its request may need it, entries sealed
+// elsewhere left out), then deletes them. It creates before it deletes:
+// the new segments sort after their inputs (names begin with the creation
+// time) and the index applies them first, so every record moves to them
+// and deleting the inputs removes none. A crash in between leaves the
+// inputs, whose entries the next run finds sealed elsewhere and does not
+// write again. Journals, other issuers' segments and segments that do not
+// decode are never merged.
+func (c *Compactor) merge(ctx context.Context, k quillv1.IssuerID, home string, st *SealStats, corrupt *[]error) error {
+	cutoff := c.now().Add(-c.sealAfter())
+	var small []SegmentInfo
+	for _, s := range c.Index.Segments(k) { // by name: oldest first
+		if s.Stage == quillv1.LedgerStageSealed && s.Namespace == home && !s.Created.After(cutoff) && linesOf(s) < c.smallLines() {
+			small = append(small, s)
+		}
+	}
+	batch := mergeChoice(small, c.mergeRoundLines())
+	if len(batch) < 2 {
+		return nil
+	}
+	in, err := c.readLines(ctx, k, quillv1.LedgerStageSealed, batch, st, corrupt)
+	if err != nil || len(in.objs) < 2 {
+		return err // one segment alone would only be written again
+	}
+	entries, lines, err := c.outputOf(ctx, k, in, st, c.heldRevocations(ctx, k, home, in))
+	if err != nil {
+		return err
+	}
+	// Revocation lines first, so that they share a segment with entries:
+	// a rerun after a crash finds that segment through the entries'
+	// records and need not write the lines again.
+	out := append(lines, entries...)
+	n, err := c.writeSealed(ctx, k, home, out)
+	st.MergedInto += n
+	if err != nil {
+		return err
+	}
+	for _, seg := range in.objs {
+		if err := c.deleteObject(ctx, seg); err != nil {
+			return fmt.Errorf("deleting merged ledger segment %s/%s: %w", seg.Namespace, seg.Name, err)
+		}
+		st.Merged++
+	}
+	return nil
+}
+
+// mergeChoice picks the small segments one merge reads, returned in name
+// order: the smallest, then, by size, each next one of at most twice the
+// lines picked so far, while within budget; none unless two are picked. A
+// segment grown by merges thus waits until the smaller ones add up to
+// half of it, rather than being rewritten every round for a line or two
+// more: each line is rewritten a few times (about log2(MaxEntries/4))
+// before its segment is no longer small, and an issuer keeps only a
+// handful of small segments. Size, not age, decides, because a merge's
+// output is named after the young segments it leaves out.
+func mergeChoice(small []SegmentInfo, budget int) []SegmentInfo {
+	if len(small) < 2 {
+		return nil
+	}
+	bySize := slices.Clone(small)
+	sort.SliceStable(bySize, func(i, j int) bool { return linesOf(bySize[i]) < linesOf(bySize[j]) })
+	picked, lines := 1, linesOf(bySize[0])
+	for ; picked < len(bySize); picked++ {
+		n := linesOf(bySize[picked])
+		if n > 2*lines || lines+n > budget {
+			break
+		}
+		lines += n
+	}
+	if picked < 2 {
+		return nil
+	}
+	out := bySize[:picked]
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// heldRevocations reads the sealed segments outside in that the index
+// says hold in's entries (at most mergeProbes, newest first) and returns
+// each serial's winning revocation among their lines. After a merge whose
+// deletes failed those are its outputs, which hold every revocation of
+// in: the rerun writes none again. A segment that cannot be read only
+// costs lines written again.
+func (c *Compactor) heldRevocations(ctx context.Context, k quillv1.IssuerID, home string, in *lineSet) map[string]*EntryRevocation {
+	seen := map[string]bool{}
+	var holders []string
+	for _, e := range in.issued {
+		sn, ok := e.SerialInt()
+		if !ok {
+			continue
+		}
+		if rec, found := c.Index.Lookup(k, sn); found && !rec.Legacy && rec.Namespace == home && !in.names[rec.Segment] &&
+			isSealedSegmentName(rec.Segment) && !seen[rec.Segment] {
+			seen[rec.Segment] = true
+			holders = append(holders, rec.Segment)
+		}
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(holders)))
+	held := map[string]*EntryRevocation{}
+	for _, name := range holders[:min(len(holders), mergeProbes)] {
+		seg := &quillv1.LedgerSegment{}
+		if err := c.Client.Get(ctx, types.NamespacedName{Namespace: home, Name: name}, seg); err != nil ||
+			seg.Spec.Stage != quillv1.LedgerStageSealed || seg.Spec.IssuerRef.ID() != k {
+			continue
+		}
+		revs := map[string]*EntryRevocation{}
+		if err := SegmentEntries(seg, func(e *Entry) error {
+			if e.Revocation.Wins(revs[e.Serial]) {
+				revs[e.Serial] = e.Revocation
+			}
+			return nil
+		}); err != nil {
+			continue // the index ignores a corrupt segment: so does this
+		}
+		for serial, r := range revs {
+			if r.Wins(held[serial]) {
+				held[serial] = r
+			}
+		}
+	}
+	return held
 }
 
 // foldRevocation keeps in byserial the winning revocation line of e's serial.
@@ -357,6 +561,11 @@ func (c *Compactor) writeChunk(ctx context.Context, k quillv1.IssuerID, home str
 	}
 	if err := c.Client.Create(ctx, seg); err != nil {
 		return 0, fmt.Errorf("creating sealed ledger segment %s/%s: %w", seg.Namespace, seg.Name, err)
+	}
+	if seg.CreationTimestamp.IsZero() {
+		// The API server always sets it; a client that does not (a fake)
+		// would make the segment look old enough to merge at once.
+		seg.CreationTimestamp = metav1.NewTime(c.now())
 	}
 	c.Index.PutSegment(seg, entries)
 	return 1, nil

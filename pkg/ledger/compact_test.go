@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"sort"
 	"testing"
 	"time"
 
@@ -598,5 +599,279 @@ func TestRetainKeepsRevocationOfUnknownExpiry(t *testing.T) {
 	}
 	if err := f.cl.Get(t.Context(), client.ObjectKeyFromObject(seg), seg); err != nil {
 		t.Fatalf("the segment is gone: %v", err)
+	}
+}
+
+// sealed creates a sealed segment of issuer k holding lines, created at
+// the fixture clock's time, as an earlier Seal would have.
+func (f *compactFixture) sealed(t *testing.T, k quillv1.IssuerID, lines ...Entry) *quillv1.LedgerSegment {
+	t.Helper()
+	seg, err := NewSegment(k, "team-c", quillv1.LedgerStageSealed, f.clock.Now(), lines)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.cl.Create(t.Context(), seg); err != nil {
+		t.Fatal(err)
+	}
+	seg.CreationTimestamp = metav1.NewTime(f.clock.Now())
+	f.ix.PutSegment(seg, lines)
+	f.clock.Step(time.Second) // names order segments by creation
+	return seg
+}
+
+// sealedNames lists issuer k's sealed segments in the API, by name.
+func (f *compactFixture) sealedNames(t *testing.T, k quillv1.IssuerID) []string {
+	t.Helper()
+	var list quillv1.LedgerSegmentList
+	if err := f.cl.List(t.Context(), &list); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, s := range list.Items {
+		if s.Spec.Stage == quillv1.LedgerStageSealed && s.Spec.IssuerRef.ID() == k {
+			out = append(out, s.Name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// relisted is a fresh index loaded from every segment in the API, in name
+// order, as the ledger index's list after a restart reads them.
+func (f *compactFixture) relisted(t *testing.T) *Index {
+	t.Helper()
+	var list quillv1.LedgerSegmentList
+	if err := f.cl.List(t.Context(), &list); err != nil {
+		t.Fatal(err)
+	}
+	sort.Slice(list.Items, func(i, j int) bool { return list.Items[i].Name < list.Items[j].Name })
+	objs := make([]any, len(list.Items))
+	for i := range list.Items {
+		objs[i] = &list.Items[i]
+	}
+	ix := NewIndex()
+	if err := ix.Replace(objs, "1"); err != nil {
+		t.Fatal(err)
+	}
+	return ix
+}
+
+// compactWantIndexed fails unless ix holds every serial of want in segment
+// (when not empty), revoked with the reason want gives ("" for not
+// revoked).
+func compactWantIndexed(t *testing.T, what string, ix *Index, segment string, want map[int64]quillv1.RevocationReason) {
+	t.Helper()
+	for serial, reason := range want {
+		rec, ok := ix.Lookup(compactIssuer, big.NewInt(serial))
+		if !ok {
+			t.Errorf("%s: serial %d is not in the index", what, serial)
+			continue
+		}
+		if segment != "" && rec.Segment != segment {
+			t.Errorf("%s: serial %d is in %s; want the merged %s", what, serial, rec.Segment, segment)
+		}
+		if got := reasonOfCode(rec.Reason); rec.Revoked != (reason != "") || (rec.Revoked && got != reason) {
+			t.Errorf("%s: serial %d revoked %v (%s); want %q", what, serial, rec.Revoked, got, reason)
+		}
+	}
+}
+
+func TestSealMergesSmallSealedSegments(t *testing.T) {
+	t.Parallel()
+	f := newCompactFixture(t, compactPendingRequest(2, nil)) // serial 2's request still waits for it
+	f.c.MaxEntries = 40                                      // small: under 10 lines
+	ctx := t.Context()
+	other := quillv1.IssuerID{Kind: quillv1.IssuerKind, Namespace: "team-c", Name: "other"}
+	notAfter := compactT0.Add(time.Hour)
+
+	var bigLines []Entry
+	for i := range int64(10) {
+		e := f.sig.entry(t, 50+i, compactT0)
+		e.Certificate = nil
+		bigLines = append(bigLines, e)
+	}
+	bigSeg := f.sealed(t, compactIssuer, bigLines...)
+	revoked4 := f.sig.entry(t, 4, compactT0)
+	revoked4.Certificate = nil
+	revoked4.Revocation = &EntryRevocation{Reason: quillv1.ReasonSuperseded, At: compactT0.Unix()}
+	small := []*quillv1.LedgerSegment{
+		f.sealed(t, compactIssuer, f.sig.entry(t, 1, compactT0), f.sig.entry(t, 2, compactT0)),
+		f.sealed(t, compactIssuer, f.sig.entry(t, 3, compactT0), compactRevocationLine(1, notAfter, quillv1.ReasonKeyCompromise, compactT0)),
+		// Serial 50's entry is in the big segment, which is not merged.
+		f.sealed(t, compactIssuer, compactRevocationLine(50, notAfter, quillv1.ReasonCessationOfOperation, compactT0),
+			compactRevocationLine(1, notAfter, quillv1.ReasonSuperseded, compactT0.Add(time.Minute))),
+		f.sealed(t, compactIssuer, revoked4),
+	}
+	foreign := []*quillv1.LedgerSegment{
+		f.sealed(t, other, f.sig.entry(t, 900, compactT0)),
+		f.sealed(t, other, f.sig.entry(t, 901, compactT0)),
+	}
+	bad, err := NewSegment(compactIssuer, "team-c", quillv1.LedgerStageSealed, f.clock.Now(), []Entry{f.sig.entry(t, 5, compactT0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad.Spec.Data = []byte("not gzip")
+	if err := f.cl.Create(ctx, bad); err != nil {
+		t.Fatal(err)
+	}
+	bad.CreationTimestamp = metav1.NewTime(f.clock.Now())
+	f.ix.PutSegment(bad, nil)
+
+	f.clock.Step(2 * time.Minute)
+	journal := f.journal(t, f.sig.entry(t, 6, compactT0)) // young: neither sealed nor merged
+	st, err := f.c.Seal(ctx, compactIssuer, "team-c")
+	if !errors.Is(err, ErrCorruptSegment) {
+		t.Fatalf("Seal: %v; want ErrCorruptSegment for the corrupt small segment", err)
+	}
+	if st.Merged != 4 || st.MergedInto != 1 || st.Journals != 0 || len(st.Corrupt) != 1 || st.Corrupt[0] != bad.Name {
+		t.Fatalf("Seal = %+v; want the 4 small segments merged into 1 and the corrupt one named", st)
+	}
+	names := f.sealedNames(t, compactIssuer)
+	if len(names) != 3 || names[0] != bigSeg.Name || names[1] != bad.Name {
+		t.Fatalf("sealed segments %v; want the big one, the corrupt one and the merged one", names)
+	}
+	merged := names[2]
+	for _, seg := range append(append([]*quillv1.LedgerSegment{journal}, foreign...), bigSeg, bad) {
+		if err := f.cl.Get(ctx, client.ObjectKeyFromObject(seg), &quillv1.LedgerSegment{}); err != nil {
+			t.Errorf("segment %s was touched: %v", seg.Name, err)
+		}
+	}
+
+	var got quillv1.LedgerSegment
+	if err := f.cl.Get(ctx, types.NamespacedName{Namespace: "team-c", Name: merged}, &got); err != nil {
+		t.Fatal(err)
+	}
+	var lines []Entry
+	if err := SegmentEntries(&got, func(e *Entry) error { lines = append(lines, *e); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	issued := compactIssuedBySerial(t, lines)
+	if len(issued) != 4 || len(lines) != 5 {
+		t.Fatalf("merged segment holds %d lines, %d entries; want serials 1-4 and serial 50's line", len(lines), len(issued))
+	}
+	if rv := issued["1"].Revocation; rv == nil || rv.Reason != quillv1.ReasonKeyCompromise {
+		t.Errorf("serial 1 merged with revocation %+v; want the earlier keyCompromise folded in", rv)
+	}
+	for serial, keep := range map[string]bool{"1": false, "2": true, "3": false, "4": false} {
+		if has := len(issued[serial].Certificate) > 0; has != keep {
+			t.Errorf("serial %s keeps its certificate: %v; want %v", serial, has, keep)
+		}
+	}
+	if l := lines[0]; !l.IsRevocationLine() || l.Serial != SerialHex(big.NewInt(50)) || l.NotAfter != notAfter.Unix() {
+		t.Errorf("first line %+v; want serial 50's revocation line with its notAfter", l)
+	}
+
+	want := map[int64]quillv1.RevocationReason{1: quillv1.ReasonKeyCompromise, 2: "", 3: "", 4: quillv1.ReasonSuperseded}
+	compactWantIndexed(t, "after the merge", f.ix, merged, want)
+	// The watch then delivers the inputs' deletions: no record goes.
+	for _, seg := range small {
+		if err := f.ix.Delete(seg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	compactWantIndexed(t, "after the deletions", f.ix, merged, want)
+	compactWantIndexed(t, "the big segment after the deletions", f.ix, bigSeg.Name,
+		map[int64]quillv1.RevocationReason{50: quillv1.ReasonCessationOfOperation, 51: ""})
+	compactWantIndexed(t, "after a relist", f.relisted(t), merged, want)
+}
+
+// TestSealMergeCrashBetweenWriteAndDelete checks that a merge whose deletes
+// fail leaves every entry present, the merged segment holding every
+// record even after a relist, and that the rerun deletes the small
+// segments without writing anything again.
+func TestSealMergeCrashBetweenWriteAndDelete(t *testing.T) {
+	t.Parallel()
+	f := newCompactFixture(t)
+	f.c.MaxEntries = 40
+	ctx := t.Context()
+	notAfter := compactT0.Add(time.Hour)
+	var bigLines []Entry
+	for i := range int64(10) {
+		bigLines = append(bigLines, f.sig.entry(t, 50+i, compactT0))
+	}
+	f.sealed(t, compactIssuer, bigLines...)
+	for i := range int64(3) {
+		f.sealed(t, compactIssuer, f.sig.entry(t, 10*i+1, compactT0), f.sig.entry(t, 10*i+2, compactT0))
+	}
+	f.sealed(t, compactIssuer, compactRevocationLine(1, notAfter, quillv1.ReasonKeyCompromise, compactT0),
+		compactRevocationLine(51, notAfter, quillv1.ReasonAffiliationChanged, compactT0))
+	f.clock.Step(2 * time.Minute)
+
+	crashing := *f.c
+	crashing.Client = compactFailDeletes{f.cl}
+	if _, err := crashing.Seal(ctx, compactIssuer, "team-c"); !errors.Is(err, errCompactCrash) {
+		t.Fatalf("Seal with failing deletes: %v; want the delete's error", err)
+	}
+	names := f.sealedNames(t, compactIssuer)
+	if len(names) != 6 {
+		t.Fatalf("after the crash %d sealed segments; want the 5 read and the merged one", len(names))
+	}
+	merged := names[5]
+	want := map[int64]quillv1.RevocationReason{1: quillv1.ReasonKeyCompromise, 2: "", 11: "", 12: "", 21: "", 22: ""}
+	compactWantIndexed(t, "after the crash", f.ix, merged, want)
+	// Both copies are listed after a restart: the newer sorts later and
+	// holds every record.
+	compactWantIndexed(t, "after the crash and a relist", f.relisted(t), merged, want)
+
+	st, err := f.c.Seal(ctx, compactIssuer, "team-c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Merged != 4 || st.MergedInto != 0 || st.Duplicates != 6 {
+		t.Fatalf("rerun = %+v; want the 4 small segments deleted, 6 duplicates and nothing written", st)
+	}
+	if names := f.sealedNames(t, compactIssuer); len(names) != 2 || names[1] != merged {
+		t.Fatalf("after the rerun sealed segments %v; want the big one and %s", names, merged)
+	}
+	all := f.live(t)[quillv1.LedgerStageSealed]
+	if got := compactIssuedBySerial(t, all); len(got) != 16 {
+		t.Fatalf("%d entries sealed after the rerun; want 16, once each", len(got))
+	}
+	lines := 0
+	for _, e := range all {
+		if e.IsRevocationLine() {
+			lines++
+		}
+	}
+	if lines != 1 {
+		t.Fatalf("%d revocation lines after the rerun; want serial 51's, once", lines)
+	}
+	want[51] = quillv1.ReasonAffiliationChanged
+	compactWantIndexed(t, "after the rerun and a relist", f.relisted(t), "", want)
+}
+
+func TestMergeChoice(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		sizes  []int32 // of segments s0, s1, … in name order
+		budget int
+		want   string
+	}{
+		{"none", nil, 100, "[]"},
+		{"one", []int32{3}, 100, "[]"},
+		{"all-tiny", []int32{1, 2, 1}, 100, "[s0 s1 s2]"},
+		{"grown-segment-waits", []int32{8, 1, 1}, 100, "[s1 s2]"},
+		{"grown-segments-wait", []int32{8, 4, 1}, 100, "[]"},
+		{"grown-segment-joins", []int32{4, 2, 1, 1}, 100, "[s0 s1 s2 s3]"},
+		{"young-segment-after-grown-one", []int32{300, 1}, 100, "[]"},
+		{"by-size-then-by-name", []int32{5, 1, 2, 1, 40}, 100, "[s0 s1 s2 s3]"},
+		{"within-budget", []int32{3, 3, 3, 3, 3}, 10, "[s0 s1 s2]"},
+		{"over-budget", []int32{12, 12, 12}, 10, "[]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var small []SegmentInfo
+			for i, n := range tc.sizes {
+				small = append(small, SegmentInfo{Name: fmt.Sprintf("s%d", i), Entries: n})
+			}
+			var got []string
+			for _, s := range mergeChoice(small, tc.budget) {
+				got = append(got, s.Name)
+			}
+			if fmt.Sprint(got) != tc.want {
+				t.Fatalf("mergeChoice(%v, %d) = %v; want %s", tc.sizes, tc.budget, got, tc.want)
+			}
+		})
 	}
 }

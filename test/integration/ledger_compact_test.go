@@ -328,3 +328,133 @@ func TestLedgerCompactNothingLostAcrossCrashes(t *testing.T) {
 		t.Fatalf("%d segments live and %d lines archived after retention; want every segment archived", len(segs.Items), l.archived)
 	}
 }
+
+// TestLedgerCompactMergesSmallSegments checks, against the real API
+// server, that Seal merges the one-minute sealed segments of an issuer
+// that signs slowly into one, across a crash between writing and
+// deleting: every serial ends held once, with its revocation, and another
+// issuer's segments are left alone.
+func TestLedgerCompactMergesSmallSegments(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	ns := newNamespace(t)
+	k := quillv1.IssuerID{Kind: quillv1.IssuerKind, Namespace: ns, Name: "slow"}
+	other := quillv1.IssuerID{Kind: quillv1.IssuerKind, Namespace: ns, Name: "other"}
+	now := time.Now().UTC().Truncate(time.Second)
+	certs := compactLeaves(t, 3000, 212, now)
+	notAfter := now.Add(time.Hour).Unix()
+	var want []string
+	revoked := map[string]quillv1.RevocationReason{}
+	entry := func(i int) ledger.Entry {
+		e, err := ledger.EntryOf(certs[i], now, ledger.Origin{Kind: quillv1.OriginKindCertificateRequest, Namespace: ns,
+			Name: fmt.Sprintf("r%d", i), UID: types.UID(fmt.Sprintf("u%d", i))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Certificate = nil // sealed: its request no longer needs it
+		return e
+	}
+	revocation := func(serial string, reason quillv1.RevocationReason) ledger.Entry {
+		revoked[serial] = reason
+		return ledger.Entry{Serial: serial, NotAfter: notAfter, Revocation: &ledger.EntryRevocation{Reason: reason, At: now.Unix(), By: "test"}}
+	}
+	created := now.Add(-time.Hour)
+	create := func(issuer quillv1.IssuerID, lines []ledger.Entry) {
+		created = created.Add(time.Millisecond) // names order segments by this time
+		seg, err := ledger.NewSegment(issuer, ns, quillv1.LedgerStageSealed, created, lines)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := env.Client.Create(ctx, seg); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// A full segment of 60 entries (not small), then 50 sealed a minute
+	// apart with 3 entries each; two carry revocation lines, of an entry
+	// in the full segment and of one in another small segment.
+	var full []ledger.Entry
+	for i := range 60 {
+		full = append(full, entry(i))
+		want = append(want, full[i].Serial)
+	}
+	create(k, full)
+	for s := range 50 {
+		var lines []ledger.Entry
+		for i := 60 + 3*s; i < 63+3*s; i++ {
+			lines = append(lines, entry(i))
+			want = append(want, lines[len(lines)-1].Serial)
+		}
+		switch s {
+		case 10:
+			lines = append(lines, revocation(want[7], quillv1.ReasonKeyCompromise))
+		case 20:
+			lines = append(lines, revocation(want[60+3*4], quillv1.ReasonSuperseded))
+		}
+		create(k, lines)
+	}
+	create(other, []ledger.Entry{entry(210)})
+	create(other, []ledger.Entry{entry(211)})
+
+	ix := ledger.NewIndex()
+	if err := ix.Replace(nil, "0"); err != nil { // the ledger index, synced
+		t.Fatal(err)
+	}
+	feedCompactIndex(t, ix, ns)
+	clk := clocktesting.NewFakeClock(now.Add(2 * time.Minute))
+	c := &ledger.Compactor{Client: compactInNamespace{env.Client, ns}, Requests: env.Client, Index: ix, Clock: clk, MaxEntries: 200}
+	crashing := *c
+	crashing.Client = compactCrash{c.Client}
+
+	if _, err := crashing.Seal(ctx, k, ns); !errors.Is(err, errCompactCrash) {
+		t.Fatalf("Seal with failing deletes: %v; want the merge's delete to fail", err)
+	}
+	readCompactLedger(t, ns, "", k).check(t, "after a crashed merge", append(want, entry(210).Serial, entry(211).Serial), revoked, true)
+	st, err := c.Seal(ctx, k, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Merged != 50 || st.MergedInto != 0 {
+		t.Fatalf("Seal after the crash = %+v; want the 50 small segments deleted and nothing written again", st)
+	}
+	// Later rounds have nothing left to merge.
+	clk.Step(2 * time.Minute)
+	if st, err := c.Seal(ctx, k, ns); err != nil || st.Merged != 0 {
+		t.Fatalf("a later Seal = %+v, %v; want nothing merged", st, err)
+	}
+
+	var segs quillv1.LedgerSegmentList
+	if err := env.Client.List(ctx, &segs, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	mine, others := 0, 0
+	for _, s := range segs.Items {
+		switch s.Spec.IssuerRef.ID() {
+		case k:
+			mine++
+		case other:
+			others++
+		}
+	}
+	if mine != 2 || others != 2 {
+		t.Fatalf("%d sealed segments of the slow issuer and %d of the other; want the full one and the merged one, and the other's 2", mine, others)
+	}
+	readCompactLedger(t, ns, "", k).check(t, "after merging", append(want, entry(210).Serial, entry(211).Serial), revoked, false)
+
+	// A restarted index, reading the ledger as it now is, has every serial.
+	fresh := ledger.NewIndex()
+	if err := fresh.Replace(nil, "0"); err != nil {
+		t.Fatal(err)
+	}
+	feedCompactIndex(t, fresh, ns)
+	for _, s := range want {
+		serial, _ := new(big.Int).SetString(s, 16)
+		rec, ok := fresh.Lookup(k, serial)
+		if !ok {
+			t.Fatalf("serial %s is not in a fresh index", s)
+		}
+		if _, isRevoked := revoked[s]; rec.Revoked != isRevoked {
+			t.Fatalf("serial %s revoked %v in a fresh index; want %v", s, rec.Revoked, isRevoked)
+		}
+	}
+}
