@@ -271,9 +271,10 @@ func (r *Runner) compact(ctx context.Context, k quillv1.IssuerID) {
 	st, err := c.Seal(ctx, k, home)
 	r.cfg.Metrics.add(k, stepSeal, st.Entries)
 	r.cfg.Metrics.dropped(k, st.CertificatesDropped)
-	if st.Journals > 0 {
+	if st.Journals > 0 || st.Merged > 0 {
 		log.V(1).Info("sealed journals", "journals", st.Journals, "segments", st.Segments, "entries", st.Entries,
-			"revocations", st.Revocations, "certificatesKept", st.CertificatesKept, "duplicates", st.Duplicates)
+			"revocations", st.Revocations, "certificatesKept", st.CertificatesKept, "duplicates", st.Duplicates,
+			"mergedSegments", st.Merged, "mergedInto", st.MergedInto)
 	}
 	r.report(issuer, log, stepSeal, st.Corrupt, err)
 

@@ -1029,6 +1029,15 @@ func (st *store) applyRevocationLine(k quillv1.IssuerID, serial serialKey, rev E
 	}
 	if p, ok := ii.pending[serial]; ok {
 		if !rev.Wins(&p.rev) {
+			// The same revocation copied into another segment (a merge
+			// of sealed segments) moves to it as an entry would: to the
+			// higher stage, or the later applied. Otherwise deleting the
+			// segment it was copied from would forget it.
+			if rev.Reason == p.rev.Reason && rev.At == p.rev.At && st.holders[h].rank() >= st.holders[p.holder].rank() {
+				st.retain(h)
+				st.release(p.holder)
+				ii.pending[serial] = pendingRevocation{rev: p.rev, holder: h}
+			}
 			return
 		}
 		st.release(p.holder)

@@ -519,3 +519,21 @@ func TestIndexIgnoresForeignLedgerObjects(t *testing.T) {
 		})
 	}
 }
+
+// TestIndexPendingRevocationFollowsMerge: a revocation line whose entry the
+// index has not seen, copied by a merge into a new sealed segment, survives
+// the deletion of the segment it was copied from.
+func TestIndexPendingRevocationFollowsMerge(t *testing.T) {
+	t.Parallel()
+	ix := NewIndex()
+	small := segment(t, quillv1.LedgerStageSealed, "qi.ca.s01", "1", revocationLine(9, quillv1.ReasonKeyCompromise, 5))
+	merged := segment(t, quillv1.LedgerStageSealed, "qi.ca.s02", "2", revocationLine(9, quillv1.ReasonKeyCompromise, 5))
+	mustApply(t, ix, small, merged)
+	if err := ix.Delete(small); err != nil {
+		t.Fatal(err)
+	}
+	mustApply(t, ix, segment(t, quillv1.LedgerStageSealed, "qi.ca.s03", "3", issued(9, "u9")))
+	if rec, ok := ix.Lookup(issuerA, big.NewInt(9)); !ok || !rec.Revoked {
+		t.Errorf("record %+v (found %v); want serial 9 revoked by the merged segment's line", rec, ok)
+	}
+}
