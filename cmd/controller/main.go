@@ -110,6 +110,11 @@ func run() error {
 		return printVersion(os.Stdout)
 	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	if soft, err := setMemoryLimit(cgroupMemoryFiles); err != nil {
+		ctrl.Log.Error(err, "not setting the Go memory limit")
+	} else if soft > 0 {
+		ctrl.Log.Info("Go memory limit set from the container's", "bytes", soft)
+	}
 
 	if clusterNS == "" {
 		return errNoNamespace

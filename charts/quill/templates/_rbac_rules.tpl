@@ -106,9 +106,7 @@
   - quill.dev
   resources:
   - issuedcertificates
-  - ledgersegments
   verbs:
-  - create
   - delete
   - get
   - list
@@ -116,14 +114,13 @@
 - apiGroups:
   - quill.dev
   resources:
-  - issuedcertificates/status
-  - quillclusterissuers/status
-  - quillissuers/status
-  - quillrevocations/status
+  - ledgersegments
   verbs:
+  - create
+  - delete
   - get
-  - patch
-  - update
+  - list
+  - watch
 - apiGroups:
   - quill.dev
   resources:
@@ -135,6 +132,16 @@
   - get
   - list
   - watch
+- apiGroups:
+  - quill.dev
+  resources:
+  - quillclusterissuers/status
+  - quillissuers/status
+  - quillrevocations/status
+  verbs:
+  - get
+  - patch
+  - update
 {{- end }}
 
 {{- define "quill.approverRules" }}
