@@ -98,9 +98,14 @@ type crlPublisher struct {
 	// of a few entries needs parts.
 	partSize int
 
-	mu      sync.Mutex
-	delays  map[quillv1.IssuerID]time.Duration
-	trigger *issuers.Trigger
+	mu     sync.Mutex
+	delays map[quillv1.IssuerID]time.Duration
+	// awaitingLedger holds the issuers whose reconcile found the ledger
+	// not read yet: the index's first full read fires their trigger
+	// without the batch delay, so that a restarted replica's CRL is
+	// current the moment the ledger is.
+	awaitingLedger map[quillv1.IssuerID]bool
+	trigger        *issuers.Trigger
 }
 
 // legacyCRL recognises a CRL ConfigMap (or part) that a Quill from before
@@ -118,6 +123,7 @@ func legacyResponder(obj client.Object, owner string) bool {
 
 func (p *crlPublisher) setup(mgr ctrl.Manager) error {
 	p.delays = map[quillv1.IssuerID]time.Duration{}
+	p.awaitingLedger = map[quillv1.IssuerID]bool{}
 	p.trigger = issuers.NewTrigger(p.batchDelay)
 	p.index.Subscribe(func(c ledger.Change) {
 		if c.RevocationChanged {
@@ -139,6 +145,9 @@ func (p *crlPublisher) setup(mgr ctrl.Manager) error {
 func (p *crlPublisher) batchDelay(k quillv1.IssuerID) time.Duration {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.awaitingLedger[k] {
+		return 0
+	}
 	if d, ok := p.delays[k]; ok {
 		return d
 	}
@@ -193,8 +202,17 @@ func (r *crlReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 	}
 	p.rememberBatchDelay(k, obj.GetSpec())
 	if !p.index.Synced() {
+		p.mu.Lock()
+		if p.awaitingLedger == nil {
+			p.awaitingLedger = map[quillv1.IssuerID]bool{}
+		}
+		p.awaitingLedger[k] = true
+		p.mu.Unlock()
 		return ctrl.Result{RequeueAfter: time.Second}, nil // a CRL from a partly read ledger would miss revocations
 	}
+	p.mu.Lock()
+	delete(p.awaitingLedger, k)
+	p.mu.Unlock()
 	run := &crlRun{obj: obj, k: k, home: k.HomeNamespace(p.clusterNamespace), now: p.clock.Now()}
 	a, err := p.store.Load(ctx, run.home, obj.GetSpec().CA)
 	if err != nil {

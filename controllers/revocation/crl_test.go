@@ -24,6 +24,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clocktesting "k8s.io/utils/clock/testing"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
@@ -458,4 +459,30 @@ func ledgerEntries(t *testing.T, api client.Reader, namespace string) []issuerEn
 		}
 	}
 	return out
+}
+
+// TestCRLAwaitingLedgerSkipsBatchDelay: an issuer whose reconcile found
+// the ledger unread gets its CRL as soon as the index has read it, not a
+// batch delay later; other issuers keep their batch delay.
+func TestCRLAwaitingLedgerSkipsBatchDelay(t *testing.T) {
+	t.Parallel()
+	iss := &quillv1.QuillClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: "root"}}
+	api := newAPI(t, iss)
+	p := &crlPublisher{client: api, reader: api, index: ledger.NewIndex(), delays: map[quillv1.IssuerID]time.Duration{}}
+	r := &crlReconciler{p: p, kind: &quillv1.QuillClusterIssuer{}}
+	k := iss.ID()
+	if d := p.batchDelay(k); d != DefaultCRLBatchDelay {
+		t.Fatalf("batch delay before any reconcile %s; want %s", d, DefaultCRLBatchDelay)
+	}
+	res, err := r.Reconcile(context.Background(), ctrl.Request{NamespacedName: k.NamespacedName()})
+	if err != nil || res.RequeueAfter == 0 {
+		t.Fatalf("Reconcile before the ledger is read = %+v, %v; want a requeue", res, err)
+	}
+	if d := p.batchDelay(k); d != 0 {
+		t.Errorf("batch delay while awaiting the ledger %s; want 0", d)
+	}
+	other := quillv1.IssuerID{Kind: quillv1.ClusterIssuerKind, Name: "other"}
+	if d := p.batchDelay(other); d != DefaultCRLBatchDelay {
+		t.Errorf("another issuer's batch delay %s; want %s", d, DefaultCRLBatchDelay)
+	}
 }
