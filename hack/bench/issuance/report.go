@@ -73,7 +73,7 @@ func report(w io.Writer, o options, env environment, idle *idleSample, results [
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "machine: %d CPUs (%s), %s memory; %s; kube-apiserver %s; cert-manager %s\n",
 		runtime.NumCPU(), env.cpuModel, env.memory, runtime.Version(), env.apiserver, env.certManager)
-	fmt.Fprintf(w, "N=%d Certificates per phase, %d rounds, phases in order %s, ...; warm-up %d per issuer; %d concurrent creates\n",
+	fmt.Fprintf(w, "N=%d Certificates per phase, %d rounds, phases in order %s, reversed in even rounds; warm-up %d per issuer; %d concurrent creates\n",
 		o.n, o.rounds, strings.Join(names, ", "), o.warmup, o.concurrency)
 	if o.pkcs11 {
 		fmt.Fprintf(w, "Quill (PKCS#11): spec.ca.pkcs11, ECDSA P-256 key on a SoftHSM2 token (%s, %s) used by quill-controller; "+
