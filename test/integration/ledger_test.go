@@ -56,31 +56,8 @@ func TestLedgerIndexLoadsInPages(t *testing.T) {
 	const nSeg = 1800 // segment entries: 18 sealed segments of 100, two pages of 16
 	k := quillv1.IssuerID{Kind: quillv1.IssuerKind, Namespace: ns, Name: "paged"}
 
-	caPEM, keyPEM, err := issuance.NewSelfSignedRoot(pkix.Name{CommonName: "paged CA"}, issuance.ECDSAP256, 24*time.Hour, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	auth, err := issuance.LoadAuthority(caPEM, keyPEM, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := issuance.GenerateKey(issuance.ECDSAP256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.CreateCertificateRequest(nil, &x509.CertificateRequest{DNSNames: []string{"paged.example.com"}}, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	csr := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
 	now := time.Now()
-	sign := func() *x509.Certificate {
-		issued, err := auth.Sign(issuance.Request{CSR: csr, KeyUsage: x509.KeyUsageDigitalSignature}, issuance.Options{Now: now, DefaultDuration: time.Hour})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return issued.Certificate
-	}
+	sign := leafSigner(t, "paged", now)
 	origin := func(i int) ledger.Origin {
 		return ledger.Origin{Kind: quillv1.OriginKindCertificateRequest, Namespace: ns, Name: fmt.Sprintf("r%d", i), UID: types.UID(fmt.Sprintf("uid-%d", i))}
 	}
@@ -107,6 +84,7 @@ func TestLedgerIndexLoadsInPages(t *testing.T) {
 	}
 	segEntries := make([]ledger.Entry, nSeg)
 	for i := range nSeg {
+		var err error
 		if segEntries[i], err = ledger.EntryOf(sign(), now, origin(n+i)); err != nil {
 			t.Fatal(err)
 		}
@@ -252,31 +230,12 @@ func TestLedgerJournal(t *testing.T) {
 	const n = 100
 	k := quillv1.IssuerID{Kind: quillv1.IssuerKind, Namespace: ns, Name: "journal"}
 
-	caPEM, keyPEM, err := issuance.NewSelfSignedRoot(pkix.Name{CommonName: "journal CA"}, issuance.ECDSAP256, 24*time.Hour, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	auth, err := issuance.LoadAuthority(caPEM, keyPEM, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := issuance.GenerateKey(issuance.ECDSAP256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.CreateCertificateRequest(nil, &x509.CertificateRequest{DNSNames: []string{"journal.example.com"}}, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	csr := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
 	now := time.Now()
+	sign := leafSigner(t, "journal", now)
 	entries := make([]ledger.Entry, n)
 	for i := range n {
-		issued, err := auth.Sign(issuance.Request{CSR: csr, KeyUsage: x509.KeyUsageDigitalSignature}, issuance.Options{Now: now, DefaultDuration: time.Hour})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if entries[i], err = ledger.EntryOf(issued.Certificate, now, ledger.Origin{Kind: quillv1.OriginKindCertificateRequest,
+		var err error
+		if entries[i], err = ledger.EntryOf(sign(), now, ledger.Origin{Kind: quillv1.OriginKindCertificateRequest,
 			Namespace: ns, Name: fmt.Sprintf("r%d", i), UID: types.UID(fmt.Sprintf("uid-%d", i))}); err != nil {
 			t.Fatal(err)
 		}
@@ -392,5 +351,35 @@ func TestLedgerJournal(t *testing.T) {
 	wg.Wait()
 	if got := ix.Count(gone); got != 0 {
 		t.Errorf("the index holds %d entries of a refused segment", got)
+	}
+}
+
+// leafSigner returns a function that signs a fresh one-hour leaf for
+// name.example.com with a CA of its own, at now.
+func leafSigner(t *testing.T, name string, now time.Time) func() *x509.Certificate {
+	t.Helper()
+	caPEM, keyPEM, err := issuance.NewSelfSignedRoot(pkix.Name{CommonName: name + " CA"}, issuance.ECDSAP256, 24*time.Hour, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth, err := issuance.LoadAuthority(caPEM, keyPEM, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := issuance.GenerateKey(issuance.ECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateCertificateRequest(nil, &x509.CertificateRequest{DNSNames: []string{name + ".example.com"}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
+	return func() *x509.Certificate {
+		issued, err := auth.Sign(issuance.Request{CSR: csr, KeyUsage: x509.KeyUsageDigitalSignature}, issuance.Options{Now: now, DefaultDuration: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return issued.Certificate
 	}
 }
