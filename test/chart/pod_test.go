@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -106,12 +107,7 @@ func startPod(t *testing.T, dep *appsv1.Deployment, name string) *pod {
 
 	portOf := map[string]int{} // container port -> loopback port
 	for _, cp := range c.Ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		_ = l.Close()
+		port := loopbackPort(t)
 		p.ports[cp.Name] = port
 		portOf[strconv.Itoa(int(cp.ContainerPort))] = port
 	}
@@ -334,4 +330,35 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// handedOut holds every loopback port loopbackPort gave a pod in this test
+// process: a port is free only until its pod binds it, so without the
+// record two pods started together could be given the same one (seen: a
+// second replica's health probe port).
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
+// loopbackPort returns a loopback port that is free now and was not handed
+// out before.
+func loopbackPort(t *testing.T) int {
+	t.Helper()
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		_ = l.Close()
+		if !handedOut.ports[port] {
+			handedOut.ports[port] = true
+			return port
+		}
+	}
+	t.Fatal("no loopback port that was not handed out already")
+	return 0
 }
