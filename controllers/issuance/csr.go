@@ -2,19 +2,14 @@ package issuance
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
-	issuerapi "github.com/cert-manager/issuer-lib/api/v1alpha1"
 	issuerlib "github.com/cert-manager/issuer-lib/controllers"
 	"github.com/cert-manager/issuer-lib/controllers/signer"
 	authzv1 "k8s.io/api/authorization/v1"
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
@@ -28,7 +23,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
-	"github.com/quill-pki/quill/controllers/internal/issuers"
 	"github.com/quill-pki/quill/pkg/audit"
 )
 
@@ -143,6 +137,10 @@ func csrCondition(csr *certificatesv1.CertificateSigningRequest, t certificatesv
 // Reconcile takes one approved CSR for a Quill signer name to a
 // certificate or a Failed condition.
 func (r *csrReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	return unlessGone(r.reconcile(ctx, req))
+}
+
+func (r *csrReconciler) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var csr certificatesv1.CertificateSigningRequest
 	if err := r.client.Get(ctx, req.NamespacedName, &csr); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err) // gone: nothing to do
@@ -170,68 +168,51 @@ func (r *csrReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 		}
 	}
 
-	iss := id.NewObject()
-	if err := r.client.Get(ctx, id.NamespacedName(), iss); err != nil {
-		if !apierrors.IsNotFound(err) {
-			return ctrl.Result{}, err // retry with backoff
-		}
-		return r.wait(ctx, &csr, now, deadline, quillv1.ReasonIssuerNotFound, fmt.Sprintf("%s does not exist", id)) // done, or requeue at the deadline
-	}
-	ready := meta.FindStatusCondition(iss.GetConditions(), issuerapi.IssuerConditionTypeReady)
+	iss, why, err := issuerToSign(ctx, r.client, id)
 	switch {
-	case ready == nil || ready.ObservedGeneration < iss.GetGeneration():
-		return r.wait(ctx, &csr, now, deadline, quillv1.ReasonIssuerNotReady, fmt.Sprintf("%s has not been checked yet", id)) // done, or requeue at the deadline
-	case ready.Status != metav1.ConditionTrue && ready.Reason == issuerapi.IssuerConditionReasonFailed:
+	case err != nil:
+		return ctrl.Result{}, err // retry with backoff
+	case why != nil && why.final:
 		// Failed for good (e.g. Disabled): nothing changes until its spec
 		// does, so the CSR does not wait.
-		return r.fail(ctx, &csr, quillv1.ReasonIssuerNotReady, fmt.Sprintf("%s is not Ready: %s", id, ready.Message)) // done
-	case ready.Status != metav1.ConditionTrue:
-		return r.wait(ctx, &csr, now, deadline, quillv1.ReasonIssuerNotReady, fmt.Sprintf("%s is not Ready: %s", id, ready.Message)) // done, or requeue at the deadline
+		return r.fail(ctx, &csr, why.reason, why.msg) // done
+	case why != nil:
+		return r.wait(ctx, &csr, now, deadline, why.reason, why.msg) // done, or requeue at the deadline
 	}
 
 	bundle, err := r.sign(ctx, csrRequest{&csr}, iss)
 	if err == nil {
 		return ctrl.Result{}, r.apply(ctx, &csr, map[string]any{"certificate": bundle.ChainPEM}) // done; retry with backoff if the write failed
 	}
-	return r.signFailed(ctx, &csr, id, now, deadline, err)
+	return r.signFailed(ctx, &csr, id, now, deadline, classifySign(err))
 }
 
-// signFailed turns Sign's error contract (issuer-lib's typed errors) into
-// the CSR's outcome.
+// signFailed turns Sign's error into the CSR's outcome.
 func (r *csrReconciler) signFailed(ctx context.Context, csr *certificatesv1.CertificateSigningRequest, id quillv1.IssuerID,
-	now, deadline time.Time, err error,
+	now, deadline time.Time, f signFailure,
 ) (ctrl.Result, error) {
-	var (
-		issuerErr  signer.IssuerError
-		pendingErr signer.PendingError
-		condErr    signer.SetCertificateRequestConditionError
-	)
 	switch {
-	case errors.As(err, &signer.PermanentError{}):
-		reason := quillv1.ReasonSigningFailed
-		if errors.As(err, &condErr) && condErr.Reason != "" {
-			reason = condErr.Reason // InvalidRequest or PolicyDenied
-		}
-		return r.fail(ctx, csr, reason, err.Error()) // done
+	case f.class == signPermanent:
+		return r.fail(ctx, csr, f.failedReason(), f.err.Error()) // done
 	case now.After(deadline):
 		reason := quillv1.ReasonSigningFailed
-		if errors.As(err, &issuerErr) {
+		if f.class == signIssuerFault {
 			reason = quillv1.ReasonIssuerNotReady
 		}
-		return r.fail(ctx, csr, reason, fmt.Sprintf("still failing %s after approval: %v", r.maxWait, err)) // done
-	case errors.As(err, &issuerErr):
+		return r.fail(ctx, csr, reason, fmt.Sprintf("still failing %s after approval: %v", r.maxWait, f.err)) // done
+	case f.class == signIssuerFault:
 		r.recheck(id)
-		r.recorder.Eventf(csr, nil, corev1.EventTypeWarning, eventWaitingForIssuer, eventActionCSR, "%s must be checked again: %v", id, issuerErr.Err)
+		r.recorder.Eventf(csr, nil, corev1.EventTypeWarning, eventWaitingForIssuer, eventActionCSR, "%s must be checked again: %v", id, f.issuerErr)
 		return ctrl.Result{RequeueAfter: recheckWait}, nil // requeue: the issuer's check decides
-	case errors.As(err, &pendingErr):
-		after := pendingErr.RequeueAfter
+	case f.class == signPending:
+		after := f.pendingErr.RequeueAfter
 		if after <= 0 {
 			after = time.Second
 		}
 		return ctrl.Result{RequeueAfter: after}, nil // requeue: signing is in progress
 	}
-	r.recorder.Eventf(csr, nil, corev1.EventTypeWarning, eventRetryableError, eventActionCSR, "signing failed, will retry: %v", err)
-	return ctrl.Result{}, err // retry with backoff
+	r.recorder.Eventf(csr, nil, corev1.EventTypeWarning, eventRetryableError, eventActionCSR, "signing failed, will retry: %v", f.err)
+	return ctrl.Result{}, f.err // retry with backoff
 }
 
 // wait tells, in an event, what the CSR waits for, and fails it with
@@ -260,23 +241,9 @@ func (r *csrReconciler) fail(ctx context.Context, csr *certificatesv1.Certificat
 	return ctrl.Result{}, nil // done
 }
 
-// apply writes status fields of csr in one server-side apply patch, under
-// the field owner issuer-lib used for the same writes.
+// apply writes status fields of csr.
 func (r *csrReconciler) apply(ctx context.Context, csr *certificatesv1.CertificateSigningRequest, status map[string]any) error {
-	body, err := json.Marshal(map[string]any{
-		"apiVersion": certificatesv1.SchemeGroupVersion.String(),
-		"kind":       "CertificateSigningRequest",
-		"metadata":   map[string]any{"name": csr.Name},
-		"status":     status,
-	})
-	if err != nil {
-		return fmt.Errorf("encoding CSR status: %w", err)
-	}
-	if err := r.client.Status().Patch(ctx, csr.DeepCopy(), client.RawPatch(types.ApplyPatchType, body),
-		client.ForceOwnership, client.FieldOwner(issuers.FieldOwner)); err != nil {
-		return fmt.Errorf("writing the status of CSR %s: %w", csr.Name, client.IgnoreNotFound(err))
-	}
-	return nil
+	return applyStatus(ctx, r.client, csr, certificatesv1.SchemeGroupVersion.String(), "CertificateSigningRequest", status)
 }
 
 // mayReference asks the API server whether the CSR's requester may use the

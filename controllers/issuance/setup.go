@@ -2,16 +2,18 @@ package issuance
 
 import (
 	"context"
+	"fmt"
 	"time"
 
-	issuerapi "github.com/cert-manager/issuer-lib/api/v1alpha1"
 	"github.com/cert-manager/issuer-lib/controllers"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 	"github.com/quill-pki/quill/controllers/internal/issuers"
@@ -49,20 +51,24 @@ type Config struct {
 	Recorder events.EventRecorder
 }
 
-// Setup registers issuer-lib's issuer and CertificateRequest reconcilers,
-// with s's Check and Sign, the reconciler that finishes denied requests,
-// and Quill's own reconciler of Kubernetes CSRs (csrReconciler), which
-// replaces issuer-lib's: it serves QuillIssuer signer names too, and fails
-// what it will not sign instead of leaving it silent.
+// Setup registers issuer-lib's issuer reconcilers, with s's Check, and
+// Quill's own reconcilers of requests, with s's Sign: requestReconciler for
+// cert-manager CertificateRequests and csrReconciler for Kubernetes CSRs.
+// Both replace issuer-lib's: a CertificateRequest is signed on its first
+// reconcile instead of after an Initializing status write, a denied one is
+// finished, and a Kubernetes CSR is served for QuillIssuer signer names
+// too and failed, not left silent, when Quill will not sign it.
 func (s *Signer) Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
-	if err := (&deniedReconciler{client: mgr.GetClient(), clock: cfg.Clock, recorder: cfg.Recorder}).setup(mgr); err != nil {
+	opts := controller.Options{MaxConcurrentReconciles: max(cfg.MaxConcurrentReconciles, 1)}
+	// recheck wakes issuer-lib's issuer reconciler, whose health check
+	// then decides whether the issuer is still Ready.
+	recheck := issuers.NewTrigger(func(quillv1.IssuerID) time.Duration { return 0 })
+	if err := (&requestReconciler{
+		client: mgr.GetClient(), sign: s.Sign, recheck: recheck.Fire,
+		clock: cfg.Clock, recorder: cfg.Recorder, maxRetry: cfg.MaxRetryDuration,
+	}).setup(ctx, mgr, opts); err != nil {
 		return err
 	}
-	opts := controller.Options{MaxConcurrentReconciles: cfg.MaxConcurrentReconciles}
-	// recheck wakes issuer-lib's issuer reconciler, whose health check
-	// then decides whether the issuer is still Ready; issuer-lib's own
-	// channel for this serves only its own request reconcilers.
-	recheck := issuers.NewTrigger(func(quillv1.IssuerID) time.Duration { return 0 })
 	if !cfg.DisableKubernetesCSRs {
 		if err := (&csrReconciler{
 			client: mgr.GetClient(), sign: s.Sign, recheck: recheck.Fire, audit: s.Audit,
@@ -71,23 +77,42 @@ func (s *Signer) Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) error 
 			return err
 		}
 	}
-	return (&controllers.CombinedController{
-		IssuerTypes:                    []issuerapi.Issuer{&quillv1.QuillIssuer{}},
-		ClusterIssuerTypes:             []issuerapi.Issuer{&quillv1.QuillClusterIssuer{}},
-		FieldOwner:                     issuers.FieldOwner,
-		MaxRetryDuration:               cfg.MaxRetryDuration,
-		Check:                          s.Check,
-		Sign:                           s.Sign,
-		EventRecorder:                  withoutIssuedEvents(cfg.Recorder),
-		Clock:                          cfg.Clock,
-		SetCAOnCertificateRequest:      true,
-		DisableKubernetesCSRController: true, // csrReconciler signs Kubernetes CSRs
-		PreSetupWithManager: func(ctx context.Context, gvk schema.GroupVersionKind, mgr ctrl.Manager, b *builder.Builder) error {
-			if kind := (quillv1.IssuerID{Kind: gvk.Kind}).NewObject(); gvk.Group == quillv1.GroupVersion.Group && kind != nil {
-				b.WatchesRawSource(recheck.Source(kind))
-			}
-			return cfg.Secrets.Add(ctx, gvk, mgr, b)
-		},
-		ControllerOptions: opts,
-	}).SetupWithManager(ctx, mgr)
+	for _, kind := range quillv1.IssuerKinds() {
+		if err := (&controllers.IssuerReconciler{
+			ForObject:         kind,
+			FieldOwner:        issuers.FieldOwner,
+			EventSource:       issuerRechecks{recheck},
+			Client:            mgr.GetClient(),
+			Check:             s.Check,
+			EventRecorder:     cfg.Recorder,
+			Clock:             cfg.Clock,
+			ControllerOptions: opts,
+			PreSetupWithManager: func(ctx context.Context, gvk schema.GroupVersionKind, mgr ctrl.Manager, b *builder.Builder) error {
+				return cfg.Secrets.Add(ctx, gvk, mgr, b)
+			},
+		}).SetupWithManager(ctx, mgr); err != nil {
+			return fmt.Errorf("%s reconciler: %w", kind.ID().Kind, err)
+		}
+	}
+	return nil
+}
+
+// issuerRechecks is the channel through which issuer-lib's issuer
+// reconciler hears that a request found its issuer at fault: Quill's
+// request reconcilers fire the Trigger, which re-runs the issuer's health
+// check, and the check's verdict is the issuer's status. So nothing is
+// ever reported through ReportError, and HasReportedError has nothing to
+// tell.
+type issuerRechecks struct{ trigger *issuers.Trigger }
+
+func (e issuerRechecks) AddConsumer(gvk schema.GroupVersionKind) source.Source {
+	return e.trigger.Source(quillv1.IssuerID{Kind: gvk.Kind}.NewObject())
+}
+
+func (issuerRechecks) ReportError(schema.GroupVersionKind, types.NamespacedName, error) error {
+	return nil
+}
+
+func (issuerRechecks) HasReportedError(schema.GroupVersionKind, types.NamespacedName) error {
+	return nil
 }
