@@ -227,14 +227,11 @@ type lineSet struct {
 // corrupt, contributes nothing and is not deleted.
 func (c *Compactor) readLines(ctx context.Context, k quillv1.IssuerID, stage string, batch []SegmentInfo, st *SealStats, corrupt *[]error) (*lineSet, error) {
 	in := &lineSet{names: map[string]bool{}, issued: map[string]*Entry{}, revoked: map[string]*Entry{}}
-	for _, info := range batch {
-		seg := &quillv1.LedgerSegment{}
-		if err := c.Client.Get(ctx, types.NamespacedName{Namespace: info.Namespace, Name: info.Name}, seg); err != nil {
-			if apierrors.IsNotFound(err) {
-				continue
-			}
-			return nil, fmt.Errorf("reading ledger segment %s/%s: %w", info.Namespace, info.Name, err)
-		}
+	segs, err := c.fetch(ctx, k, stage, batch)
+	if err != nil {
+		return nil, err
+	}
+	for _, seg := range segs {
 		if seg.Spec.Stage != stage || seg.Spec.IssuerRef.ID() != k {
 			continue
 		}
@@ -262,6 +259,64 @@ func (c *Compactor) readLines(ctx context.Context, k quillv1.IssuerID, stage str
 		in.names[seg.Name] = true
 	}
 	return in, nil
+}
+
+// listAbove is the number of journals from which fetch lists instead of
+// getting each, and listPage the page size of that list (journals are
+// small: a group commit's entries, usually one).
+const (
+	listAbove = 8
+	listPage  = 100
+)
+
+// fetch reads the segments of batch (all in one namespace) from the API
+// server, leaving out those that are gone. Sealed segments, and a few
+// journals, are read with a GET each. Many journals, such as the hundreds
+// of one-entry journals a burst of signing leaves, are read with a paged
+// List of the issuer's journals, which the labels select, keeping those of
+// batch: a GET each would cost the API server as many requests as the
+// burst's own journal writes, while issuance may still be going on. Labels
+// only narrow the List; what is kept is decided by name, and the caller
+// checks each object's spec.
+func (c *Compactor) fetch(ctx context.Context, k quillv1.IssuerID, stage string, batch []SegmentInfo) ([]*quillv1.LedgerSegment, error) {
+	var out []*quillv1.LedgerSegment
+	if stage != quillv1.LedgerStageJournal || len(batch) <= listAbove {
+		for _, info := range batch {
+			seg := &quillv1.LedgerSegment{}
+			if err := c.Client.Get(ctx, types.NamespacedName{Namespace: info.Namespace, Name: info.Name}, seg); err != nil {
+				if apierrors.IsNotFound(err) {
+					continue
+				}
+				return nil, fmt.Errorf("reading ledger segment %s/%s: %w", info.Namespace, info.Name, err)
+			}
+			out = append(out, seg)
+		}
+		return out, nil
+	}
+	want := make(map[string]bool, len(batch))
+	for _, info := range batch {
+		want[info.Name] = true
+	}
+	labels := client.MatchingLabels{LabelIssuerKind: k.Kind, LabelStage: stage}
+	if len(k.Name) <= 63 {
+		labels[LabelIssuerName] = k.Name
+	}
+	opts := []client.ListOption{client.InNamespace(batch[0].Namespace), labels, client.Limit(listPage)}
+	for {
+		var page quillv1.LedgerSegmentList
+		if err := c.Client.List(ctx, &page, opts...); err != nil {
+			return nil, fmt.Errorf("listing the ledger segments of %s in %s: %w", k, batch[0].Namespace, err)
+		}
+		for i := range page.Items {
+			if want[page.Items[i].Name] {
+				out = append(out, &page.Items[i])
+			}
+		}
+		if page.Continue == "" {
+			return out, nil
+		}
+		opts = append(opts[:3:3], client.Continue(page.Continue))
+	}
 }
 
 // outputOf builds the lines that replace in: its issued entries with their

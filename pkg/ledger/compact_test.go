@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"math/big"
 	"sort"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,6 +25,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 )
@@ -873,5 +875,58 @@ func TestMergeChoice(t *testing.T) {
 				t.Fatalf("mergeChoice(%v, %d) = %v; want %s", tc.sizes, tc.budget, got, tc.want)
 			}
 		})
+	}
+}
+
+// TestSealListsManyJournals seals the one-entry journals a burst of signing
+// leaves with a paged List instead of a GET each, and still seals only
+// the journals that are due.
+func TestSealListsManyJournals(t *testing.T) {
+	t.Parallel()
+	f := newCompactFixture(t)
+	var gets, lists atomic.Int32
+	f.c.Client = interceptor.NewClient(f.cl.(client.WithWatch), interceptor.Funcs{
+		Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+			if _, ok := obj.(*quillv1.LedgerSegment); ok {
+				gets.Add(1)
+			}
+			return c.Get(ctx, key, obj, opts...)
+		},
+		List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+			lists.Add(1)
+			return c.List(ctx, list, opts...)
+		},
+	})
+	const due, young = 3*listPage + 7, 5
+	for i := range int64(due) {
+		f.journal(t, f.sig.entry(t, 1000+i, compactT0))
+	}
+	f.clock.Step(30 * time.Second)
+	for i := range int64(young) {
+		f.journal(t, f.sig.entry(t, 5000+i, compactT0))
+	}
+	f.clock.Step(40 * time.Second)
+	st, err := f.c.Seal(t.Context(), compactIssuer, "team-c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Journals != due || st.Entries != due {
+		t.Fatalf("Seal = %+v; want %d journals and entries sealed", st, due)
+	}
+	if n := gets.Load(); n != 0 {
+		t.Errorf("%d journals read one GET at a time; want all through the List", n)
+	}
+	// The fake client does not page; test/integration's
+	// TestLedgerCompactNothingLostAcrossCrashes lists more than a page
+	// from the real API server.
+	if n := lists.Load(); n == 0 {
+		t.Error("no List; want the journals read through one")
+	}
+	live := f.live(t)
+	if n := len(live[quillv1.LedgerStageJournal]); n != young {
+		t.Errorf("%d journal lines left; want the %d young ones", n, young)
+	}
+	if n := len(compactIssuedBySerial(t, live[quillv1.LedgerStageSealed])); n != due {
+		t.Errorf("%d entries sealed; want %d", n, due)
 	}
 }
