@@ -303,9 +303,9 @@ func Metric(t testing.TB, url, name string, labels ...string) float64 {
 // test, with the standard error, when the command fails.
 func (e *Env) Run(t testing.TB, dir string, environ []string, name string, args ...string) []byte {
 	t.Helper()
-	bin := filepath.Join(e.Root, "bin", name)
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("%s is missing: run `make build`", bin)
+	bin, err := e.binary(name)
+	if err != nil {
+		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir

@@ -32,7 +32,7 @@ import (
 	"github.com/quill-pki/quill/controllers"
 )
 
-var errMissingBinary = errors.New("control-plane binary missing")
+var errMissingBinary = errors.New("binary missing from bin/")
 
 // Env is a running control plane.
 type Env struct {
@@ -181,7 +181,8 @@ func (e *Env) Stop() error {
 }
 
 // StartProcess runs a binary from bin/ (built by `make tools` or `make
-// build`) with args, logging to <workdir>/<name>.log, and stops it with the
+// build`; one of Quill's own that is older than its sources is refused)
+// with args, logging to <workdir>/<name>.log, and stops it with the
 // environment. The returned function stops it earlier.
 func (e *Env) StartProcess(name string, args ...string) (stop func() error, err error) {
 	return e.StartProcessEnv(name, nil, args...)
@@ -190,9 +191,9 @@ func (e *Env) StartProcess(name string, args ...string) (stop func() error, err 
 // StartProcessEnv is StartProcess with environ ("KEY=value") added to the
 // environment the process inherits from the test.
 func (e *Env) StartProcessEnv(name string, environ []string, args ...string) (stop func() error, err error) {
-	path := filepath.Join(e.Root, "bin", name)
-	if _, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("%w: %s: run `make tools` to build it", errMissingBinary, path)
+	path, err := e.binary(name)
+	if err != nil {
+		return nil, err
 	}
 	logf, err := os.Create(filepath.Join(e.workdir, name+".log"))
 	if err != nil {
