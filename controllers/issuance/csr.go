@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	issuerlib "github.com/cert-manager/issuer-lib/controllers"
 	"github.com/cert-manager/issuer-lib/controllers/signer"
 	authzv1 "k8s.io/api/authorization/v1"
 	certificatesv1 "k8s.io/api/certificates/v1"
@@ -18,7 +17,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -91,14 +89,7 @@ func (r *csrReconciler) setup(mgr ctrl.Manager, opts controller.Options) error {
 		Named("quill-kubernetes-csrs").
 		For(&certificatesv1.CertificateSigningRequest{}, builder.WithPredicates(ours)).
 		WithOptions(opts)
-	for _, kind := range quillv1.IssuerKinds() {
-		// A CSR waiting for its issuer moves on as soon as the issuer
-		// appears or turns Ready (issuer-lib's predicate for the same).
-		b = b.Watches(kind.DeepCopyIssuer(), handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
-			return r.waitingFor(ctx, quillv1.IDOf(kind, client.ObjectKeyFromObject(o)))
-		}), builder.WithPredicates(issuerlib.LinkedIssuerPredicate{}))
-	}
-	return b.Complete(r)
+	return wakeWhenIssuerReady(b, r.waitingFor).Complete(r)
 }
 
 // waitingFor lists the unfinished CSRs addressed to the issuer id.

@@ -39,6 +39,18 @@ func journalEntries(t *testing.T, api client.Reader) []ledger.Entry {
 	return out
 }
 
+// newLedgerSigner is a Signer for QuillIssuer "ca" and the ledger index it
+// records into: empty and synced. The test chooses the journal's client.
+func newLedgerSigner(t *testing.T) (*signerFixture, *ledger.Index) {
+	t.Helper()
+	f := newSigner(t, withObjects(caSecret(testNamespace, "ca", newCA(t))))
+	index := ledger.NewIndex()
+	if err := index.Replace(nil, "1"); err != nil {
+		t.Fatal(err)
+	}
+	return f, index
+}
+
 // TestSignLedger: a certificate is recorded before Sign returns it; a
 // retried request gets the recorded certificate back instead of a second
 // signature, also when the journal write failed without saying whether it
@@ -46,12 +58,7 @@ func journalEntries(t *testing.T, api client.Reader) []ledger.Entry {
 func TestSignLedger(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	root := newCA(t)
-	f := newSigner(t, withObjects(caSecret(testNamespace, "ca", root)))
-	index := ledger.NewIndex()
-	if err := index.Replace(nil, "1"); err != nil {
-		t.Fatal(err)
-	}
+	f, index := newLedgerSigner(t)
 	lostReplies := 1
 	writer := interceptor.NewClient(f.api, interceptor.Funcs{
 		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
@@ -117,12 +124,7 @@ func TestSignLedger(t *testing.T) {
 func TestSignLedgerDroppedCertificate(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	root := newCA(t)
-	f := newSigner(t, withObjects(caSecret(testNamespace, "ca", root)))
-	index := ledger.NewIndex()
-	if err := index.Replace(nil, "1"); err != nil {
-		t.Fatal(err)
-	}
+	f, index := newLedgerSigner(t)
 	f.signer.Ledger = &Ledger{Index: index, Journal: ledger.NewJournal(f.api, index, f.clock), Reader: f.api}
 	cr := certificateRequest(func(cr *cmapi.CertificateRequest) { cr.UID = "uid-sealed" })(t)
 	if _, err := f.signer.Sign(ctx, cr, newIssuer()); err != nil {

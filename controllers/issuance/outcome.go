@@ -7,13 +7,17 @@ import (
 	"fmt"
 
 	issuerapi "github.com/cert-manager/issuer-lib/api/v1alpha1"
+	issuerlib "github.com/cert-manager/issuer-lib/controllers"
 	"github.com/cert-manager/issuer-lib/controllers/signer"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	quillv1 "github.com/quill-pki/quill/api/v1alpha1"
 	"github.com/quill-pki/quill/controllers/internal/issuers"
@@ -55,6 +59,19 @@ func issuerToSign(ctx context.Context, c client.Reader, id quillv1.IssuerID) (qu
 		}, nil
 	}
 	return iss, nil, nil
+}
+
+// wakeWhenIssuerReady adds to b a watch of both issuer kinds that
+// enqueues waiting(issuer) whenever an issuer appears, changes its Ready
+// status or has a new generation checked (issuer-lib's predicate), so that
+// a request waiting for its issuer moves on at once.
+func wakeWhenIssuerReady(b *builder.Builder, waiting func(context.Context, quillv1.IssuerID) []reconcile.Request) *builder.Builder {
+	for _, kind := range quillv1.IssuerKinds() {
+		b = b.Watches(kind.DeepCopyIssuer(), handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+			return waiting(ctx, quillv1.IDOf(kind, client.ObjectKeyFromObject(o)))
+		}), builder.WithPredicates(issuerlib.LinkedIssuerPredicate{}))
+	}
+	return b
 }
 
 // signClass is what a Sign error asks of the request's reconciler.

@@ -18,7 +18,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -128,14 +127,7 @@ func (r *requestReconciler) setup(ctx context.Context, mgr ctrl.Manager, opts co
 		// not (issuer-lib's predicate).
 		For(&cmapi.CertificateRequest{}, builder.WithPredicates(ours, issuerlib.CertificateRequestPredicate{})).
 		WithOptions(opts)
-	for _, kind := range quillv1.IssuerKinds() {
-		// A Pending request moves on as soon as its issuer appears or
-		// turns Ready.
-		b = b.Watches(kind.DeepCopyIssuer(), handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
-			return r.waitingFor(ctx, quillv1.IDOf(kind, client.ObjectKeyFromObject(o)))
-		}), builder.WithPredicates(issuerlib.LinkedIssuerPredicate{}))
-	}
-	return b.Complete(r)
+	return wakeWhenIssuerReady(b, r.waitingFor).Complete(r)
 }
 
 // waitingFor lists the unfinished requests addressed to the issuer id.

@@ -2,11 +2,6 @@ package integration
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"math/big"
@@ -42,38 +37,6 @@ type compactInNamespace struct {
 
 func (c compactInNamespace) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
 	return c.Client.List(ctx, list, append(opts, client.InNamespace(c.ns))...)
-}
-
-// compactLeaves signs n ECDSA P-256 leaves with serials from first on,
-// valid for an hour from now.
-func compactLeaves(t *testing.T, first int64, n int, now time.Time) []*x509.Certificate {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "compact CA"}, IsCA: true,
-		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour)}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	leafKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := make([]*x509.Certificate, n)
-	for i := range n {
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(first + int64(i)), DNSNames: []string{fmt.Sprintf("app-%d.example.com", i)},
-			NotBefore: now.Add(-time.Minute), NotAfter: now.Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &leafKey.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[i], _ = x509.ParseCertificate(der)
-	}
-	return out
 }
 
 // compactLedger is what the API server and the archive hold of one
@@ -180,7 +143,7 @@ func TestLedgerCompactNothingLostAcrossCrashes(t *testing.T) {
 	ns := newNamespace(t)
 	k := quillv1.IssuerID{Kind: quillv1.IssuerKind, Namespace: ns, Name: "compact"}
 	now := time.Now().UTC().Truncate(time.Second)
-	certs := compactLeaves(t, 1000, 300, now)
+	certs := leaves(t, "compact", 300, now)
 	origin := func(i int) ledger.Origin {
 		return ledger.Origin{Kind: quillv1.OriginKindCertificateRequest, Namespace: ns, Name: fmt.Sprintf("r%d", i), UID: types.UID(fmt.Sprintf("u%d", i))}
 	}
@@ -191,7 +154,7 @@ func TestLedgerCompactNothingLostAcrossCrashes(t *testing.T) {
 	// when it starts: wait until a sentinel IssuedCertificate stays put,
 	// so that this test's compactor is the only one at work.
 	sentinelNS := newNamespace(t)
-	sentinel, err := ledger.NewEntry(k, sentinelNS, compactLeaves(t, 1, 1, now)[0], now, ledger.Origin{Kind: quillv1.OriginKindOCSPResponder, Name: "s"})
+	sentinel, err := ledger.NewEntry(k, sentinelNS, leaves(t, "sentinel", 1, now)[0], now, ledger.Origin{Kind: quillv1.OriginKindOCSPResponder, Name: "s"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -344,7 +307,7 @@ func TestLedgerCompactMergesSmallSegments(t *testing.T) {
 	k := quillv1.IssuerID{Kind: quillv1.IssuerKind, Namespace: ns, Name: "slow"}
 	other := quillv1.IssuerID{Kind: quillv1.IssuerKind, Namespace: ns, Name: "other"}
 	now := time.Now().UTC().Truncate(time.Second)
-	certs := compactLeaves(t, 3000, 212, now)
+	certs := leaves(t, "merge", 212, now)
 	notAfter := now.Add(time.Hour).Unix()
 	var want []string
 	revoked := map[string]quillv1.RevocationReason{}

@@ -354,6 +354,18 @@ func TestLedgerJournal(t *testing.T) {
 	}
 }
 
+// leaves signs n one-hour leaves for name.example.com with a CA of their
+// own, at now.
+func leaves(t *testing.T, name string, n int, now time.Time) []*x509.Certificate {
+	t.Helper()
+	sign := leafSigner(t, name, now)
+	out := make([]*x509.Certificate, n)
+	for i := range out {
+		out[i] = sign()
+	}
+	return out
+}
+
 // leafSigner returns a function that signs a fresh one-hour leaf for
 // name.example.com with a CA of its own, at now.
 func leafSigner(t *testing.T, name string, now time.Time) func() *x509.Certificate {
