@@ -92,10 +92,12 @@ func (r *csrReconciler) setup(mgr ctrl.Manager, opts controller.Options) error {
 	return wakeWhenIssuerReady(b, r.waitingFor).Complete(r)
 }
 
-// waitingFor lists the unfinished CSRs addressed to the issuer id.
+// waitingFor lists the unfinished CSRs addressed to the issuer id, reading
+// the cache's own objects without copying them (only their names are
+// kept).
 func (r *csrReconciler) waitingFor(ctx context.Context, id quillv1.IssuerID) []reconcile.Request {
 	var list certificatesv1.CertificateSigningRequestList
-	if err := r.client.List(ctx, &list); err != nil {
+	if err := r.client.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
 		return nil
 	}
 	var reqs []reconcile.Request

@@ -130,10 +130,12 @@ func (r *requestReconciler) setup(ctx context.Context, mgr ctrl.Manager, opts co
 	return wakeWhenIssuerReady(b, r.waitingFor).Complete(r)
 }
 
-// waitingFor lists the unfinished requests addressed to the issuer id.
+// waitingFor lists the unfinished requests addressed to the issuer id. It
+// reads the cache's own objects, without copying them: an issuer may have
+// many requests, finished ones included, and only their keys are kept.
 func (r *requestReconciler) waitingFor(ctx context.Context, id quillv1.IssuerID) []reconcile.Request {
 	var list cmapi.CertificateRequestList
-	if err := r.client.List(ctx, &list, client.MatchingFields{requestIssuerIndex: id.String()}); err != nil {
+	if err := r.client.List(ctx, &list, client.MatchingFields{requestIssuerIndex: id.String()}, client.UnsafeDisableDeepCopy); err != nil {
 		return nil
 	}
 	var reqs []reconcile.Request
