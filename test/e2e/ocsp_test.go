@@ -105,9 +105,9 @@ func testRevocationOCSP(t *testing.T, kind quillv1.OCSPResponderKind) {
 	if r := ocspQuery(t, wantOCSP, bad, caCert); r.Status != ocsp.Good {
 		t.Fatalf("before revocation: status %d, want good", r.Status)
 	}
-	waitRevocation(t, revoke(t, ns, "bad", quillv1.QuillRevocationSpec{
+	badRevoked := revokedSerials(t, waitRevocation(t, revoke(t, ns, "bad", quillv1.QuillRevocationSpec{
 		IssuerRef: quillv1.RevocationIssuerRef{Name: "ca", Kind: quillv1.IssuerKind}, CertificateName: "bad", Reason: quillv1.ReasonKeyCompromise,
-	}), metav1.ConditionTrue, quillv1.ReasonRevoked)
+	}), metav1.ConditionTrue, quillv1.ReasonRevoked), bad)
 
 	// The cached "good" answer was dropped at revocation.
 	eventually(t, "OCSP says revoked", func() (bool, error) {
@@ -180,7 +180,7 @@ func testRevocationOCSP(t *testing.T, kind quillv1.OCSPResponderKind) {
 	}
 
 	// The CRL at the distribution point is the ConfigMap's.
-	cm := waitCRL(t, ns, "ca", bad)
+	cm := waitCRLSerials(t, ns, "ca", badRevoked)
 	var served []byte
 	eventually(t, "CRL served over HTTP", func() (bool, error) {
 		resp, err := http.Get(wantCRL)
@@ -263,10 +263,9 @@ func TestDisabledIssuerKeepsRevocation(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	waitRevocation(t, revoke(t, ns, "retire", quillv1.QuillRevocationSpec{
+	waitCRLSerials(t, ns, "ca", revokedSerials(t, waitRevocation(t, revoke(t, ns, "retire", quillv1.QuillRevocationSpec{
 		IssuerRef: quillv1.RevocationIssuerRef{Name: "ca", Kind: quillv1.IssuerKind}, CertificateName: "old", Reason: quillv1.ReasonCessationOfOperation,
-	}), metav1.ConditionTrue, quillv1.ReasonRevoked)
-	waitCRL(t, ns, "ca", leaf)
+	}), metav1.ConditionTrue, quillv1.ReasonRevoked), leaf))
 	eventually(t, "OCSP revoked from a Disabled issuer", func() (bool, error) {
 		return ocspQuery(t, leaf.OCSPServer[0], leaf, caCert).Status == ocsp.Revoked, nil
 	})

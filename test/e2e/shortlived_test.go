@@ -101,8 +101,7 @@ func TestShortLivedCertificates(t *testing.T) {
 		}
 	}
 	// The other one revokes, and the CRL lists only it.
-	waitRevocation(t, revoke(t, ns, "long", quillv1.QuillRevocationSpec{
+	waitCRLSerials(t, ns, "ca", revokedSerials(t, waitRevocation(t, revoke(t, ns, "long", quillv1.QuillRevocationSpec{
 		IssuerRef: quillv1.RevocationIssuerRef{Name: "ca", Kind: quillv1.IssuerKind}, CertificateName: "long", Reason: quillv1.ReasonKeyCompromise,
-	}), metav1.ConditionTrue, quillv1.ReasonRevoked)
-	waitCRL(t, ns, "ca", long)
+	}), metav1.ConditionTrue, quillv1.ReasonRevoked), long))
 }
